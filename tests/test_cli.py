@@ -1,0 +1,42 @@
+import json
+import subprocess
+import sys
+
+from tinyllama_cli import __version__
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tinyllama_cli", *args], capture_output=True, text=True)
+
+
+def test_help_lists_subcommands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "models" in result.stdout
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"tinyllama {__version__}"
+
+
+def test_models_json_has_exact_counts():
+    result = run_cli("models", "--json")
+    assert result.returncode == 0
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["tinyllama-1.1b"]["params"] == 1_100_048_384
+    assert isinstance(rows["tinyllama-1.1b"]["params"], int)
+    assert rows["tinyllama-1.1b"]["flops_per_token"] == 7_314_370_560
+
+
+def test_models_table_shows_the_1_1b_count():
+    result = run_cli("models")
+    assert result.returncode == 0
+    assert "1,100,048,384" in result.stdout
+
+
+def test_unknown_command_is_a_usage_error():
+    result = run_cli("no-such-command")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr

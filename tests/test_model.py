@@ -1,0 +1,177 @@
+"""The model is Llama: parity with transformers, exact attention, cache and loss."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tinyllama_cli.config import ModelConfig
+from tinyllama_cli.convert.hf import hf_config_dict, native_to_hf_state_dict
+from tinyllama_cli.model import Llama, apply_rope, attention, linear_cross_entropy, rope_tables
+
+CONFIG = ModelConfig(name="t", vocab_size=97, n_layer=3, n_embd=64, n_head=8, n_kv_head=2,
+                     intermediate_size=160, block_size=64)
+
+
+def model(seed=0, config=CONFIG):
+    torch.manual_seed(seed)
+    return Llama(config).eval()
+
+
+def naive_attention(q, k, v):
+    """Textbook causal softmax(QK^T/sqrt(d))V over (B, T, H, D), K/V repeated per group."""
+    group = q.size(2) // k.size(2)
+    k, v = k.repeat_interleave(group, dim=2), v.repeat_interleave(group, dim=2)
+    scores = torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(q.size(-1))
+    T, S = q.size(1), k.size(1)
+    causal = torch.ones(T, S, dtype=torch.bool).tril(diagonal=S - T)
+    scores = scores.masked_fill(~causal, float("-inf"))
+    return torch.einsum("bhts,bshd->bthd", scores.softmax(-1), v)
+
+
+def test_sdpa_attention_equals_naive_reference():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 10, 8, 16), torch.randn(2, 10, 2, 16), torch.randn(2, 10, 2, 16)
+    torch.testing.assert_close(attention(q, k, v, None), naive_attention(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_single_query_attends_to_every_cached_key():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 1, 8, 16), torch.randn(2, 7, 2, 16), torch.randn(2, 7, 2, 16)
+    torch.testing.assert_close(attention(q, k, v, None), naive_attention(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_rope_is_half_split_rotation():
+    cos, sin = rope_tables(CONFIG)
+    x = torch.randn(1, 5, 1, CONFIG.head_dim)
+    y = apply_rope(x, cos[:5], sin[:5])
+    half = CONFIG.head_dim // 2
+    # Pair (i, i + half) is rotated by angle pos * base^(-2i/d): norms are preserved per pair.
+    pair_norm = lambda t: t[..., :half] ** 2 + t[..., half:] ** 2  # noqa: E731
+    torch.testing.assert_close(pair_norm(y), pair_norm(x))
+    torch.testing.assert_close(y[:, 0], x[:, 0])  # position 0 is not rotated
+
+
+def test_logits_match_transformers_llama():
+    transformers = pytest.importorskip("transformers")
+    ours = model()
+    hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_config_dict(CONFIG))).eval()
+    missing, unexpected = hf.load_state_dict(native_to_hf_state_dict(ours.state_dict()), strict=False)
+    assert not unexpected and all("rotary" in k for k in missing)
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 40))
+    with torch.no_grad():
+        expected = hf(idx).logits
+        actual = ours(idx)
+    torch.testing.assert_close(actual, expected, atol=2e-5, rtol=1e-5)
+
+
+def test_kv_cache_decoding_equals_full_forward():
+    m = model()
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 20))
+    with torch.no_grad():
+        full = m(idx)
+        m.setup_kv_cache(batch_size=2, max_seq_len=32)
+        prefill = m(idx[:, :12], input_pos=0)
+        steps = [m(idx[:, t : t + 1], input_pos=t) for t in range(12, 16)]
+        chunk = m(idx[:, 16:20], input_pos=16)  # multi-token step against the cache
+    incremental = torch.cat([prefill, *steps, chunk], dim=1)
+    torch.testing.assert_close(incremental, full, atol=1e-5, rtol=1e-5)
+
+
+def test_left_padded_rows_match_unpadded_rows():
+    m = model()
+    short, long = torch.randint(3, CONFIG.vocab_size, (1, 5)), torch.randint(3, CONFIG.vocab_size, (1, 9))
+    batch = torch.cat([torch.cat([torch.zeros(1, 4, dtype=torch.long), short], 1), long])
+    key_mask = torch.ones(2, 9, dtype=torch.bool)
+    key_mask[0, :4] = False
+    with torch.no_grad():
+        m.setup_kv_cache(batch_size=2, max_seq_len=16)
+        padded = m(batch, input_pos=0, key_mask=key_mask)
+        nxt = torch.randint(3, CONFIG.vocab_size, (2, 1))
+        key_mask = torch.cat([key_mask, torch.ones(2, 1, dtype=torch.bool)], 1)
+        step = m(nxt, input_pos=9, key_mask=key_mask)
+        m.clear_kv_cache()
+        alone_short = m(torch.cat([short, nxt[:1]], 1))
+        alone_long = m(torch.cat([long, nxt[1:]], 1))
+    assert torch.isfinite(padded).all()
+    torch.testing.assert_close(padded[0, 4:], alone_short[0, :5], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(padded[1], alone_long[0, :9], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step[0, 0], alone_short[0, 5], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step[1, 0], alone_long[0, 9], atol=1e-5, rtol=1e-5)
+
+
+def test_context_length_is_enforced():
+    m = model()
+    with pytest.raises(ValueError, match="context length"):
+        m(torch.zeros(1, CONFIG.block_size + 1, dtype=torch.long))
+
+
+def test_loss_and_gradients_equal_plain_cross_entropy(monkeypatch):
+    import tinyllama_cli.model as model_module
+
+    monkeypatch.setattr(model_module, "LOSS_CHUNK_ELEMENTS", 97 * 7)  # force several chunks
+    torch.manual_seed(0)
+    h = torch.randn(3, 11, 64, requires_grad=True)
+    w = torch.randn(97, 64, requires_grad=True)
+    targets = torch.randint(0, 97, (3, 11))
+    targets[0, :3] = -100  # ignored positions
+    loss = linear_cross_entropy(h, w, targets)
+    loss.backward()
+    grads = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    reference = F.cross_entropy((h @ w.t()).view(-1, 97), targets.view(-1), ignore_index=-100)
+    reference.backward()
+    torch.testing.assert_close(loss, reference, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0], h.grad, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(grads[1], w.grad, atol=1e-6, rtol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(linear_cross_entropy(h, w, targets), reference, atol=1e-5, rtol=1e-5)
+
+
+def test_model_loss_matches_logits_and_trains():
+    m = model().train()
+    idx = torch.randint(0, CONFIG.vocab_size, (4, 16))
+    targets = torch.roll(idx, -1, dims=1)
+    loss = m(idx, targets)
+    expected = F.cross_entropy(m(idx).view(-1, CONFIG.vocab_size), targets.view(-1))
+    torch.testing.assert_close(loss, expected, atol=1e-5, rtol=1e-5)
+    optimizer = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    for _ in range(20):
+        optimizer.zero_grad()
+        m(idx, targets).backward()
+        optimizer.step()
+    assert m(idx, targets).item() < 0.5 * loss.item()
+
+
+def test_bf16_autocast_loss_is_close_to_fp32():
+    m = model()
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = m(idx, torch.roll(idx, -1, 1))
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, m(idx, torch.roll(idx, -1, 1)), atol=5e-2, rtol=5e-2)
+
+
+def test_init_follows_tinyllama():
+    config = ModelConfig(name="init", vocab_size=1000, n_layer=4, n_embd=256, n_head=4, n_kv_head=2,
+                         intermediate_size=512, block_size=32)
+    m = model(config=config)
+    std = math.sqrt(2 / (5 * 256))
+    assert abs(m.tok_embeddings.weight.std().item() - std) < 0.05 * std
+    assert abs(m.layers[0].attention.wq.weight.std().item() - std) < 0.05 * std
+    residual = 1 / math.sqrt(256) / 4
+    assert abs(m.layers[0].attention.wo.weight.std().item() - residual) < 0.05 * residual
+    assert abs(m.layers[0].feed_forward.w2.weight.std().item() - residual) < 0.05 * residual
+    assert torch.equal(m.norm.weight, torch.ones(256))
+
+
+def test_meta_init_then_materialise():
+    with torch.device("meta"):
+        m = Llama(CONFIG)
+    m.to_empty(device="cpu")
+    torch.manual_seed(0)
+    m.init_weights()
+    reference = model(seed=0)
+    torch.testing.assert_close(m.rope_cos, reference.rope_cos)
+    assert torch.isfinite(m(torch.zeros(1, 4, dtype=torch.long))).all()

@@ -1,0 +1,1 @@
+"""Conversion between the native checkpoint format, Hugging Face Llama and GGUF."""

@@ -1,0 +1,315 @@
+"""The Llama-2 model TinyLlama trains, in one file.
+
+Pre-norm transformer blocks (RMSNorm -> grouped-query attention with rotary embeddings ->
+residual; RMSNorm -> SwiGLU MLP -> residual), a final RMSNorm and an untied output head. No
+biases anywhere. Module names follow Meta's Llama code (`tok_embeddings`, `layers.N.attention.wq`,
+`feed_forward.w1/w2/w3`, `output`); `convert/hf.py` maps them to Hugging Face's names, and the two
+give the same logits (tests/test_model.py checks this against `transformers`).
+
+RoPE uses the half-split ("rotate_half") pairing, as Hugging Face Llama does, so q/k weights need
+no permutation between the two formats.
+
+The model is plain single-device PyTorch: FSDP2, torch.compile and activation checkpointing are
+applied from outside (`tinyllama_cli/train/`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tinyllama_cli.config import ModelConfig
+
+try:  # flash-attn 2: CUDA only, optional (`pip install tinyllama-cli[gpu]`)
+    from flash_attn import flash_attn_func
+except Exception:  # ImportError, or a CUDA library mismatch at import time
+    flash_attn_func = None
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, normalised in fp32 and cast back, exactly as HF LlamaRMSNorm."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normed = F.rms_norm(x.float(), (x.size(-1),), eps=self.eps)
+        return self.weight * normed.to(x.dtype)
+
+
+def rope_tables(config: ModelConfig, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of every (position, frequency) pair, shape (block_size, head_dim), fp32."""
+    dim = config.head_dim
+    inv_freq = 1.0 / (config.rope_base ** (torch.arange(0, dim, 2, device=device).float() / dim))
+    positions = torch.arange(config.block_size, device=device).float()
+    freqs = torch.outer(positions, inv_freq)
+    angles = torch.cat((freqs, freqs), dim=-1)  # half-split: pair i with i + dim/2
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, T, H, D) queries or keys; cos/sin are (T, D)."""
+    cos, sin = cos[:, None, :].to(x.dtype), sin[:, None, :].to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Causal attention over (B, T, H, D) tensors with fewer kv heads than query heads (GQA).
+
+    `mask=None` means plain causal attention, aligned at the end of the keys (the last query sees
+    every key). flash-attn 2 serves that case on CUDA in half precision; everything else goes to
+    PyTorch's SDPA with native GQA, so K/V are never materialised per query head.
+    """
+    if mask is None and flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        return flash_attn_func(q, k, v, causal=True)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    if mask is None:
+        # One query against the cache attends everything; otherwise T_q == T_k here.
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=q.size(2) > 1, enable_gqa=True)
+    else:
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    return y.transpose(1, 2)
+
+
+class KVCache(nn.Module):
+    """Preallocated keys and values for incremental decoding, (B, max_seq_len, n_kv_head, D)."""
+
+    def __init__(self, batch_size: int, max_seq_len: int, n_kv_head: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device | str | None):
+        super().__init__()
+        shape = (batch_size, max_seq_len, n_kv_head, head_dim)
+        self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k/v at positions start.. and return every key/value up to the new end."""
+        batch, end = k.size(0), start + k.size(1)
+        if end > self.k.size(1) or batch > self.k.size(0):
+            raise ValueError(f"KV cache of shape {tuple(self.k.shape)} cannot hold positions up to {end} for batch {batch}")
+        self.k[:batch, start:end] = k
+        self.v[:batch, start:end] = v
+        return self.k[:batch, :end], self.v[:batch, :end]
+
+
+class Attention(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        self.wq = nn.Linear(config.n_embd, config.n_head * config.head_dim, bias=False)
+        self.wk = nn.Linear(config.n_embd, config.kv_dim, bias=False)
+        self.wv = nn.Linear(config.n_embd, config.kv_dim, bias=False)
+        self.wo = nn.Linear(config.n_head * config.head_dim, config.n_embd, bias=False)
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = apply_rope(self.wq(x).view(B, T, self.n_head, self.head_dim), cos, sin)
+        k = apply_rope(self.wk(x).view(B, T, self.n_kv_head, self.head_dim), cos, sin)
+        v = self.wv(x).view(B, T, self.n_kv_head, self.head_dim)
+        if self.kv_cache is not None:
+            k, v = self.kv_cache.update(start, k, v)
+        y = attention(q, k, v, mask)
+        return self.wo(y.reshape(B, T, -1))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.w1 = nn.Linear(config.n_embd, config.intermediate_size, bias=False)  # gate
+        self.w3 = nn.Linear(config.n_embd, config.intermediate_size, bias=False)  # up
+        self.w2 = nn.Linear(config.intermediate_size, config.n_embd, bias=False)  # down
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.attention_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.attention = Attention(config)
+        self.ffn_norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.feed_forward = FeedForward(config)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, start, mask)
+        return x + self.feed_forward(self.ffn_norm(x))
+
+
+class Llama(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.n_embd)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm = RMSNorm(config.n_embd, config.norm_eps)
+        self.output = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        cos, sin = rope_tables(config, device=self.output.weight.device)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """TinyLlama's init: N(0, sqrt(2/(5d))) everywhere, the two residual output projections
+        (attention wo, MLP w2) N(0, 1/sqrt(d)/n_layer), norms at one.
+
+        Also (re)computes the RoPE tables, so a model built on the meta device and then
+        `to_empty()`-ed is complete after this call (loading weights instead: `init_rope()`).
+        """
+        d, n_layer = self.config.n_embd, self.config.n_layer
+        std, residual_std = math.sqrt(2.0 / (5 * d)), 1.0 / math.sqrt(d) / n_layer
+        for name, param in self.named_parameters():
+            if name.endswith("norm.weight"):
+                nn.init.ones_(param)
+            elif name.endswith(("attention.wo.weight", "feed_forward.w2.weight")):
+                nn.init.normal_(param, mean=0.0, std=residual_std)
+            else:
+                nn.init.normal_(param, mean=0.0, std=std)
+        self.init_rope()
+
+    @torch.no_grad()
+    def init_rope(self) -> None:
+        """Fill the (non-persistent) RoPE tables; needed after `to_empty()` from the meta device."""
+        cos, sin = rope_tables(self.config, device=self.rope_cos.device)
+        self.rope_cos.copy_(cos)
+        self.rope_sin.copy_(sin)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
+                input_pos: int | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab), or the mean cross-entropy when `targets` is given.
+
+        input_pos: with a KV cache (`setup_kv_cache`), the position of idx[:, 0].
+        key_mask: (B, >= input_pos + T) bool, False for padding keys (left-padded batches); RoPE
+            is relative, so a left-padded row gives the same logits as the row alone.
+        targets: (B, T) token ids; -100 is ignored. The loss never materialises the full
+            (B*T, vocab) logits (see `linear_cross_entropy`).
+        """
+        B, T = idx.shape
+        start = 0 if input_pos is None else input_pos
+        if start + T > self.config.block_size:
+            raise ValueError(f"sequence end {start + T} exceeds the context length {self.config.block_size}")
+        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        mask = self._attention_mask(T, start, key_mask, idx.device)
+        x = self.tok_embeddings(idx)
+        for layer in self.layers:
+            x = layer(x, cos, sin, start, mask)
+        x = self.norm(x)
+        if targets is None:
+            return self.output(x)
+        return linear_cross_entropy(x, self.output.weight, targets)
+
+    @staticmethod
+    def _attention_mask(T: int, start: int, key_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+        """None where plain causal attention is right; else a bool (T, end) or (B, 1, T, end) mask."""
+        if key_mask is None and (start == 0 or T == 1):
+            return None
+        end = start + T
+        query_pos = torch.arange(start, end, device=device)[:, None]
+        key_pos = torch.arange(end, device=device)[None, :]
+        allowed = key_pos <= query_pos
+        if key_mask is None:
+            return allowed
+        allowed = (allowed & key_mask[:, None, :end]) | (key_pos == query_pos)  # a pad query sees itself: no NaN rows
+        return allowed[:, None]
+
+    def setup_kv_cache(self, batch_size: int, max_seq_len: int | None = None,
+                       dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> None:
+        """Preallocate a KV cache in every layer for decoding up to max_seq_len positions."""
+        max_seq_len = max_seq_len or self.config.block_size
+        dtype = dtype or self.output.weight.dtype
+        device = device or self.output.weight.device
+        for layer in self.layers:
+            layer.attention.kv_cache = KVCache(batch_size, max_seq_len, self.config.n_kv_head,
+                                               self.config.head_dim, dtype, device)
+
+    def clear_kv_cache(self) -> None:
+        for layer in self.layers:
+            layer.attention.kv_cache = None
+
+    def num_params(self, include_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n if include_embedding else n - self.tok_embeddings.weight.numel()
+
+
+# --- loss ---------------------------------------------------------------------------------------
+
+LOSS_CHUNK_ELEMENTS = 2**25  # logits elements per chunk: 1024 rows of a 32000 vocabulary, 128 MiB fp32
+
+
+def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                         ignore_index: int = -100) -> torch.Tensor:
+    """Mean cross-entropy of `h @ weight.T` against `targets`, without the full logits matrix.
+
+    For TinyLlama's micro batch (8 x 2048 tokens, 32000 vocabulary) fp32 logits alone are 2 GiB,
+    and autograd would keep them (and their softmax) for the backward pass. Here the rows are
+    processed in chunks; each chunk's logits become its loss and, when gradients are needed, its
+    d(loss)/d(logits), which is folded into the gradients of h and weight on the spot (the
+    approach of Liger-Kernel's fused linear cross-entropy). No recomputation, and the peak is one
+    chunk of logits. Under autocast the matmuls run in the autocast dtype; softmax and
+    accumulation are fp32.
+    """
+    if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
+        return _LinearCrossEntropy.apply(h, weight, targets, ignore_index)
+    loss_sum, count, _, _ = _chunked_loss(h, weight, targets, ignore_index, need_grad=False)
+    return loss_sum / count
+
+
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    device_type = t.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return t.dtype
+
+
+def _chunked_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int,
+                  need_grad: bool):
+    dtype = _compute_dtype(h)
+    h2 = h.reshape(-1, h.size(-1))
+    t = targets.reshape(-1)
+    rows = max(1, LOSS_CHUNK_ELEMENTS // weight.size(0))
+    count = (t != ignore_index).sum().clamp(min=1).float()
+    loss_sum = torch.zeros((), dtype=torch.float32, device=h.device)
+    grad_h = torch.empty_like(h2) if need_grad else None
+    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_grad else None
+    with torch.autocast(h.device.type, enabled=False):
+        w = weight.to(dtype)
+        for i in range(0, h2.size(0), rows):
+            hc, tc = h2[i : i + rows].to(dtype), t[i : i + rows]
+            logits = (hc @ w.t()).float()
+            valid = tc != ignore_index
+            safe_t = torch.where(valid, tc, 0)
+            lse = torch.logsumexp(logits, dim=-1)
+            target_logit = logits.gather(1, safe_t[:, None]).squeeze(1)
+            loss_sum += ((lse - target_logit) * valid).sum()
+            if need_grad:
+                grad_logits = torch.softmax(logits, dim=-1)
+                grad_logits.scatter_add_(1, safe_t[:, None], -torch.ones_like(target_logit)[:, None])
+                grad_logits *= (valid.float() / count)[:, None]
+                grad_logits = grad_logits.to(dtype)
+                grad_h[i : i + rows] = (grad_logits @ w).to(grad_h.dtype)
+                grad_w += (grad_logits.t() @ hc).float()
+    return loss_sum, count, grad_h, grad_w
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, weight, targets, ignore_index):
+        loss_sum, count, grad_h, grad_w = _chunked_loss(h, weight, targets, ignore_index, need_grad=True)
+        ctx.save_for_backward(grad_h.view_as(h), grad_w.to(weight.dtype))
+        return loss_sum / count
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad_h, grad_w = ctx.saved_tensors
+        return grad_h * grad_output, grad_w * grad_output, None, None
