@@ -1,0 +1,1 @@
+"""Data: prepare-data (sources -> token shards), dataset (shards -> batches), mixture, built-in corpus."""

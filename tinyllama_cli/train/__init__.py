@@ -1,0 +1,1 @@
+"""Training: loop, optimizer + schedule, distributed (FSDP2), checkpoint (DCP), launch, metrics."""
