@@ -16,6 +16,7 @@ Exactness is not taken on faith: the model is inspected before the word path is 
 from __future__ import annotations
 
 import re
+from itertools import chain, filterfalse
 
 import sentencepiece as spm
 
@@ -75,28 +76,24 @@ class DocumentEncoder:
         splits = [SPACE_RUN_WORD.findall(" " + (t.replace("\u2581", " ") if "\u2581" in t else t))
                   for t in texts]
         cache = self._cache
-        every: set[str] = set()
-        for words in splits:
-            every.update(words)
-        missing = every - cache.keys()
-        extra: dict[str, list[int]] = {}
+        missing = set(filterfalse(cache.__contains__, chain.from_iterable(splits)))
+        if len(cache) + len(missing) > MAX_CACHE_ENTRIES:
+            space = cache[" "]
+            cache.clear()
+            cache[" "] = space
+            missing = set(chain.from_iterable(splits))
+            missing.discard(" ")
+        long_words = []
         if missing:
-            if len(cache) + len(missing) > MAX_CACHE_ENTRIES:
-                space = cache[" "]
-                cache.clear()
-                cache[" "] = space
-                missing = every - {" "}
             new = list(missing)
             for word, ids in zip(new, self.sp.encode([w[1:] for w in new], num_threads=1)):
-                (cache if len(word) <= MAX_CACHED_WORD else extra)[word] = ids
-        get = cache.get
-        out = []
-        for words in splits:
-            ids: list[int] = []
-            for word in words:
-                piece = get(word)
-                ids.extend(extra[word] if piece is None else piece)
-            out.append(ids)
+                cache[word] = ids
+                if len(word) > MAX_CACHED_WORD:
+                    long_words.append(word)
+        lookup = cache.__getitem__
+        out = [list(chain.from_iterable(map(lookup, words))) for words in splits]
+        for word in long_words:  # used once in a blue moon: not worth keeping
+            del cache[word]
         self._check(texts, out)
         return out
 
