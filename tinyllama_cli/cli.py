@@ -131,8 +131,13 @@ def prepare_data(
         on_error=on_error, shard_tokens=shard_tokens, shard_index=shard_index, num_shards=num_shards,
         overwrite=overwrite,
     )
-    with RichProgress(err_console) as progress:
-        result = run(sources, options, progress)
+    try:
+        with RichProgress(err_console) as progress:
+            result = run(sources, options, progress)
+    except KeyboardInterrupt:
+        err_console.print(f"interrupted: finished input files are kept in {out}.partial; "
+                          "rerun the same command to resume")
+        raise typer.Exit(130) from None
     if as_json:
         print(json.dumps({"out": str(result.out), "files_processed": result.files_processed,
                           "files_resumed": result.files_resumed, "elapsed_s": result.elapsed_s,

@@ -121,3 +121,24 @@ def test_models_the_word_split_would_not_be_exact_for_use_plain_encoding(model_b
 def test_jsonl_zst_round_trip_via_helper(tmp_path):
     path = write_jsonl(tmp_path / "x.jsonl.zst", [{"text": "one"}, {"text": "two"}], zst=True)
     assert [r.text for r in read_records(InputFile(str(path), "jsonl.zst"), ReadOptions())] == ["one", "two"]
+
+
+def test_gzip_json_lines_under_a_json_name_and_a_saved_dataset_dict(tmp_path):
+    import gzip
+
+    import datasets
+
+    gz = tmp_path / "a.jsonl.gz"
+    gz.write_bytes(gzip.compress(b'{"text": "one"}\n{"text": "two"}\n'))
+    assert [r.text for r in read_records(InputFile(str(gz), "jsonl.gz"), ReadOptions())] == ["one", "two"]
+    lines = tmp_path / "b.json"
+    lines.write_text('{"text": "three"}\n{"text": "four"}\n')
+    assert [r.text for r in read_records(InputFile(str(lines), "json"), ReadOptions())] == ["three", "four"]
+    datasets.disable_progress_bars()
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["t1", "t2"]}),
+                               "validation": datasets.Dataset.from_dict({"text": ["v1"]})})
+    dd.save_to_disk(str(tmp_path / "dd"))
+    [source] = resolve_sources([str(tmp_path / "dd")])
+    assert source.name == "dd" and [f.kind for f in source.files] == ["arrow", "arrow"]
+    got = [r.text for f in source.files for r in read_records(f, ReadOptions())]
+    assert got == ["t1", "t2", "v1"]

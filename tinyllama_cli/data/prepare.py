@@ -257,6 +257,7 @@ def _encode_file(task: UnitTask, encoder, report) -> dict:
     tokens = dict.fromkeys(SPLITS, 0)
     skipped: Counter = Counter()
     log: list[str] = []
+    logged = 0
     reader = Reader(u.file, task.options)
     reported_bytes = 0
     texts: list[str] = []
@@ -291,9 +292,12 @@ def _encode_file(task: UnitTask, encoder, report) -> dict:
             if record.text is None:
                 skipped[record.reason] += 1
                 where = f"{u.file.path}:{record.line}"
-                if task.on_error == "fail" and record.reason != EXCLUDED:
+                if record.reason == EXCLUDED:  # asked for: counted, not an error to log
+                    continue
+                if task.on_error == "fail":
                     raise UserError(f"{where}: {record.reason} ({record.detail}); fix or remove it, "
                                     "or run with --on-error skip")
+                logged += 1
                 if len(log) < MAX_LOG_LINES_PER_FILE:
                     log.append(f"{where}: {record.reason}: {record.detail}".rstrip(": "))
                 continue
@@ -306,8 +310,8 @@ def _encode_file(task: UnitTask, encoder, report) -> dict:
         for fh in files.values():
             fh.close()
     report(0, 0, u.size - reported_bytes)
-    if sum(skipped.values()) > len(log):
-        log.append(f"{u.file.path}: ... {sum(skipped.values()) - len(log)} more skipped records not listed")
+    if logged > len(log):
+        log.append(f"{u.file.path}: ... {logged - len(log)} more skipped records not listed")
     stats = {
         "source": u.source, "index": u.index, "path": u.file.path, "size": u.size,
         "mtime_ns": os.stat(u.file.path).st_mtime_ns,
@@ -594,6 +598,8 @@ def prepare_data(specs: list[str], o: PrepareOptions, progress: ProgressSink | N
     shutil.rmtree(work / "units")
     (work / "settings.json").unlink()
     _publish(work, out)
+    if progress:
+        progress.stage("done")
     new_tokens = sum(sum(stats[i]["tokens"].values()) for i in todo)
     return PrepareResult(
         out=out, manifest=manifest, files_processed=len(todo), files_resumed=len(units) - len(todo),
@@ -644,6 +650,8 @@ def merge_data(slice_dirs: Iterable[str | Path], out: str | Path, overwrite: boo
     fingerprints = {m["slice"]["fingerprint"] for m in manifests}
     if len(fingerprints) > 1:
         raise UserError("the slices were prepared with different inputs or settings; rerun them alike")
+    if len({m["tokenizer"]["sha256"] for m in manifests}) > 1:
+        raise UserError("the slices used different tokenizers; prepare them all with the same --tokenizer")
     by_index = {m["slice"]["index"]: (d, m) for d, m in zip(dirs, manifests)}
     if sorted(by_index) != list(range(count)) or len(dirs) != count:
         got = sorted(m["slice"]["index"] for m in manifests)
