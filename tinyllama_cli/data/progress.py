@@ -31,22 +31,27 @@ class RichProgress:
         self.t0 = time.perf_counter()
 
     def __enter__(self):
-        self.progress.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self.task is not None:
+            self.progress.stop()
+
+    def _add_task(self, text: str, **kw) -> None:
+        # Started on the first task, so a run that fails its checks prints only its error.
+        self.progress.start()
+        self.task = self.progress.add_task(text, rates="", **kw)
 
     def stage(self, text: str) -> None:
         if self.task is None:
-            self.task = self.progress.add_task(text, total=None, rates="")
+            self._add_task(text, total=None)
         else:
             self.progress.update(self.task, description=text)
 
     def start(self, total_bytes: int, done_bytes: int, files: int, resumed: int) -> None:
         text = f"tokenizing {files} files" + (f" ({resumed} done before)" if resumed else "")
         if self.task is None:
-            self.task = self.progress.add_task(text, total=total_bytes, completed=done_bytes, rates="")
+            self._add_task(text, total=total_bytes, completed=done_bytes)
         else:
             self.progress.update(self.task, description=text, total=total_bytes, completed=done_bytes)
         self.t0 = time.perf_counter()

@@ -14,6 +14,7 @@ import glob
 import gzip
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,8 +167,9 @@ def list_files(path: str) -> tuple[list[InputFile], list[tuple[str, str, str]]]:
             raise UserError(f"directory {path} has no .jsonl, .jsonl.zst, .json, .parquet or .txt "
                             "files; point at the data files")
         return [InputFile(f, kind_of(f)) for f in sorted(found)], []
+    looks_like_hub_name = re.fullmatch(r"[\w-]+/[\w.-]+", path) and not kind_of(path)
     hint = (" (hub names are not downloaded: save the dataset with `save_to_disk` and pass "
-            "that directory)") if path.count("/") == 1 and not path.startswith((".", "/")) else ""
+            "that directory)") if looks_like_hub_name else ""
     raise UserError(f"input {path} does not exist{hint}; check the path")
 
 
