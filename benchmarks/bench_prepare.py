@@ -14,7 +14,10 @@ Variants, each run in a fresh process, interleaved, `--repeats` times (medians r
 - prepare-data with `--workers 1` and `--workers 2` (`tinyllama_cli.data.prepare.prepare_data`),
   including its shard assembly and manifest.
 Tokens/s = tokens written / wall seconds of the work (interpreter start and imports excluded,
-worker start-up included). Peak memory = the larger max RSS of the process and of its workers.
+worker start-up included); `x baseline` and `x prev` (2 workers over 1) are ratios of medians.
+Tokens/CPU-s divides by user+system CPU time of the process and its workers instead: on a
+machine shared with other jobs it shows the work done per core, which wall time cannot.
+Peak memory = the larger max RSS of the process and of its workers.
 """
 
 from __future__ import annotations
@@ -96,15 +99,23 @@ def child(args: argparse.Namespace) -> None:
     """One measurement in this fresh process; prints one JSON line."""
     files = json.loads(args.child_files)
     with tempfile.TemporaryDirectory(dir=args.tmp) as out_dir:
+        cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         if args.child == "baseline":
             tokens = run_baseline(files, args.tokenizer, out_dir)
         else:
             tokens = run_prepare(files, args.tokenizer, out_dir, int(args.child.split("=")[1]))
         seconds = time.perf_counter() - t0
+        cpu = _cpu_seconds() - cpu0
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
-    print(json.dumps({"tokens": tokens, "seconds": seconds, "peak_rss": peak}))
+    print(json.dumps({"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "peak_rss": peak}))
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished workers."""
+    return sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for field in ("ru_utime", "ru_stime"))
 
 
 def measure(variant: str, files: list[Path], tokenizer: Path, tmp: str) -> dict:
@@ -130,11 +141,11 @@ def report(info: dict) -> None:
     print(f"corpus: {info['corpus_mb']} M chars of Python stdlib source in {info['files']} .jsonl.zst files; "
           f"tokenizer: {info['tokenizer']}; {info['repeats']} interleaved repeats; {info['cpus']} CPUs")
     print(f"{'variant':<12}{'tokens':>12}{'median s':>10}{'tokens/s':>14}{'x baseline':>12}"
-          f"{'x prev':>8}{'peak MB':>9}")
+          f"{'x prev':>8}{'tokens/CPU-s':>14}{'peak MB':>9}")
     for r in info["rows"]:
         prev = f"{r['vs_previous']:.2f}" if r["vs_previous"] else "-"
         print(f"{r['variant']:<12}{r['tokens']:>12,}{r['median_s']:>10.2f}{r['tokens_per_s']:>14,.0f}"
-              f"{r['vs_baseline']:>12.2f}{prev:>8}{r['peak_rss_mb']:>9.0f}")
+              f"{r['vs_baseline']:>12.2f}{prev:>8}{r['tokens_per_cpu_s']:>14,.0f}{r['peak_rss_mb']:>9.0f}")
 
 
 def main() -> None:
@@ -169,6 +180,7 @@ def main() -> None:
         rows.append({"variant": v, "tokens": rs[0]["tokens"],
                      "median_s": statistics.median(r["seconds"] for r in rs),
                      "tokens_per_s": statistics.median(r["tokens"] / r["seconds"] for r in rs),
+                     "tokens_per_cpu_s": statistics.median(r["tokens"] / r["cpu_seconds"] for r in rs),
                      "peak_rss_mb": max(r["peak_rss"] for r in rs) / 2**20})
     for i, r in enumerate(rows):
         r["vs_baseline"] = r["tokens_per_s"] / rows[0]["tokens_per_s"]

@@ -151,6 +151,7 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("case", ["invalid_json", "glob", "truncated"])
 def test_on_error_fail_stops_at_the_first_bad_input_with_exit_2(tmp_path, tok_path, case):
+    """(The truncated case runs 2 worker processes: the error comes back from a worker.)"""
     good = write_jsonl(tmp_path / "good.jsonl", [{"text": "fine text"}])
     if case == "invalid_json":
         bad = tmp_path / "x.jsonl"
@@ -164,7 +165,7 @@ def test_on_error_fail_stops_at_the_first_bad_input_with_exit_2(tmp_path, tok_pa
         full.write_bytes(full.read_bytes()[:60])
         bad, where = full, "truncated_file"
     r = cli("prepare-data", str(good), f"x={bad}", "--tokenizer", str(tok_path), "--out",
-            str(tmp_path / "out"), "--on-error", "fail")
+            str(tmp_path / "out"), "--on-error", "fail", "--workers", "2" if case == "truncated" else "1")
     assert r.returncode == 2, r.stderr
     assert where in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()

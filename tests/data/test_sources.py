@@ -9,7 +9,7 @@ import pytest
 import sentencepiece as spm
 
 from tests.data.prepare_corpus import make_text, texts, write_jsonl, write_parquet
-from tinyllama_cli.data.encoder import DocumentEncoder, word_split_is_exact
+from tinyllama_cli.data.encoder import DocumentEncoder, FastPathMismatch, word_split_is_exact
 from tinyllama_cli.data.sources import (
     GLOB_NO_MATCH,
     InputFile,
@@ -142,3 +142,11 @@ def test_gzip_json_lines_under_a_json_name_and_a_saved_dataset_dict(tmp_path):
     assert source.name == "dd" and [f.kind for f in source.files] == ["arrow", "arrow"]
     got = [r.text for f in source.files for r in read_records(f, ReadOptions())]
     assert got == ["t1", "t2", "v1"]
+
+
+def test_a_wrong_cached_word_is_caught_by_the_spot_check(model_bytes):
+    enc = DocumentEncoder(model_bytes, check_every=1)
+    enc.encode(["the model"])
+    enc._pool[enc._start[enc._index[" model"]]] += 1  # simulate a word whose cached ids are wrong
+    with pytest.raises(FastPathMismatch):
+        enc.encode(["a model"])

@@ -18,11 +18,12 @@ from __future__ import annotations
 import re
 from itertools import chain, filterfalse
 
+import numpy as np
 import sentencepiece as spm
 
 SPACE_RUN_WORD = re.compile(r" +[^ ]*")
-MAX_CACHED_WORD = 64  # characters; longer words are encoded but not kept
-MAX_CACHE_ENTRIES = 1 << 20  # the cache is cleared when it grows past this (~150 MB)
+MAX_CACHE_ENTRIES = 1 << 20  # words; the cache is cleared when it grows past this (~150 MB)
+MAX_POOL_TOKENS = 1 << 24  # token ids held for cached words
 
 
 class FastPathMismatch(RuntimeError):
@@ -54,9 +55,13 @@ def word_split_is_exact(model_bytes: bytes) -> bool:
 
 
 class DocumentEncoder:
-    """Encodes batches of documents with one SentencePiece model, on the calling thread."""
+    """Encodes batches of documents with one SentencePiece model, on the calling thread.
 
-    def __init__(self, model_bytes: bytes, fast: bool = True, check_every: int = 64):
+    Word ids live in one flat numpy pool (`_pool`, with each word's start and length), so a
+    batch is assembled by a vectorised gather rather than a Python loop over its tokens.
+    """
+
+    def __init__(self, model_bytes: bytes, fast: bool = True, check_every: int = 256):
         self.sp = spm.SentencePieceProcessor()
         self.sp.LoadFromSerializedProto(model_bytes)
         self.bos_id = self.sp.bos_id()
@@ -64,42 +69,97 @@ class DocumentEncoder:
         self.fast = fast and word_split_is_exact(model_bytes)
         self.check_every = check_every
         self._seen = 0
-        self._cache: dict[str, list[int]] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._index: dict[str, int] = {}
+        self._pool = np.empty(1 << 20, dtype=np.int32)
+        self._pool_used = 0
+        self._start = np.empty(1 << 16, dtype=np.int64)
+        self._len = np.empty(1 << 16, dtype=np.int64)
         if self.fast:
             # A lone trailing space has no characters after it: " " -> encode("") would be [].
-            self._cache[" "] = self.sp.encode("a ")[len(self.sp.encode("a")):]
+            self._add(" ", [self.sp.encode("a ")[len(self.sp.encode("a")):]])
+
+    def _add(self, words: str | list[str], ids: list[list[int]]) -> None:
+        words = [words] if isinstance(words, str) else words
+        n, k = len(self._index), len(words)
+        lens = np.fromiter(map(len, ids), dtype=np.int64, count=k)
+        total = int(lens.sum())
+        self._pool = _grow(self._pool, self._pool_used + total)
+        self._start, self._len = _grow(self._start, n + k), _grow(self._len, n + k)
+        self._pool[self._pool_used:self._pool_used + total] = np.fromiter(
+            chain.from_iterable(ids), dtype=np.int32, count=total)
+        self._start[n:n + k] = self._pool_used + np.cumsum(lens) - lens
+        self._len[n:n + k] = lens
+        self._pool_used += total
+        self._index.update(zip(words, range(n, n + k)))
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """The ids of each text (no BOS/EOS), identical to `sp.encode(text)`."""
+        packed, lengths = self.encode_packed(texts)
+        ends = np.cumsum(lengths)
+        return [packed[e - n + 1:e - 1].tolist() for e, n in zip(ends.tolist(), lengths.tolist())]
+
+    def encode_packed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """All `texts` as one int32 array of `<s> ids </s>` documents, and each one's length."""
         if not self.fast:
-            return self.sp.encode(texts, num_threads=1)
+            return self._pack_lists(self.sp.encode(texts, num_threads=1))
         splits = [SPACE_RUN_WORD.findall(" " + (t.replace("\u2581", " ") if "\u2581" in t else t))
                   for t in texts]
-        cache = self._cache
-        missing = set(filterfalse(cache.__contains__, chain.from_iterable(splits)))
-        if len(cache) + len(missing) > MAX_CACHE_ENTRIES:
-            space = cache[" "]
-            cache.clear()
-            cache[" "] = space
-            missing = set(chain.from_iterable(splits))
-            missing.discard(" ")
-        long_words = []
+        index = self._index
+        missing = set(filterfalse(index.__contains__, chain.from_iterable(splits)))
+        if len(index) + len(missing) > MAX_CACHE_ENTRIES or self._pool_used > MAX_POOL_TOKENS:
+            self._reset()
+            missing = set(filterfalse(self._index.__contains__, chain.from_iterable(splits)))
         if missing:
             new = list(missing)
-            for word, ids in zip(new, self.sp.encode([w[1:] for w in new], num_threads=1)):
-                cache[word] = ids
-                if len(word) > MAX_CACHED_WORD:
-                    long_words.append(word)
-        lookup = cache.__getitem__
-        out = [list(chain.from_iterable(map(lookup, words))) for words in splits]
-        for word in long_words:  # used once in a blue moon: not worth keeping
-            del cache[word]
-        self._check(texts, out)
-        return out
+            self._add(new, self.sp.encode([w[1:] for w in new], num_threads=1))
+        words_per_doc = np.fromiter(map(len, splits), dtype=np.int64, count=len(splits))
+        word_ids = np.fromiter(map(self._index.__getitem__, chain.from_iterable(splits)),
+                               dtype=np.int64, count=int(words_per_doc.sum()))
+        word_len, word_start = self._len[word_ids], self._start[word_ids]
+        body_ends = np.cumsum(word_len)
+        body = self._pool[np.repeat(word_start - (body_ends - word_len), word_len)
+                          + np.arange(int(body_ends[-1]) if len(body_ends) else 0)]
+        doc_tokens = np.add.reduceat(word_len, np.cumsum(words_per_doc) - words_per_doc) \
+            if len(texts) else np.zeros(0, dtype=np.int64)
+        packed, lengths = self._frame(body, doc_tokens)
+        self._check(texts, packed, lengths)
+        return packed, lengths
 
-    def _check(self, texts: list[str], out: list[list[int]]) -> None:
-        start = (-self._seen) % self.check_every
-        for i in range(start, len(texts), self.check_every):
-            if self.sp.encode(texts[i]) != out[i]:
-                raise FastPathMismatch(f"word-cached encoding differs from SentencePiece on {texts[i][:60]!r}")
+    def _pack_lists(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        doc_tokens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        body = np.fromiter(chain.from_iterable(ids), dtype=np.int32, count=int(doc_tokens.sum()))
+        return self._frame(body, doc_tokens)
+
+    def _frame(self, body: np.ndarray, doc_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Put each document's ids between BOS and EOS."""
+        lengths = doc_tokens + 2
+        starts = np.cumsum(lengths) - lengths
+        packed = np.empty(int(lengths.sum()), dtype=np.int32)
+        keep = np.ones(len(packed), dtype=bool)
+        keep[starts] = keep[starts + lengths - 1] = False
+        packed[starts] = self.bos_id
+        packed[starts + lengths - 1] = self.eos_id
+        packed[keep] = body
+        return packed, lengths
+
+    def _check(self, texts: list[str], packed: np.ndarray, lengths: np.ndarray) -> None:
+        first = (-self._seen) % self.check_every
         self._seen += len(texts)
+        if first >= len(texts):
+            return
+        starts = np.cumsum(lengths) - lengths
+        for i in range(first, len(texts), self.check_every):
+            got = packed[starts[i] + 1:starts[i] + lengths[i] - 1].tolist()
+            if self.sp.encode(texts[i]) != got:
+                raise FastPathMismatch(f"word-cached encoding differs from SentencePiece on {texts[i][:60]!r}")
+
+
+def _grow(a: np.ndarray, size: int) -> np.ndarray:
+    if size <= len(a):
+        return a
+    bigger = np.empty(max(size, 2 * len(a)), dtype=a.dtype)
+    bigger[:len(a)] = a
+    return bigger

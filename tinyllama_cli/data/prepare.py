@@ -206,11 +206,16 @@ class UnitTask:
 
 _ENCODERS: dict = {}
 _QUEUE = None
+_STOP = None
 
 
-def _init_worker(queue) -> None:
-    global _QUEUE
-    _QUEUE = queue
+class _Stopped(Exception):
+    """Raised in a worker when the main process has asked everyone to stop (another failed)."""
+
+
+def _init_worker(queue, stop) -> None:
+    global _QUEUE, _STOP
+    _QUEUE, _STOP = queue, stop
 
 
 def _encoder(path: str, fast: bool):
@@ -245,6 +250,8 @@ def process_unit(task: UnitTask, report=None) -> dict:
 
 
 def _queue_report(documents: int, tokens: int, nbytes: int) -> None:
+    if _STOP is not None and _STOP.is_set():
+        raise _Stopped
     if _QUEUE is not None:
         _QUEUE.put((documents, tokens, nbytes))
 
@@ -262,27 +269,24 @@ def _encode_file(task: UnitTask, encoder, report) -> dict:
     reported_bytes = 0
     texts: list[str] = []
     chars = 0
-    bos, eos, threshold = encoder.bos_id, encoder.eos_id, task.val_threshold
+    threshold = task.val_threshold
 
     def flush() -> None:
         nonlocal texts, chars, reported_bytes
         if not texts:
             return
-        outs = {"train": [], "val": []}
-        for text, ids in zip(texts, encoder.encode(texts)):
-            split = "val" if threshold and is_val(text, threshold) else "train"
-            dest = outs[split]
-            dest.append(bos)
-            dest.extend(ids)
-            dest.append(eos)
-            documents[split] += 1
-        n = 0
-        for split, fh in files.items():
-            if outs[split]:
-                np.asarray(outs[split], dtype=dtype).tofile(fh)
-                tokens[split] += len(outs[split])
-                n += len(outs[split])
-        report(len(texts), n, reader.bytes_done - reported_bytes)
+        packed, lengths = encoder.encode_packed(texts)
+        parts = {"train": (packed, len(texts))}
+        if threshold:
+            in_val = np.fromiter((is_val(t, threshold) for t in texts), dtype=bool, count=len(texts))
+            token_in_val = np.repeat(in_val, lengths)
+            parts = {"train": (packed[~token_in_val], len(texts) - int(in_val.sum())),
+                     "val": (packed[token_in_val], int(in_val.sum()))}
+        for split, (part, docs) in parts.items():
+            part.astype(dtype).tofile(files[split])
+            tokens[split] += len(part)
+            documents[split] += docs
+        report(len(texts), len(packed), reader.bytes_done - reported_bytes)
         reported_bytes = reader.bytes_done
         texts, chars = [], 0
 
@@ -354,10 +358,10 @@ def _run_units(tasks: list[UnitTask], workers: int, progress: ProgressSink | Non
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("spawn")  # no fork: the parent may hold threads (rich's refresher)
-    q = ctx.Queue()
+    q, stop = ctx.Queue(), ctx.Event()
     results: dict[int, dict] = {}
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
-                             initargs=(q,)) as pool:
+                             initargs=(q, stop)) as pool:
         # Largest files first keeps the workers busy to the end; the order of outputs is fixed later.
         order = sorted(range(len(tasks)), key=lambda i: -tasks[i].unit.size)
         futures = {pool.submit(process_unit, tasks[i]): i for i in order}
@@ -369,6 +373,7 @@ def _run_units(tasks: list[UnitTask], workers: int, progress: ProgressSink | Non
                 for f in done:
                     results[futures[f]] = f.result()
         except BaseException:
+            stop.set()  # running workers give up at their next batch instead of finishing files
             for f in pending:
                 f.cancel()
             raise
@@ -562,7 +567,7 @@ def prepare_data(specs: list[str], o: PrepareOptions, progress: ProgressSink | N
     units = slice_of(all_units(sources), o.shard_index, o.num_shards)
 
     work = out.with_name(out.name + ".partial")
-    _open_work_dir(work, fingerprint, settings, o)
+    _open_work_dir(work, _fingerprint({**settings, "shard_index": o.shard_index}), settings, o)
     tok_path = work / TOKENIZER
     if tok is not None:
         if not tok_path.is_file():
