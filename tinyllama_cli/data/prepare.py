@@ -245,7 +245,7 @@ def process_unit(task: UnitTask, report=None) -> dict:
         # Never expected for a model that passed `word_split_is_exact`; redo the file exactly.
         plain = _encoder(task.tokenizer_path, False)
         stats = _encode_file(task, plain, report)
-        stats["note"] = f"fell back to plain encoding: {exc}"
+        stats["log"].append(f"{task.unit.file.path}: note: fell back to plain encoding ({exc})")
         return stats
 
 
