@@ -377,7 +377,7 @@ def _run_units(tasks: list[UnitTask], workers: int, progress: ProgressSink | Non
             for f in pending:
                 f.cancel()
             raise
-        _drain(q, report, queue_mod)
+    _drain(q, report, queue_mod)  # after the workers exited, so their last reports have arrived
     return [results[i] for i in range(len(tasks))]
 
 
