@@ -93,10 +93,10 @@ def convert(
     src: str = typer.Argument(..., help="A run dir (its newest checkpoint), a checkpoint dir or a Hugging Face Llama dir."),
     to: str = typer.Option(..., "--to", help="Target format: hf, native or gguf."),
     out: str = typer.Option(..., "--out", help="Output directory (for gguf also a path ending in .gguf)."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 (default), bf16 or fp16; native is always fp32."),
+    dtype: str | None = typer.Option(None, "--dtype", help="fp32 (default), bf16 or fp16; native is always fp32."),
     max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="HF: split safetensors above this size (2GB, 500MB, 1GiB)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    verify: Optional[bool] = typer.Option(None, "--verify/--no-verify",
+    verify: bool | None = typer.Option(None, "--verify/--no-verify",
                                           help="Load the result and compare logits with the source (default: when transformers is importable)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:

@@ -17,8 +17,7 @@ from tinyllama_cli.model import Llama
 # vocab 320 > the tokenizer's 300 pieces: exercises GGUF's [PAD] rows and HF's larger embedding.
 CONVERT_CONFIG = ModelConfig(name="convert-test", vocab_size=320, n_layer=2, n_embd=64, n_head=4,
                              n_kv_head=2, intermediate_size=160, block_size=64)
-WORDS = ("the quick brown fox jumps over a lazy dog while tiny llamas read python code and "
-         "numbers like 1234 or 56 in JSON files; naïve café déjà vu").split()
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "tiny", "llamas", "read", "python", "code", "and", "numbers", "like", "1234", "or", "56", "in", "JSON", "files;", "naïve", "café", "déjà", "vu"]
 
 
 @pytest.fixture(scope="session")

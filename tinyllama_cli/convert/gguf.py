@@ -189,7 +189,7 @@ def read_gguf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], d
 
     try:
         reader = gguf.GGUFReader(str(path))
-    except Exception as exc:
+    except (ValueError, OSError, IndexError, KeyError) as exc:
         raise UserError(f"{path} is not a readable GGUF file ({exc})") from None
     meta = gguf_metadata(reader)
     if meta.get("general.architecture") != "llama":

@@ -98,7 +98,7 @@ def tokenizer_json(tokenizer: Tokenizer) -> dict | None:
     """
     try:
         from sentencepiece import sentencepiece_model_pb2
-    except Exception:
+    except ImportError:  # needs protobuf
         return None
     proto = sentencepiece_model_pb2.ModelProto()
     proto.ParseFromString(tokenizer.model_bytes)
