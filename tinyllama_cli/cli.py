@@ -110,14 +110,14 @@ def convert(
     with err_console.status("converting") as status:
         result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify,
                              on_stage=lambda text: status.update(text))
-    table = Table(title=f"{result.source_kind} -> {result.target}: {result.out}", box=box.SIMPLE_HEAD)
+    table = Table(title=f"{result.source_kind} -> {result.target}", box=box.SIMPLE_HEAD)
     table.add_column("file")
     table.add_column("size", justify="right")
     for f in result.files:
         table.add_row(f["name"], _bytes(f["bytes"]))
     table.add_row("[bold]total[/]", f"[bold]{_bytes(sum(f['bytes'] for f in result.files))}[/]")
     console.print(table)
-    console.print(f"dtype {result.dtype}   params {result.params:,}   tokenizer {'yes' if result.tokenizer else 'no'}   "
+    console.print(f"wrote {result.out}   dtype {result.dtype}   params {result.params:,}   tokenizer {'yes' if result.tokenizer else 'no'}   "
                   f"{result.seconds:.1f} s", highlight=False)
     v = result.verify
     if v is None:
