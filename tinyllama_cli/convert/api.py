@@ -57,21 +57,7 @@ def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
 
     stage = on_stage or (lambda _: None)
     started = time.perf_counter()
-    if to not in TARGETS:
-        raise UserError(f"--to {to!r} is not a target; choose one of {', '.join(TARGETS)}")
-    dtype = dtype or "fp32"
-    if dtype not in DTYPES:
-        raise UserError(f"--dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
-    if to == "native" and dtype != "fp32":
-        raise UserError("native checkpoints hold fp32 weights (the training precision); drop --dtype or use fp32")
-    shard_bytes = parse_size(max_shard_size)
-    torch_dtype = DTYPES[dtype]
-    has_transformers = verify_mod.transformers_available()
-    if verify is None:
-        verify = has_transformers
-    if verify and to == "hf" and not has_transformers:
-        raise UserError("--verify for --to hf needs transformers (pip install transformers); or pass --no-verify")
-
+    torch_dtype, shard_bytes, verify = _check_arguments(to, dtype or "fp32", max_shard_size, verify)
     out = Path(out)
     kind, directory = resolve_checkpoint(src)
     check_output(out, overwrite)
@@ -80,58 +66,95 @@ def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
 
     stage(f"loading {kind} model from {directory}")
     loaded = load_model(src)
-    model, tokenizer = loaded.model, loaded.tokenizer
     if kind == "hf":
-        _tie_if_configured(model, directory)
-    if to == "gguf" and tokenizer is None:
+        _tie_if_configured(loaded.model, directory)
+    if to == "gguf" and loaded.tokenizer is None:
         raise UserError(f"GGUF embeds the tokenizer, but {src} has no tokenizer.model; put one beside the weights")
-
-    idx = reference = None
     if verify:
         stage("computing reference logits")
-        idx = verify_mod.probe_batch(loaded.config)
-        verify_mod.round_weights_(model, torch_dtype)
-        if kind == "hf" and to == "native" and has_transformers:
-            reference, reference_name = verify_mod.transformers_logits(directory, idx), "transformers"
-        else:
-            reference, reference_name = verify_mod.native_logits(model, idx), "tinyllama"
+        probe = _Probe.of(loaded, kind, to, directory, torch_dtype)
 
-    result = ConvertResult(source=str(directory), source_kind=kind, target=to, out=str(out), dtype=dtype,
-                           params=model.num_params(), tokenizer=tokenizer is not None)
+    result = ConvertResult(source=str(directory), source_kind=kind, target=to, out=str(out), dtype=dtype or "fp32",
+                           params=loaded.model.num_params(), tokenizer=loaded.tokenizer is not None)
     with staged(out, overwrite) as tmp:
         stage(f"writing {to} to {out}")
-        if to == "hf":
-            from tinyllama_cli.convert.huggingface import write_hf
-
-            write_hf(model, tmp, tokenizer, torch_dtype, shard_bytes)
-        elif to == "native":
-            from tinyllama_cli.convert.native import write_native
-
-            write_native(model, tmp, tokenizer, source=str(directory.resolve()))
-        else:
-            from tinyllama_cli.convert.gguf import write_gguf
-
-            target = tmp if out.suffix == ".gguf" else tmp / GGUF_FILE
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_gguf(model, target, tokenizer, torch_dtype)
+        written = _write(to, loaded, tmp, out, torch_dtype, shard_bytes, directory)
         if verify:
             stage("verifying the output")
-            if to == "hf":
-                result.verify = verify_mod.verify_hf(tmp, reference, idx, tokenizer)
-            elif to == "native":
-                result.verify = verify_mod.verify_native(tmp, reference, idx, reference_name)
-            else:
-                result.verify = verify_mod.verify_gguf(target, reference, idx, model, tokenizer)
-            if not result.verify.ok:
-                v = result.verify
-                raise UserError(
-                    f"verification failed (max abs logit difference {v.max_abs_diff:.3g}, tolerance {v.tolerance:.3g}"
-                    f"{', tokenizer ' + v.tokenizer if v.tokenizer not in (None, 'match') else ''}"
-                    f"{f', tensor difference {v.max_tensor_diff:.3g}' if v.max_tensor_diff else ''}); nothing was written"
-                )
+            result.verify = probe.check(to, written, loaded)
+            _raise_if_failed(result.verify)
         result.files = [{"name": out.name if tmp.is_file() else name, "bytes": size} for name, size in list_files(tmp)]
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _check_arguments(to: str, dtype: str, max_shard_size: str | int, verify: bool | None) -> tuple[torch.dtype, int, bool]:
+    if to not in TARGETS:
+        raise UserError(f"--to {to!r} is not a target; choose one of {', '.join(TARGETS)}")
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+    if to == "native" and dtype != "fp32":
+        raise UserError("native checkpoints hold fp32 weights (the training precision); drop --dtype or use fp32")
+    shard_bytes = parse_size(max_shard_size)
+    has_transformers = verify_mod.transformers_available()
+    if verify and to == "hf" and not has_transformers:
+        raise UserError("--verify for --to hf needs transformers (pip install transformers); or pass --no-verify")
+    return DTYPES[dtype], shard_bytes, has_transformers if verify is None else verify
+
+
+def _write(to: str, loaded, tmp: Path, out: Path, dtype: torch.dtype, shard_bytes: int, source: Path) -> Path:
+    """Write the target format at `tmp`; returns the path to verify (the GGUF file itself)."""
+    if to == "hf":
+        from tinyllama_cli.convert.huggingface import write_hf
+
+        write_hf(loaded.model, tmp, loaded.tokenizer, dtype, shard_bytes)
+        return tmp
+    if to == "native":
+        from tinyllama_cli.convert.native import write_native
+
+        write_native(loaded.model, tmp, loaded.tokenizer, source=str(source.resolve()))
+        return tmp
+    from tinyllama_cli.convert.gguf import write_gguf
+
+    target = tmp if out.suffix == ".gguf" else tmp / GGUF_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_gguf(loaded.model, target, loaded.tokenizer, dtype)
+    return target
+
+
+@dataclass
+class _Probe:
+    """The probe batch and the reference logits, taken before anything is written."""
+
+    idx: torch.Tensor
+    reference: torch.Tensor
+    reference_name: str
+
+    @classmethod
+    def of(cls, loaded, kind: str, to: str, directory: Path, dtype: torch.dtype) -> _Probe:
+        idx = verify_mod.probe_batch(loaded.config)
+        verify_mod.round_weights_(loaded.model, dtype)  # what the output holds; writing it again is exact
+        if kind == "hf" and to == "native" and verify_mod.transformers_available():  # fp32: no rounding
+            return cls(idx, verify_mod.transformers_logits(directory, idx), "transformers")
+        return cls(idx, verify_mod.native_logits(loaded.model, idx), "tinyllama")
+
+    def check(self, to: str, written: Path, loaded) -> verify_mod.VerifyResult:
+        if to == "hf":
+            return verify_mod.verify_hf(written, self.reference, self.idx, loaded.tokenizer)
+        if to == "native":
+            return verify_mod.verify_native(written, self.reference, self.idx, self.reference_name)
+        return verify_mod.verify_gguf(written, self.reference, self.idx, loaded.model, loaded.tokenizer)
+
+
+def _raise_if_failed(v: verify_mod.VerifyResult) -> None:
+    if v.ok:
+        return
+    details = [f"max abs logit difference {v.max_abs_diff:.3g}, tolerance {v.tolerance:.3g}"]
+    if v.tokenizer not in (None, "match"):
+        details.append(f"tokenizer {v.tokenizer}")
+    if v.max_tensor_diff:
+        details.append(f"tensor difference {v.max_tensor_diff:.3g}")
+    raise UserError(f"verification failed ({'; '.join(details)}); nothing was written")
 
 
 def _tie_if_configured(model, directory: Path) -> None:
