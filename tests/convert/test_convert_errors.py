@@ -147,3 +147,16 @@ def test_sharded_dcp_checkpoint_consolidates_model_entries_only(tmp_path, run_di
     result = convert(src, "native", tmp_path / "out", verify=True)
     assert result.source.endswith("step-00000020") and result.verify.max_abs_diff == 0.0
     assert not torch.distributed.is_initialized()
+
+
+def test_without_transformers_verify_defaults_off_and_hf_verify_is_refused(tmp_path, run_dir, monkeypatch):
+    import tinyllama_cli.convert.verify as verify_mod
+
+    src, _ = run_dir
+    monkeypatch.setattr(verify_mod, "transformers_available", lambda: False)
+    with pytest.raises(UserError, match="needs transformers"):
+        convert(src, "hf", tmp_path / "hf", verify=True)
+    assert_nothing_written(tmp_path, tmp_path / "hf")
+    assert convert(src, "gguf", tmp_path / "m.gguf").verify is None
+    result = convert(src, "native", tmp_path / "native", verify=True)  # needs only this package
+    assert result.verify.ok and result.verify.max_abs_diff == 0.0 and "vs tinyllama" in result.verify.method

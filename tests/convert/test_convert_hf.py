@@ -183,3 +183,37 @@ def test_tokenizer_json_follows_sentencepiece_defaults(tmp_path):
     auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
     for text in ["the quick  brown", "  leading", "ﬁle café 123", "trailing  ", "unknown ✓ char"]:
         assert auto(text)["input_ids"] == sp.encode(text, bos=True), text
+
+
+def test_tinyllama_style_bf16_checkpoint_to_native(tmp_path, convert_tokenizer):
+    """A config.json as TinyLlama publishes it (transformers 4.35 keys: rope_theta, torch_dtype,
+    no head_dim or rope_parameters) with bf16 safetensors, shrunk to test size."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from tinyllama_cli.convert.hf import native_to_hf_state_dict
+    from tinyllama_cli.model import Llama
+
+    from .conftest import CONVERT_CONFIG
+
+    src = tmp_path / "TinyLlama-tiny"
+    src.mkdir()
+    (src / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
+        "hidden_size": 64, "initializer_range": 0.02, "intermediate_size": 160, "max_position_embeddings": 64,
+        "model_type": "llama", "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2,
+        "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": None, "rope_theta": 10000.0,
+        "tie_word_embeddings": False, "torch_dtype": "bfloat16", "transformers_version": "4.35.0",
+        "use_cache": True, "vocab_size": 320,
+    }))
+    torch.manual_seed(9)
+    native = {k: v.to(torch.bfloat16) for k, v in Llama(CONVERT_CONFIG).state_dict().items()}
+    save_file({k: v.contiguous() for k, v in native_to_hf_state_dict(native).items()}, str(src / "model.safetensors"))
+    shutil.copyfile(convert_tokenizer, src / "tokenizer.model")
+    result = convert(src, "native", tmp_path / "native")
+    assert result.verify.ok and "transformers" in result.verify.method
+    loaded = load_model(tmp_path / "native")
+    assert loaded.config.replace(name=CONVERT_CONFIG.name) == CONVERT_CONFIG
+    for name, tensor in loaded.model.state_dict().items():
+        assert tensor.dtype == torch.float32 and torch.equal(tensor, native[name].float()), name
