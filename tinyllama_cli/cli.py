@@ -129,6 +129,24 @@ def plan_command(
         console.print(part)
 
 
+# --- plot --------------------------------------------------------------------------------------
+
+
+@app.command("plot")
+def plot_command(
+    run_dirs: list[str] = typer.Argument(..., metavar="RUN_DIR...", help="One or more run directories (metrics.jsonl)."),
+    out: str = typer.Option(..., "--out", "-o", help="The PNG file to write."),
+    x: str = typer.Option("step", "--x", help="x axis: step or tokens (tokens seen; compares runs with different batch sizes)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+) -> None:
+    """Loss (train and val), learning-rate and throughput curves of one or more runs as a PNG."""
+    from tinyllama_cli.plot import plot_runs
+
+    runs = plot_runs(run_dirs, out, x=x, overwrite=overwrite)
+    points = sum(len(xs) for run in runs for xs, _ in run.curves.values())
+    console.print(f"wrote {out}: {len(runs)} run(s), {points} points", highlight=False)
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 
