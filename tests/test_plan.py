@@ -299,6 +299,7 @@ def test_from_run_projects_the_rest_at_the_measured_throughput(tmp_path):
     assert g.remaining_gpu_hours == pytest.approx(g.remaining_s * 2 / 3600)
     assert g.remaining_cost == pytest.approx(g.remaining_gpu_hours * 3.0)
     assert p.gpus == 2 and p.compute.tokens_per_sec_per_gpu == pytest.approx(2500.0)
+    assert p.compute.mfu_source.startswith("measured in")
     assert p.memory.micro_batch == 4 and p.memory.seq_len == 128
     assert p.compute.flops_per_token == get_preset("cpu-tiny").flops_per_token(128)
 

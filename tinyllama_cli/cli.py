@@ -90,8 +90,8 @@ def _si(x: float) -> str:
 
 @app.command("plan")
 def plan_command(
-    model: str = typer.Option("tinyllama-1.1b", "--model", "-m",
-                              help="Preset, YAML config (a run's config.yaml works), or a parameter count such as 1.1B."),
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Preset (default tinyllama-1.1b), YAML config (a run's config.yaml works), or a parameter count such as 1.1B."),
     tokens: Optional[str] = typer.Option(None, "--tokens", help="Training tokens: 3T, 300B, 2.5e12. Default: Chinchilla-optimal (20 x params)."),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="Number of GPUs (default 1; with --from, the run's world size)."),
     gpu: str = typer.Option("a100-40g", "--gpu", help="GPU type: a100-40g, a100-80g, h100, h100-pcie, h200, b200, l40s, rtx-3090, rtx-4090, mi300x."),
@@ -118,9 +118,11 @@ def plan_command(
     )
     count = planner.parse_count(tokens, "--tokens") if tokens is not None else None
     if from_run is not None:
+        if model is not None:
+            raise UserError("--from takes the model from the run's config.yaml; drop --model")
         result = planner.plan_from_run(from_run, tokens=count, gpus=gpus, **options)
     else:
-        config, params = planner.resolve_model(model)
+        config, params = planner.resolve_model(model or "tinyllama-1.1b")
         result = planner.plan(planner.PlanRequest(model=config, params=params, tokens=count, gpus=gpus or 1, **options))
     if as_json:
         print(result.to_json())

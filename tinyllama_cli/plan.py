@@ -465,6 +465,7 @@ def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int
                       seq_len=seq_len, micro_batch=micro, tokens_per_sec_per_gpu=rate / world,
                       **overrides)
     result = plan(req)
+    measured = dataclasses.replace(result.compute, mfu_source=f"measured in {run_dir} ({source})")
     remaining = max(0.0, target - tokens_seen)
     remaining_s = remaining / rate
     hours = remaining_s * world / 3600
@@ -475,7 +476,7 @@ def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int
         remaining_s=remaining_s, remaining_days=remaining_s / 86400, remaining_gpu_hours=hours,
         remaining_cost=hours * req.price_per_gpu_hour if req.price_per_gpu_hour is not None else None,
     )
-    return dataclasses.replace(result, progress=progress)
+    return dataclasses.replace(result, compute=measured, progress=progress)
 
 
 def _world_size(data: dict[str, Any]) -> int:
@@ -594,7 +595,7 @@ def render(p: Plan) -> list[Any]:
         g = p.progress
         out.append(two_columns(f"Progress of {g.run_dir}", [
             ("step", f"{g.step:,}"),
-            ("tokens seen", f"{_count(g.tokens_seen)} of {_count(g.target_tokens)} ({g.fraction_done:.1%})"),
+            ("tokens seen", f"{_count(g.tokens_seen)} of {_count(g.target_tokens)} ({g.fraction_done:.2%})"),
             ("measured tokens/s", f"{g.tokens_per_sec:,.0f} ({g.throughput_source})"),
             ("remaining", (f"{_count(g.remaining_tokens)} tokens, {g.remaining_days:,.2f} days "
                           f"({g.remaining_s / 3600:,.1f} h)")),

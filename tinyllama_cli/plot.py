@@ -91,6 +91,7 @@ def build_figure(runs: list[RunSeries], x: str = "step") -> Any:
         ax.grid(True, alpha=0.3)
         if ax.lines:
             ax.legend(fontsize="small")
+    by_panel["tokens/s"].set_ylim(bottom=0)  # throughput dips read as fractions of the whole
     by_panel["learning rate"].ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     axes[-1].set_xlabel("tokens seen" if x == "tokens" else "step")
     fig.suptitle("Training curves")
