@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -90,32 +90,33 @@ def _si(x: float) -> str:
 
 @app.command("plan")
 def plan_command(
-    model: Optional[str] = typer.Option(None, "--model", "-m",
+    model: str | None = typer.Option(None, "--model", "-m",
                                         help="Preset (default tinyllama-1.1b), YAML config (a run's config.yaml works), or a parameter count such as 1.1B."),
-    tokens: Optional[str] = typer.Option(None, "--tokens", help="Training tokens: 3T, 300B, 2.5e12. Default: Chinchilla-optimal (20 x params)."),
-    gpus: Optional[int] = typer.Option(None, "--gpus", help="Number of GPUs (default 1; with --from, the run's world size)."),
+    tokens: str | None = typer.Option(None, "--tokens", help="Training tokens: 3T, 300B, 2.5e12. Default: Chinchilla-optimal (20 x params)."),
+    gpus: int | None = typer.Option(None, "--gpus", help="Number of GPUs (default 1; with --from, the run's world size)."),
     gpu: str = typer.Option("a100-40g", "--gpu", help="GPU type: a100-40g, a100-80g, h100, h100-pcie, h200, b200, l40s, rtx-3090, rtx-4090, mi300x."),
-    peak_tflops: Optional[float] = typer.Option(None, "--peak-tflops", help="Override the GPU's dense bf16 peak, TFLOP/s."),
-    gpu_memory_gib: Optional[float] = typer.Option(None, "--gpu-memory-gib", help="Override the GPU's memory, GiB."),
-    mfu: Optional[str] = typer.Option(None, "--mfu", help="Model FLOPs utilisation, 0.56 or 56% (default: TinyLlama's measured 56%; x 6/8 with checkpointing)."),
-    tokens_per_sec_per_gpu: Optional[float] = typer.Option(None, "--tokens-per-sec-per-gpu", help="A measured throughput instead of --mfu."),
-    price: Optional[float] = typer.Option(None, "--price", help="Price per GPU-hour, for the cost."),
-    seq_len: Optional[int] = typer.Option(None, "--seq-len", help="Sequence length (default: the model's block_size)."),
-    micro_batch: Optional[int] = typer.Option(None, "--micro-batch", help="Sequences per GPU per step (default: the largest that fits)."),
+    peak_tflops: float | None = typer.Option(None, "--peak-tflops", help="Override the GPU's dense bf16 peak, TFLOP/s."),
+    gpu_memory_gib: float | None = typer.Option(None, "--gpu-memory-gib", help="Override the GPU's memory, GiB."),
+    mfu: str | None = typer.Option(None, "--mfu", help="Model FLOPs utilisation, 0.56 or 56% (default: TinyLlama's measured 56%; x 6/8 with checkpointing)."),
+    tokens_per_sec_per_gpu: float | None = typer.Option(None, "--tokens-per-sec-per-gpu", help="A measured throughput instead of --mfu."),
+    price: float | None = typer.Option(None, "--price", help="Price per GPU-hour, for the cost."),
+    seq_len: int | None = typer.Option(None, "--seq-len", help="Sequence length (default: the model's block_size)."),
+    micro_batch: int | None = typer.Option(None, "--micro-batch", help="Sequences per GPU per step (default: the largest that fits)."),
     activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing", help="Plan with per-block activation checkpointing."),
     overhead_gib: float = typer.Option(2.0, "--overhead-gib", help="Memory for the CUDA context, NCCL and fragmentation, GiB."),
-    from_run: Optional[str] = typer.Option(None, "--from", help="A run directory: project the rest of it from its measured throughput."),
+    from_run: str | None = typer.Option(None, "--from", help="A run directory: project the rest of it from its measured throughput."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Training FLOPs, days, GPU-hours, cost, Chinchilla comparison and FSDP memory per GPU."""
     from tinyllama_cli import plan as planner
 
-    options = dict(
-        gpu=gpu, peak_tflops=peak_tflops, gpu_memory_gib=gpu_memory_gib,
-        mfu=planner.parse_fraction(mfu) if mfu is not None else None,
-        tokens_per_sec_per_gpu=tokens_per_sec_per_gpu, price_per_gpu_hour=price, seq_len=seq_len,
-        micro_batch=micro_batch, activation_checkpointing=activation_checkpointing, overhead_gib=overhead_gib,
-    )
+    options = {
+        "gpu": gpu, "peak_tflops": peak_tflops, "gpu_memory_gib": gpu_memory_gib,
+        "mfu": planner.parse_fraction(mfu) if mfu is not None else None,
+        "tokens_per_sec_per_gpu": tokens_per_sec_per_gpu, "price_per_gpu_hour": price,
+        "seq_len": seq_len, "micro_batch": micro_batch,
+        "activation_checkpointing": activation_checkpointing, "overhead_gib": overhead_gib,
+    }
     count = planner.parse_count(tokens, "--tokens") if tokens is not None else None
     if from_run is not None:
         if model is not None:
@@ -136,7 +137,7 @@ def plan_command(
 
 @app.command("plot")
 def plot_command(
-    run_dirs: list[str] = typer.Argument(..., metavar="RUN_DIR...", help="One or more run directories (metrics.jsonl)."),
+    run_dirs: Annotated[list[str], typer.Argument(metavar="RUN_DIR", help="One or more run directories (metrics.jsonl).")],
     out: str = typer.Option(..., "--out", "-o", help="The PNG file to write."),
     x: str = typer.Option("step", "--x", help="x axis: step or tokens (tokens seen; compares runs with different batch sizes)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
