@@ -294,7 +294,7 @@ def test_from_run_projects_the_rest_at_the_measured_throughput(tmp_path):
     g = p.progress
     assert p.tokens == target and g.target_tokens == target
     assert g.tokens_seen == 10 * 4096 and g.step == 10
-    assert g.tokens_per_sec == pytest.approx(5000.0) and g.throughput_source == "elapsed_s"
+    assert g.tokens_per_sec == pytest.approx(5000.0) and g.throughput_source.startswith("elapsed_s")
     assert g.remaining_s == pytest.approx((target - 40960) / 5000.0)
     assert g.remaining_gpu_hours == pytest.approx(g.remaining_s * 2 / 3600)
     assert g.remaining_cost == pytest.approx(g.remaining_gpu_hours * 3.0)
@@ -307,9 +307,38 @@ def test_from_run_projects_the_rest_at_the_measured_throughput(tmp_path):
 def test_from_run_without_elapsed_uses_median_logged_rate_and_token_override(tmp_path):
     run = write_run(tmp_path, elapsed=False, rate=1000.0)
     p = plan_from_run(run, tokens=1e6, gpus=4)
-    assert p.progress.throughput_source.startswith("tokens_per_sec")
+    assert p.progress.throughput_source == "median tokens_per_sec of the last 10 records"
     assert p.progress.tokens_per_sec == pytest.approx(statistics.median([2000.0, 500.0] * 5))
     assert p.progress.target_tokens == 1e6 and p.gpus == 4
+
+
+def test_from_run_measures_the_latest_job_after_a_resume(tmp_path):
+    """A resumed job restarts elapsed_s (and may replay steps after its checkpoint): only the
+    latest job's records give the rate."""
+    run = write_run(tmp_path, rate=5000.0)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    for step in range(9, 16):  # resumed from the step-8 checkpoint, now at 8000 tokens/s
+        seen = step * 4096
+        lines.append(json.dumps({"step": step, "loss": 5.0, "lr": 1e-3, "grad_norm": 1.0,
+                                 "tokens_seen": seen, "tokens_per_sec": 8000.0, "mfu": 0.01,
+                                 "elapsed_s": 60.0 + (seen - 8 * 4096) / 8000.0}))
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    p = plan_from_run(run)
+    assert p.progress.tokens_per_sec == pytest.approx(8000.0)
+    assert p.progress.throughput_source == "elapsed_s over the last 7 records"
+    assert p.progress.tokens_seen == 15 * 4096 and p.progress.step == 15
+
+
+def test_from_run_reads_checkpointing_peak_and_max_tokens_from_the_config(tmp_path):
+    run = write_run(tmp_path)
+    data = yaml.safe_load((run / "config.yaml").read_text())
+    data["train"].update(activation_checkpointing=True, peak_flops=100e12, max_steps=None,
+                         max_tokens=2_000_000)
+    (run / "config.yaml").write_text(yaml.safe_dump(data))
+    p = plan_from_run(run)
+    assert p.memory.activation_checkpointing and p.peak_tflops == pytest.approx(100.0)
+    assert p.progress.target_tokens == 2_000_000
+    assert p.compute.mfu == pytest.approx(2500.0 * p.compute.flops_per_token / 100e12)
 
 
 def test_from_run_errors(tmp_path):

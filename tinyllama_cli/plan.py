@@ -414,30 +414,44 @@ def _first(mapping: dict[str, Any], *names: str) -> Any:
 
 
 def measured_throughput(records: list[dict[str, Any]]) -> tuple[float, str]:
-    """Tokens per second of the whole run (all GPUs). Wall clock between the first and last
-    training records when they carry elapsed_s (this includes evaluation and checkpoint pauses,
-    which the rest of the run will have too, and leaves out start-up and compilation before the
-    first record); otherwise the median logged tokens_per_sec of the last 20 records."""
-    train = [r for r in records if "tokens_seen" in r and "val_loss" not in r]
-    timed = [r for r in train if r.get("elapsed_s") is not None]
-    if len(timed) >= 2:
-        dt = timed[-1]["elapsed_s"] - timed[0]["elapsed_s"]
-        dtok = timed[-1]["tokens_seen"] - timed[0]["tokens_seen"]
+    """Tokens per second of the whole run (all GPUs).
+
+    With elapsed_s (seconds since the job started): the wall clock between the first and last
+    training records of the latest job - a resumed job restarts its clock, seen as elapsed_s or
+    step going backwards. This includes the evaluation and checkpoint pauses the rest of the run
+    will have too, and leaves out start-up and compilation before the first record. Otherwise,
+    or with fewer than two records in that job, the median logged tokens_per_sec of the last 20.
+    """
+    train = [r for r in records if _is_number(r.get("tokens_seen")) and "val_loss" not in r]
+    timed = [r for r in train if _is_number(r.get("elapsed_s")) and _is_number(r.get("step"))]
+    start = 0
+    for i in range(1, len(timed)):
+        if timed[i]["elapsed_s"] <= timed[i - 1]["elapsed_s"] or timed[i]["step"] <= timed[i - 1]["step"]:
+            start = i  # a new job (resume) begins here
+    job = timed[start:]
+    if len(job) >= 2:
+        dt = job[-1]["elapsed_s"] - job[0]["elapsed_s"]
+        dtok = job[-1]["tokens_seen"] - job[0]["tokens_seen"]
         if dt > 0 and dtok > 0:
-            return dtok / dt, "elapsed_s"
-    rates = [r["tokens_per_sec"] for r in train if r.get("tokens_per_sec")]
+            return dtok / dt, f"elapsed_s over the last {len(job)} records"
+    rates = [r["tokens_per_sec"] for r in train if _is_number(r.get("tokens_per_sec")) and r["tokens_per_sec"] > 0]
     if not rates:
         raise UserError("metrics.jsonl has no tokens_per_sec or elapsed_s yet; let the run log a few steps")
-    return statistics.median(rates[-20:]), "tokens_per_sec (median of the last 20 records)"
+    return statistics.median(rates[-20:]), f"median tokens_per_sec of the last {len(rates[-20:])} records"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int | None = None,
                   **overrides: Any) -> Plan:
     """Plan the rest of a run from its config.yaml and measured metrics.jsonl throughput.
 
-    The model, sequence length, micro batch and world size come from config.yaml (explicit
-    arguments win); the target is `tokens`, else train.max_tokens, else max_steps x global
-    batch x seq_len. The per-GPU throughput is the measured one divided by the world size.
+    The model, sequence length, micro batch, world size (train.world_size, else devices x
+    nodes), activation checkpointing and peak_flops come from config.yaml (explicit arguments
+    win); the target is `tokens`, else max_steps x global batch x seq_len, else max_tokens.
+    The per-GPU throughput is the measured one divided by the world size.
     """
     if overrides.get("mfu") is not None or overrides.get("tokens_per_sec_per_gpu") is not None:
         raise UserError("--from uses the run's measured throughput; drop --mfu / --tokens-per-sec-per-gpu")
@@ -461,6 +475,10 @@ def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int
     last = [r for r in records if "tokens_seen" in r][-1]
     tokens_seen = float(last["tokens_seen"])
     micro = overrides.pop("micro_batch", None) or _first(train, "micro_batch_size", "micro_batch")
+    overrides["activation_checkpointing"] = bool(
+        overrides.get("activation_checkpointing") or train.get("activation_checkpointing"))
+    if overrides.get("peak_tflops") is None and _is_number(train.get("peak_flops")):
+        overrides["peak_tflops"] = train["peak_flops"] / 1e12
     req = PlanRequest(model=config, params=config.num_params(), tokens=target, gpus=world,
                       seq_len=seq_len, micro_batch=micro, tokens_per_sec_per_gpu=rate / world,
                       **overrides)
@@ -492,11 +510,13 @@ def _world_size(data: dict[str, Any]) -> int:
 
 
 def _target_tokens(train: dict[str, Any], seq_len: int) -> float | None:
-    if train.get("max_tokens"):
-        return float(train["max_tokens"])
+    """The schedule's tokens: max_steps x global batch (sequences) x seq_len, as the trainer
+    runs it (it rounds max_tokens up to whole steps), else max_tokens."""
     steps, batch = train.get("max_steps"), _first(train, "global_batch_size", "global_batch")
     if steps and batch:
         return float(steps) * float(batch) * seq_len
+    if train.get("max_tokens"):
+        return float(train["max_tokens"])
     return None
 
 
