@@ -483,7 +483,9 @@ def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int
                       seq_len=seq_len, micro_batch=micro, tokens_per_sec_per_gpu=rate / world,
                       **overrides)
     result = plan(req)
-    measured = dataclasses.replace(result.compute, mfu_source=f"measured in {run_dir} ({source})")
+    if tokens is None:
+        result = dataclasses.replace(result, tokens_source=f"schedule in {run_dir / 'config.yaml'}")
+    measured = dataclasses.replace(result.compute, mfu_source=f"measured in {run_dir}: {source}")
     remaining = max(0.0, target - tokens_seen)
     remaining_s = remaining / rate
     hours = remaining_s * world / 3600
@@ -561,6 +563,17 @@ def _count(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _flop(x: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.3f} {unit}FLOP"
+    return f"{x:.0f} FLOP"
+
+
+def _hours(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:,.2f}"
+
+
 def _money(x: float | None) -> str:
     return "-" if x is None else f"${x:,.0f}"
 
@@ -590,13 +603,13 @@ def render(p: Plan) -> list[Any]:
         ("sequence length", str(c.seq_len) if c.seq_len else "-"),
     ])]
     out.append(two_columns("Compute", [
-        ("FLOPs per token", f"{c.flops_per_token / 1e9:.3f} GFLOP"),
+        ("FLOPs per token", _flop(c.flops_per_token)),
         ("training FLOPs", f"{c.total_flops:.3e}"),
         ("MFU", f"{c.mfu:.1%} ({c.mfu_source})"),
         ("tokens/s per GPU", f"{c.tokens_per_sec_per_gpu:,.0f}"),
         ("tokens/s in all", f"{c.tokens_per_sec:,.0f}"),
-        ("wall clock", f"{c.days:,.1f} days"),
-        ("GPU-hours", f"{c.gpu_hours:,.0f}"),
+        ("wall clock", f"{c.days:,.1f} days ({c.seconds / 3600:,.1f} h)"),
+        ("GPU-hours", _hours(c.gpu_hours)),
         ("cost", _money(c.cost) if c.cost is not None else "- (give --price per GPU-hour)"),
     ]))
     out.append(two_columns("Chinchilla (Hoffmann et al. 2022, approach 1)", [
@@ -619,7 +632,7 @@ def render(p: Plan) -> list[Any]:
             ("measured tokens/s", f"{g.tokens_per_sec:,.0f} ({g.throughput_source})"),
             ("remaining", (f"{_count(g.remaining_tokens)} tokens, {g.remaining_days:,.2f} days "
                           f"({g.remaining_s / 3600:,.1f} h)")),
-            ("remaining GPU-hours", f"{g.remaining_gpu_hours:,.1f}"),
+            ("remaining GPU-hours", _hours(g.remaining_gpu_hours)),
             ("remaining cost", _money(g.remaining_cost)),
         ]))
     return out
