@@ -575,7 +575,9 @@ def _hours(x: float) -> str:
 
 
 def _money(x: float | None) -> str:
-    return "-" if x is None else f"${x:,.0f}"
+    if x is None:
+        return "-"
+    return f"${x:,.0f}" if x >= 100 else f"${x:,.2f}"
 
 
 def _gib(x: float) -> str:
