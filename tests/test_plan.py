@@ -151,6 +151,16 @@ def test_sharding_divides_the_states_and_one_gpu_needs_checkpointing():
     assert not one.fits and one.fits_checkpointed  # 17.6 GB of states + 31 GiB of activations
 
 
+def test_one_gpu_holds_autocast_weight_copies_instead_of_fsdp_buffers():
+    cfg = TINY_1B
+    vocab_d = cfg.vocab_size * cfg.n_embd
+    one = plan(tinyllama(gpus=1, micro_batch=1)).memory
+    two = plan(tinyllama(gpus=2, micro_batch=1)).memory
+    assert one.bf16_buffers == 2 * (cfg.num_params() - vocab_d)
+    root = cfg.num_params() - cfg.n_layer * cfg.block_params()
+    assert two.bf16_buffers == 2 * (root + 2 * cfg.block_params()) + 12 * cfg.block_params()
+
+
 def _saved_bytes_per_token(model: torch.nn.Module, call, batch_sizes=(2, 6), seq=32) -> float:
     """Bytes autograd keeps for backward (excluding parameters and buffers), per token."""
     own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}

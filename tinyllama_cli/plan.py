@@ -185,7 +185,7 @@ class Memory:
     params_fp32: float
     grads_fp32: float
     adamw_state: float
-    fsdp_buffers: float
+    bf16_buffers: float
     loss_buffers: float
     overhead: float
     activations: float
@@ -364,15 +364,20 @@ def memory(req: PlanRequest, gpu: GPU) -> Memory:
     vocab_d = config.vocab_size * config.n_embd
 
     params_fp32, grads_fp32, adamw = 4 * n / world, 4 * n / world, 8 * n / world
-    # bf16 all-gathered root group (kept unsharded by FSDP2 between forward and backward) and two
-    # blocks (current + prefetched); two blocks' unsharded gradients in bf16 and their fp32 copies
-    # for the reduce-scatter.
-    fsdp_buffers = 2 * (root + 2 * block) + 2 * (2 + 4) * block
+    if world > 1:
+        # bf16 all-gathered root group (kept unsharded by FSDP2 between forward and backward) and
+        # two blocks (current + prefetched); two blocks' unsharded gradients in bf16 and their
+        # fp32 copies for the reduce-scatter.
+        bf16_buffers = 2 * (root + 2 * block) + 2 * (2 + 4) * block
+    else:
+        # One GPU trains the plain module under autocast: the bf16 copy of every matmul weight is
+        # saved for backward (the input embedding is a lookup, not a matmul).
+        bf16_buffers = 2 * (n - vocab_d)
     # The fused loss: an fp32 accumulator for the head's gradient, its bf16 copy kept for backward,
     # and one chunk of logits (fp32 logits, fp32 softmax, bf16 copy).
     loss_buffers = 4 * vocab_d + 2 * vocab_d + LOSS_CHUNK_ELEMENTS * (4 + 4 + 2)
     overhead = req.overhead_gib * GIB
-    fixed = params_fp32 + grads_fp32 + adamw + fsdp_buffers + loss_buffers + overhead
+    fixed = params_fp32 + grads_fp32 + adamw + bf16_buffers + loss_buffers + overhead
 
     layer = layer_activation_bytes_per_token(config)
     head = head_activation_bytes_per_token(config)
@@ -394,7 +399,7 @@ def memory(req: PlanRequest, gpu: GPU) -> Memory:
     return Memory(
         micro_batch=micro, micro_batch_source=source, seq_len=seq_len, capacity=capacity,
         params_fp32=params_fp32, grads_fp32=grads_fp32, adamw_state=adamw,
-        fsdp_buffers=fsdp_buffers, loss_buffers=loss_buffers, overhead=overhead,
+        bf16_buffers=bf16_buffers, loss_buffers=loss_buffers, overhead=overhead,
         activations=micro * per_seq, activations_checkpointed=micro * per_seq_ac,
         total=total, total_checkpointed=total_ac,
         fits=total <= capacity, fits_checkpointed=total_ac <= capacity,
@@ -645,16 +650,18 @@ def _memory_table(m: Memory, gpus: int, gpu: str) -> Any:
     from rich.table import Table
 
     chosen = " (chosen)"
+    sharding = f"FSDP full sharding over {gpus}" if gpus > 1 else "one GPU, no sharding"
     table = Table(
-        title=f"Memory per GPU: FSDP full sharding over {gpus}, bf16 compute, flash attention; "
+        title=f"Memory per GPU: {sharding}, bf16 compute, flash attention; "
               f"micro batch {m.micro_batch} x {m.seq_len} ({m.micro_batch_source})",
         box=box.SIMPLE_HEAD, title_justify="left",
     )
     table.add_column("")
     table.add_column("no checkpointing" + ("" if m.activation_checkpointing else chosen), justify="right")
     table.add_column("activation checkpointing" + (chosen if m.activation_checkpointing else ""), justify="right")
-    same = [("fp32 parameters (sharded)", m.params_fp32), ("fp32 gradients (sharded)", m.grads_fp32),
-            ("AdamW moments (sharded)", m.adamw_state), ("FSDP bf16 gathers + grad buffers", m.fsdp_buffers),
+    sharded = " (sharded)" if gpus > 1 else ""
+    same = [(f"fp32 parameters{sharded}", m.params_fp32), (f"fp32 gradients{sharded}", m.grads_fp32),
+            (f"AdamW moments{sharded}", m.adamw_state), ("bf16 weights/gradients in flight" if gpus > 1 else "bf16 weight copies (autocast)", m.bf16_buffers),
             ("fused-loss buffers", m.loss_buffers), ("CUDA context, NCCL, fragmentation", m.overhead)]
     for name, value in same:
         table.add_row(name, _gib(value), _gib(value))
