@@ -150,6 +150,57 @@ def plot_command(
     console.print(f"wrote {out}: {len(runs)} run(s), {points} points", highlight=False)
 
 
+# --- convert -----------------------------------------------------------------------------------
+
+
+@app.command()
+def convert(
+    src: str = typer.Argument(..., help="A run dir (its newest checkpoint), a checkpoint dir or a Hugging Face Llama dir."),
+    to: str = typer.Option(..., "--to", help="Target format: hf, native or gguf."),
+    out: str = typer.Option(..., "--out", help="Output directory (for gguf also a path ending in .gguf)."),
+    dtype: str | None = typer.Option(None, "--dtype", help="fp32 (default), bf16 or fp16; native is always fp32."),
+    max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="HF: split safetensors above this size (2GB, 500MB, 1GiB)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    verify: bool | None = typer.Option(None, "--verify/--no-verify",
+                                          help="Load the result and compare logits with the source (default: when transformers is importable)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Convert a model between the native format, Hugging Face Llama and GGUF, verified."""
+    from tinyllama_cli.convert.api import convert as run_convert
+
+    if as_json:
+        result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify)
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    with err_console.status("converting") as status:
+        result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify,
+                             on_stage=lambda text: status.update(text))
+    table = Table(title=f"{result.source_kind} -> {result.target}", box=box.SIMPLE_HEAD)
+    table.add_column("file")
+    table.add_column("size", justify="right")
+    for f in result.files:
+        table.add_row(f["name"], _bytes(f["bytes"]))
+    table.add_row("[bold]total[/]", f"[bold]{_bytes(sum(f['bytes'] for f in result.files))}[/]")
+    console.print(table)
+    console.print(f"wrote {result.out}   dtype {result.dtype}   params {result.params:,}   tokenizer {'yes' if result.tokenizer else 'no'}   "
+                  f"{result.seconds:.1f} s", highlight=False)
+    v = result.verify
+    if v is None:
+        console.print("verify: skipped", highlight=False)
+    else:
+        extra = f"   tokenizer {v.tokenizer}" if v.tokenizer else ""
+        extra += f"   max tensor diff {v.max_tensor_diff:.3g}" if v.max_tensor_diff is not None else ""
+        console.print(f"verify: [bold green]OK[/]  max |logit diff| {v.max_abs_diff:.3g} (tolerance {v.tolerance:.3g}) on "
+                      f"{v.probe_shape[0]}x{v.probe_shape[1]} tokens{extra}\n        {v.method}", highlight=False)
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 
