@@ -5,8 +5,9 @@ words endlessly. For a Llama-style model (BPE, identity normalisation, whitespac
 prefix, no piece with a `▁` after another character) no piece can span the start of a run of
 spaces, so the encoding of a document is the concatenation of the encodings of its
 "words" (a run of spaces and the characters up to the next space). `DocumentEncoder` caches
-those per word and sends only unseen words to SentencePiece (in one batched call), which is
-2-3x faster than one `encode` per document on the same core, and gives the same ids.
+those per word and sends only unseen words to SentencePiece (in one batched call), which gives
+the same ids faster on one core (1.8x over a per-document loop on a cold cache of source code,
+see benchmarks/bench_prepare.py; more once the cache is warm).
 
 Exactness is not taken on faith: the model is inspected before the word path is used, and every
 `check_every`-th document is also encoded whole by SentencePiece; a difference raises
