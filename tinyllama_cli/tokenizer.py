@@ -91,6 +91,19 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_path: str | Path,
     except RuntimeError as exc:
         raise UserError(f"tokenizer training failed ({exc}); use a smaller --vocab-size or more text") from None
     tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_bytes(model.getvalue())
+    tmp.write_bytes(_without_thread_count(model.getvalue()))
     tmp.replace(out_path)
     return Tokenizer(out_path)
+
+
+def _without_thread_count(model_bytes: bytes) -> bytes:
+    """Drop the trainer's thread count from the saved model: the pieces and scores do not
+    depend on it, so the file (and its sha256) then does not either."""
+    try:
+        from sentencepiece import sentencepiece_model_pb2 as pb
+    except ImportError:  # protobuf missing: keep the bytes as trained
+        return model_bytes
+    proto = pb.ModelProto()
+    proto.ParseFromString(model_bytes)
+    proto.trainer_spec.ClearField("num_threads")
+    return proto.SerializeToString()

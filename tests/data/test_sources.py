@@ -1,0 +1,152 @@
+"""Reading sources and the exact word-cached encoder."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import sentencepiece as spm
+
+from tests.data.prepare_corpus import make_text, texts, write_jsonl, write_parquet
+from tinyllama_cli.data.encoder import DocumentEncoder, FastPathMismatch, word_split_is_exact
+from tinyllama_cli.data.sources import (
+    GLOB_NO_MATCH,
+    InputFile,
+    ReadOptions,
+    default_name,
+    parse_spec,
+    read_records,
+    resolve_sources,
+)
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.tokenizer import train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tmp_path_factory) -> bytes:
+    rng = random.Random(1)
+    path = tmp_path_factory.mktemp("tok") / "tok.model"
+    train_tokenizer([make_text(rng, 80) for _ in range(300)], 300, path, num_threads=1)
+    return path.read_bytes()
+
+
+def test_spec_parsing_and_default_names():
+    assert parse_spec("slim=/data/a.jsonl") == ("slim", "/data/a.jsonl")
+    assert parse_spec("/data/x=1.jsonl") == (None, "/data/x=1.jsonl")
+    assert default_name("/d/example_0.jsonl.zst") == "example_0"
+    assert default_name("/d/starcoder/") == "starcoder"
+
+
+def test_missing_paths_are_user_errors_and_empty_globs_are_problems(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        resolve_sources([str(tmp_path / "nope.jsonl")])
+    with pytest.raises(UserError, match="save_to_disk"):
+        resolve_sources(["cerebras/SlimPajama-627B"])
+    (tmp_path / "notes.md").write_text("x")
+    with pytest.raises(UserError, match="not a supported input"):
+        resolve_sources([str(tmp_path / "notes.md")])
+    [source] = resolve_sources([f"x={tmp_path}/*.jsonl"])
+    assert source.files == [] and source.problems[0][0] == GLOB_NO_MATCH
+
+
+def test_directories_are_listed_recursively_in_sorted_order(tmp_path):
+    for rel in ("b/2.jsonl", "a/1.parquet", "a/0.txt", "c/.hidden.jsonl", "c/readme.md"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    [source] = resolve_sources([str(tmp_path)])
+    assert [Path(f.path).relative_to(tmp_path).as_posix() for f in source.files] == ["a/0.txt", "a/1.parquet", "b/2.jsonl"]
+    assert [f.kind for f in source.files] == ["txt", "parquet", "jsonl"]
+
+
+def test_jsonl_text_field_fallback_and_line_numbers(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"content": "code"}\n\n{"text": "prose", "content": "ignored"}\n{"text": 3}\n[1]\n')
+    records = list(read_records(InputFile(str(path), "jsonl"), ReadOptions()))
+    assert [(r.line, r.text, r.reason) for r in records] == [
+        (1, "code", None), (3, "prose", None), (4, None, "missing_text"), (5, None, "missing_text")]
+    records = list(read_records(InputFile(str(path), "jsonl"), ReadOptions(text_field="content")))
+    assert [r.text for r in records] == ["code", "ignored", None, None]
+
+
+def test_parquet_is_read_by_row_group_with_exclusion_on_a_column(tmp_path):
+    rows = [{"content": t, "lang": "java" if i % 3 else "go"} for i, t in enumerate(texts(2, 10))]
+    rows[4]["content"] = None
+    path = write_parquet(tmp_path / "p.parquet", rows, row_group_size=3)
+    records = list(read_records(InputFile(str(path), "parquet"), ReadOptions(exclude=(("lang", "go"),))))
+    assert len(records) == 10
+    assert [r.line for r in records] == list(range(1, 11))
+    assert [r.reason for r in records if r.reason] == ["excluded", "excluded", "missing_text", "excluded", "excluded"]
+    assert [r.text for r in records if r.text] == [row["content"] for i, row in enumerate(rows)
+                                                  if row["lang"] == "java" and row["content"]]
+
+
+def test_zst_with_several_frames_is_read_whole(tmp_path):
+    import zstandard
+
+    frames = [zstandard.ZstdCompressor().compress(b"".join(f'{{"text": "{x}"}}\n'.encode() for x in part))
+              for part in (["a1", "a2"], ["b1"])]
+    path = tmp_path / "m.jsonl.zst"
+    path.write_bytes(b"".join(frames))
+    assert [r.text for r in read_records(InputFile(str(path), "jsonl.zst"), ReadOptions())] == ["a1", "a2", "b1"]
+
+
+def test_word_cached_encoding_equals_sentencepiece(model_bytes):
+    sp = spm.SentencePieceProcessor(model_proto=model_bytes)
+    assert word_split_is_exact(model_bytes)
+    enc = DocumentEncoder(model_bytes, check_every=10**9)  # no spot checks: compare everything here
+    assert enc.fast
+    tricky = [" ", "  ", "a ", " a", "a  b", "   x", "x\n  y ", "\u2581a b", "a\u2581 b", "a \u2581b",
+              "日本語 テキスト 🙂", "12345 678", "\t tab", "a\u3000b", "trailing   ", "x" * 200 + " y"]
+    docs = tricky + texts(11, 300)
+    assert enc.encode(docs) == [sp.encode(d) for d in docs]
+    assert enc.encode(docs[::-1]) == [sp.encode(d) for d in docs[::-1]]  # with a warm cache
+
+
+def test_models_the_word_split_would_not_be_exact_for_use_plain_encoding(model_bytes):
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    proto = pb.ModelProto()
+    proto.ParseFromString(model_bytes)
+    proto.normalizer_spec.remove_extra_whitespaces = True
+    changed = proto.SerializeToString()
+    assert not word_split_is_exact(changed)
+    enc = DocumentEncoder(changed)
+    assert not enc.fast
+    sp = spm.SentencePieceProcessor(model_proto=changed)
+    docs = ["a   b  ", *texts(12, 20)]
+    assert enc.encode(docs) == [sp.encode(d) for d in docs]
+
+
+def test_jsonl_zst_round_trip_via_helper(tmp_path):
+    path = write_jsonl(tmp_path / "x.jsonl.zst", [{"text": "one"}, {"text": "two"}], zst=True)
+    assert [r.text for r in read_records(InputFile(str(path), "jsonl.zst"), ReadOptions())] == ["one", "two"]
+
+
+def test_gzip_json_lines_under_a_json_name_and_a_saved_dataset_dict(tmp_path):
+    import gzip
+
+    import datasets
+
+    gz = tmp_path / "a.jsonl.gz"
+    gz.write_bytes(gzip.compress(b'{"text": "one"}\n{"text": "two"}\n'))
+    assert [r.text for r in read_records(InputFile(str(gz), "jsonl.gz"), ReadOptions())] == ["one", "two"]
+    lines = tmp_path / "b.json"
+    lines.write_text('{"text": "three"}\n{"text": "four"}\n')
+    assert [r.text for r in read_records(InputFile(str(lines), "json"), ReadOptions())] == ["three", "four"]
+    datasets.disable_progress_bars()
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["t1", "t2"]}),
+                               "validation": datasets.Dataset.from_dict({"text": ["v1"]})})
+    dd.save_to_disk(str(tmp_path / "dd"))
+    [source] = resolve_sources([str(tmp_path / "dd")])
+    assert source.name == "dd" and [f.kind for f in source.files] == ["arrow", "arrow"]
+    got = [r.text for f in source.files for r in read_records(f, ReadOptions())]
+    assert got == ["t1", "t2", "v1"]
+
+
+def test_a_wrong_cached_word_is_caught_by_the_spot_check(model_bytes):
+    enc = DocumentEncoder(model_bytes, check_every=1)
+    enc.encode(["the model"])
+    enc._pool[enc._start[enc._index[" model"]]] += 1  # simulate a word whose cached ids are wrong
+    with pytest.raises(FastPathMismatch):
+        enc.encode(["a model"])

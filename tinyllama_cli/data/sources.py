@@ -1,0 +1,448 @@
+"""Input sources for prepare-data: find the files behind `[NAME=]PATH` and read each one as
+documents.
+
+Every reader yields `Record`s: either a document's text or the reason it was skipped, always
+with its place (1-based line for JSON lines, row for tables, record index for a JSON array) so
+the log can name `file:line`. Readers never raise on bad data; they report it and go on, and
+the caller decides (``--on-error skip|fail``). Memory stays bounded: compressed and plain JSON
+lines are read in blocks, parquet one row group at a time, Arrow one record batch at a time.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import orjson
+
+from tinyllama_cli.errors import UserError
+
+# Why a record or a file was skipped; the manifest and the log use these names.
+INVALID_JSON = "invalid_json"
+INVALID_UTF8 = "invalid_utf8"
+MISSING_TEXT = "missing_text"
+EMPTY_TEXT = "empty_text"
+EXCLUDED = "excluded"
+TRUNCATED_FILE = "truncated_file"
+CORRUPT_FILE = "corrupt_file"
+GLOB_NO_MATCH = "glob_no_match"
+
+# File kinds by suffix; the longest suffix wins (".jsonl.zst" before ".zst").
+SUFFIXES = {
+    ".jsonl.zst": "jsonl.zst", ".json.zst": "jsonl.zst", ".jsonl.gz": "jsonl.gz",
+    ".json.gz": "jsonl.gz", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet",
+    ".txt": "txt", ".arrow": "arrow",
+}
+DEFAULT_TEXT_FIELDS = ("text", "content")
+BLOCK = 1 << 22  # bytes read at a time from (de)compressed line files
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One unit of work: a file and how to read it. Units are processed independently."""
+
+    path: str
+    kind: str
+
+    @property
+    def size(self) -> int:
+        return os.path.getsize(self.path)
+
+
+@dataclass
+class Source:
+    """A named source: its input files in a fixed (sorted) order, plus problems found while
+    listing them (a glob that matched nothing)."""
+
+    name: str
+    spec: str
+    files: list[InputFile] = field(default_factory=list)
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (reason, where, detail)
+
+
+class Record(NamedTuple):
+    """A document (`text`) or a skipped record (`reason`, `detail`), at `line` of its file."""
+
+    line: int
+    text: str | None
+    reason: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    text_field: str | None = None  # None: "text", else "content"
+    exclude: tuple[tuple[str, str], ...] = ()  # (meta key, value) pairs whose records are skipped
+
+    def fields(self) -> tuple[str, ...]:
+        return (self.text_field,) if self.text_field else DEFAULT_TEXT_FIELDS
+
+
+# --- finding the files ---------------------------------------------------------------------------
+
+
+def kind_of(path: str) -> str | None:
+    name = path.lower()
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return SUFFIXES[suffix]
+    return None
+
+
+def parse_spec(spec: str) -> tuple[str | None, str]:
+    """`NAME=PATH` -> (NAME, PATH); a bare PATH -> (None, PATH). A `=` later in a path is kept."""
+    name, sep, path = spec.partition("=")
+    if sep and name and "/" not in name and os.sep not in name:
+        return name, path
+    return None, spec
+
+
+def default_name(path: str) -> str:
+    """The stem of a file or directory (`data/slim.jsonl.zst` -> `slim`), used when no NAME= is given."""
+    base = Path(path.rstrip("/\\")).name or "data"
+    kind = kind_of(base)
+    if kind:
+        for suffix in sorted(SUFFIXES, key=len, reverse=True):
+            if base.lower().endswith(suffix):
+                return base[: -len(suffix)] or "data"
+    return base
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """A directory written by `datasets.Dataset(Dict).save_to_disk`."""
+    return (path / "dataset_dict.json").is_file() or (
+        (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+    )
+
+
+def saved_dataset_files(path: Path) -> list[InputFile]:
+    """The Arrow files of a saved Dataset, or of every split of a saved DatasetDict in its order."""
+    if (path / "dataset_dict.json").is_file():
+        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        return [f for split in splits for f in saved_dataset_files(path / split)]
+    state = json.loads((path / "state.json").read_text())
+    if state.get("_indices_data_files"):
+        raise UserError(f"{path} is a saved dataset with an indices mapping; save it again after "
+                        "`dataset.flatten_indices()`")
+    return [InputFile(str(path / f["filename"]), "arrow") for f in state["_data_files"]]
+
+
+def list_files(path: str) -> tuple[list[InputFile], list[tuple[str, str, str]]]:
+    """The input files behind one PATH (file, directory, glob or saved dataset), sorted.
+
+    A missing file or directory is a `UserError` (nothing is written yet); a glob that matches
+    no supported file is returned as a problem, for `--on-error` to decide.
+    """
+    if glob.has_magic(path):
+        matches = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p) and kind_of(p))
+        if not matches:
+            detail = "the pattern matched no .jsonl/.jsonl.zst/.json/.parquet/.txt/.arrow file"
+            return [], [(GLOB_NO_MATCH, path, detail)]
+        return [InputFile(p, kind_of(p)) for p in matches], []
+    p = Path(path)
+    if p.is_file():
+        kind = kind_of(path)
+        if kind is None:
+            raise UserError(f"{path} is not a supported input; use .jsonl, .jsonl.zst, .json, "
+                            ".parquet, .txt or a saved `datasets` directory")
+        return [InputFile(path, kind)], []
+    if p.is_dir():
+        if is_saved_dataset(p):
+            return saved_dataset_files(p), []
+        found = []
+        for root, dirs, files in os.walk(p):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in files:
+                full = os.path.join(root, name)
+                if not name.startswith(".") and kind_of(name):
+                    found.append(full)
+        if not found:
+            raise UserError(f"directory {path} has no .jsonl, .jsonl.zst, .json, .parquet or .txt "
+                            "files; point at the data files")
+        return [InputFile(f, kind_of(f)) for f in sorted(found)], []
+    looks_like_hub_name = re.fullmatch(r"[\w-]+/[\w.-]+", path) and not kind_of(path)
+    hint = (" (hub names are not downloaded: save the dataset with `save_to_disk` and pass "
+            "that directory)") if looks_like_hub_name else ""
+    raise UserError(f"input {path} does not exist{hint}; check the path")
+
+
+def resolve_sources(specs: list[str]) -> list[Source]:
+    """Parse `[NAME=]PATH` specs; the same NAME given twice adds its paths to one source."""
+    if not specs:
+        raise UserError("no input given; pass one or more [NAME=]PATH sources")
+    by_name: dict[str, Source] = {}
+    for spec in specs:
+        name, path = parse_spec(spec)
+        name = name or default_name(path.split("*")[0] if glob.has_magic(path) else path)
+        if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise UserError(f"source name {name!r} must be letters, digits, '-', '_' or '.'; "
+                            "give one with NAME=PATH")
+        files, problems = list_files(path)
+        source = by_name.setdefault(name, Source(name, spec))
+        if source.spec != spec:
+            source.spec += " " + spec
+        source.files += files
+        source.problems += problems
+    return list(by_name.values())
+
+
+# --- reading the files ---------------------------------------------------------------------------
+
+
+class Reader:
+    """Iterates the records of one input file; `bytes_done` tracks progress through it."""
+
+    def __init__(self, f: InputFile, options: ReadOptions):
+        self.file = f
+        self.options = options
+        self.bytes_done = 0
+
+    def __iter__(self) -> Iterator[Record]:
+        return getattr(self, "_read_" + self.file.kind.replace(".", "_"))()
+
+    # JSON lines, plain or compressed ------------------------------------------------------------
+
+    def _read_jsonl(self) -> Iterator[Record]:
+        with open(self.file.path, "rb") as fh:
+            yield from self._lines(self._plain_blocks(fh))
+
+    def _read_jsonl_gz(self) -> Iterator[Record]:
+        with open(self.file.path, "rb") as raw, gzip.GzipFile(fileobj=raw) as fh:
+            def blocks():
+                while True:
+                    try:
+                        block = fh.read(BLOCK)
+                    except (EOFError, OSError, gzip.BadGzipFile) as exc:
+                        yield exc
+                        return
+                    self.bytes_done = raw.tell()
+                    if not block:
+                        return
+                    yield block
+            yield from self._lines(blocks())
+
+    def _read_jsonl_zst(self) -> Iterator[Record]:
+        import zstandard
+
+        dctx = zstandard.ZstdDecompressor()
+        with open(self.file.path, "rb") as fh:
+            def blocks():
+                frame = None  # the frame being decompressed, None between frames
+                while True:
+                    raw = fh.read(BLOCK)
+                    self.bytes_done = fh.tell()
+                    if not raw:
+                        if frame is not None:
+                            yield EOFError("the zstd stream ends in the middle of a frame")
+                        return
+                    while raw:
+                        if frame is None:
+                            frame = dctx.decompressobj()
+                        try:
+                            out = frame.decompress(raw)
+                        except zstandard.ZstdError as exc:
+                            yield exc
+                            return
+                        if out:
+                            yield out
+                        raw = b""
+                        if frame.eof:
+                            raw, frame = frame.unused_data, None
+            yield from self._lines(blocks())
+
+    def _plain_blocks(self, fh) -> Iterator[bytes]:
+        while True:
+            block = fh.read(BLOCK)
+            self.bytes_done = fh.tell()
+            if not block:
+                return
+            yield block
+
+    def _lines(self, blocks: Iterator[bytes | Exception]) -> Iterator[Record]:
+        """Split blocks into lines and parse each; an exception in the stream ends the file
+        with a `truncated_file` record (the incomplete last line is part of that)."""
+        line_no = 0
+        rest = b""
+        for block in blocks:
+            if isinstance(block, Exception):
+                yield Record(line_no + 1, None, TRUNCATED_FILE, f"{type(block).__name__}: {block}")
+                return
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                line_no += 1
+                if line.strip():
+                    yield self._parse_json_line(line_no, line)
+        if rest.strip():
+            yield self._parse_json_line(line_no + 1, rest)
+
+    def _parse_json_line(self, line_no: int, line: bytes) -> Record:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as uexc:
+                return Record(line_no, None, INVALID_UTF8, str(uexc))
+            return Record(line_no, None, INVALID_JSON, str(exc))
+        return self._from_object(line_no, obj)
+
+    def _from_object(self, line_no: int, obj) -> Record:
+        if not isinstance(obj, dict):
+            return Record(line_no, None, MISSING_TEXT, f"a JSON {type(obj).__name__}, not an object")
+        for name in self.options.fields():
+            text = obj.get(name)
+            if text is not None:
+                break
+        else:
+            return Record(line_no, None, MISSING_TEXT, f"no field {' or '.join(self.options.fields())}")
+        if not isinstance(text, str):
+            return Record(line_no, None, MISSING_TEXT, f"field {name} is a {type(text).__name__}")
+        if self.options.exclude:
+            meta = obj.get("meta")
+            meta = meta if isinstance(meta, dict) else {}
+            for key, value in self.options.exclude:
+                if str(meta.get(key, obj.get(key))) == value:
+                    return Record(line_no, None, EXCLUDED, f"{key}={value}")
+        if not text.strip():
+            return Record(line_no, None, EMPTY_TEXT, "")
+        return Record(line_no, text)
+
+    # A JSON file: an array of records, or JSON lines under a .json name ---------------------------
+
+    def _read_json(self) -> Iterator[Record]:
+        with open(self.file.path, "rb") as fh:
+            head = fh.read(4096).lstrip()
+        if not head.startswith(b"["):
+            yield from self._read_jsonl()
+            return
+        data = Path(self.file.path).read_bytes()
+        self.bytes_done = len(data)
+        try:
+            records = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as uexc:
+                yield Record(data.count(b"\n", 0, uexc.start) + 1, None, INVALID_UTF8, str(uexc))
+                return
+            yield Record(exc.lineno, None, INVALID_JSON, str(exc))
+            return
+        for i, obj in enumerate(records, 1):
+            yield self._from_object(i, obj)
+
+    # Plain text: one file is one document -------------------------------------------------------
+
+    def _read_txt(self) -> Iterator[Record]:
+        data = Path(self.file.path).read_bytes()
+        self.bytes_done = len(data)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield Record(data.count(b"\n", 0, exc.start) + 1, None, INVALID_UTF8, str(exc))
+            return
+        yield Record(1, text) if text.strip() else Record(1, None, EMPTY_TEXT, "")
+
+    # Tables: parquet by row group, Arrow (saved datasets) by record batch ------------------------
+
+    def _read_parquet(self) -> Iterator[Record]:
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(self.file.path)
+            names = pf.schema_arrow.names
+            groups = pf.metadata.num_row_groups
+            sizes = [pf.metadata.row_group(i).total_byte_size for i in range(groups)]
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
+            yield Record(0, None, CORRUPT_FILE, f"{type(exc).__name__}: {exc}")
+            return
+        columns = self._table_columns(names)
+        if columns is None:
+            yield Record(0, None, MISSING_TEXT, f"no column {' or '.join(self.options.fields())}")
+            return
+        row = 0
+        total = max(sum(sizes), 1)
+        file_size = self.file.size
+        for i in range(groups):
+            try:
+                table = pf.read_row_group(i, columns=columns)
+            except Exception as exc:  # noqa: BLE001 - any damage ends the file
+                yield Record(row + 1, None, CORRUPT_FILE, f"row group {i}: {type(exc).__name__}: {exc}")
+                return
+            yield from self._table_rows(table, columns, row)
+            row += table.num_rows
+            self.bytes_done = file_size * sum(sizes[: i + 1]) // total
+
+    def _read_arrow(self) -> Iterator[Record]:
+        import pyarrow as pa
+
+        try:
+            source = pa.memory_map(self.file.path)
+            try:
+                reader = pa.ipc.open_stream(source)
+            except pa.ArrowInvalid:
+                reader = pa.ipc.open_file(source)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches)) \
+                if isinstance(reader, pa.ipc.RecordBatchFileReader) else iter(reader)
+            columns = self._table_columns(reader.schema.names)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
+            yield Record(0, None, CORRUPT_FILE, f"{type(exc).__name__}: {exc}")
+            return
+        if columns is None:
+            yield Record(0, None, MISSING_TEXT, f"no column {' or '.join(self.options.fields())}")
+            return
+        row = 0
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except Exception as exc:  # noqa: BLE001 - any damage ends the file
+                yield Record(row + 1, None, CORRUPT_FILE, f"{type(exc).__name__}: {exc}")
+                return
+            table = pa.Table.from_batches([batch]).select(columns)
+            yield from self._table_rows(table, columns, row)
+            row += batch.num_rows
+        self.bytes_done = self.file.size
+
+    def _table_columns(self, names: list[str]) -> list[str] | None:
+        text = next((n for n in self.options.fields() if n in names), None)
+        if text is None:
+            return None
+        return [text] + [key for key, _ in self.options.exclude if key in names and key != text]
+
+    def _table_rows(self, table, columns: list[str], first_row: int) -> Iterator[Record]:
+        texts = table.column(columns[0]).to_pylist()
+        others = {name: table.column(name).to_pylist() for name in columns[1:]}
+        for i, text in enumerate(texts):
+            line = first_row + i + 1
+            if isinstance(text, bytes):
+                try:
+                    text = text.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield Record(line, None, INVALID_UTF8, str(exc))
+                    continue
+            if not isinstance(text, str):
+                yield Record(line, None, MISSING_TEXT, f"{columns[0]} is null" if text is None
+                             else f"{columns[0]} is a {type(text).__name__}")
+                continue
+            excluded = next((f"{k}={v}" for k, v in self.options.exclude
+                             if k in others and str(others[k][i]) == v), None)
+            if excluded:
+                yield Record(line, None, EXCLUDED, excluded)
+            elif not text.strip():
+                yield Record(line, None, EMPTY_TEXT, "")
+            else:
+                yield Record(line, text)
+
+
+def read_records(f: InputFile, options: ReadOptions) -> Iterator[Record]:
+    """The records of one file, in file order (see `Reader`)."""
+    return iter(Reader(f, options))
