@@ -110,7 +110,7 @@ def sample_corpus(
     for column in ("part", "files", "records", "~tokens"):
         table.add_column(column, justify="left" if column == "part" else "right")
     table.add_row("slimpajama/ (text)", str(len(s.slimpajama_files)), f"{s.text_documents:,}", f"{s.text_tokens:,}")
-    table.add_row("  of which RedPajamaGithub", "", f"{s.github_documents:,}", f"{s.github_tokens:,}")
+    table.add_row("  + RedPajamaGithub (code)", "", f"{s.github_documents:,}", f"{s.github_tokens:,}")
     table.add_row("starcoder/python/ (code)", str(len(s.starcoder_files)), f"{s.code_files:,}", f"{s.code_tokens:,}")
     table.add_row("eval/hellaswag.jsonl", "1", f"{s.hellaswag:,}", "")
     table.add_row("eval/arc_easy.jsonl", "1", f"{s.arc_easy:,}", "")
