@@ -1,11 +1,12 @@
 """A built-in corpus that needs no network: the Python standard library, written in the layouts
 of TinyLlama's two datasets.
 
-Every Python installation carries a few million tokens of real English (the language reference
-in `pydoc_data.topics`, module/class/function docstrings, source comments, the .txt/.rst/.html
-documents shipped in the library, the docstrings of the C modules) and tens of megabytes of real
-Python. `build_sample_corpus` writes the text in SlimPajama's layout and the code in
-Starcoderdata's, so a quickstart runs through exactly the code paths of a full-scale run:
+Every CPython installation carries one to two million tokens of real English (the language
+reference in `pydoc_data.topics`, module/class/function docstrings, source comments, the
+.txt/.rst/.html documents shipped in the library, the docstrings of the C modules) and tens of
+megabytes of real Python (the library, and the pip/setuptools wheels `ensurepip` bundles).
+`build_sample_corpus` writes the text in SlimPajama's layout and the code in Starcoderdata's, so
+a quickstart runs through exactly the code paths of a full-scale run:
 
 ```
 DIR/slimpajama/chunk-00000.jsonl.zst     {"text": ..., "meta": {"redpajama_set_name": ...}}
@@ -18,7 +19,8 @@ DIR/README.md
 Why it is built the way it is:
 - Python sources are read, never imported: `ast.get_docstring` on parsed source cannot run a
   module's code. Only the docstrings of a fixed list of C modules come from imports (they have
-  no source); importing those runs no Python code, and their output and warnings are suppressed.
+  no source), done in a child interpreter (`python -I -S`, time-limited, output discarded), so
+  neither their import nor the calling program's run-time state affects the result.
 - Deterministic: files are listed sorted, every choice is a hash of (seed, name), and the
   writers (zstd level 3 one-shot, pyarrow) add no timestamps, so the same installation gives
   the same bytes every time.
@@ -229,7 +231,7 @@ def parse(source: str) -> ast.Module | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")      # invalid escape sequences in old test files
             return ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
 
 
@@ -478,7 +480,7 @@ class Library:
 
 
 def _text_candidates(lib: Library) -> Iterator[tuple[str, Callable[[], list[Document]]]]:
-    """(rank, produce) for every text source; test modules are parsed only when reached."""
+    """(rank, produce) for every text source; the work is done only for the sources reached."""
 
     def library_module(rel: str) -> Callable[[], list[Document]]:
         def produce() -> list[Document]:
@@ -920,8 +922,9 @@ tinyllama eval RUN_DIR --tasks hellaswag,arc_easy \\
 ## Preparing it for training
 
 ```
-tinyllama prepare-data slimpajama=DIR/slimpajama starcoder=DIR/starcoder/python \\
-    --train-tokenizer --vocab-size 8192 --out DATA_DIR
+tinyllama prepare-data slimpajama=DIR/slimpajama starcoder=DIR/starcoder \\
+    --exclude-meta redpajama_set_name=RedPajamaGithub \\
+    --train-tokenizer --vocab-size 8192 --val-fraction 0.02 --out DATA_DIR
 tinyllama pretrain --model cpu-small --data DATA_DIR --mix slimpajama=0.7,starcoder=0.3 --out RUN_DIR
 ```
 
