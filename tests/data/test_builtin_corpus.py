@@ -77,6 +77,17 @@ def test_slimpajama_layout(built):
     # Real English: the reference manual and docstring pages are in there.
     assert any("docstring" in r["text"] or "statement" in r["text"] for r in rows)
     assert summary.text_tokens >= 0.7 * TARGET * 0.9
+    readme = (out / "README.md").read_text()
+    assert f"{summary.text_documents:,} text documents" in readme and str(out) not in readme
+
+
+def test_c_module_docstrings_come_from_an_isolated_interpreter(monkeypatch):
+    """The pages do not depend on this process's state (a replaced sys.excepthook here)."""
+    monkeypatch.setattr(sys, "excepthook", lambda *a: None)
+    pages = bc.c_module_pages(("builtins", "math", "sys", "no_such_module"))
+    assert set(pages) == {"builtins", "math", "sys"}
+    assert "## class int" in pages["builtins"] and "## sqrt(x, /)" in pages["math"]
+    assert "## excepthook(exctype, value, traceback, /)" in pages["sys"]
 
 
 def test_starcoder_layout(built):
