@@ -308,6 +308,39 @@ def _print_data_summary(manifest: dict, title: str) -> None:
     console.print(f"tokenizer: vocab {tok['vocab_size']:,}, sha256 {tok['sha256'][:16]}...; dtype {manifest['dtype']}")
 
 
+# --- sample-corpus -----------------------------------------------------------------------------
+
+
+@app.command("sample-corpus")
+def sample_corpus(
+    out: str = typer.Option(..., "--out", help="Directory to write (must not exist unless --overwrite)."),
+    tokens_target: int = typer.Option(3_000_000, "--tokens-target",
+                                      help="Estimated tokens to write, 7:3 text:code; capped by what the library has."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the record order."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DIR if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
+) -> None:
+    """Write a built-in corpus from the Python standard library (no network): text in
+    SlimPajama's layout, code in Starcoderdata's, and small hellaswag/arc_easy files to evaluate on."""
+    from tinyllama_cli.data.builtin_corpus import build_sample_corpus
+
+    with err_console.status("Reading the standard library..."):
+        s = build_sample_corpus(out, tokens_target=tokens_target, overwrite=overwrite, seed=seed)
+    if as_json:
+        print(json.dumps(s.to_dict(), indent=2))
+        return
+    table = Table(title=f"Sample corpus in {s.out} ({s.seconds:.1f} s)", box=box.SIMPLE_HEAD)
+    for column in ("part", "files", "records", "~tokens"):
+        table.add_column(column, justify="left" if column == "part" else "right")
+    table.add_row("slimpajama/ (text)", str(len(s.slimpajama_files)), f"{s.text_documents:,}", f"{s.text_tokens:,}")
+    table.add_row("  + RedPajamaGithub (code)", "", f"{s.github_documents:,}", f"{s.github_tokens:,}")
+    table.add_row("starcoder/python/ (code)", str(len(s.starcoder_files)), f"{s.code_files:,}", f"{s.code_tokens:,}")
+    table.add_row("eval/hellaswag.jsonl", "1", f"{s.hellaswag:,}", "")
+    table.add_row("eval/arc_easy.jsonl", "1", f"{s.arc_easy:,}", "")
+    console.print(table)
+    console.print(f"{len(s.held_out)} modules and topics held out for eval/; details in {s.out}/README.md")
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 
