@@ -85,6 +85,89 @@ def _si(x: float) -> str:
     return f"{x:.0f}"
 
 
+# --- generate ----------------------------------------------------------------------------------
+
+
+@app.command()
+def generate(
+    ckpt: str = typer.Argument(..., help="Run dir (latest checkpoint), checkpoint dir or Hugging Face dir."),
+    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="Prompt text (repeatable; \"\" starts from BOS)."),
+    prompt_file: Optional[str] = typer.Option(None, "--prompt-file", help="A file with one prompt per line (batched)."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", help="Tokens to generate per sample at most."),
+    temperature: float = typer.Option(0.8, "--temperature", "-t", help="Softmax temperature; 0 = greedy."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the k most likely tokens only."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling: smallest set reaching probability p."),
+    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help=">1 discourages tokens already present."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Same seed, same text (default: random, reported)."),
+    num_samples: int = typer.Option(1, "--num-samples", help="Samples per prompt."),
+    stop: Optional[list[str]] = typer.Option(None, "--stop", help="End a sample at this string (repeatable)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Rows (prompt x sample) decoded together."),
+    truncate: bool = typer.Option(False, "--truncate", help="Drop the oldest prompt tokens that do not fit the context."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA only)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print the text only."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object with samples and stats, at the end."),
+) -> None:
+    """Sample text from a model, streaming tokens as they are produced."""
+    from tinyllama_cli import generate as gen
+
+    prompts = list(prompt or [])
+    if prompt_file is not None:
+        prompts += gen.read_prompt_file(prompt_file)
+    params = gen.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                repetition_penalty=repetition_penalty, seed=seed, stop=list(stop or []))
+    params.validate()
+    loaded, forward, notes = gen.load_for_generation(ckpt, device=device, dtype=dtype, compile=compile_)
+    for note in notes:
+        if not quiet and not as_json:
+            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+    view = None if as_json else _GenerateView(prompts, num_samples, quiet)
+    result = gen.generate(loaded, prompts, params, num_samples=num_samples, batch_size=batch_size,
+                          truncate=truncate, forward=forward,
+                          on_text=view.on_text if view else None, on_done=view.on_done if view else None)
+    if as_json:
+        print(json.dumps({"model": str(loaded.source), **result.to_dict()}, indent=2))
+        return
+    view.close()
+    if not quiet:
+        s = result.stats()
+        err_console.print(
+            f"{s['new_tokens']} tokens in {s['seconds']:.2f} s: [bold]{s['tokens_per_sec']:.1f} tokens/s[/] "
+            f"(prefill {s['prompt_tokens']} tokens in {s['prefill_s']:.3f} s; seed {result.seed})", highlight=False)
+
+
+class _GenerateView:
+    """Terminal display: one sample streams its text straight to stdout; several samples print
+    as a block each when finished (a sample's tokens are interleaved with other rows' otherwise)."""
+
+    def __init__(self, prompts: list[str], num_samples: int, quiet: bool):
+        self.prompts, self.num_samples, self.quiet = prompts, num_samples, quiet
+        self.single = len(prompts) * num_samples == 1
+        if self.single:
+            sys.stdout.write(prompts[0])
+            sys.stdout.flush()
+
+    def on_text(self, n: int, text: str) -> None:
+        if self.single:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    def on_done(self, sample) -> None:
+        if self.single:
+            return
+        if not self.quiet:
+            title = f"prompt {sample.prompt_index + 1}" + (f" · sample {sample.sample_index + 1}" if self.num_samples > 1 else "")
+            console.rule(f"{title} · {len(sample.tokens)} tokens · {sample.finish_reason}", style="dim")
+        sys.stdout.write(sample.prompt + sample.completion + "\n")
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.single:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
 # --- entry point -------------------------------------------------------------------------------
 
 

@@ -186,7 +186,8 @@ class Llama(nn.Module):
         self.rope_sin.copy_(sin)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
-                input_pos: int | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+                input_pos: int | None = None, key_mask: torch.Tensor | None = None,
+                last_only: bool = False) -> torch.Tensor:
         """Logits (B, T, vocab), or the mean cross-entropy when `targets` is given.
 
         input_pos: with a KV cache (`setup_kv_cache`), the position of idx[:, 0].
@@ -194,6 +195,7 @@ class Llama(nn.Module):
             is relative, so a left-padded row gives the same logits as the row alone.
         targets: (B, T) token ids; -100 is ignored. The loss never materialises the full
             (B*T, vocab) logits (see `linear_cross_entropy`).
+        last_only: logits for the last position only, (B, 1, vocab) (a generation prefill).
         """
         B, T = idx.shape
         start = 0 if input_pos is None else input_pos
@@ -204,6 +206,8 @@ class Llama(nn.Module):
         x = self.tok_embeddings(idx)
         for layer in self.layers:
             x = layer(x, cos, sin, start, mask)
+        if last_only and targets is None:
+            x = x[:, -1:]
         x = self.norm(x)
         if targets is None:
             return self.output(x)
