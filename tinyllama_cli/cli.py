@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -91,21 +91,22 @@ def _si(x: float) -> str:
 @app.command()
 def generate(
     ckpt: str = typer.Argument(..., help="Run dir (latest checkpoint), checkpoint dir or Hugging Face dir."),
-    prompt: Optional[list[str]] = typer.Option(None, "--prompt", "-p", help="Prompt text (repeatable; \"\" starts from BOS)."),
-    prompt_file: Optional[str] = typer.Option(None, "--prompt-file", help="A file with one prompt per line (batched)."),
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt text (repeatable; \"\" starts from BOS).")] = None,
+    prompt_file: str | None = typer.Option(None, "--prompt-file", help="A file with one prompt per line (batched)."),
     max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", help="Tokens to generate per sample at most."),
     temperature: float = typer.Option(0.8, "--temperature", "-t", help="Softmax temperature; 0 = greedy."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Sample among the k most likely tokens only."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling: smallest set reaching probability p."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most likely tokens only."),
+    top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling: smallest set reaching probability p."),
     repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help=">1 discourages tokens already present."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Same seed, same text (default: random, reported)."),
+    seed: int | None = typer.Option(None, "--seed", help="Same seed, same text (default: random, reported)."),
     num_samples: int = typer.Option(1, "--num-samples", help="Samples per prompt."),
-    stop: Optional[list[str]] = typer.Option(None, "--stop", help="End a sample at this string (repeatable)."),
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="End a sample at this string (repeatable).")] = None,
     batch_size: int = typer.Option(8, "--batch-size", help="Rows (prompt x sample) decoded together."),
     truncate: bool = typer.Option(False, "--truncate", help="Drop the oldest prompt tokens that do not fit the context."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA only)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's; 1 is often fastest on a busy machine)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print the text only."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object with samples and stats, at the end."),
 ) -> None:
@@ -118,7 +119,8 @@ def generate(
     params = gen.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 repetition_penalty=repetition_penalty, seed=seed, stop=list(stop or []))
     params.validate()
-    loaded, forward, notes = gen.load_for_generation(ckpt, device=device, dtype=dtype, compile=compile_)
+    loaded, forward, notes = gen.load_for_generation(ckpt, device=device, dtype=dtype, compile=compile_,
+                                                     threads=threads)
     for note in notes:
         if not quiet and not as_json:
             err_console.print(f"[yellow]note:[/] {note}", highlight=False)

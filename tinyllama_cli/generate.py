@@ -147,7 +147,7 @@ def generate_tokens(model: Llama, prompts: Sequence[Sequence[int]], params: Samp
     new: list[list[int]] = [[] for _ in range(batch)]
     reasons = ["length"] * batch
     active = [True] * batch
-    step_forward = forward or model
+    step_forward = forward if forward is not None else model
     _sync(device)
     t0 = time.perf_counter()
     model.setup_kv_cache(batch, total)
@@ -387,14 +387,21 @@ def resolve_dtype(name: str) -> torch.dtype:
         raise UserError(f"unknown --dtype {name!r}; use float32, bfloat16 or float16") from None
 
 
-def load_for_generation(path, device: str = "auto", dtype: str = "float32", compile: bool = False):
+def load_for_generation(path, device: str = "auto", dtype: str = "float32", compile: bool = False,
+                        threads: int | None = None):
     """(LoadedModel, decode-step forward or None, notes for the user).
 
     torch.compile is applied to the one-token decode step, and only on CUDA: on CPU the
-    compile time (tens of seconds) outweighs the gain for a single command.
+    compile time (tens of seconds) outweighs the gain for a single command. `threads` sets
+    torch's intra-op threads: decoding one token is many small ops, and on a busy machine one
+    thread can be several times faster than threads that wait for each other.
     """
     from tinyllama_cli.load import load_model
 
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
     resolved = resolve_device(device)
     loaded = load_model(path, device=resolved, dtype=resolve_dtype(dtype))
     notes = []
