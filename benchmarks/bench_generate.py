@@ -111,7 +111,7 @@ def main() -> None:
     print(f"{'preset':<10} {'params':>11} {'batch':>5} {'ours tok/s':>11} {'HF tok/s':>9} {'ratio':>6} {'same':>5}")
     for r in rows:
         print(f"{r['preset']:<10} {r['params']:>11,} {r['batch']:>5} {r['ours_tokens_per_sec']:>11.1f} "
-              f"{r['hf_tokens_per_sec']:>9.1f} {r['ratio']:>5.2f}x {str(r['same_tokens']):>5}")
+              f"{r['hf_tokens_per_sec']:>9.1f} {r['ratio']:>5.2f}x {r['same_tokens']!s:>5}")
 
 
 if __name__ == "__main__":

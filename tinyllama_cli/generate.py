@@ -142,7 +142,8 @@ def generate_tokens(model: Llama, prompts: Sequence[Sequence[int]], params: Samp
     seen = None
     if params.repetition_penalty != 1.0:
         seen = torch.zeros(batch, model.config.vocab_size, dtype=torch.bool, device=device)
-        seen.scatter_(1, tokens[:, :prompt_len], key_mask[:, :prompt_len])
+        for row, prompt in enumerate(prompts):  # the prompt's own tokens, never the padding
+            seen[row, torch.tensor(prompt, device=device)] = True
 
     new: list[list[int]] = [[] for _ in range(batch)]
     reasons = ["length"] * batch
