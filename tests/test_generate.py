@@ -178,12 +178,13 @@ def test_stop_string_cuts_the_text_and_ends_the_row(loaded):
 
 def test_streamed_text_equals_final_completion(loaded):
     pieces: dict[int, list[str]] = {}
-    result = generate(loaded, PROMPTS[:3], SamplingParams(max_new_tokens=25, temperature=1.0, seed=3, stop=["."]),
+    stops = [".", " twelve", "e s"]  # overlapping beginnings: " t..." / "e s..." are held back
+    result = generate(loaded, PROMPTS[:3], SamplingParams(max_new_tokens=25, temperature=1.0, seed=3, stop=stops),
                       num_samples=2, batch_size=4, on_text=lambda n, t: pieces.setdefault(n, []).append(t))
     assert len(result.samples) == 6 and result.batches == 2
     for n, sample in enumerate(result.samples):
         assert "".join(pieces.get(n, [])) == sample.completion
-        assert "." not in sample.completion
+        assert not any(stop in sample.completion for stop in stops)
     assert [(s.prompt_index, s.sample_index) for s in result.samples] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
 
 
@@ -284,3 +285,5 @@ def test_cli_user_errors_exit_2(run_dir):
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
     result = run_cli("generate", str(run_dir / "run"), "--prompt", "x", "--top-p", "1.5")
     assert result.returncode == 2 and "--top-p" in result.stderr
+    result = run_cli("generate", str(run_dir / "run"))
+    assert result.returncode == 2 and "no prompt given" in result.stderr

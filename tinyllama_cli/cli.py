@@ -113,23 +113,15 @@ def generate(
     """Sample text from a model, streaming tokens as they are produced."""
     from tinyllama_cli import generate as gen
 
-    prompts = list(prompt or [])
-    if prompt_file is not None:
-        prompts += gen.read_prompt_file(prompt_file)
     params = gen.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 repetition_penalty=repetition_penalty, seed=seed, stop=list(stop or []))
-    params.validate()
-    loaded, forward, notes = gen.load_for_generation(ckpt, device=device, dtype=dtype, compile=compile_,
-                                                     threads=threads)
-    for note in notes:
-        if not quiet and not as_json:
-            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
-    view = None if as_json else _GenerateView(prompts, num_samples, quiet)
-    result = gen.generate(loaded, prompts, params, num_samples=num_samples, batch_size=batch_size,
-                          truncate=truncate, forward=forward,
-                          on_text=view.on_text if view else None, on_done=view.on_done if view else None)
+    view = _GenerateView(num_samples, quiet)
+    result, source = gen.run(ckpt, prompt or [], prompt_file, params, num_samples=num_samples, batch_size=batch_size,
+                             truncate=truncate, device=device, dtype=dtype, compile=compile_, threads=threads,
+                             on_start=None if as_json else view.start,
+                             on_text=None if as_json else view.on_text, on_done=None if as_json else view.on_done)
     if as_json:
-        print(json.dumps({"model": str(loaded.source), **result.to_dict()}, indent=2))
+        print(json.dumps({"model": source, **result.to_dict()}, indent=2))
         return
     view.close()
     if not quiet:
@@ -143,9 +135,13 @@ class _GenerateView:
     """Terminal display: one sample streams its text straight to stdout; several samples print
     as a block each when finished (a sample's tokens are interleaved with other rows' otherwise)."""
 
-    def __init__(self, prompts: list[str], num_samples: int, quiet: bool):
-        self.prompts, self.num_samples, self.quiet = prompts, num_samples, quiet
-        self.single = len(prompts) * num_samples == 1
+    def __init__(self, num_samples: int, quiet: bool):
+        self.num_samples, self.quiet, self.single = num_samples, quiet, False
+
+    def start(self, prompts: list[str], notes: list[str]) -> None:
+        for note in notes if not self.quiet else []:
+            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        self.single = len(prompts) * self.num_samples == 1
         if self.single:
             sys.stdout.write(prompts[0])
             sys.stdout.flush()

@@ -220,13 +220,17 @@ class _TextStream:
         safe = len(text)
         while safe > self.emitted and text[safe - 1] == "\ufffd":
             safe -= 1
-        for stop in self.stops:  # the longest tail of the text that begins a stop string
-            for n in range(min(len(stop) - 1, safe - self.emitted), 0, -1):
-                if text[safe - n : safe] == stop[:n]:
-                    safe -= n
-                    break
+        safe -= max((self._stop_prefix(text[self.emitted : safe], stop) for stop in self.stops), default=0)
         delta, self.emitted = text[self.emitted : safe], max(self.emitted, safe)
         return delta, False
+
+    @staticmethod
+    def _stop_prefix(text: str, stop: str) -> int:
+        """Length of the longest tail of `text` that is a beginning of `stop` (0 if none)."""
+        for n in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:n]):
+                return n
+        return 0
 
     def flush(self) -> str:
         delta, self.emitted = self.text[self.emitted :], len(self.text)
@@ -413,6 +417,29 @@ def load_for_generation(path, device: str = "auto", dtype: str = "float32", comp
         else:
             notes.append("--compile is used on CUDA only; running eagerly on CPU")
     return loaded, forward, notes
+
+
+def run(ckpt, prompts: Sequence[str], prompt_file: str | None, params: SamplingParams, *,
+        num_samples: int = 1, batch_size: int = 8, truncate: bool = False, device: str = "auto",
+        dtype: str = "float32", compile: bool = False, threads: int | None = None,
+        on_start: Callable[[list[str], list[str]], None] | None = None,
+        on_text: TextCallback | None = None,
+        on_done: Callable[[Sample], None] | None = None) -> tuple[GenerationResult, str]:
+    """Everything `tinyllama generate` does: gather prompts, check flags (before the slow load),
+    load, generate. `on_start(prompts, notes)` runs once the model is loaded. Returns the result
+    and the directory the weights came from."""
+    prompts = list(prompts) + (read_prompt_file(prompt_file) if prompt_file is not None else [])
+    if not prompts:
+        raise UserError("no prompt given; pass --prompt TEXT (repeatable) or --prompt-file FILE")
+    params.validate()
+    if num_samples < 1 or batch_size < 1:
+        raise UserError("--num-samples and --batch-size must be at least 1")
+    loaded, forward, notes = load_for_generation(ckpt, device=device, dtype=dtype, compile=compile, threads=threads)
+    if on_start is not None:
+        on_start(prompts, notes)
+    result = generate(loaded, prompts, params, num_samples=num_samples, batch_size=batch_size,
+                      truncate=truncate, on_text=on_text, on_done=on_done, forward=forward)
+    return result, str(loaded.source)
 
 
 def read_prompt_file(path) -> list[str]:
