@@ -133,6 +133,12 @@ def test_repetition_penalty_and_greedy():
 # --- the model loop ------------------------------------------------------------------------------
 
 
+def test_last_only_logits_equal_the_last_position(loaded):
+    idx = torch.randint(3, VOCAB, (2, 11))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(idx, last_only=True), loaded.model(idx)[:, -1:])
+
+
 def test_batched_left_padded_greedy_equals_one_by_one(loaded):
     prompts = [[1, *loaded.tokenizer.encode(p)] for p in PROMPTS]
     assert len({len(p) for p in prompts}) == len(prompts)  # really different lengths
