@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
+
 from typing import Annotated, Optional
 
 import typer
@@ -339,6 +341,87 @@ def sample_corpus(
     table.add_row("eval/arc_easy.jsonl", "1", f"{s.arc_easy:,}", "")
     console.print(table)
     console.print(f"{len(s.held_out)} modules and topics held out for eval/; details in {s.out}/README.md")
+
+
+# --- generate ----------------------------------------------------------------------------------
+
+
+@app.command()
+def generate(
+    ckpt: str = typer.Argument(..., help="Run dir (latest checkpoint), checkpoint dir or Hugging Face dir."),
+    prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt text (repeatable; \"\" starts from BOS).")] = None,
+    prompt_file: str | None = typer.Option(None, "--prompt-file", help="A file with one prompt per line (batched)."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", help="Tokens to generate per sample at most."),
+    temperature: float = typer.Option(0.8, "--temperature", "-t", help="Softmax temperature; 0 = greedy."),
+    top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most likely tokens only."),
+    top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling: smallest set reaching probability p."),
+    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help=">1 discourages tokens already present."),
+    seed: int | None = typer.Option(None, "--seed", help="Same seed, same text (default: random, reported)."),
+    num_samples: int = typer.Option(1, "--num-samples", help="Samples per prompt."),
+    stop: Annotated[list[str] | None, typer.Option("--stop", help="End a sample at this string (repeatable).")] = None,
+    batch_size: int = typer.Option(8, "--batch-size", help="Rows (prompt x sample) decoded together."),
+    truncate: bool = typer.Option(False, "--truncate", help="Drop the oldest prompt tokens that do not fit the context."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA only)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's; 1 is often fastest on a busy machine)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print the text only."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object with samples and stats, at the end."),
+) -> None:
+    """Sample text from a model, streaming tokens as they are produced."""
+    from tinyllama_cli import generate as gen
+
+    params = gen.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                repetition_penalty=repetition_penalty, seed=seed, stop=list(stop or []))
+    view = _GenerateView(num_samples, quiet)
+    result, source = gen.run(ckpt, prompt or [], prompt_file, params, num_samples=num_samples, batch_size=batch_size,
+                             truncate=truncate, device=device, dtype=dtype, compile=compile_, threads=threads,
+                             on_start=None if as_json else view.start,
+                             on_text=None if as_json else view.on_text, on_done=None if as_json else view.on_done)
+    if as_json:
+        print(json.dumps({"model": source, **result.to_dict()}, indent=2))
+        return
+    view.close()
+    if not quiet:
+        s = result.stats()
+        err_console.print(
+            f"{s['new_tokens']} tokens in {s['seconds']:.2f} s: [bold]{s['tokens_per_sec']:.1f} tokens/s[/] "
+            f"(prefill {s['prompt_tokens']} tokens in {s['prefill_s']:.3f} s; seed {result.seed})", highlight=False)
+
+
+class _GenerateView:
+    """Terminal display: one sample streams its text straight to stdout; several samples print
+    as a block each when finished (a sample's tokens are interleaved with other rows' otherwise)."""
+
+    def __init__(self, num_samples: int, quiet: bool):
+        self.num_samples, self.quiet, self.single = num_samples, quiet, False
+
+    def start(self, prompts: list[str], notes: list[str]) -> None:
+        for note in notes if not self.quiet else []:
+            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        self.single = len(prompts) * self.num_samples == 1
+        if self.single:
+            sys.stdout.write(prompts[0])
+            sys.stdout.flush()
+
+    def on_text(self, n: int, text: str) -> None:
+        if self.single:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    def on_done(self, sample) -> None:
+        if self.single:
+            return
+        if not self.quiet:
+            title = f"prompt {sample.prompt_index + 1}" + (f" · sample {sample.sample_index + 1}" if self.num_samples > 1 else "")
+            console.rule(f"{title} · {len(sample.tokens)} tokens · {sample.finish_reason}", style="dim")
+        sys.stdout.write(sample.prompt + sample.completion + "\n")
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.single:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
 
 
 # --- entry point -------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:  # the same computation, two no-op casts fewer per call
+            return self.weight * F.rms_norm(x, (x.size(-1),), eps=self.eps)
         normed = F.rms_norm(x.float(), (x.size(-1),), eps=self.eps)
         return self.weight * normed.to(x.dtype)
 
@@ -53,8 +55,11 @@ def rope_tables(config: ModelConfig, device: torch.device | None = None) -> tupl
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, T, H, D) queries or keys; cos/sin are (T, D)."""
-    cos, sin = cos[:, None, :].to(x.dtype), sin[:, None, :].to(x.dtype)
+    """Rotate (B, T, H, D) queries or keys; cos/sin are (T, D) or already (T, 1, D)."""
+    if cos.dim() == 2:
+        cos, sin = cos[:, None, :], sin[:, None, :]
+    if cos.dtype != x.dtype:
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
@@ -89,12 +94,15 @@ class KVCache(nn.Module):
 
     def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k/v at positions start.. and return every key/value up to the new end."""
-        batch, end = k.size(0), start + k.size(1)
+        batch, length = k.size(0), k.size(1)
+        end = start + length
         if end > self.k.size(1) or batch > self.k.size(0):
             raise ValueError(f"KV cache of shape {tuple(self.k.shape)} cannot hold positions up to {end} for batch {batch}")
-        self.k[:batch, start:end] = k
-        self.v[:batch, start:end] = v
-        return self.k[:batch, :end], self.v[:batch, :end]
+        # narrow + copy_ rather than slice assignment: fewer dispatches in the per-token loop.
+        cache_k, cache_v = (self.k, self.v) if batch == self.k.size(0) else (self.k[:batch], self.v[:batch])
+        cache_k.narrow(1, start, length).copy_(k)
+        cache_v.narrow(1, start, length).copy_(v)
+        return cache_k.narrow(1, 0, end), cache_v.narrow(1, 0, end)
 
 
 class Attention(nn.Module):
@@ -186,7 +194,8 @@ class Llama(nn.Module):
         self.rope_sin.copy_(sin)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
-                input_pos: int | None = None, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+                input_pos: int | None = None, key_mask: torch.Tensor | None = None,
+                last_only: bool = False) -> torch.Tensor:
         """Logits (B, T, vocab), or the mean cross-entropy when `targets` is given.
 
         input_pos: with a KV cache (`setup_kv_cache`), the position of idx[:, 0].
@@ -194,16 +203,20 @@ class Llama(nn.Module):
             is relative, so a left-padded row gives the same logits as the row alone.
         targets: (B, T) token ids; -100 is ignored. The loss never materialises the full
             (B*T, vocab) logits (see `linear_cross_entropy`).
+        last_only: logits for the last position only, (B, 1, vocab) (a generation prefill).
         """
         B, T = idx.shape
         start = 0 if input_pos is None else input_pos
         if start + T > self.config.block_size:
             raise ValueError(f"sequence end {start + T} exceeds the context length {self.config.block_size}")
-        cos, sin = self.rope_cos[start : start + T], self.rope_sin[start : start + T]
+        # (T, 1, D) once per forward instead of a reshape per layer and per q/k.
+        cos, sin = self.rope_cos[start : start + T, None], self.rope_sin[start : start + T, None]
         mask = self._attention_mask(T, start, key_mask, idx.device)
         x = self.tok_embeddings(idx)
         for layer in self.layers:
             x = layer(x, cos, sin, start, mask)
+        if last_only and targets is None:
+            x = x[:, -1:]
         x = self.norm(x)
         if targets is None:
             return self.output(x)
@@ -215,6 +228,10 @@ class Llama(nn.Module):
         if key_mask is None and (start == 0 or T == 1):
             return None
         end = start + T
+        if T == 1:  # one decoding step: the valid keys, and the query's own key always
+            allowed = key_mask[:, :end].clone()
+            allowed[:, -1] = True
+            return allowed[:, None, None]
         query_pos = torch.arange(start, end, device=device)[:, None]
         key_pos = torch.arange(end, device=device)[None, :]
         allowed = key_pos <= query_pos
