@@ -1,0 +1,309 @@
+"""lm-evaluation-harness adapter over the native model: `NativeLM`, a `TemplateLM`.
+
+It follows the conventions of lm-eval's Hugging Face backend (`HFLM`) for a Llama tokenizer, so
+the two give the same per-sample log-likelihoods on the same weights:
+
+- every encoded context starts with BOS (the HF Llama tokenizer adds it); an empty context is
+  replaced by BOS alone (`prefix_token_id`); the end-of-text token is EOS;
+- the continuation's tokens are `encode(context + continuation)[len(encode(context)):]`, with
+  trailing context spaces moved onto the continuation (`TemplateLM._encode_pair`);
+- a string that starts with a space is encoded as the HF tokenizer's Metaspace pre-tokenizer
+  does (`prepend_scheme="first"` adds no second "▁"), and a leading "<s>" string is BOS;
+- inputs longer than the context are truncated from the left; rolling log-likelihoods use
+  lm-eval's own disjoint windows of the context length.
+
+Where it is faster than HFLM (same model, same dtype):
+
+- requests are sorted by length (longest first) and right-padded, which needs no attention mask
+  (causal attention never looks right), so flash-attn can serve it on GPU;
+- requests with identical inputs (multiple choice with one-token answers, e.g. boolq's
+  " no"/" yes") run once;
+- the output projection and the log-softmax are applied only at the continuation positions, not
+  to every (batch x length x vocabulary) logit.
+
+`generate_until` decodes with the model's KV cache: left-padded prompts with a key mask, greedy
+or sampled per the task's generation kwargs, stopping per row at EOS or at a stop string.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from lm_eval.api.model import TemplateLM
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+from tqdm import tqdm
+
+from tinyllama_cli.model import Llama
+from tinyllama_cli.tokenizer import Tokenizer
+
+Request = tuple[tuple[str, str], list[int], list[int]]  # ((context, continuation), ctx ids, cont ids)
+
+
+class NativeLM(TemplateLM):
+    """A native `Llama` + SentencePiece `Tokenizer` as an lm-eval language model."""
+
+    def __init__(self, model: Llama, tokenizer: Tokenizer, batch_size: int = 16,
+                 max_gen_toks: int = 256, seed: int = 1234):
+        super().__init__()
+        self.model = model.eval()
+        self.tok = tokenizer
+        self._batch_size = int(batch_size)
+        self._max_gen_toks = max_gen_toks
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.bos_piece = tokenizer.id_to_piece(tokenizer.bos_id)
+        self.eos_piece = tokenizer.id_to_piece(tokenizer.eos_id)
+
+    # --- the properties lm-eval reads ----------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.output.weight.device
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.tok.eos_id
+
+    @property
+    def prefix_token_id(self) -> int:
+        return self.tok.bos_id
+
+    @property
+    def max_length(self) -> int:
+        return self.model.config.block_size
+
+    @property
+    def max_gen_toks(self) -> int:
+        return self._max_gen_toks
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def tokenizer_name(self) -> str:
+        return str(self.tok.path)
+
+    def get_model_info(self) -> dict:
+        return {"model_num_parameters": self.model.num_params(),
+                "model_dtype": str(self.model.output.weight.dtype), "tokenizer": str(self.tok.path)}
+
+    # --- tokenization ------------------------------------------------------------------------
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        """Ids as HF's Llama tokenizer gives them: BOS unless told not to (or already present)."""
+        bos = add_special_tokens is not False
+        if add_special_tokens is None and string.startswith(self.bos_piece):
+            return [self.tok.bos_id] + self._encode_text(string[len(self.bos_piece):])
+        return ([self.tok.bos_id] if bos else []) + self._encode_text(string)
+
+    def _encode_text(self, text: str) -> list[int]:
+        # SentencePiece always adds the dummy-prefix "▁"; HF's Metaspace adds it only when the
+        # text does not already start with one. Dropping one leading space gives the HF pieces.
+        if text == " ":
+            return [self.tok.sp.piece_to_id("\u2581")]
+        if text.startswith(" "):
+            text = text[1:]
+        return self.tok.encode(text) if text else []
+
+    def tok_decode(self, tokens: list[int], skip_special_tokens: bool = True) -> str:
+        """Text as HF's Llama decoder gives it (SentencePiece's own decode differs on bad bytes).
+
+        Pieces with "▁" -> " "; runs of byte pieces decoded as UTF-8, or one U+FFFD per byte
+        when invalid (HF's ByteFallback); control and unknown pieces skipped; one leading space
+        stripped.
+        """
+        sp = self.tok.sp
+        parts: list[str] = []
+        pending = bytearray()
+        for t in tokens:
+            if sp.is_byte(t):
+                pending.append(int(sp.id_to_piece(t)[3:5], 16))
+                continue
+            if skip_special_tokens and (sp.is_control(t) or sp.is_unknown(t)):
+                continue
+            parts.append(_utf8_or_replacement(pending))
+            pending.clear()
+            parts.append(sp.id_to_piece(t).replace("\u2581", " "))
+        parts.append(_utf8_or_replacement(pending))
+        text = "".join(parts)
+        return text[1:] if text.startswith(" ") else text
+
+    # --- scoring -----------------------------------------------------------------------------
+
+    def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
+                              override_bs: int | None = None) -> list[tuple[float, bool]]:
+        """(sum of continuation log-probs, whether greedy decoding gives the continuation)."""
+        # Input = (ctx + cont)[:-1], truncated from the left to the context length, as HFLM does.
+        inputs: list[tuple[int, ...]] = []
+        for _, ctx, cont in requests:
+            if not ctx or not cont:
+                raise ValueError("lm-eval passed an empty context or continuation")
+            inputs.append(tuple((ctx + cont)[-(self.max_length + 1):][:-1]))
+        # Requests with identical inputs share one forward pass.
+        by_input: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, inp in enumerate(inputs):
+            by_input[inp].append(i)
+        unique = sorted(by_input, key=lambda inp: (-len(inp), inp))
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        batch_size = override_bs or self.batch_size
+        with tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", leave=False) as bar:
+            for start in range(0, len(unique), batch_size):
+                batch = unique[start:start + batch_size]
+                scored = [(row, i) for row, inp in enumerate(batch) for i in by_input[inp]]
+                conts = [requests[i][2] for _, i in scored]
+                for (_, i), value in zip(scored, self._score_batch(batch, [r for r, _ in scored], conts)):
+                    results[i] = value
+                bar.update(len(scored))
+        return results  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def _score_batch(self, inputs: list[tuple[int, ...]], rows: list[int],
+                     conts: list[list[int]]) -> list[tuple[float, bool]]:
+        """Score continuation `conts[j]` at the end of input row `rows[j]` of a right-padded batch."""
+        device, width = self.device, len(inputs[0])
+        idx = torch.zeros((len(inputs), width), dtype=torch.long)
+        for r, inp in enumerate(inputs):
+            idx[r, :len(inp)] = torch.tensor(inp)
+        hidden = self._hidden_states(idx.to(device))
+        # Positions whose next-token prediction is a continuation token: the last len(cont)
+        # positions of the row's real (unpadded) input.
+        batch_index, positions, targets, owner = [], [], [], []
+        for j, (r, cont) in enumerate(zip(rows, conts)):
+            end = len(inputs[r])
+            batch_index += [r] * len(cont)
+            positions += range(end - len(cont), end)
+            targets += cont
+            owner += [j] * len(cont)
+        h = hidden[torch.tensor(batch_index, device=device), torch.tensor(positions, device=device)]
+        logprobs = F.log_softmax(self.model.output(h).float(), dim=-1)
+        target = torch.tensor(targets, device=device)
+        token_lp = logprobs.gather(1, target[:, None]).squeeze(1)
+        greedy = logprobs.argmax(dim=-1) == target
+        owner_t = torch.tensor(owner, device=device)
+        sums = torch.zeros(len(conts), dtype=torch.float64, device=device).index_add_(0, owner_t, token_lp.double())
+        misses = torch.zeros(len(conts), dtype=torch.long, device=device).index_add_(0, owner_t, (~greedy).long())
+        return [(float(s), m == 0) for s, m in zip(sums.tolist(), misses.tolist())]
+
+    def _hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        """The final-norm hidden states of a right-padded batch (Llama.forward minus the head).
+
+        Right padding needs no mask: a real token never attends to the padding after it.
+        """
+        model = self.model
+        T = idx.size(1)
+        cos, sin = model.rope_cos[:T], model.rope_sin[:T]
+        x = model.tok_embeddings(idx)
+        for layer in model.layers:
+            x = layer(x, cos, sin, 0, None)
+        return model.norm(x)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """Perplexity-style total log-likelihood of each string, in disjoint context-length windows."""
+        windows: list[Request] = []
+        owners: list[int] = []
+        for i, (string,) in enumerate(req.args for req in requests):
+            for ctx, cont in map(make_disjoint_window, get_rolling_token_windows(
+                    token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length, context_len=1)):
+                windows.append(((None, None), ctx, cont))  # type: ignore[arg-type]
+                owners.append(i)
+        scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)
+        totals = [0.0] * len(requests)
+        for i, (logprob, _) in zip(owners, scores):
+            totals[i] += logprob
+        for req, total in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
+        return totals
+
+    # --- generation --------------------------------------------------------------------------
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Greedy or sampled continuations, cut at the first stop string (EOS included)."""
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, req in enumerate(requests):
+            groups[json.dumps(req.args[1], sort_keys=True, default=str)].append(i)
+        out: list[str] = [""] * len(requests)
+        with tqdm(total=len(requests), disable=disable_tqdm, desc="generate_until", leave=False) as bar:
+            for members in groups.values():
+                kwargs = normalize_gen_kwargs(requests[members[0]].args[1], self.max_gen_toks)
+                until = handle_stop_sequences(kwargs.pop("until", None), eos=self.eos_piece)
+                max_new = kwargs.pop("max_gen_toks")
+                max_ctx = self.max_length - max_new
+                if max_ctx <= 0:
+                    raise ValueError(f"max_gen_toks {max_new} leaves no room in the context length {self.max_length}")
+                prompts = {i: self.tok_encode(requests[i].args[0])[-max_ctx:] for i in members}
+                order = sorted(members, key=lambda i: -len(prompts[i]))
+                for start in range(0, len(order), self.batch_size):
+                    chunk = order[start:start + self.batch_size]
+                    texts = self._generate([prompts[i] for i in chunk], max_new, until, kwargs)
+                    for i, text in zip(chunk, texts):
+                        out[i] = postprocess_generated_text(text, until, None)
+                        self.cache_hook.add_partial("generate_until", requests[i].args, out[i])
+                    bar.update(len(chunk))
+        return out
+
+    @torch.no_grad()
+    def _generate(self, prompts: list[list[int]], max_new: int, until: list[str], kwargs: dict) -> list[str]:
+        """Decode a left-padded batch with the KV cache; each row stops at EOS or a stop string."""
+        model, device = self.model, self.device
+        B, width = len(prompts), max(len(p) for p in prompts)
+        total = width + max_new
+        idx = torch.zeros((B, width), dtype=torch.long)
+        key_mask = torch.zeros((B, total), dtype=torch.bool)
+        for r, p in enumerate(prompts):
+            idx[r, width - len(p):] = torch.tensor(p)
+            key_mask[r, width - len(p):] = True
+        idx, key_mask = idx.to(device), key_mask.to(device)
+        stops = [s for s in until if s]
+        generated: list[list[int]] = [[] for _ in range(B)]
+        done = [False] * B
+        model.setup_kv_cache(B, total)
+        try:
+            logits = model(idx, input_pos=0, key_mask=key_mask)[:, -1]
+            for step in range(max_new):
+                token = self._next_token(logits.float(), kwargs)
+                for r in range(B):
+                    if done[r]:
+                        continue
+                    t = int(token[r])
+                    if t == self.tok.eos_id:
+                        done[r] = True
+                        continue
+                    generated[r].append(t)
+                    if stops and any(s in self.tok_decode(generated[r]) for s in stops):
+                        done[r] = True
+                if all(done) or step == max_new - 1:
+                    break
+                logits = model(token[:, None], input_pos=width + step, key_mask=key_mask)[:, -1]
+        finally:
+            model.clear_kv_cache()
+        return [self.tok_decode(g) for g in generated]
+
+    def _next_token(self, logits: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        temperature = float(kwargs.get("temperature", 0.0))
+        if not kwargs.get("do_sample") or temperature <= 0.0:
+            return logits.argmax(dim=-1)
+        logits = logits / temperature
+        top_k = int(kwargs.get("top_k") or 0)
+        if top_k > 0:
+            kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        top_p = float(kwargs.get("top_p") or 1.0)
+        if top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True)
+            cumulative = sorted_logits.softmax(-1).cumsum(-1)
+            remove = cumulative - sorted_logits.softmax(-1) > top_p  # keep the first token past top_p
+            logits = logits.scatter(1, order, sorted_logits.masked_fill(remove, float("-inf")))
+        probs = logits.softmax(-1)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+
+
+def _utf8_or_replacement(data: bytes | bytearray) -> str:
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        return "\ufffd" * len(data)
