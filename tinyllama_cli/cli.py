@@ -94,22 +94,22 @@ def eval_command(
     tasks: str = typer.Option("tinyllama", "--tasks", "-t",
                               help="lm-eval task names, comma-separated; aliases arc_e, arc_c, obqa; "
                                    "group tinyllama = TinyLlama's seven tasks."),
-    num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: the task's, else 0)."),
-    limit: Optional[float] = typer.Option(None, "--limit", help="At most N samples per task (a fraction if < 1)."),
+    num_fewshot: int | None = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: the task's, else 0)."),
+    limit: float | None = typer.Option(None, "--limit", help="At most N samples per task (a fraction if < 1)."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Sequences per forward pass."),
     dtype: str = typer.Option("float32", "--dtype", help="float32 (TinyLlama's table), bfloat16 or float16."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."),
     seed: int = typer.Option(1234, "--seed", help="Seed for lm-eval's sampling, few-shot choice and generation."),
     backend: str = typer.Option("native", "--backend", help="native, or hf: lm-eval's own HF model on a converted copy."),
-    dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d",
+    dataset: list[str] | None = typer.Option(None, "--dataset", "-d",  # noqa: B008
                                                 help="TASK=PATH: local .jsonl/.parquet in the hub dataset's schema "
                                                      "(scored split; TASK:train=PATH for few-shot examples). Repeatable."),
-    tasks_dir: Optional[str] = typer.Option(None, "--tasks-dir", help="A directory of extra lm-eval task YAMLs."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write lm-eval's full results as JSON here."),
+    tasks_dir: str | None = typer.Option(None, "--tasks-dir", help="A directory of extra lm-eval task YAMLs."),
+    output: str | None = typer.Option(None, "--output", "-o", help="Write lm-eval's full results as JSON here (per checkpoint with --all-checkpoints)."),
     samples: bool = typer.Option(False, "--samples", help="Include every sample's inputs and scores in --output."),
     all_checkpoints: bool = typer.Option(False, "--all-checkpoints",
                                          help="Evaluate every checkpoint of a run dir: table, JSON, CSV, PNG plots."),
-    series_dir: Optional[str] = typer.Option(None, "--series-dir", help="Where --all-checkpoints writes (default RUN_DIR/eval)."),
+    series_dir: str | None = typer.Option(None, "--series-dir", help="Where --all-checkpoints writes (default RUN_DIR/eval)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     verbose: bool = typer.Option(False, "--verbose", help="Show lm-eval's own log messages."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON instead of a table."),
@@ -121,14 +121,16 @@ def eval_command(
 
     if output and Path(output).exists() and not overwrite:
         raise UserError(f"{output} already exists; choose another --output or pass --overwrite")
-    options = dict(num_fewshot=num_fewshot, limit=int(limit) if limit and limit >= 1 else limit,
-                   batch_size=batch_size, dtype=dtype, device=device, seed=seed, backend=backend,
-                   datasets=dataset, tasks_dir=tasks_dir, log_samples=samples, verbose=verbose)
+    options = {"num_fewshot": num_fewshot, "limit": int(limit) if limit and limit >= 1 else limit,
+               "batch_size": batch_size, "dtype": dtype, "device": device, "seed": seed, "backend": backend,
+               "datasets": dataset, "tasks_dir": tasks_dir, "log_samples": samples, "verbose": verbose}
     if all_checkpoints:
         series = ev.evaluate_series(
             checkpoint, tasks, out_dir=series_dir, overwrite=overwrite,
             on_checkpoint=lambda i, n, path: err_console.print(f"[{i + 1}/{n}] {path}"), **options)
         records = ev.series_records(series.rows, series.tasks)
+        if output:
+            ev.write_json({r.checkpoint: r.results for r in series.rows}, output, overwrite=True)
         if as_json:
             print(json.dumps(records, indent=2))
         else:

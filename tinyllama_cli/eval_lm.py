@@ -33,7 +33,11 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as F
 from lm_eval.api.model import TemplateLM
-from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
+from lm_eval.models.utils import (
+    handle_stop_sequences,
+    normalize_gen_kwargs,
+    postprocess_generated_text,
+)
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
@@ -105,8 +109,7 @@ class NativeLM(TemplateLM):
         # text does not already start with one. Dropping one leading space gives the HF pieces.
         if text == " ":
             return [self.tok.sp.piece_to_id("\u2581")]
-        if text.startswith(" "):
-            text = text[1:]
+        text = text.removeprefix(" ")
         return self.tok.encode(text) if text else []
 
     def tok_decode(self, tokens: list[int], skip_special_tokens: bool = True) -> str:
@@ -130,7 +133,7 @@ class NativeLM(TemplateLM):
             parts.append(sp.id_to_piece(t).replace("\u2581", " "))
         parts.append(_utf8_or_replacement(pending))
         text = "".join(parts)
-        return text[1:] if text.startswith(" ") else text
+        return text.removeprefix(" ")
 
     # --- scoring -----------------------------------------------------------------------------
 

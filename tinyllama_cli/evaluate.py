@@ -350,7 +350,7 @@ def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batc
 
 
 def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "native",
-             num_fewshot: int | None = None, limit: int | float | None = None, batch_size: int = 16,
+             num_fewshot: int | None = None, limit: float | None = None, batch_size: int = 16,
              dtype: str = "float32", device: str | None = None, seed: int = 1234,
              datasets: list[str] | dict[str, Path] | None = None, tasks_dir: str | Path | None = None,
              log_samples: bool = False, bootstrap_iters: int = 100000, verbose: bool = False) -> EvalResult:
@@ -375,7 +375,7 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
 
 
 def run_tasks(lm: Any, task_objects: list[Any], manager: Any, *, num_fewshot: int | None,
-              limit: int | float | None, seed: int, log_samples: bool, bootstrap_iters: int) -> EvalResult:
+              limit: float | None, seed: int, log_samples: bool, bootstrap_iters: int) -> EvalResult:
     """lm_eval.simple_evaluate on already-built tasks; the table's numbers picked out."""
     import time
 
