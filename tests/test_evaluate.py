@@ -150,18 +150,21 @@ def test_loglikelihood_is_the_sum_of_token_logprobs(env):
     lm = NativeLM(loaded.model, loaded.tokenizer, batch_size=3)
     tok = env["tokenizer"]
     reqs = []
+    long_ctx = sentence(random.Random(5), 80)  # longer than the 128-token context: left-truncated
     for ctx, cont in (("the man cooks", " onions"), ("a dog", " runs fast away"), ("rain", " is"),
-                      ("the man cooks", " onions"), ("the sun is warm and", " light")):
+                      ("the man cooks", " onions"), ("the sun is warm and", " light"), ("the man cooks", " a song"),
+                      ("rain", " is cold"), (long_ctx, " the end"), ("a dog", " runs")):
         c, w = lm.tok_encode(ctx), lm.tok_encode(ctx + cont)
         reqs.append(((ctx, cont), c, w[len(c):]))
+    assert len(reqs[7][1]) > 128
     got = lm._loglikelihood_tokens(reqs, disable_tqdm=True)
     for (_, ctx, cont), (ll, greedy) in zip(reqs, got):
-        ids = torch.tensor([ctx + cont])
+        ids = torch.tensor([(ctx + cont)[-129:]])
         with torch.no_grad():
             logp = torch.log_softmax(loaded.model(ids[:, :-1]).float(), -1)[0]
-        expected = logp[len(ctx) - 1:].gather(1, torch.tensor(cont)[:, None]).sum().item()
+        expected = logp[-len(cont):].gather(1, torch.tensor(cont)[:, None]).sum().item()
         assert ll == pytest.approx(expected, abs=1e-4)
-        assert greedy == bool((logp[len(ctx) - 1:].argmax(-1) == torch.tensor(cont)).all())
+        assert greedy == bool((logp[-len(cont):].argmax(-1) == torch.tensor(cont)).all())
     assert got[0] == got[3]
     assert lm.tok_encode("the man") == [tok.bos_id] + tok.encode("the man")
 

@@ -139,69 +139,146 @@ class NativeLM(TemplateLM):
 
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
                               override_bs: int | None = None) -> list[tuple[float, bool]]:
-        """(sum of continuation log-probs, whether greedy decoding gives the continuation)."""
-        # Input = (ctx + cont)[:-1], truncated from the left to the context length, as HFLM does.
-        inputs: list[tuple[int, ...]] = []
+        """(sum of continuation log-probs, whether greedy decoding gives the continuation).
+
+        Requests that fit the context are grouped by context: each context runs once, its keys
+        and values are copied to one KV-cache row per distinct continuation, and only the
+        continuations run after it (multiple choice shares the question between its choices).
+        Requests longer than the context are truncated from the left, as HFLM does, and scored
+        as whole right-padded rows.
+        """
         for _, ctx, cont in requests:
             if not ctx or not cont:
                 raise ValueError("lm-eval passed an empty context or continuation")
-            inputs.append(tuple((ctx + cont)[-(self.max_length + 1):][:-1]))
-        # Requests with identical inputs share one forward pass.
-        by_input: dict[tuple[int, ...], list[int]] = defaultdict(list)
-        for i, inp in enumerate(inputs):
-            by_input[inp].append(i)
-        unique = sorted(by_input, key=lambda inp: (-len(inp), inp))
+        fits = [i for i, (_, ctx, cont) in enumerate(requests) if len(ctx) + len(cont) <= self.max_length + 1]
+        too_long = sorted(set(range(len(requests))) - set(fits))
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         batch_size = override_bs or self.batch_size
         with tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", leave=False) as bar:
-            for start in range(0, len(unique), batch_size):
-                batch = unique[start:start + batch_size]
-                scored = [(row, i) for row, inp in enumerate(batch) for i in by_input[inp]]
-                conts = [requests[i][2] for _, i in scored]
-                for (_, i), value in zip(scored, self._score_batch(batch, [r for r, _ in scored], conts)):
+            for batch in self._shared_batches(requests, fits, batch_size):
+                for i, value in self._score_shared(requests, batch).items():
                     results[i] = value
-                bar.update(len(scored))
+                bar.update(sum(len(ids) for rows in batch.values() for ids in rows.values()))
+            for start in range(0, len(too_long), batch_size):
+                chunk = too_long[start:start + batch_size]
+                for i, value in zip(chunk, self._score_truncated([requests[i] for i in chunk])):
+                    results[i] = value
+                bar.update(len(chunk))
         return results  # type: ignore[return-value]
 
+    def _shared_batches(self, requests: list[Request], indices: list[int], batch_size: int):
+        """Batches as {context: {continuation[:-1]: [request indices]}}, longest contexts first,
+        at most `batch_size` continuation rows (a larger group goes alone) and context +
+        continuation width within the model's context length."""
+        groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = defaultdict(lambda: defaultdict(list))
+        for i in indices:
+            _, ctx, cont = requests[i]
+            groups[tuple(ctx)][tuple(cont[:-1])].append(i)
+        batch: dict = {}
+        width_ctx = width_cont = 0
+        for ctx in sorted(groups, key=lambda c: (-len(c), c)):
+            rows = groups[ctx]
+            cont_w = max(len(c) for c in rows)
+            new_ctx, new_cont = max(width_ctx, len(ctx)), max(width_cont, cont_w)
+            n_rows = sum(len(r) for r in batch.values())
+            if batch and (n_rows + len(rows) > batch_size or new_ctx + new_cont > self.max_length):
+                yield batch
+                batch, new_ctx, new_cont = {}, len(ctx), cont_w
+            batch[ctx] = rows
+            width_ctx, width_cont = new_ctx, new_cont
+        if batch:
+            yield batch
+
     @torch.no_grad()
-    def _score_batch(self, inputs: list[tuple[int, ...]], rows: list[int],
-                     conts: list[list[int]]) -> list[tuple[float, bool]]:
-        """Score continuation `conts[j]` at the end of input row `rows[j]` of a right-padded batch."""
-        device, width = self.device, len(inputs[0])
-        idx = torch.zeros((len(inputs), width), dtype=torch.long)
+    def _score_shared(self, requests: list[Request], batch: dict) -> dict[int, tuple[float, bool]]:
+        """Contexts left-padded to a common end (stage 1), then every continuation row from there
+        with the context's cached keys/values (stage 2). RoPE is relative, so the padding
+        changes nothing but float rounding."""
+        model, device = self.model, self.device
+        contexts = list(batch)
+        rows = [(g, cont) for g, ctx in enumerate(contexts) for cont in batch[ctx]]
+        n_ctx, n_cont = max(len(c) for c in contexts), max(len(c) for _, c in rows)
+        key_mask = torch.ones((len(rows), n_ctx + n_cont), dtype=torch.bool)
+        idx = torch.zeros((len(contexts), n_ctx), dtype=torch.long)
+        for g, ctx in enumerate(contexts):
+            idx[g, n_ctx - len(ctx):] = torch.tensor(ctx)
+        ctx_mask = torch.zeros((len(contexts), n_ctx), dtype=torch.bool)
+        for g, ctx in enumerate(contexts):
+            ctx_mask[g, n_ctx - len(ctx):] = True
+        group_of_row = torch.tensor([g for g, _ in rows])
+        key_mask[:, :n_ctx] = ctx_mask[group_of_row]
+        model.setup_kv_cache(len(rows), n_ctx + n_cont)
+        try:
+            last = self._hidden_states(idx.to(device), 0, ctx_mask.to(device))[:, -1]  # predicts cont[0]
+            if n_cont:
+                rows_on_device = group_of_row.to(device)
+                for layer in model.layers:
+                    cache = layer.attention.kv_cache
+                    cache.k[:len(rows), :n_ctx] = cache.k[:len(contexts), :n_ctx][rows_on_device]
+                    cache.v[:len(rows), :n_ctx] = cache.v[:len(contexts), :n_ctx][rows_on_device]
+                idx2 = torch.zeros((len(rows), n_cont), dtype=torch.long)
+                for r, (_, cont) in enumerate(rows):
+                    idx2[r, :len(cont)] = torch.tensor(cont)
+                rest = self._hidden_states(idx2.to(device), n_ctx, key_mask.to(device))
+        finally:
+            model.clear_kv_cache()
+        # Hidden state predicting each continuation token: the context's last position for the
+        # first token, the row's (k-1)-th stage-2 position for the k-th; rows of `hidden` below.
+        hidden = last if not n_cont else torch.cat([last, rest.reshape(-1, rest.size(-1))])
+        picks, targets, owners, order = [], [], [], []
+        for r, (g, cont_head) in enumerate(rows):
+            for i in batch[contexts[g]][cont_head]:
+                cont = requests[i][2]
+                picks.append(g)
+                picks += range(len(contexts) + r * n_cont, len(contexts) + r * n_cont + len(cont) - 1)
+                targets += cont
+                owners += [len(order)] * len(cont)
+                order.append(i)
+        values = self._score_hidden(hidden[torch.tensor(picks, device=device)], targets, owners, len(order))
+        return dict(zip(order, values))
+
+    @torch.no_grad()
+    def _score_truncated(self, reqs: list[Request]) -> list[tuple[float, bool]]:
+        """Inputs (ctx + cont)[-(max_length + 1):][:-1], right-padded; the last len(cont)
+        positions predict the continuation."""
+        inputs = [(ctx + cont)[-(self.max_length + 1):][:-1] for _, ctx, cont in reqs]
+        idx = torch.zeros((len(inputs), max(len(x) for x in inputs)), dtype=torch.long)
         for r, inp in enumerate(inputs):
             idx[r, :len(inp)] = torch.tensor(inp)
-        hidden = self._hidden_states(idx.to(device))
-        # Positions whose next-token prediction is a continuation token: the last len(cont)
-        # positions of the row's real (unpadded) input.
-        batch_index, positions, targets, owner = [], [], [], []
-        for j, (r, cont) in enumerate(zip(rows, conts)):
-            end = len(inputs[r])
-            batch_index += [r] * len(cont)
-            positions += range(end - len(cont), end)
+        hidden = self._hidden_states(idx.to(self.device))
+        width = idx.size(1)
+        picks, targets, owners = [], [], []
+        for r, ((_, _, cont), inp) in enumerate(zip(reqs, inputs)):
+            picks += range(r * width + len(inp) - len(cont), r * width + len(inp))
             targets += cont
-            owner += [j] * len(cont)
-        h = hidden[torch.tensor(batch_index, device=device), torch.tensor(positions, device=device)]
+            owners += [r] * len(cont)
+        flat = hidden.reshape(-1, hidden.size(-1))
+        return self._score_hidden(flat[torch.tensor(picks, device=self.device)], targets, owners, len(reqs))
+
+    def _score_hidden(self, h: torch.Tensor, targets: list[int], owners: list[int],
+                      n: int) -> list[tuple[float, bool]]:
+        """The output head and log-softmax on the predicting positions only; per-owner sums."""
+        device = h.device
         logprobs = F.log_softmax(self.model.output(h).float(), dim=-1)
         target = torch.tensor(targets, device=device)
+        owner = torch.tensor(owners, device=device)
         token_lp = logprobs.gather(1, target[:, None]).squeeze(1)
-        greedy = logprobs.argmax(dim=-1) == target
-        owner_t = torch.tensor(owner, device=device)
-        sums = torch.zeros(len(conts), dtype=torch.float64, device=device).index_add_(0, owner_t, token_lp.double())
-        misses = torch.zeros(len(conts), dtype=torch.long, device=device).index_add_(0, owner_t, (~greedy).long())
+        misses = torch.zeros(n, dtype=torch.long, device=device).index_add_(0, owner, (logprobs.argmax(-1) != target).long())
+        sums = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, owner, token_lp.double())
         return [(float(s), m == 0) for s, m in zip(sums.tolist(), misses.tolist())]
 
-    def _hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
-        """The final-norm hidden states of a right-padded batch (Llama.forward minus the head).
-
-        Right padding needs no mask: a real token never attends to the padding after it.
+    def _hidden_states(self, idx: torch.Tensor, start: int = 0, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-norm hidden states: `Llama.forward` without the output head, which the callers
+        apply only where a continuation token is predicted. With no key mask and start 0
+        (right padding) attention is plainly causal: a real token never sees the padding after it.
         """
         model = self.model
         T = idx.size(1)
-        cos, sin = model.rope_cos[:T], model.rope_sin[:T]
+        cos, sin = model.rope_cos[start:start + T], model.rope_sin[start:start + T]
+        mask = model._attention_mask(T, start, key_mask, idx.device)
         x = model.tok_embeddings(idx)
         for layer in model.layers:
-            x = layer(x, cos, sin, 0, None)
+            x = layer(x, cos, sin, start, mask)
         return model.norm(x)
 
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
