@@ -1,6 +1,6 @@
 """Native lm-eval adapter vs lm-eval's own Hugging Face backend: samples/s, same model, same tasks.
 
-    PYTHONPATH=$PWD python benchmarks/bench_eval.py --preset cpu-bench --rows 8 --repeats 5
+    PYTHONPATH=$PWD python benchmarks/bench_eval.py --preset cpu-bench --rows 16 --repeats 5 --threads 1
 
 Builds a random model of the preset (saved as a native run dir), a tokenizer trained on synthetic
 English-like text, and local data files for TinyLlama's seven tasks in their hub schemas; then
@@ -105,8 +105,11 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--device", default=None)
     parser.add_argument("--vocab", type=int, default=700, help="tokenizer vocabulary (the model keeps the preset's)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
         run, datasets = build(Path(tmp), args.preset, args.rows, args.vocab)
