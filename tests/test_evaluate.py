@@ -22,7 +22,13 @@ from tinyllama_cli.errors import UserError
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import train_tokenizer
 
-WORDS = ["the", "a", "man", "woman", "dog", "cat", "cooks", "cuts", "onions", "flies", "away", "sings", "song", "runs", "fast", "question", "answer", "science", "water", "sun", "moon", "is", "are", "was", "what", "which", "because", "rain", "cloud", "plant", "grows", "light", "heat", "yes", "no", "true", "false", "ball", "kicks", "reads", "book", "opens", "door", "cold", "warm", "river", "stone", "tree"]
+WORDS = [
+    "the", "a", "man", "woman", "dog", "cat", "cooks", "cuts", "onions", "flies", "away",
+    "sings", "song", "runs", "fast", "question", "answer", "science", "water", "sun", "moon",
+    "is", "are", "was", "what", "which", "because", "rain", "cloud", "plant", "grows", "light",
+    "heat", "yes", "no", "true", "false", "ball", "kicks", "reads", "book", "opens", "door",
+    "cold", "warm", "river", "stone", "tree",
+]
 
 
 def sentence(rng: random.Random, n: int = 6) -> str:
