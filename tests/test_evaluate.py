@@ -1,0 +1,301 @@
+"""eval: the native lm-eval adapter against lm-eval's own HF backend, offline local data in the
+seven TinyLlama tasks' hub schemas, task aliases, the missing-data error, the checkpoint series.
+
+Everything runs on a tiny random Llama with a tokenizer trained here, saved as a native run dir
+(DCP checkpoints + state.json + tokenizer.model) exactly as pretrain writes it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed.checkpoint as dcp
+
+from tinyllama_cli.config import ModelConfig, dump_yaml
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.model import Llama
+from tinyllama_cli.tokenizer import train_tokenizer
+
+WORDS = [
+    "the", "a", "man", "woman", "dog", "cat", "cooks", "cuts", "onions", "flies", "away",
+    "sings", "song", "runs", "fast", "question", "answer", "science", "water", "sun", "moon",
+    "is", "are", "was", "what", "which", "because", "rain", "cloud", "plant", "grows", "light",
+    "heat", "yes", "no", "true", "false", "ball", "kicks", "reads", "book", "opens", "door",
+    "cold", "warm", "river", "stone", "tree",
+]
+
+
+def sentence(rng: random.Random, n: int = 6) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def task_rows(rng: random.Random, n: int = 3) -> dict[str, list[dict]]:
+    """A few rows of each task in its hub dataset's own schema."""
+    labels = ["A", "B", "C", "D"]
+    def mc(stem_key: str, i: int) -> dict:
+        return {"id": f"q{i}", stem_key: sentence(rng) + "?",
+                "choices": {"text": [sentence(rng, 2) for _ in labels], "label": labels},
+                "answerKey": labels[i % 4]}
+    return {
+        "hellaswag": [{"ind": i, "activity_label": "Cooking", "ctx_a": sentence(rng) + ".", "ctx_b": "the man",
+                       "ctx": "", "endings": [sentence(rng, 3) + "." for _ in range(4)], "source_id": "s",
+                       "split": "val", "split_type": "indomain", "label": str(i % 4)} for i in range(n)],
+        "arc_easy": [mc("question", i) for i in range(n)],
+        "arc_challenge": [mc("question", i) for i in range(n)],
+        "openbookqa": [mc("question_stem", i) for i in range(n)],
+        "piqa": [{"goal": sentence(rng), "sol1": sentence(rng, 4), "sol2": sentence(rng, 4), "label": i % 2} for i in range(n)],
+        "boolq": [{"question": sentence(rng), "passage": sentence(rng, 12) + ".", "idx": i, "label": i % 2} for i in range(n)],
+        "winogrande": [{"sentence": f"the {rng.choice(WORDS)} _ {sentence(rng, 3)}.", "option1": rng.choice(WORDS),
+                        "option2": rng.choice(WORDS), "answer": str(1 + i % 2)} for i in range(n)],
+    }
+
+
+def write_checkpoint(run_dir, model, step, tokens_seen):
+    path = run_dir / "checkpoints" / f"step-{step:08d}"
+    path.mkdir(parents=True)
+    dcp.save({"model": model.state_dict()}, checkpoint_id=str(path))
+    (path / "state.json").write_text(json.dumps({"step": step, "tokens_seen": tokens_seen, "samples_seen": step,
+                                                 "model_config": model.config.to_dict()}))
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory):
+    """A run dir with two checkpoints and local data files for all seven tasks."""
+    root = tmp_path_factory.mktemp("eval")
+    rng = random.Random(0)
+    tokenizer = train_tokenizer([sentence(rng, 12) + rng.choice([".", "?", "\n"]) for _ in range(3000)],
+                                320, root / "tok.model")
+    config = ModelConfig(name="eval-tiny", vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=48, n_head=4,
+                         n_kv_head=2, intermediate_size=96, block_size=128)
+    run = root / "run"
+    run.mkdir()
+    dump_yaml({"model": config.to_dict()}, run / "config.yaml")
+    (run / "tokenizer.model").write_bytes(tokenizer.path.read_bytes())
+    for step, seed in ((10, 1), (20, 2)):
+        torch.manual_seed(seed)
+        write_checkpoint(run, Llama(config), step, step * 4096)
+    data = root / "data"
+    data.mkdir()
+    files = {}
+    for task, rows in task_rows(random.Random(1)).items():
+        if task == "piqa":  # one task as parquet
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            files[task] = data / f"{task}.parquet"
+            pq.write_table(pa.Table.from_pylist(rows), files[task])
+        else:
+            files[task] = data / f"{task}.jsonl"
+            files[task].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"root": root, "run": run, "files": files, "tokenizer": tokenizer, "config": config}
+
+
+def dataset_args(env, tasks):
+    return [f"{t}={env['files'][t]}" for t in tasks]
+
+
+def per_sample(result):
+    """{task: [(doc_id, [loglikelihood per choice])]} from lm-eval's logged samples."""
+    out = {}
+    for task, samples in result.results["samples"].items():
+        out[task] = sorted((s["doc_id"], [float(r[0][0]) for r in s["resps"]]) for s in samples)
+    return out
+
+
+SEVEN = ["hellaswag", "openbookqa", "winogrande", "arc_challenge", "arc_easy", "boolq", "piqa"]
+
+
+@pytest.fixture(scope="session")
+def both_backends(env):
+    from tinyllama_cli.evaluate import evaluate
+
+    kwargs = {"datasets": dataset_args(env, SEVEN), "log_samples": True, "batch_size": 4, "bootstrap_iters": 0}
+    native = evaluate(env["run"], "tinyllama", backend="native", **kwargs)
+    hf = evaluate(env["run"], "tinyllama", backend="hf", **kwargs)
+    return native, hf
+
+
+def test_native_matches_hf_backend_on_all_seven_schemas(both_backends):
+    native, hf = both_backends
+    a, b = per_sample(native), per_sample(hf)
+    assert sorted(a) == sorted(SEVEN)
+    for task in SEVEN:
+        assert [d for d, _ in a[task]] == [0, 1, 2], task  # every local row was scored
+        for (_, lls_a), (_, lls_b) in zip(a[task], b[task]):
+            assert len(lls_a) == len(lls_b) >= 2
+            for x, y in zip(lls_a, lls_b):
+                assert math.isfinite(x) and x < 0
+                assert x == pytest.approx(y, abs=2e-4), task
+        for metric in ("acc", "acc_norm"):
+            key = f"{metric},none"
+            if key in hf.results["results"][task]:
+                assert native.results["results"][task][key] == hf.results["results"][task][key], (task, metric)
+
+
+def test_table_scores_use_tinyllamas_metric_per_task(both_backends):
+    native, _ = both_backends
+    assert {t: m for t, (m, _) in native.scores.items()} == {
+        "hellaswag": "acc_norm", "openbookqa": "acc_norm", "winogrande": "acc", "arc_challenge": "acc_norm",
+        "arc_easy": "acc_norm", "boolq": "acc", "piqa": "acc_norm"}
+    assert native.average == pytest.approx(sum(v for _, v in native.scores.values()) / 7)
+    assert native.step == 20 and native.tokens_seen == 20 * 4096  # the run dir's newest checkpoint
+
+
+def test_loglikelihood_is_the_sum_of_token_logprobs(env):
+    """The adapter's numbers against a direct forward pass, including batching with padding."""
+    from tinyllama_cli.eval_lm import NativeLM
+    from tinyllama_cli.load import load_model
+
+    loaded = load_model(env["run"])
+    lm = NativeLM(loaded.model, loaded.tokenizer, batch_size=3)
+    tok = env["tokenizer"]
+    reqs = []
+    long_ctx = sentence(random.Random(5), 80)  # longer than the 128-token context: left-truncated
+    for ctx, cont in (("the man cooks", " onions"), ("a dog", " runs fast away"), ("rain", " is"),
+                      ("the man cooks", " onions"), ("the sun is warm and", " light"), ("the man cooks", " a song"),
+                      ("rain", " is cold"), (long_ctx, " the end"), ("a dog", " runs")):
+        c, w = lm.tok_encode(ctx), lm.tok_encode(ctx + cont)
+        reqs.append(((ctx, cont), c, w[len(c):]))
+    assert len(reqs[7][1]) > 128
+    got = lm._loglikelihood_tokens(reqs, disable_tqdm=True)
+    for (_, ctx, cont), (ll, greedy) in zip(reqs, got):
+        ids = torch.tensor([(ctx + cont)[-129:]])
+        with torch.no_grad():
+            logp = torch.log_softmax(loaded.model(ids[:, :-1]).float(), -1)[0]
+        expected = logp[-len(cont):].gather(1, torch.tensor(cont)[:, None]).sum().item()
+        assert ll == pytest.approx(expected, abs=1e-4)
+        assert greedy == bool((logp[-len(cont):].argmax(-1) == torch.tensor(cont)).all())
+    assert got[0] == got[3]
+    assert lm.tok_encode("the man") == [tok.bos_id] + tok.encode("the man")
+
+
+def test_generate_until_and_rolling_match_hf(env, tmp_path):
+    """Greedy generation with the KV cache (left-padded batch, stop strings) and rolling
+    log-likelihoods agree with lm-eval's HFLM on the same weights."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from tinyllama_cli.convert.huggingface import save_hf
+    from tinyllama_cli.eval_lm import NativeLM
+    from tinyllama_cli.load import load_model
+
+    loaded = load_model(env["run"])
+    native = NativeLM(loaded.model, loaded.tokenizer, batch_size=3)
+    hf_dir = save_hf(loaded.model, tmp_path / "hf", loaded.tokenizer)
+    hf = HFLM(pretrained=str(hf_dir), dtype="float32", batch_size=3, device="cpu")
+    gen = [Instance("generate_until", {}, (p, {"until": [" cat", "\n"], "max_gen_toks": 12, "do_sample": False}), 0)
+           for p in ("the man", "a dog runs fast and the", "rain", "question what is the sun")]
+    got, want = native.generate_until(gen, disable_tqdm=True), hf.generate_until(gen, disable_tqdm=True)
+    assert got == want
+    assert any(got)  # something was generated
+    text = " ".join(sentence(random.Random(3), 60) for _ in range(3))  # longer than the 128-token context
+    rolling = [Instance("loglikelihood_rolling", {}, (t,), 0) for t in (text, "the man cooks onions")]
+    for x, y in zip(native.loglikelihood_rolling(rolling, disable_tqdm=True), hf.loglikelihood_rolling(rolling, disable_tqdm=True)):
+        assert x == pytest.approx(y, abs=1e-3)
+
+
+def test_tokenization_follows_hf_llama_tokenizer(env, tmp_path):
+    from transformers import AutoTokenizer
+
+    from tinyllama_cli.convert.huggingface import save_hf
+    from tinyllama_cli.eval_lm import NativeLM
+    from tinyllama_cli.load import load_model
+
+    loaded = load_model(env["run"])
+    lm = NativeLM(loaded.model, loaded.tokenizer)
+    hf = AutoTokenizer.from_pretrained(str(save_hf(loaded.model, tmp_path / "hf", loaded.tokenizer)))
+    for text in ("the man", " leading space", "  two spaces", "a\nb c", "trailing ", "x 123 y", " "):
+        assert lm.tok_encode(text) == hf.encode(text), text
+        assert lm.tok_encode(text, add_special_tokens=False) == hf.encode(text, add_special_tokens=False), text
+
+
+def test_aliases_and_group_expand():
+    from tinyllama_cli.evaluate import expand_tasks
+
+    assert expand_tasks("arc_e,arc_c,obqa") == ["arc_easy", "arc_challenge", "openbookqa"]
+    assert expand_tasks("tinyllama") == SEVEN
+    assert expand_tasks("piqa,tinyllama,arc_e") == ["piqa"] + [t for t in SEVEN if t != "piqa"]
+    with pytest.raises(UserError, match="no tasks"):
+        expand_tasks(" , ")
+
+
+def test_aliases_run_through_the_cli_with_local_data(env, tmp_path):
+    out = tmp_path / "results.json"
+    cmd = [sys.executable, "-m", "tinyllama_cli", "eval", str(env["run"]), "--tasks", "arc_e,obqa",
+           "--dataset", f"arc_e={env['files']['arc_easy']}", "--dataset", f"obqa={env['files']['openbookqa']}",
+           "--limit", "2", "--batch-size", "2", "--output", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "ARC_e" in proc.stdout and "Obqa" in proc.stdout and "avg" in proc.stdout
+    results = json.loads(out.read_text())
+    assert set(results["results"]) == {"arc_easy", "openbookqa"}
+    assert results["n-samples"]["arc_easy"]["effective"] == 2
+    assert "acc_norm,none" in results["results"]["openbookqa"]
+
+
+def test_missing_data_is_one_line_naming_dataset(env, tmp_path):
+    cmd = [sys.executable, "-m", "tinyllama_cli", "eval", str(env["run"]), "--tasks", "piqa,boolq",
+           "--dataset", f"piqa={env['files']['piqa']}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--dataset boolq=" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_bad_dataset_arguments_are_user_errors(env, tmp_path):
+    from tinyllama_cli.evaluate import evaluate, parse_datasets
+
+    with pytest.raises(UserError, match="does not exist"):
+        parse_datasets([f"piqa={tmp_path / 'nope.jsonl'}"])
+    with pytest.raises(UserError, match="TASK=PATH"):
+        parse_datasets(["piqa"])
+    bad = tmp_path / "piqa.jsonl"
+    bad.write_text(json.dumps({"question": "x"}) + "\n")
+    with pytest.raises(UserError, match="piqa"):
+        evaluate(env["run"], "piqa", datasets=[f"piqa={bad}"], bootstrap_iters=0)
+    with pytest.raises(UserError, match="not in --tasks"):
+        evaluate(env["run"], "piqa", datasets=[f"boolq={env['files']['boolq']}"], bootstrap_iters=0)
+
+
+def test_tasks_dir_adds_a_custom_task(env, tmp_path):
+    from tinyllama_cli.evaluate import evaluate
+
+    tasks_dir = tmp_path / "tasks"
+    tasks_dir.mkdir()
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps({"q": sentence(random.Random(i)), "a": i % 2}) + "\n" for i in range(4)))
+    (tasks_dir / "mine.yaml").write_text(
+        f"task: my_yesno\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+        "test_split: test\noutput_type: multiple_choice\ndoc_to_text: \"{{q}}?\"\ndoc_to_target: a\n"
+        "doc_to_choice: [\"no\", \"yes\"]\nmetric_list:\n  - metric: acc\n")
+    result = evaluate(env["run"], "my_yesno", tasks_dir=tasks_dir, bootstrap_iters=0)
+    assert result.scores["my_yesno"][0] == "acc" and result.results["n-samples"]["my_yesno"]["effective"] == 4
+
+
+def test_checkpoint_series_table(env, tmp_path):
+    from tinyllama_cli.evaluate import evaluate_series
+
+    out = tmp_path / "series"
+    series = evaluate_series(env["run"], "arc_e,piqa", out_dir=out, datasets=dataset_args(env, ["arc_easy", "piqa"]),
+                             bootstrap_iters=0, batch_size=4)
+    assert [r.step for r in series.rows] == [10, 20]
+    assert [r.tokens_seen for r in series.rows] == [40960, 81920]
+    records = json.loads((out / "series.json").read_text())
+    assert [r["tokens_seen"] for r in records] == [40960, 81920]
+    assert set(records[0]) == {"checkpoint", "step", "tokens_seen", "arc_easy/acc_norm", "piqa/acc_norm", "avg"}
+    for rec, row in zip(records, series.rows):
+        assert rec["avg"] == pytest.approx((rec["arc_easy/acc_norm"] + rec["piqa/acc_norm"]) / 2)
+        assert rec["piqa/acc_norm"] == row.results["results"]["piqa"]["acc_norm,none"]
+    csv_lines = (out / "series.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("checkpoint,step,tokens_seen") and len(csv_lines) == 3
+    for name in ("arc_easy_acc_norm.png", "piqa_acc_norm.png", "avg.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(UserError, match="--overwrite"):
+        evaluate_series(env["run"], "piqa", out_dir=out, datasets=dataset_args(env, ["piqa"]))

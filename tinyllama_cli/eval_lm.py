@@ -1,0 +1,389 @@
+"""lm-evaluation-harness adapter over the native model: `NativeLM`, a `TemplateLM`.
+
+It follows the conventions of lm-eval's Hugging Face backend (`HFLM`) for a Llama tokenizer, so
+the two give the same per-sample log-likelihoods on the same weights:
+
+- every encoded context starts with BOS (the HF Llama tokenizer adds it); an empty context is
+  replaced by BOS alone (`prefix_token_id`); the end-of-text token is EOS;
+- the continuation's tokens are `encode(context + continuation)[len(encode(context)):]`, with
+  trailing context spaces moved onto the continuation (`TemplateLM._encode_pair`);
+- a string that starts with a space is encoded as the HF tokenizer's Metaspace pre-tokenizer
+  does (`prepend_scheme="first"` adds no second "▁"), and a leading "<s>" string is BOS;
+- inputs longer than the context are truncated from the left; rolling log-likelihoods use
+  lm-eval's own disjoint windows of the context length.
+
+Where it is faster than HFLM (same model, same dtype):
+
+- requests are sorted by length (longest first) and right-padded, which needs no attention mask
+  (causal attention never looks right), so flash-attn can serve it on GPU;
+- requests with identical inputs (multiple choice with one-token answers, e.g. boolq's
+  " no"/" yes") run once;
+- the output projection and the log-softmax are applied only at the continuation positions, not
+  to every (batch x length x vocabulary) logit.
+
+`generate_until` decodes with the model's KV cache: left-padded prompts with a key mask, greedy
+or sampled per the task's generation kwargs, stopping per row at EOS or at a stop string.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import torch
+import torch.nn.functional as F
+from lm_eval.api.model import TemplateLM
+from lm_eval.models.utils import (
+    handle_stop_sequences,
+    normalize_gen_kwargs,
+    postprocess_generated_text,
+)
+from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+from tqdm import tqdm
+
+from tinyllama_cli.model import Llama
+from tinyllama_cli.tokenizer import Tokenizer
+
+Request = tuple[tuple[str, str], list[int], list[int]]  # ((context, continuation), ctx ids, cont ids)
+
+
+class NativeLM(TemplateLM):
+    """A native `Llama` + SentencePiece `Tokenizer` as an lm-eval language model."""
+
+    def __init__(self, model: Llama, tokenizer: Tokenizer, batch_size: int = 16,
+                 max_gen_toks: int = 256, seed: int = 1234):
+        super().__init__()
+        self.model = model.eval()
+        self.tok = tokenizer
+        self._batch_size = int(batch_size)
+        self._max_gen_toks = max_gen_toks
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.bos_piece = tokenizer.id_to_piece(tokenizer.bos_id)
+        self.eos_piece = tokenizer.id_to_piece(tokenizer.eos_id)
+
+    # --- the properties lm-eval reads ----------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.output.weight.device
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.tok.eos_id
+
+    @property
+    def prefix_token_id(self) -> int:
+        return self.tok.bos_id
+
+    @property
+    def max_length(self) -> int:
+        return self.model.config.block_size
+
+    @property
+    def max_gen_toks(self) -> int:
+        return self._max_gen_toks
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    @property
+    def tokenizer_name(self) -> str:
+        return str(self.tok.path)
+
+    def get_model_info(self) -> dict:
+        return {"model_num_parameters": self.model.num_params(),
+                "model_dtype": str(self.model.output.weight.dtype), "tokenizer": str(self.tok.path)}
+
+    # --- tokenization ------------------------------------------------------------------------
+
+    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
+        """Ids as HF's Llama tokenizer gives them: BOS unless told not to (or already present)."""
+        bos = add_special_tokens is not False
+        if add_special_tokens is None and string.startswith(self.bos_piece):
+            return [self.tok.bos_id] + self._encode_text(string[len(self.bos_piece):])
+        return ([self.tok.bos_id] if bos else []) + self._encode_text(string)
+
+    def _encode_text(self, text: str) -> list[int]:
+        # SentencePiece always adds the dummy-prefix "▁"; HF's Metaspace adds it only when the
+        # text does not already start with one. Dropping one leading space gives the HF pieces.
+        if text == " ":
+            return [self.tok.sp.piece_to_id("\u2581")]
+        text = text.removeprefix(" ")
+        return self.tok.encode(text) if text else []
+
+    def tok_decode(self, tokens: list[int], skip_special_tokens: bool = True) -> str:
+        """Text as HF's Llama decoder gives it (SentencePiece's own decode differs on bad bytes).
+
+        Pieces with "▁" -> " "; runs of byte pieces decoded as UTF-8, or one U+FFFD per byte
+        when invalid (HF's ByteFallback); control and unknown pieces skipped; one leading space
+        stripped.
+        """
+        sp = self.tok.sp
+        parts: list[str] = []
+        pending = bytearray()
+        for t in tokens:
+            if sp.is_byte(t):
+                pending.append(int(sp.id_to_piece(t)[3:5], 16))
+                continue
+            if skip_special_tokens and (sp.is_control(t) or sp.is_unknown(t)):
+                continue
+            parts.append(_utf8_or_replacement(pending))
+            pending.clear()
+            parts.append(sp.id_to_piece(t).replace("\u2581", " "))
+        parts.append(_utf8_or_replacement(pending))
+        text = "".join(parts)
+        return text.removeprefix(" ")
+
+    # --- scoring -----------------------------------------------------------------------------
+
+    def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
+                              override_bs: int | None = None) -> list[tuple[float, bool]]:
+        """(sum of continuation log-probs, whether greedy decoding gives the continuation).
+
+        Requests that fit the context are grouped by context: each context runs once, its keys
+        and values are copied to one KV-cache row per distinct continuation, and only the
+        continuations run after it (multiple choice shares the question between its choices).
+        Requests longer than the context are truncated from the left, as HFLM does, and scored
+        as whole right-padded rows.
+        """
+        for _, ctx, cont in requests:
+            if not ctx or not cont:
+                raise ValueError("lm-eval passed an empty context or continuation")
+        fits = [i for i, (_, ctx, cont) in enumerate(requests) if len(ctx) + len(cont) <= self.max_length + 1]
+        too_long = sorted(set(range(len(requests))) - set(fits))
+        results: list[tuple[float, bool] | None] = [None] * len(requests)
+        batch_size = override_bs or self.batch_size
+        with tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", leave=False) as bar:
+            for batch in self._shared_batches(requests, fits, batch_size):
+                for i, value in self._score_shared(requests, batch).items():
+                    results[i] = value
+                bar.update(sum(len(ids) for rows in batch.values() for ids in rows.values()))
+            for start in range(0, len(too_long), batch_size):
+                chunk = too_long[start:start + batch_size]
+                for i, value in zip(chunk, self._score_truncated([requests[i] for i in chunk])):
+                    results[i] = value
+                bar.update(len(chunk))
+        return results  # type: ignore[return-value]
+
+    def _shared_batches(self, requests: list[Request], indices: list[int], batch_size: int):
+        """Batches as {context: {continuation[:-1]: [request indices]}}, longest contexts first,
+        at most `batch_size` continuation rows (a larger group goes alone) and context +
+        continuation width within the model's context length."""
+        groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = defaultdict(lambda: defaultdict(list))
+        for i in indices:
+            _, ctx, cont = requests[i]
+            groups[tuple(ctx)][tuple(cont[:-1])].append(i)
+        batch: dict = {}
+        width_ctx = width_cont = 0
+        for ctx in sorted(groups, key=lambda c: (-len(c), c)):
+            rows = groups[ctx]
+            cont_w = max(len(c) for c in rows)
+            new_ctx, new_cont = max(width_ctx, len(ctx)), max(width_cont, cont_w)
+            n_rows = sum(len(r) for r in batch.values())
+            if batch and (n_rows + len(rows) > batch_size or new_ctx + new_cont > self.max_length):
+                yield batch
+                batch, new_ctx, new_cont = {}, len(ctx), cont_w
+            batch[ctx] = rows
+            width_ctx, width_cont = new_ctx, new_cont
+        if batch:
+            yield batch
+
+    @torch.no_grad()
+    def _score_shared(self, requests: list[Request], batch: dict) -> dict[int, tuple[float, bool]]:
+        """Contexts left-padded to a common end (stage 1), then every continuation row from there
+        with the context's cached keys/values (stage 2). RoPE is relative, so the padding
+        changes nothing but float rounding."""
+        model, device = self.model, self.device
+        contexts = list(batch)
+        rows = [(g, cont) for g, ctx in enumerate(contexts) for cont in batch[ctx]]
+        n_ctx, n_cont = max(len(c) for c in contexts), max(len(c) for _, c in rows)
+        key_mask = torch.ones((len(rows), n_ctx + n_cont), dtype=torch.bool)
+        idx = torch.zeros((len(contexts), n_ctx), dtype=torch.long)
+        for g, ctx in enumerate(contexts):
+            idx[g, n_ctx - len(ctx):] = torch.tensor(ctx)
+        ctx_mask = torch.zeros((len(contexts), n_ctx), dtype=torch.bool)
+        for g, ctx in enumerate(contexts):
+            ctx_mask[g, n_ctx - len(ctx):] = True
+        group_of_row = torch.tensor([g for g, _ in rows])
+        key_mask[:, :n_ctx] = ctx_mask[group_of_row]
+        model.setup_kv_cache(len(rows), n_ctx + n_cont)
+        try:
+            last = self._hidden_states(idx.to(device), 0, ctx_mask.to(device))[:, -1]  # predicts cont[0]
+            if n_cont:
+                rows_on_device = group_of_row.to(device)
+                for layer in model.layers:
+                    cache = layer.attention.kv_cache
+                    cache.k[:len(rows), :n_ctx] = cache.k[:len(contexts), :n_ctx][rows_on_device]
+                    cache.v[:len(rows), :n_ctx] = cache.v[:len(contexts), :n_ctx][rows_on_device]
+                idx2 = torch.zeros((len(rows), n_cont), dtype=torch.long)
+                for r, (_, cont) in enumerate(rows):
+                    idx2[r, :len(cont)] = torch.tensor(cont)
+                rest = self._hidden_states(idx2.to(device), n_ctx, key_mask.to(device))
+        finally:
+            model.clear_kv_cache()
+        # Hidden state predicting each continuation token: the context's last position for the
+        # first token, the row's (k-1)-th stage-2 position for the k-th; rows of `hidden` below.
+        hidden = last if not n_cont else torch.cat([last, rest.reshape(-1, rest.size(-1))])
+        picks, targets, owners, order = [], [], [], []
+        for r, (g, cont_head) in enumerate(rows):
+            for i in batch[contexts[g]][cont_head]:
+                cont = requests[i][2]
+                picks.append(g)
+                picks += range(len(contexts) + r * n_cont, len(contexts) + r * n_cont + len(cont) - 1)
+                targets += cont
+                owners += [len(order)] * len(cont)
+                order.append(i)
+        values = self._score_hidden(hidden[torch.tensor(picks, device=device)], targets, owners, len(order))
+        return dict(zip(order, values))
+
+    @torch.no_grad()
+    def _score_truncated(self, reqs: list[Request]) -> list[tuple[float, bool]]:
+        """Inputs (ctx + cont)[-(max_length + 1):][:-1], right-padded; the last len(cont)
+        positions predict the continuation."""
+        inputs = [(ctx + cont)[-(self.max_length + 1):][:-1] for _, ctx, cont in reqs]
+        idx = torch.zeros((len(inputs), max(len(x) for x in inputs)), dtype=torch.long)
+        for r, inp in enumerate(inputs):
+            idx[r, :len(inp)] = torch.tensor(inp)
+        hidden = self._hidden_states(idx.to(self.device))
+        width = idx.size(1)
+        picks, targets, owners = [], [], []
+        for r, ((_, _, cont), inp) in enumerate(zip(reqs, inputs)):
+            picks += range(r * width + len(inp) - len(cont), r * width + len(inp))
+            targets += cont
+            owners += [r] * len(cont)
+        flat = hidden.reshape(-1, hidden.size(-1))
+        return self._score_hidden(flat[torch.tensor(picks, device=self.device)], targets, owners, len(reqs))
+
+    def _score_hidden(self, h: torch.Tensor, targets: list[int], owners: list[int],
+                      n: int) -> list[tuple[float, bool]]:
+        """The output head and log-softmax on the predicting positions only; per-owner sums."""
+        device = h.device
+        logprobs = F.log_softmax(self.model.output(h).float(), dim=-1)
+        target = torch.tensor(targets, device=device)
+        owner = torch.tensor(owners, device=device)
+        token_lp = logprobs.gather(1, target[:, None]).squeeze(1)
+        misses = torch.zeros(n, dtype=torch.long, device=device).index_add_(0, owner, (logprobs.argmax(-1) != target).long())
+        sums = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, owner, token_lp.double())
+        return [(float(s), m == 0) for s, m in zip(sums.tolist(), misses.tolist())]
+
+    def _hidden_states(self, idx: torch.Tensor, start: int = 0, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-norm hidden states: `Llama.forward` without the output head, which the callers
+        apply only where a continuation token is predicted. With no key mask and start 0
+        (right padding) attention is plainly causal: a real token never sees the padding after it.
+        """
+        model = self.model
+        T = idx.size(1)
+        cos, sin = model.rope_cos[start:start + T], model.rope_sin[start:start + T]
+        mask = model._attention_mask(T, start, key_mask, idx.device)
+        x = model.tok_embeddings(idx)
+        for layer in model.layers:
+            x = layer(x, cos, sin, start, mask)
+        return model.norm(x)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """Perplexity-style total log-likelihood of each string, in disjoint context-length windows."""
+        windows: list[Request] = []
+        owners: list[int] = []
+        for i, (string,) in enumerate(req.args for req in requests):
+            for ctx, cont in map(make_disjoint_window, get_rolling_token_windows(
+                    token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length, context_len=1)):
+                windows.append(((None, None), ctx, cont))  # type: ignore[arg-type]
+                owners.append(i)
+        scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)
+        totals = [0.0] * len(requests)
+        for i, (logprob, _) in zip(owners, scores):
+            totals[i] += logprob
+        for req, total in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
+        return totals
+
+    # --- generation --------------------------------------------------------------------------
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Greedy or sampled continuations, cut at the first stop string (EOS included)."""
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, req in enumerate(requests):
+            groups[json.dumps(req.args[1], sort_keys=True, default=str)].append(i)
+        out: list[str] = [""] * len(requests)
+        with tqdm(total=len(requests), disable=disable_tqdm, desc="generate_until", leave=False) as bar:
+            for members in groups.values():
+                kwargs = normalize_gen_kwargs(requests[members[0]].args[1], self.max_gen_toks)
+                until = handle_stop_sequences(kwargs.pop("until", None), eos=self.eos_piece)
+                max_new = kwargs.pop("max_gen_toks")
+                max_ctx = self.max_length - max_new
+                if max_ctx <= 0:
+                    raise ValueError(f"max_gen_toks {max_new} leaves no room in the context length {self.max_length}")
+                prompts = {i: self.tok_encode(requests[i].args[0])[-max_ctx:] for i in members}
+                order = sorted(members, key=lambda i: -len(prompts[i]))
+                for start in range(0, len(order), self.batch_size):
+                    chunk = order[start:start + self.batch_size]
+                    texts = self._generate([prompts[i] for i in chunk], max_new, until, kwargs)
+                    for i, text in zip(chunk, texts):
+                        out[i] = postprocess_generated_text(text, until, None)
+                        self.cache_hook.add_partial("generate_until", requests[i].args, out[i])
+                    bar.update(len(chunk))
+        return out
+
+    @torch.no_grad()
+    def _generate(self, prompts: list[list[int]], max_new: int, until: list[str], kwargs: dict) -> list[str]:
+        """Decode a left-padded batch with the KV cache; each row stops at EOS or a stop string."""
+        model, device = self.model, self.device
+        B, width = len(prompts), max(len(p) for p in prompts)
+        total = width + max_new
+        idx = torch.zeros((B, width), dtype=torch.long)
+        key_mask = torch.zeros((B, total), dtype=torch.bool)
+        for r, p in enumerate(prompts):
+            idx[r, width - len(p):] = torch.tensor(p)
+            key_mask[r, width - len(p):] = True
+        idx, key_mask = idx.to(device), key_mask.to(device)
+        stops = [s for s in until if s]
+        generated: list[list[int]] = [[] for _ in range(B)]
+        done = [False] * B
+        model.setup_kv_cache(B, total)
+        try:
+            logits = model(idx, input_pos=0, key_mask=key_mask)[:, -1]
+            for step in range(max_new):
+                token = self._next_token(logits.float(), kwargs)
+                for r in range(B):
+                    if done[r]:
+                        continue
+                    t = int(token[r])
+                    if t == self.tok.eos_id:
+                        done[r] = True
+                        continue
+                    generated[r].append(t)
+                    if stops and any(s in self.tok_decode(generated[r]) for s in stops):
+                        done[r] = True
+                if all(done) or step == max_new - 1:
+                    break
+                logits = model(token[:, None], input_pos=width + step, key_mask=key_mask)[:, -1]
+        finally:
+            model.clear_kv_cache()
+        return [self.tok_decode(g) for g in generated]
+
+    def _next_token(self, logits: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        temperature = float(kwargs.get("temperature", 0.0))
+        if not kwargs.get("do_sample") or temperature <= 0.0:
+            return logits.argmax(dim=-1)
+        logits = logits / temperature
+        top_k = int(kwargs.get("top_k") or 0)
+        if top_k > 0:
+            kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        top_p = float(kwargs.get("top_p") or 1.0)
+        if top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, descending=True)
+            cumulative = sorted_logits.softmax(-1).cumsum(-1)
+            remove = cumulative - sorted_logits.softmax(-1) > top_p  # keep the first token past top_p
+            logits = logits.scatter(1, order, sorted_logits.masked_fill(remove, float("-inf")))
+        probs = logits.softmax(-1)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+
+
+def _utf8_or_replacement(data: bytes | bytearray) -> str:
+    try:
+        return bytes(data).decode("utf-8")
+    except UnicodeDecodeError:
+        return "\ufffd" * len(data)

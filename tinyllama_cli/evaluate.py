@@ -1,0 +1,516 @@
+"""`tinyllama eval`: lm-evaluation-harness on native checkpoints (or, for comparison, on lm-eval's
+own Hugging Face backend), offline when the data is local, with TinyLlama's tables.
+
+Task resolution. Names are lm-eval task names plus the aliases `arc_e`, `arc_c`, `obqa` and the
+group `tinyllama` (the seven tasks of TinyLlama's table). Each of those seven gets a small YAML
+in a temporary directory that `include`s lm-eval's built-in task; `--dataset TASK=PATH` adds to
+it a local `json`/`parquet` source in the hub dataset's own schema for the split the task scores.
+When every requested task is one of these (or in `--tasks-dir`), the TaskManager indexes only
+that directory (milliseconds) instead of lm-eval's ~15,000 built-in YAMLs (~10 s).
+
+Offline. If every task has local data, or the hub cannot be reached (a 3 s probe), or the user set
+HF_HUB_OFFLINE, the Hugging Face libraries run in offline mode, so nothing waits on network
+retries; a task whose data is then neither local nor cached fails with one line naming
+`--dataset`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import difflib
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from tinyllama_cli.errors import UserError
+
+TINYLLAMA_TASKS = ("hellaswag", "openbookqa", "winogrande", "arc_challenge", "arc_easy", "boolq", "piqa")
+ALIASES = {"arc_e": "arc_easy", "arc_c": "arc_challenge", "obqa": "openbookqa"}
+GROUPS = {"tinyllama": TINYLLAMA_TASKS}
+# TinyLlama's table: its metric per task and its column title.
+TABLE_METRIC = {"hellaswag": "acc_norm", "openbookqa": "acc_norm", "winogrande": "acc",
+                "arc_challenge": "acc_norm", "arc_easy": "acc_norm", "boolq": "acc", "piqa": "acc_norm"}
+TITLES = {"hellaswag": "HellaSwag", "openbookqa": "Obqa", "winogrande": "WinoGrande",
+          "arc_challenge": "ARC_c", "arc_easy": "ARC_e", "boolq": "boolq", "piqa": "piqa"}
+# lm-eval's built-in YAML of each (relative to lm_eval/tasks) and the split it scores.
+BUILTIN = {
+    "hellaswag": ("hellaswag/hellaswag.yaml", "validation"),
+    "openbookqa": ("openbookqa/openbookqa.yaml", "test"),
+    "winogrande": ("winogrande/default.yaml", "validation"),
+    "arc_challenge": ("arc/arc_challenge.yaml", "test"),
+    "arc_easy": ("arc/arc_easy.yaml", "test"),
+    "boolq": ("super_glue/boolq/default.yaml", "validation"),
+    "piqa": ("piqa/piqa.yaml", "validation"),
+}
+DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+SPLIT_KEYS = {"training_split": "train", "validation_split": "validation", "test_split": "test"}
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
+METRIC_PREFERENCE = ("acc_norm", "acc", "exact_match", "word_perplexity", "perplexity")
+
+
+@dataclass
+class EvalResult:
+    """lm-eval's full results plus the one number per task TinyLlama's table shows."""
+
+    results: dict[str, Any]
+    scores: dict[str, tuple[str, float]]  # task -> (metric, value in [0, 1])
+    checkpoint: str = ""
+    step: int | None = None
+    tokens_seen: int | None = None
+    samples_per_sec: float = 0.0
+    num_samples: int = 0
+
+    @property
+    def average(self) -> float | None:
+        values = [v for m, v in self.scores.values() if m in ("acc", "acc_norm")]
+        return sum(values) / len(values) if values else None
+
+
+@dataclass
+class TaskSetup:
+    names: list[str]
+    include_paths: list[str]
+    local: dict[str, Path] = field(default_factory=dict)
+
+
+# --- task names ----------------------------------------------------------------------------------
+
+
+def expand_tasks(spec: str | list[str]) -> list[str]:
+    """'tinyllama,arc_e' -> the seven tasks then arc_easy (deduplicated, order kept)."""
+    items = spec.split(",") if isinstance(spec, str) else [s for part in spec for s in part.split(",")]
+    names: list[str] = []
+    for item in (s.strip() for s in items):
+        if not item:
+            continue
+        for name in GROUPS.get(item, (item,)):
+            name = ALIASES.get(name, name)
+            if name not in names:
+                names.append(name)
+    if not names:
+        raise UserError("no tasks given; pass --tasks, e.g. --tasks tinyllama or --tasks hellaswag,arc_e")
+    return names
+
+
+def parse_datasets(items: list[str] | None) -> dict[str, Path]:
+    """['arc_e=test.jsonl', 'arc_e:train=t.jsonl'] -> {'arc_easy': ..., 'arc_easy:train': ...}."""
+    out: dict[str, Path] = {}
+    for item in items or []:
+        task, sep, path = item.partition("=")
+        if not sep or not task or not path:
+            raise UserError(f"--dataset {item!r} is not TASK=PATH; e.g. --dataset hellaswag=hellaswag_val.jsonl")
+        name, _, split = task.partition(":")
+        name = ALIASES.get(name, name)
+        file = Path(path).expanduser().resolve()
+        if not file.is_file():
+            raise UserError(f"--dataset {item}: {path} does not exist; pass a .jsonl or .parquet file")
+        if file.suffix not in DATA_BUILDERS:
+            raise UserError(f"--dataset {item}: {file.name} is not .jsonl, .json or .parquet")
+        if split and split not in SPLIT_KEYS.values():
+            raise UserError(f"--dataset {item}: unknown split {split!r}; use train, validation or test")
+        out[f"{name}:{split}" if split else name] = file
+    return out
+
+
+def _lm_eval_tasks_dir() -> Path:
+    import lm_eval
+
+    return Path(lm_eval.__file__).parent / "tasks"
+
+
+def _wrapper_yaml(name: str, base_yaml: Path, scored_split: str, local: dict[str, Path]) -> str:
+    """A task YAML that includes the built-in one, with local data files if given."""
+    lines = [f"include: {json.dumps(str(base_yaml))}", f"task: {name}"]
+    if name in local:
+        files = {scored_split: local[name]}
+        files.update({split: local[f"{name}:{split}"] for split in SPLIT_KEYS.values() if f"{name}:{split}" in local})
+        builder = DATA_BUILDERS[local[name].suffix]
+        lines += [f"dataset_path: {builder}", "dataset_name: null", "dataset_kwargs:", "  data_files:"]
+        lines += [f"    {split}: {json.dumps(str(path))}" for split, path in files.items()]
+        lines += [f"{key}: {split if split in files else 'null'}" for key, split in SPLIT_KEYS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def prepare_tasks(names: list[str], local: dict[str, Path], tasks_dir: str | Path | None,
+                  workdir: Path) -> tuple[Any, TaskSetup]:
+    """A TaskManager that knows every requested name, plus the include paths it indexes."""
+    from lm_eval.tasks import TaskManager
+
+    for key in local:
+        if key.partition(":")[0] not in names:
+            raise UserError(f"--dataset {key} names a task that is not in --tasks ({', '.join(names)})")
+    include = [str(workdir)]
+    if tasks_dir is not None:
+        if not Path(tasks_dir).is_dir():
+            raise UserError(f"--tasks-dir {tasks_dir} is not a directory of task YAML files")
+        include.append(str(Path(tasks_dir).resolve()))
+    builtin_root = _lm_eval_tasks_dir()
+    manager = None
+    for name in names:
+        if name in BUILTIN:
+            rel, split = BUILTIN[name]
+            yaml_text = _wrapper_yaml(name, builtin_root / rel, split, local)
+        elif name in local:  # another built-in task: find its YAML and scored split in the full index
+            manager = manager or TaskManager(include_path=include[1:] or None)
+            entry = manager.task_index.get(name)
+            if entry is None or entry.yaml_path is None or not entry.cfg:
+                raise UserError(f"--dataset {name}=...: {name} is not a single lm-eval task YAML; write a task YAML and pass --tasks-dir")
+            split = entry.cfg.get("test_split") or entry.cfg.get("validation_split") or "test"
+            yaml_text = _wrapper_yaml(name, Path(entry.yaml_path), split, local)
+        else:
+            continue
+        (workdir / f"{name}.yaml").write_text(yaml_text)
+    fast = TaskManager(include_path=include, include_defaults=False)
+    if all(name in fast.all_tasks for name in names):
+        return fast, TaskSetup(names, include, local)
+    full = TaskManager(include_path=include)
+    unknown = [n for n in names if n not in full.all_tasks]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(full.all_tasks) + list(ALIASES) + list(GROUPS), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise UserError(f"unknown task {unknown[0]!r}{hint}; see `lm-eval ls tasks`, or add YAMLs with --tasks-dir")
+    return full, TaskSetup(names, include, local)
+
+
+def load_tasks(manager: Any, setup: TaskSetup) -> list[Any]:
+    """Build each task (this loads its data), turning unreachable data into one clear error."""
+    from datasets.exceptions import DatasetNotFoundError
+
+    tasks = []
+    for name in setup.names:
+        try:
+            loaded = manager.load([name])
+        except (ConnectionError, FileNotFoundError, DatasetNotFoundError, TimeoutError) as exc:
+            if name in setup.local:
+                raise UserError(f"task {name}: cannot read {setup.local[name]} ({type(exc).__name__}: {exc}); check the file's schema") from None
+            raise UserError(
+                f"the data of task {name} cannot be reached (offline, not in the Hugging Face cache); "
+                f"pass --dataset {name}=PATH with a local .jsonl or .parquet copy in the hub dataset's schema"
+            ) from None
+        except Exception as exc:
+            if name in setup.local:
+                raise UserError(f"task {name}: {setup.local[name]} does not fit the task ({type(exc).__name__}: {exc}); "
+                                "the file must use the hub dataset's own field names") from None
+            raise
+        tasks.extend(loaded["groups"].values() if loaded["groups"] else loaded["tasks"].values())
+    return tasks
+
+
+# --- offline mode ----------------------------------------------------------------------------------
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face hub opens within `timeout` seconds."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def decide_offline(names: list[str], local: dict[str, Path]) -> bool:
+    if _env_true("HF_HUB_OFFLINE") or _env_true("HF_DATASETS_OFFLINE"):
+        return True
+    if all(name in local for name in names):
+        return True
+    return not hub_reachable()
+
+
+@contextlib.contextmanager
+def offline_mode(enabled: bool) -> Iterator[None]:
+    """Put huggingface_hub, datasets and transformers in offline mode for the block.
+
+    The libraries read the environment at import time, so already-imported modules get their
+    flags set too; everything is restored afterwards.
+    """
+    if not enabled:
+        yield
+        return
+    env_names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+    saved_env = {k: os.environ.get(k) for k in env_names}
+    os.environ.update({k: "1" for k in env_names})
+    patches = [("huggingface_hub.constants", "HF_HUB_OFFLINE"), ("datasets.config", "HF_HUB_OFFLINE"),
+               ("datasets.config", "HF_DATASETS_OFFLINE")]
+    saved_attrs = []
+    for module_name, attr in patches:
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, attr):
+            saved_attrs.append((module, attr, getattr(module, attr)))
+            setattr(module, attr, True)
+    try:
+        yield
+    finally:
+        for module, attr, value in saved_attrs:
+            setattr(module, attr, value)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+def resolve_dtype(name: str):
+    import torch
+
+    if name not in DTYPES:
+        raise UserError(f"unknown --dtype {name!r}; choose float32, bfloat16 or float16")
+    return getattr(torch, DTYPES[name])
+
+
+def resolve_device(name: str | None) -> str:
+    import torch
+
+    if name in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name} asked for CUDA, which this machine lacks; use --device cpu")
+    return name
+
+
+def pick_metric(task: str, metrics: dict[str, Any]) -> tuple[str, float] | None:
+    """TinyLlama's metric for its tasks; otherwise the first of acc_norm, acc, exact_match, ..."""
+    wanted = [TABLE_METRIC[task]] if task in TABLE_METRIC else list(METRIC_PREFERENCE)
+    for metric in wanted:
+        for key, value in metrics.items():
+            if key.split(",")[0] == metric and isinstance(value, (int, float)):
+                return metric, float(value)
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_lm_eval(verbose: bool) -> Iterator[None]:
+    """lm-eval's INFO/WARNING logs and datasets' progress bars off unless --verbose; lm-eval's
+    evaluation progress bars stay (they go to stderr)."""
+    import datasets
+
+    loggers = [logging.getLogger(n) for n in ("lm_eval", "lm-eval", "datasets", "transformers")]
+    levels = [lg.level for lg in loggers]
+    bars = datasets.is_progress_bar_enabled()
+    if not verbose:
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        if bars:
+            datasets.enable_progress_bars()
+
+
+def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batch_size: int,
+             seed: int, workdir: Path) -> tuple[Any, Any]:
+    """(lm-eval LM, LoadedModel) for the native adapter or lm-eval's HFLM on a converted copy."""
+    from tinyllama_cli.load import load_model
+
+    torch_dtype = resolve_dtype(dtype)
+    if backend not in ("native", "hf"):
+        raise UserError(f"unknown --backend {backend!r}; choose native or hf")
+    if backend == "native":
+        from tinyllama_cli.eval_lm import NativeLM
+
+        loaded = load_model(checkpoint, device=device, dtype=torch_dtype)
+        if loaded.tokenizer is None:
+            raise UserError(f"{loaded.source} has no tokenizer.model beside it or in its run directory; copy the tokenizer there")
+        return NativeLM(loaded.model, loaded.tokenizer, batch_size=batch_size, seed=seed), loaded
+    try:
+        from lm_eval.models.huggingface import HFLM
+    except ImportError as exc:
+        raise UserError(f"--backend hf needs transformers and accelerate ({exc}); pip install transformers accelerate") from None
+    from tinyllama_cli.convert.huggingface import save_hf
+
+    loaded = load_model(checkpoint)
+    if loaded.kind == "hf":
+        hf_dir = loaded.source
+    else:
+        if loaded.tokenizer is None:
+            raise UserError(f"{loaded.source} has no tokenizer.model beside it or in its run directory; copy the tokenizer there")
+        hf_dir = save_hf(loaded.model, workdir / "hf", loaded.tokenizer, dtype=torch_dtype)
+    lm = HFLM(pretrained=str(hf_dir), dtype=DTYPES[dtype], batch_size=batch_size, device=device)
+    return lm, loaded
+
+
+def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "native",
+             num_fewshot: int | None = None, limit: float | None = None, batch_size: int = 16,
+             dtype: str = "float32", device: str | None = None, seed: int = 1234,
+             datasets: list[str] | dict[str, Path] | None = None, tasks_dir: str | Path | None = None,
+             log_samples: bool = False, bootstrap_iters: int = 100000, verbose: bool = False) -> EvalResult:
+    """Evaluate one model (run, checkpoint or HF directory) on lm-eval tasks."""
+    names = expand_tasks(tasks)
+    local = datasets if isinstance(datasets, dict) else parse_datasets(datasets)
+    device = resolve_device(device)
+    with tempfile.TemporaryDirectory(prefix="tinyllama-eval-") as tmp, _quiet_lm_eval(verbose), \
+            offline_mode(decide_offline(names, local)):
+        workdir = Path(tmp)
+        (workdir / "tasks").mkdir()
+        manager, setup = prepare_tasks(names, local, tasks_dir, workdir / "tasks")
+        task_objects = load_tasks(manager, setup)
+        lm, loaded = build_lm(checkpoint, backend, dtype, device, batch_size, seed, workdir)
+        result = run_tasks(lm, task_objects, manager, num_fewshot=num_fewshot, limit=limit, seed=seed,
+                           log_samples=log_samples, bootstrap_iters=bootstrap_iters)
+    start_state = _checkpoint_state(loaded.source) if loaded.kind == "native" else {}
+    result.checkpoint = str(loaded.source)
+    result.step = start_state.get("step")
+    result.tokens_seen = start_state.get("tokens_seen")
+    return result
+
+
+def run_tasks(lm: Any, task_objects: list[Any], manager: Any, *, num_fewshot: int | None,
+              limit: float | None, seed: int, log_samples: bool, bootstrap_iters: int) -> EvalResult:
+    """lm_eval.simple_evaluate on already-built tasks; the table's numbers picked out."""
+    import time
+
+    import lm_eval
+
+    start = time.perf_counter()
+    results = lm_eval.simple_evaluate(
+        model=lm, tasks=task_objects, num_fewshot=num_fewshot, limit=limit, task_manager=manager,
+        log_samples=log_samples, bootstrap_iters=bootstrap_iters, random_seed=seed,
+        numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
+    )
+    elapsed = time.perf_counter() - start
+    scores = {}
+    for task, metrics in results["results"].items():
+        picked = pick_metric(task, metrics)
+        if picked is not None:
+            scores[task] = picked
+    num = sum(int(n.get("effective", n.get("original", 0))) for n in results.get("n-samples", {}).values())
+    return EvalResult(results=results, scores=scores, num_samples=num,
+                      samples_per_sec=num / elapsed if elapsed > 0 else 0.0)
+
+
+def _checkpoint_state(checkpoint: Path) -> dict[str, Any]:
+    path = Path(checkpoint) / "state.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_json(data: Any, path: str | Path, overwrite: bool = True) -> Path:
+    """JSON (lm-eval's non-serialisable values as strings), written atomically."""
+    from lm_eval.utils import handle_non_serializable
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise UserError(f"{path} already exists; choose another --output or pass --overwrite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=handle_non_serializable, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+# --- checkpoint series ---------------------------------------------------------------------------
+
+
+@dataclass
+class SeriesResult:
+    rows: list[EvalResult]
+    tasks: list[str]
+    files: list[Path]
+
+
+def evaluate_series(run_dir: str | Path, tasks: str | list[str], out_dir: str | Path | None = None,
+                    on_checkpoint: Callable[[int, int, Path], None] | None = None,
+                    overwrite: bool = False, **kwargs: Any) -> SeriesResult:
+    """Every checkpoint of a run, oldest first: TinyLlama's intermediate-checkpoint table as
+    JSON, CSV and one PNG per task metric (and the average) against tokens seen."""
+    from tinyllama_cli.load import list_checkpoints
+
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise UserError(f"{run_dir} has no complete checkpoints/step-*; --all-checkpoints needs a run directory")
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "eval"
+    targets = [out / "series.json", out / "series.csv"]
+    if not overwrite and any(p.exists() for p in targets):
+        raise UserError(f"{out} already holds series.json/series.csv; choose another --series-dir or pass --overwrite")
+    rows = []
+    for i, checkpoint in enumerate(checkpoints):
+        if on_checkpoint is not None:
+            on_checkpoint(i, len(checkpoints), checkpoint)
+        rows.append(evaluate(checkpoint, tasks, **kwargs))
+    names = [t for t in expand_tasks(tasks) if any(t in r.scores for r in rows)]
+    files = write_series(rows, names, out)
+    return SeriesResult(rows=rows, tasks=names, files=files)
+
+
+def series_records(rows: list[EvalResult], tasks: list[str]) -> list[dict[str, Any]]:
+    records = []
+    for r in rows:
+        record: dict[str, Any] = {"checkpoint": r.checkpoint, "step": r.step, "tokens_seen": r.tokens_seen}
+        for task in tasks:
+            metric, value = r.scores.get(task, ("", None))
+            record[f"{task}/{metric}" if metric else task] = value
+        record["avg"] = r.average
+        records.append(record)
+    return records
+
+
+def write_series(rows: list[EvalResult], tasks: list[str], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    records = series_records(rows, tasks)
+    files = [write_json(records, out / "series.json")]
+    tmp = out / "series.csv.tmp"
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(records[0]))
+        writer.writeheader()
+        writer.writerows(records)
+    tmp.replace(out / "series.csv")
+    files.append(out / "series.csv")
+    return files + plot_series(records, out)
+
+
+def plot_series(records: list[dict[str, Any]], out: Path) -> list[Path]:
+    """One PNG per metric column: the metric against tokens seen (step when unknown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    use_tokens = all(r["tokens_seen"] is not None for r in records)
+    xs = [r["tokens_seen"] if use_tokens else r["step"] for r in records]
+    files = []
+    for column in [c for c in records[0] if c not in ("checkpoint", "step", "tokens_seen")]:
+        points = [(x, r[column]) for x, r in zip(xs, records) if r[column] is not None and x is not None]
+        if not points:
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o")
+        ax.set_xlabel("tokens seen" if use_tokens else "step")
+        ax.set_ylabel(f"{column} (%)")
+        ax.set_title(column)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out / (column.replace("/", "_") + ".png")
+        tmp = path.with_name(path.stem + ".tmp.png")
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        tmp.replace(path)
+        files.append(path)
+    return files
+
+
+def human_tokens(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
