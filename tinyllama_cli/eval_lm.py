@@ -7,8 +7,8 @@ the two give the same per-sample log-likelihoods on the same weights:
   replaced by BOS alone (`prefix_token_id`); the end-of-text token is EOS;
 - the continuation's tokens are `encode(context + continuation)[len(encode(context)):]`, with
   trailing context spaces moved onto the continuation (`TemplateLM._encode_pair`);
-- a string that starts with a space is encoded as the HF tokenizer's Metaspace pre-tokenizer
-  does (`prepend_scheme="first"` adds no second "▁"), and a leading "<s>" string is BOS;
+- text is encoded as SentencePiece does, which is what the Llama 2-style tokenizer.json that
+  `convert` writes gives in transformers too (leading spaces included); a leading "<s>" is BOS;
 - inputs longer than the context are truncated from the left; rolling log-likelihoods use
   lm-eval's own disjoint windows of the context length.
 
@@ -105,11 +105,8 @@ class NativeLM(TemplateLM):
         return ([self.tok.bos_id] if bos else []) + self._encode_text(string)
 
     def _encode_text(self, text: str) -> list[int]:
-        # SentencePiece always adds the dummy-prefix "▁"; HF's Metaspace adds it only when the
-        # text does not already start with one. Dropping one leading space gives the HF pieces.
-        if text == " ":
-            return [self.tok.sp.piece_to_id("\u2581")]
-        text = text.removeprefix(" ")
+        # The HF directories `convert` writes carry a tokenizer.json that, like Llama 2's, prepends
+        # the dummy-prefix "▁" in its normalizer: exactly SentencePiece's ids, leading spaces too.
         return self.tok.encode(text) if text else []
 
     def tok_decode(self, tokens: list[int], skip_special_tokens: bool = True) -> str:
