@@ -29,7 +29,13 @@ from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_di
 from tinyllama_cli.load import list_checkpoints
 from tinyllama_cli.train.distributed import World
 
-warnings.filterwarnings("ignore", message=".*single process.*")  # one worker, no group: intended
+
+
+def _quiet(func, *args, **kwargs):
+    """DCP warns that it assumes a single process when no group exists: one worker, as intended."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*single process.*")
+        return func(*args, **kwargs)
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
@@ -74,7 +80,7 @@ def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
         tmp.mkdir(parents=True)
     _barrier(world)
     model_sd, optim_sd = get_state_dict(model, optimizer)
-    dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+    _quiet(dcp.save, {"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
     _barrier(world)  # every shard is on disk
     if world.is_main:
         _write_json(tmp / "state.json", {**state, "rng": rng_state()})
@@ -111,7 +117,7 @@ def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     """Restore model and optimizer (resharded to this world) and RNG; return state.json."""
     model_sd, optim_sd = get_state_dict(model, optimizer)  # also creates the optimizer's state
     sd = {"model": model_sd, "optim": optim_sd}
-    dcp.load(sd, checkpoint_id=str(checkpoint))
+    _quiet(dcp.load, sd, checkpoint_id=str(checkpoint))
     set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
     state = read_state(checkpoint)
     if "rng" in state:
@@ -124,5 +130,5 @@ def load_model_weights(checkpoint: Path, model: torch.nn.Module) -> None:
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
     sd = {"model": get_model_state_dict(model)}
-    dcp.load(sd, checkpoint_id=str(checkpoint))
+    _quiet(dcp.load, sd, checkpoint_id=str(checkpoint))
     set_model_state_dict(model, sd["model"])

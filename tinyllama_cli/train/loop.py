@@ -43,8 +43,11 @@ class StopFlag:
         self.signal: str | None = None
 
     def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handler)
+        self._old = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def uninstall(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.signal = signal.Signals(signum).name
@@ -125,7 +128,6 @@ def _train(run: Run, world: World, console: Any) -> int:
     data = PretrainData(cfg.data, cfg.seq_len, cfg.seed, cfg.mix)
     model = build_model(run, world, precision)
     optimizer = build_optimizer(model, cfg, world.device)
-    params = [p for p in model.parameters() if p.requires_grad]
 
     step = 0
     checkpoints = list_checkpoints(run.dir)
@@ -138,6 +140,15 @@ def _train(run: Run, world: World, console: Any) -> int:
         logger.print(f"resumed from {checkpoints[-1]} (step {step}, world size {world.world_size})")
     stop = StopFlag()
     stop.install()
+    try:
+        return _loop(run, world, cfg, data, model, optimizer, step, accum, logger, stop, dtype, autocast, precision)
+    finally:
+        stop.uninstall()
+        logger.close()
+
+
+def _loop(run, world, cfg, data, model, optimizer, step, accum, logger, stop, dtype, autocast, precision) -> int:
+    params = [p for p in model.parameters() if p.requires_grad]
 
     G, micro = cfg.global_batch_size, cfg.micro_batch_size
     per_rank = G // world.world_size
@@ -187,7 +198,8 @@ def _train(run: Run, world: World, console: Any) -> int:
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             last = list_checkpoints(run.dir)
             keep = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
-            raise UserError(f"loss became {loss_value} (grad norm {grad_norm}) at step {step + 1}; stopped "
+            raise UserError(f"non-finite loss or gradient (loss {loss_value}, grad norm {grad_norm}) at "
+                            f"step {step + 1}; stopped "
                             f"without saving, {keep}; lower --lr or raise --warmup-steps, then resume")
         set_lr(optimizer, lr)
         optimizer.step()
@@ -220,5 +232,4 @@ def _train(run: Run, world: World, console: Any) -> int:
         logger.print(f"stopped by {stopped_by} at step {step}; continue with `tinyllama resume {run.dir}`")
     elif step < cfg.max_steps:
         logger.print(f"stopped at --stop-at-step {step}; continue with `tinyllama resume {run.dir}`")
-    logger.close()
     return step
