@@ -124,11 +124,3 @@ def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
         set_rng_state(state["rng"])
     return state
 
-
-def load_model_weights(checkpoint: Path, model: torch.nn.Module) -> None:
-    """Only the model entries (for --init-from a native checkpoint on an already-built model)."""
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
-
-    sd = {"model": get_model_state_dict(model)}
-    _quiet(dcp.load, sd, checkpoint_id=str(checkpoint))
-    set_model_state_dict(model, sd["model"])
