@@ -37,6 +37,7 @@ def env_world() -> tuple[int, int, int]:
     if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
         return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
+        # Reached only when srun started one task per worker (see launch.launched_externally).
         rank, world = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
         local = int(os.environ.get("SLURM_LOCALID", 0))
         if "MASTER_ADDR" not in os.environ:

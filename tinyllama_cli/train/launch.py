@@ -22,20 +22,22 @@ from typing import Any
 
 from tinyllama_cli.config import ModelConfig, TrainConfig
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.train.rundir import Run, create_run_dir, prepare_resume, resolve, write_config
+from tinyllama_cli.train.rundir import Run, create_run_dir, load_run, prepare_resume, resolve, write_config
 
 
-def launched_externally() -> bool:
-    """True when this process is already one of several workers (torchrun or srun)."""
+def launched_externally(cfg: TrainConfig) -> bool:
+    """True when this process is already one of several workers: started by torchrun, or by srun
+    with one task per worker (srun with one task per node instead runs this launcher per node)."""
     if "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         return True
-    return int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ
+    tasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    return tasks > 1 and "SLURM_PROCID" in os.environ and tasks == cfg.devices * cfg.nodes
 
 
 def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = None) -> int:
     """Create the run dir from the config and train it; returns the process exit status."""
     run = resolve(cfg, model)
-    if launched_externally():
+    if launched_externally(cfg):
         from tinyllama_cli.train.loop import train
 
         train(run.dir, cfg.accelerator, setup=lambda: create_run_dir(run), console=console)
@@ -50,7 +52,8 @@ def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = 
 def resume(run_dir: str | Path, overrides: dict[str, Any], model: ModelConfig | None = None,
            console: Any = None) -> int:
     """Continue a run from its newest complete checkpoint (flags may raise --max-steps etc.)."""
-    if launched_externally():
+    if launched_externally(load_run(Path(run_dir)).train.replace(
+            **{k: v for k, v in overrides.items() if k in ("devices", "nodes") and v})):
         from tinyllama_cli.train.loop import train
 
         run = prepare_resume(run_dir, overrides, model, write=False)

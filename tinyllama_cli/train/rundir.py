@@ -37,8 +37,6 @@ def world_size_of(cfg: TrainConfig) -> int:
 
     if "WORLD_SIZE" in os.environ:
         return int(os.environ["WORLD_SIZE"])
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        return int(os.environ["SLURM_NTASKS"])
     return cfg.devices * cfg.nodes
 
 
