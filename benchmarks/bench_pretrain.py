@@ -56,7 +56,7 @@ _WRAP = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
 def run_child(cmd: list[str]) -> tuple[str, float]:
     """Run one side through a small wrapper whose only child it is, so RUSAGE_CHILDREN's peak RSS
     is that side's alone; return its stdout and peak RSS in MiB."""
-    proc = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True, check=False)
     if proc.returncode:
         raise RuntimeError(f"{cmd[:4]} failed:\n{proc.stderr[-3000:]}")
     rss_kb = int(proc.stderr.strip().splitlines()[-1].split()[-1])

@@ -133,9 +133,9 @@ def _gpus(flags: dict) -> None:
 @app.command()
 @_with_train_flags
 def pretrain(
-    config: Optional[str] = typer.Option(None, "--config", help="YAML file of TrainConfig fields "
+    config: str | None = typer.Option(None, "--config", help="YAML file of TrainConfig fields "
                                          "(flags override it); `model:` may be a preset or a mapping."),
-    gpus: Optional[int] = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
+    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
     **flags,
 ) -> None:
     """Pretrain a Llama model on a token data dir (FSDP2 over --devices/--gpus workers)."""
@@ -154,7 +154,7 @@ def pretrain(
 @_with_train_flags
 def resume(
     run_dir: str = typer.Argument(..., help="The run directory to continue."),
-    gpus: Optional[int] = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
+    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
     **flags,
 ) -> None:
     """Continue a run from its newest complete checkpoint (raise --max-steps, change --devices, ...)."""

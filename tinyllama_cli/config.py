@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -170,7 +170,7 @@ def dump_yaml(data: dict[str, Any], path: str | Path) -> None:
 # --- training --------------------------------------------------------------------------------
 
 
-def _opt(default: Any, help: str) -> Any:  # noqa: A002 - `help` is the CLI's word
+def _opt(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
 
 
@@ -184,21 +184,21 @@ class TrainConfig:
     """
 
     # what and where
-    data: Optional[str] = _opt(None, "Token data dir written by `tinyllama prepare-data`.")
-    out: Optional[str] = _opt(None, "Run directory to create (checkpoints, metrics, config).")
+    data: str | None = _opt(None, "Token data dir written by `tinyllama prepare-data`.")
+    out: str | None = _opt(None, "Run directory to create (checkpoints, metrics, config).")
     model: str = _opt("cpu-small", "Model preset (see `tinyllama models`), or a mapping in YAML.")
-    vocab_size: Optional[int] = _opt(None, "Model vocabulary; default: the data's tokenizer size.")
-    init_from: Optional[str] = _opt(None, "Start from these weights (run, checkpoint or HF dir).")
-    mix: Optional[str] = _opt(None, "Source weights NAME=W,...; default: by train tokens.")
+    vocab_size: int | None = _opt(None, "Model vocabulary; default: the data's tokenizer size.")
+    init_from: str | None = _opt(None, "Start from these weights (run, checkpoint or HF dir).")
+    mix: str | None = _opt(None, "Source weights NAME=W,...; default: by train tokens.")
     seed: int = _opt(1337, "Seed of the initialisation and of the data order.")
     # batch
-    seq_len: Optional[int] = _opt(None, "Tokens per training sequence; default: block size.")
+    seq_len: int | None = _opt(None, "Tokens per training sequence; default: block size.")
     micro_batch_size: int = _opt(8, "Sequences per worker per forward/backward.")
     global_batch_size: int = _opt(64, "Sequences per optimizer step, across all workers.")
     # schedule and optimizer (TinyLlama: AdamW, warmup + cosine to min_lr, clip 1.0)
-    max_steps: Optional[int] = _opt(None, "Optimizer steps of the schedule.")
-    max_tokens: Optional[int] = _opt(None, "Tokens of the schedule (instead of --max-steps).")
-    stop_at_step: Optional[int] = _opt(None, "End this job at this step with a checkpoint; "
+    max_steps: int | None = _opt(None, "Optimizer steps of the schedule.")
+    max_tokens: int | None = _opt(None, "Tokens of the schedule (instead of --max-steps).")
+    stop_at_step: int | None = _opt(None, "End this job at this step with a checkpoint; "
                                              "the schedule is unchanged.")
     lr: float = _opt(4e-4, "Peak learning rate.")
     min_lr: float = _opt(4e-5, "Learning rate at the end of the cosine decay.")
@@ -219,15 +219,15 @@ class TrainConfig:
                                   "AMX/AVX512-BF16; fp32 otherwise.")
     compile: bool = _opt(False, "torch.compile each transformer block.")
     activation_checkpointing: bool = _opt(False, "Recompute block activations in backward.")
-    num_threads: Optional[int] = _opt(None, "CPU threads per worker (default: cores / workers).")
+    num_threads: int | None = _opt(None, "CPU threads per worker (default: cores / workers).")
     # launch
     accelerator: str = _opt("auto", "auto|cpu|cuda.")
     devices: int = _opt(1, "Workers on this machine (GPUs, or CPU processes).")
     nodes: int = _opt(1, "Machines.")
     node_rank: int = _opt(0, "This machine's rank (multi-node without a rendezvous endpoint).")
-    rdzv_endpoint: Optional[str] = _opt(None, "HOST:PORT of the rendezvous (multi-node).")
+    rdzv_endpoint: str | None = _opt(None, "HOST:PORT of the rendezvous (multi-node).")
     # monitoring
-    peak_flops: Optional[float] = _opt(None, "Peak FLOP/s per device for MFU (default: table).")
+    peak_flops: float | None = _opt(None, "Peak FLOP/s per device for MFU (default: table).")
     tensorboard: bool = _opt(True, "Write TensorBoard events to RUN_DIR/tensorboard.")
     wandb: bool = _opt(False, "Log to Weights & Biases (needs `pip install wandb`).")
     wandb_project: str = _opt("tinyllama", "W&B project.")
@@ -240,7 +240,7 @@ class TrainConfig:
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
@@ -307,5 +307,12 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> tup
     return TrainConfig(**values), model_config
 
 
-__all__ = ["ModelConfig", "PRESETS", "get_preset", "load_yaml", "dump_yaml", "TrainConfig",
-           "load_train_config"]
+__all__ = [
+    "PRESETS",
+    "ModelConfig",
+    "TrainConfig",
+    "dump_yaml",
+    "get_preset",
+    "load_train_config",
+    "load_yaml",
+]

@@ -77,5 +77,5 @@ def test_validation_padding_rows_are_ignored(token_data):
     data = PretrainData(token_data, seq_len=16, seed=1)
     windows = data.validation_windows(5)
     assert len(windows) == 5 and {s for s, _ in windows} == {0, 1}  # both sources
-    x, y = data.validation_batch(windows[:2], 4)
+    _, y = data.validation_batch(windows[:2], 4)
     assert (y[2:] == -100).all() and (y[:2] != -100).all()

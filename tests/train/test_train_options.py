@@ -12,8 +12,8 @@ from tinyllama_cli.load import load_model
 from tinyllama_cli.model import Llama
 from tinyllama_cli.train import launch
 
-SMALL = dict(seq_len=16, micro_batch_size=2, global_batch_size=4, num_threads=1, tensorboard=False,
-             eval_samples=2, warmup_steps=1)
+SMALL = {"seq_len": 16, "micro_batch_size": 2, "global_batch_size": 4, "num_threads": 1, "tensorboard": False,
+             "eval_samples": 2, "warmup_steps": 1}
 
 
 def losses(run_dir):

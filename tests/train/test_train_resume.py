@@ -19,9 +19,9 @@ from tinyllama_cli.load import list_checkpoints, load_model
 from tinyllama_cli.train import launch
 
 STEPS = 40
-COMMON = dict(model="cpu-tiny", seq_len=32, micro_batch_size=2, global_batch_size=8,
-              max_steps=STEPS, warmup_steps=4, lr=3e-3, min_lr=3e-4, log_every=1, save_every=10,
-              eval_every=20, eval_samples=6, num_threads=1, keep_last=0, tensorboard=False)
+COMMON = {"model": "cpu-tiny", "seq_len": 32, "micro_batch_size": 2, "global_batch_size": 8,
+              "max_steps": STEPS, "warmup_steps": 4, "lr": 3e-3, "min_lr": 3e-4, "log_every": 1, "save_every": 10,
+              "eval_every": 20, "eval_samples": 6, "num_threads": 1, "keep_last": 0, "tensorboard": False}
 
 
 def flags(**overrides) -> list[str]:

@@ -11,8 +11,8 @@ import numpy as np
 
 from tinyllama_cli.tokenizer import train_tokenizer
 
-TEXT = ["the quick brown fox jumps over the lazy dog %d times" % i for i in range(400)] + [
-    "def f(x):\n    return x * %d\n" % i for i in range(400)]
+TEXT = [f"the quick brown fox jumps over the lazy dog {i} times" for i in range(400)] + [
+    f"def f(x):\n    return x * {i}\n" for i in range(400)]
 
 
 def make_tokenizer(path: Path, vocab_size: int = 320) -> Path:
@@ -43,8 +43,8 @@ def write_token_data(out: Path, tokenizer: Path, sources: dict[str, dict[str, in
                 part = tokens[start : start + shard_tokens]
                 rel = f"{name}/{split}-{i:05d}.bin"
                 part.tofile(out / rel)
-                shards.append({"file": rel, "tokens": int(len(part))})
-            entry["documents"][split], entry["tokens"][split] = docs, int(len(tokens))
+                shards.append({"file": rel, "tokens": len(part)})
+            entry["documents"][split], entry["tokens"][split] = docs, len(tokens)
             entry["shards"][split] = shards
         manifest_sources[name] = entry
     manifest = {

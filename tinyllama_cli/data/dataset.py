@@ -40,7 +40,7 @@ class Manifest:
     sources: dict[str, dict]
 
     @classmethod
-    def load(cls, data_dir: str | Path) -> "Manifest":
+    def load(cls, data_dir: str | Path) -> Manifest:
         root = Path(data_dir)
         path = root / "manifest.json"
         if not path.is_file():

@@ -16,7 +16,6 @@ Two pieces, both stateless so that resuming needs nothing but the number of samp
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 
 import numpy as np
 
@@ -76,9 +75,16 @@ class Mixture:
         self.seed, self.block = seed, block
         self.quotas = block_quotas(weights, block)
         self._labels = np.repeat(np.arange(len(weights)), self.quotas)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    @lru_cache(maxsize=4)
     def _block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        if b not in self._cache:
+            if len(self._cache) > 4:
+                self._cache.clear()
+            self._cache[b] = self._make_block(b)
+        return self._cache[b]
+
+    def _make_block(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.Generator(np.random.PCG64(_key("mix", self.seed, b)))
         labels = rng.permutation(self._labels)
         within = np.empty(self.block, dtype=np.int64)

@@ -30,7 +30,6 @@ from tinyllama_cli.load import list_checkpoints
 from tinyllama_cli.train.distributed import World
 
 
-
 def _quiet(func, *args, **kwargs):
     """DCP warns that it assumes a single process when no group exists: one worker, as intended."""
     with warnings.catch_warnings():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn as nn
+from torch import nn
 
 from tinyllama_cli.errors import UserError
 
@@ -35,11 +35,11 @@ class World:
 def env_world() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's variables, else SLURM's, else (0, 1, 0)."""
     if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
         # Reached only when srun started one task per worker (see launch.launched_externally).
         rank, world = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
-        local = int(os.environ.get("SLURM_LOCALID", 0))
+        local = int(os.environ.get("SLURM_LOCALID", "0"))
         if "MASTER_ADDR" not in os.environ:
             raise UserError("under srun with several tasks, set MASTER_ADDR (the first node) and "
                             "MASTER_PORT, or start workers with `srun torchrun ...`")
@@ -113,7 +113,9 @@ def parallelize(model: nn.Module, world: World, precision: str, compile: bool,
     blocks = model.layers
     for i, block in enumerate(list(blocks)):
         if activation_checkpointing:
-            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+                checkpoint_wrapper,
+            )
 
             block = checkpoint_wrapper(block, preserve_rng_state=False)
         if compile:

@@ -22,7 +22,14 @@ from typing import Any
 
 from tinyllama_cli.config import ModelConfig, TrainConfig
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.train.rundir import Run, create_run_dir, load_run, prepare_resume, resolve, write_config
+from tinyllama_cli.train.rundir import (
+    Run,
+    create_run_dir,
+    load_run,
+    prepare_resume,
+    resolve,
+    write_config,
+)
 
 
 def launched_externally(cfg: TrainConfig) -> bool:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -29,7 +30,13 @@ from tinyllama_cli.load import list_checkpoints
 from tinyllama_cli.model import Llama
 from tinyllama_cli.train import checkpoint
 from tinyllama_cli.train.distributed import (
-    World, all_reduce_sum, clip_grad_norm, init_world, parallelize, resolve_precision, shutdown,
+    World,
+    all_reduce_sum,
+    clip_grad_norm,
+    init_world,
+    parallelize,
+    resolve_precision,
+    shutdown,
 )
 from tinyllama_cli.train.metrics import MetricsLogger, format_row, peak_flops_per_device
 from tinyllama_cli.train.optim import build_optimizer, lr_at, set_lr

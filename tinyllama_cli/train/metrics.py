@@ -92,9 +92,8 @@ class MetricsLogger:
             f.write(json.dumps(record) + "\n")
         step = record["step"]
         for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)):
-                if self.tb is not None:
-                    self.tb.add_scalar(("val/" if key.startswith("val") else "train/") + key, value, step)
+            if key != "step" and isinstance(value, (int, float)) and self.tb is not None:
+                self.tb.add_scalar(("val/" if key.startswith("val") else "train/") + key, value, step)
         if self.wb is not None:
             self.wb.log({k: v for k, v in record.items() if k != "step"}, step=step)
 

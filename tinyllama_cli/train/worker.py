@@ -33,7 +33,7 @@ def main() -> None:
     try:
         _main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "auto")
     except UserError as exc:
-        print(f"error (rank {os.environ.get('RANK', 0)}): {exc}", file=sys.stderr)
+        print(f"error (rank {os.environ.get('RANK', '0')}): {exc}", file=sys.stderr)
         code = 2
     sys.stdout.flush()
     sys.stderr.flush()
