@@ -15,6 +15,7 @@ last good checkpoint untouched. SIGTERM/SIGINT finish the current step, save and
 from __future__ import annotations
 
 import math
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -117,126 +118,134 @@ def train(run_dir: str | Path, accelerator: str = "auto", setup: Callable[[], No
 
 
 def _train(run: Run, world: World, console: Any) -> int:
-    cfg = run.train
-    if world.device.type == "cpu":
-        import os
+    trainer = Trainer(run, world, console)
+    trainer.stop.install()
+    try:
+        return trainer.fit()
+    finally:
+        trainer.stop.uninstall()
+        trainer.logger.close()
 
-        threads = cfg.num_threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-        torch.set_num_threads(threads)
-    precision = resolve_precision(cfg.precision, world.device)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
 
-    def autocast():
-        if precision == "bf16":
-            return torch.autocast(world.device.type, dtype=torch.bfloat16)
+class Trainer:
+    """One worker's model, optimizer, data and logger, and the loop over them."""
+
+    def __init__(self, run: Run, world: World, console: Any = None):
+        cfg = self.cfg = run.train
+        self.run, self.world = run, world
+        if world.device.type == "cpu":
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+            torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // per_node))
+        self.precision = resolve_precision(cfg.precision, world.device)
+        self.accum = check_batch(cfg, world.world_size)
+        self.data = PretrainData(cfg.data, cfg.seq_len, cfg.seed, cfg.mix)
+        self.val_windows = self.data.validation_windows(cfg.eval_samples)
+        self.model = build_model(run, world, self.precision)
+        self.optimizer = build_optimizer(self.model, cfg, world.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.step = 0
+        checkpoints = list_checkpoints(run.dir)
+        if checkpoints:
+            self.step = checkpoint.load(checkpoints[-1], self.model, self.optimizer)["step"]
+        self.logger = MetricsLogger(run.dir, world.is_main, self.step, cfg.tensorboard, cfg.wandb,
+                                    cfg.wandb_project, {"model": run.model.to_dict(), "train": cfg.to_dict()},
+                                    console)
+        if checkpoints:
+            self.logger.print(f"resumed from {checkpoints[-1]} (step {self.step}, world size {world.world_size})")
+        self.stop = StopFlag()
+        self.tokens_per_step = cfg.global_batch_size * cfg.seq_len
+
+    def autocast(self) -> Any:
+        if self.precision == "bf16":
+            return torch.autocast(self.world.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    accum = check_batch(cfg, world.world_size)
-    data = PretrainData(cfg.data, cfg.seq_len, cfg.seed, cfg.mix)
-    model = build_model(run, world, precision)
-    optimizer = build_optimizer(model, cfg, world.device)
+    def train_step(self) -> tuple[float, float, bool]:
+        """One optimizer step over this worker's slice of the global batch.
 
-    step = 0
-    checkpoints = list_checkpoints(run.dir)
-    if checkpoints:
-        state = checkpoint.load(checkpoints[-1], model, optimizer)
-        step = state["step"]
-    logger = MetricsLogger(run.dir, world.is_main, step, cfg.tensorboard, cfg.wandb, cfg.wandb_project,
-                           {"model": run.model.to_dict(), "train": cfg.to_dict()}, console)
-    if checkpoints:
-        logger.print(f"resumed from {checkpoints[-1]} (step {step}, world size {world.world_size})")
-    stop = StopFlag()
-    stop.install()
-    try:
-        return _loop(run, world, cfg, data, model, optimizer, step, accum, logger, stop, dtype, autocast, precision)
-    finally:
-        stop.uninstall()
-        logger.close()
-
-
-def _loop(run, world, cfg, data, model, optimizer, step, accum, logger, stop, dtype, autocast, precision) -> int:
-    params = [p for p in model.parameters() if p.requires_grad]
-
-    G, micro = cfg.global_batch_size, cfg.micro_batch_size
-    per_rank = G // world.world_size
-    tokens_per_step = G * cfg.seq_len
-    end = min(cfg.max_steps, cfg.stop_at_step or cfg.max_steps)
-    flops_per_token = run.model.flops_per_token(cfg.seq_len)
-    peak, peak_source = peak_flops_per_device(world.device, cfg.peak_flops, dtype)
-    val_windows = data.validation_windows(cfg.eval_samples)
-    logger.print(f"training {run.model.name} ({run.model.num_params():,} params) on {world.world_size} "
-                 f"{world.device.type} worker(s), {precision}, global batch {G} x {cfg.seq_len} tokens "
-                 f"(micro {micro}, accumulation {accum}), steps {step} -> {end} of {cfg.max_steps}; "
-                 f"MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
-
-    def state() -> dict[str, Any]:
-        return {"step": step, "tokens_seen": step * tokens_per_step, "samples_seen": step * G,
-                "data_fingerprint": run.data_fingerprint, "model_config": run.model.to_dict(),
-                "world_size": world.world_size}
-
-    def save() -> None:
-        path = checkpoint.save(run.dir, model, optimizer, state(), world, cfg.keep_last)
-        logger.print(f"saved {path}")
-
-    def validate() -> None:
-        val = evaluate(model, data, val_windows, world, micro, autocast)
-        if val is not None:
-            logger.log({"step": step, "val_loss": val, "tokens_seen": step * tokens_per_step})
-            logger.print(f"step {step:>7}  [bold magenta]val loss {val:.4f}[/]")
-
-    interval_start, interval_steps, run_start, start_step = time.perf_counter(), 0, time.perf_counter(), step
-    stopped_by = None
-    while step < end:
-        lr = lr_at(step, cfg, cfg.max_steps)
-        base = step * G + world.rank * per_rank
+        Returns (mean loss over all workers, global grad norm, whether any worker got a signal)."""
+        cfg, world, model = self.cfg, self.world, self.model
+        micro = cfg.micro_batch_size
+        first = self.step * cfg.global_batch_size + world.rank * (cfg.global_batch_size // world.world_size)
         loss_acc = torch.zeros((), device=world.device)
-        for a in range(accum):
-            x, y = data.batch(base + a * micro, micro)
+        for a in range(self.accum):
+            x, y = self.data.batch(first + a * micro, micro)
             x, y = x.to(world.device, non_blocking=True), y.to(world.device, non_blocking=True)
-            if world.world_size > 1:
-                model.set_requires_gradient_sync(a == accum - 1)
-            with autocast():
+            if world.world_size > 1:  # reduce-scatter gradients only after the last micro batch
+                model.set_requires_gradient_sync(a == self.accum - 1)
+            with self.autocast():
                 loss = model(x, y)
-            (loss / accum).backward()
+            (loss / self.accum).backward()
             loss_acc += loss.detach()
-        grad_norm = float(clip_grad_norm(params, cfg.grad_clip))
-        loss_sum, stop_votes = all_reduce_sum([float(loss_acc) / accum, 1.0 if stop.signal else 0.0], world)
+        grad_norm = float(clip_grad_norm(self.params, cfg.grad_clip))
+        loss_sum, stop_votes = all_reduce_sum([float(loss_acc) / self.accum, 1.0 if self.stop.signal else 0.0], world)
         loss_value = loss_sum / world.world_size
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
-            last = list_checkpoints(run.dir)
+            last = list_checkpoints(self.run.dir)
             keep = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
-            raise UserError(f"non-finite loss or gradient (loss {loss_value}, grad norm {grad_norm}) at "
-                            f"step {step + 1}; stopped "
-                            f"without saving, {keep}; lower --lr or raise --warmup-steps, then resume")
-        set_lr(optimizer, lr)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        interval_steps += 1
+            raise UserError(f"non-finite loss or gradient (loss {loss_value}, grad norm {grad_norm}) at step "
+                            f"{self.step + 1}; stopped without saving, {keep}; lower --lr or raise "
+                            "--warmup-steps, then resume")
+        set_lr(self.optimizer, lr_at(self.step, cfg, cfg.max_steps))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return loss_value, grad_norm, bool(stop_votes)
 
-        if step % cfg.log_every == 0 or step == end:
-            elapsed = time.perf_counter() - interval_start
-            tps = interval_steps * tokens_per_step / elapsed
-            record = {"step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_norm,
-                      "tokens_seen": step * tokens_per_step, "tokens_per_sec": tps,
-                      "mfu": tps * flops_per_token / (peak * world.world_size),
-                      "elapsed_s": time.perf_counter() - run_start}
-            logger.log(record)
-            rate = (step - start_step) / (time.perf_counter() - run_start)
-            logger.print(format_row(record, cfg.max_steps, (cfg.max_steps - step) / rate if rate else None))
-            interval_start, interval_steps = time.perf_counter(), 0
-        if cfg.eval_every and step % cfg.eval_every == 0 and step != end:
-            validate()
-        if stop_votes:
-            stopped_by = stop.signal or "a signal on another worker"
-            break
-        if step % cfg.save_every == 0 and step != end:
-            save()
-    if step == cfg.max_steps:
-        validate()
-    save()
-    if stopped_by:
-        logger.print(f"stopped by {stopped_by} at step {step}; continue with `tinyllama resume {run.dir}`")
-    elif step < cfg.max_steps:
-        logger.print(f"stopped at --stop-at-step {step}; continue with `tinyllama resume {run.dir}`")
-    return step
+    def save(self) -> None:
+        state = {"step": self.step, "tokens_seen": self.step * self.tokens_per_step,
+                 "samples_seen": self.step * self.cfg.global_batch_size,
+                 "data_fingerprint": self.run.data_fingerprint, "model_config": self.run.model.to_dict(),
+                 "world_size": self.world.world_size}
+        path = checkpoint.save(self.run.dir, self.model, self.optimizer, state, self.world, self.cfg.keep_last)
+        self.logger.print(f"saved {path}")
+
+    def validate(self) -> None:
+        val = evaluate(self.model, self.data, self.val_windows, self.world, self.cfg.micro_batch_size, self.autocast)
+        if val is not None:
+            self.logger.log({"step": self.step, "val_loss": val, "tokens_seen": self.step * self.tokens_per_step})
+            self.logger.print(f"step {self.step:>7}  [bold magenta]val loss {val:.4f}[/]")
+
+    def fit(self) -> int:
+        """Train to --max-steps (or --stop-at-step, or a signal); returns the last step done."""
+        cfg, world = self.cfg, self.world
+        end = min(cfg.max_steps, cfg.stop_at_step or cfg.max_steps)
+        peak, peak_source = peak_flops_per_device(world.device, cfg.peak_flops,
+                                                  torch.bfloat16 if self.precision == "bf16" else torch.float32)
+        flops_per_token = self.run.model.flops_per_token(cfg.seq_len)
+        self.logger.print(
+            f"training {self.run.model.name} ({self.run.model.num_params():,} params) on {world.world_size} "
+            f"{world.device.type} worker(s), {self.precision}, global batch {cfg.global_batch_size} x "
+            f"{cfg.seq_len} tokens (micro {cfg.micro_batch_size}, accumulation {self.accum}), steps "
+            f"{self.step} -> {end} of {cfg.max_steps}; MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
+        start_step, run_start = self.step, time.perf_counter()
+        interval_start, interval_steps = run_start, 0
+        stopped = False
+        while self.step < end:
+            lr = lr_at(self.step, cfg, cfg.max_steps)
+            loss, grad_norm, stopped = self.train_step()
+            interval_steps += 1
+            step = self.step
+            if step % cfg.log_every == 0 or step == end:
+                now = time.perf_counter()
+                tps = interval_steps * self.tokens_per_step / (now - interval_start)
+                record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                          "tokens_seen": step * self.tokens_per_step, "tokens_per_sec": tps,
+                          "mfu": tps * flops_per_token / (peak * world.world_size), "elapsed_s": now - run_start}
+                self.logger.log(record)
+                rate = (step - start_step) / (now - run_start)
+                self.logger.print(format_row(record, cfg.max_steps, (cfg.max_steps - step) / rate))
+                interval_start, interval_steps = time.perf_counter(), 0
+            # Validation depends only on the step, so interrupted and uninterrupted runs log the same.
+            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
+                self.validate()
+            if step % cfg.save_every == 0 or step == end or stopped:
+                self.save()
+            if stopped:
+                break
+        if stopped:
+            self.logger.print(f"stopped by {self.stop.signal or 'a signal on another worker'} at step "
+                              f"{self.step}; continue with `tinyllama resume {self.run.dir}`")
+        elif self.step < cfg.max_steps:
+            self.logger.print(f"stopped at --stop-at-step {self.step}; continue with `tinyllama resume {self.run.dir}`")
+        return self.step
