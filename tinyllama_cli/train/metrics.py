@@ -25,7 +25,7 @@ PEAK_FLOPS = {
 }
 
 
-def measure_cpu_matmul_flops(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
+def measure_cpu_matmul_flops(dtype: torch.dtype, n: int = 768, repeats: int = 3) -> float:
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm up
     best = math.inf
