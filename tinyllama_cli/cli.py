@@ -140,12 +140,13 @@ def pretrain(
 ) -> None:
     """Pretrain a Llama model on a token data dir (FSDP2 over --devices/--gpus workers)."""
     from tinyllama_cli.config import load_train_config
-    from tinyllama_cli.train.launch import pretrain as run_pretrain
+    from tinyllama_cli.train.launch import end_worker_process, pretrain as run_pretrain
 
     flags["gpus"] = gpus
     _gpus(flags)
     cfg, model = load_train_config(config, flags)
     code = run_pretrain(cfg, model, console=console)
+    end_worker_process(code)
     if code:
         raise typer.Exit(code)
 
@@ -158,11 +159,12 @@ def resume(
     **flags,
 ) -> None:
     """Continue a run from its newest complete checkpoint (raise --max-steps, change --devices, ...)."""
-    from tinyllama_cli.train.launch import resume as run_resume
+    from tinyllama_cli.train.launch import end_worker_process, resume as run_resume
 
     flags["gpus"] = gpus
     _gpus(flags)
     code = run_resume(run_dir, flags, console=console)
+    end_worker_process(code)
     if code:
         raise typer.Exit(code)
 

@@ -41,6 +41,20 @@ def launched_externally(cfg: TrainConfig) -> bool:
     return tasks > 1 and "SLURM_PROCID" in os.environ and tasks == cfg.devices * cfg.nodes
 
 
+def end_worker_process(code: int) -> None:
+    """Under torchrun/srun, leave with os._exit once training is done: gloo can abort in its
+    destructors at interpreter exit ("terminate called without an active exception")."""
+    if launched_externally_env():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def launched_externally_env() -> bool:
+    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1 or (
+        int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ)
+
+
 def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = None) -> int:
     """Create the run dir from the config and train it; returns the process exit status."""
     run = resolve(cfg, model)

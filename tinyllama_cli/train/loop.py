@@ -106,15 +106,14 @@ def train(run_dir: str | Path, accelerator: str = "auto", setup: Callable[[], No
     """
     run_dir = Path(run_dir)
     world = init_world(accelerator)
-    try:
-        if setup is not None:
-            if world.is_main:
-                setup()
-            if world.world_size > 1:
-                torch.distributed.barrier()
-        return _train(load_run(run_dir), world, console)
-    finally:
-        shutdown(world)
+    if setup is not None:
+        if world.is_main:
+            setup()
+        if world.world_size > 1:
+            torch.distributed.barrier()
+    step = _train(load_run(run_dir), world, console)
+    shutdown(world)  # not on errors: a barrier with a dead peer would hide the first error
+    return step
 
 
 def _train(run: Run, world: World, console: Any) -> int:
