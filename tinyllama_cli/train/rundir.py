@@ -105,8 +105,9 @@ def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
         raise UserError("--eval-every and --keep-last must be >= 0")
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise UserError(f"--precision {cfg.precision!r} is not one of auto, bf16, fp32")
-    if cfg.accelerator not in ("auto", "cpu", "cuda"):
-        raise UserError(f"--accelerator {cfg.accelerator!r} is not one of auto, cpu, cuda")
+    from tinyllama_cli.train.distributed import resolve_accelerator
+
+    resolve_accelerator(cfg.accelerator)  # --gpus without CUDA: say so before creating anything
     check_batch(cfg, world_size_of(cfg))
     PretrainData(cfg.data, seq_len, cfg.seed, cfg.mix)  # checks mix, shards and sizes now
     return Run(Path(cfg.out), cfg, model, manifest.fingerprint())
