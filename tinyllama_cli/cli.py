@@ -104,7 +104,7 @@ def _train_flags() -> list:
         option = typer.Option(None, *decls, help=f.metadata.get("help"), show_default=False,
                               rich_help_panel="Training config (flags override --config)")
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=Optional[kind]))
+                                        annotation=kind | None))
     return params
 
 
@@ -140,7 +140,8 @@ def pretrain(
 ) -> None:
     """Pretrain a Llama model on a token data dir (FSDP2 over --devices/--gpus workers)."""
     from tinyllama_cli.config import load_train_config
-    from tinyllama_cli.train.launch import end_worker_process, pretrain as run_pretrain
+    from tinyllama_cli.train.launch import end_worker_process
+    from tinyllama_cli.train.launch import pretrain as run_pretrain
 
     flags["gpus"] = gpus
     _gpus(flags)
@@ -159,7 +160,8 @@ def resume(
     **flags,
 ) -> None:
     """Continue a run from its newest complete checkpoint (raise --max-steps, change --devices, ...)."""
-    from tinyllama_cli.train.launch import end_worker_process, resume as run_resume
+    from tinyllama_cli.train.launch import end_worker_process
+    from tinyllama_cli.train.launch import resume as run_resume
 
     flags["gpus"] = gpus
     _gpus(flags)

@@ -181,6 +181,7 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any], model_overrid
         overrides["max_steps"] = math.ceil(overrides["max_tokens"] / (cfg.global_batch_size * cfg.seq_len))
     # A job chain's --stop-at-step belongs to one job: it is not inherited.
     cfg = load_train_config(None, {**cfg.to_dict(), "stop_at_step": None, **overrides})[0]
+    cfg = cfg.replace(out=str(run.dir))  # the run dir may have been moved
     manifest = Manifest.load(cfg.data) if Path(cfg.data).exists() else None
     if manifest is None:
         raise UserError(f"the run's data dir {cfg.data} does not exist; pass --data with the same data")
