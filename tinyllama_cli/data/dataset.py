@@ -125,6 +125,7 @@ class PretrainData:
                 raise UserError(f"source {name!r} has fewer than seq_len + 1 = {seq_len + 1} training "
                                 "tokens; add data, lower --seq-len, or leave it out of --mix")
         self.mixture = Mixture([self.weights[n] for n in self.names], seed)
+        self.val_streams = [TokenStream(self.manifest, name, "val") for name in sorted(self.manifest.sources)]
 
     def sample(self, k: int) -> np.ndarray:
         """Training sample k: seq_len + 1 tokens of one source."""
@@ -140,14 +141,12 @@ class PretrainData:
 
     def validation_windows(self, limit: int) -> list[tuple[int, int]]:
         """(source, window) pairs of the val split: the first windows of each source in turn."""
-        streams = [TokenStream(self.manifest, name, "val") for name in sorted(self.manifest.sources)]
-        self._val_streams = streams
-        per_source = [list(range(s.num_windows(self.seq_len))) for s in streams]
+        counts = [s.num_windows(self.seq_len) for s in self.val_streams]
         out: list[tuple[int, int]] = []
-        while len(out) < limit and any(per_source):
-            for s, windows in enumerate(per_source):
-                if windows and len(out) < limit:
-                    out.append((s, windows.pop(0)))
+        window = 0
+        while len(out) < limit and window < max(counts, default=0):
+            out += [(s, window) for s, n in enumerate(counts) if window < n][: limit - len(out)]
+            window += 1
         return out
 
     def validation_batch(self, windows: list[tuple[int, int]], size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,6 +155,6 @@ class PretrainData:
         x = torch.zeros(size, self.seq_len, dtype=torch.long)
         y = torch.full((size, self.seq_len), -100, dtype=torch.long)
         for row, (s, w) in enumerate(windows):
-            tokens = torch.from_numpy(self._val_streams[s].read(w * self.seq_len, self.seq_len + 1))
+            tokens = torch.from_numpy(self.val_streams[s].read(w * self.seq_len, self.seq_len + 1))
             x[row], y[row] = tokens[:-1], tokens[1:]
         return x, y
