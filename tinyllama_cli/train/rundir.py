@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +34,18 @@ class Run:
 
 
 def world_size_of(cfg: TrainConfig) -> int:
-    import os
-
     if "WORLD_SIZE" in os.environ:
         return int(os.environ["WORLD_SIZE"])
     return cfg.devices * cfg.nodes
+
+
+def with_actual_world(cfg: TrainConfig) -> TrainConfig:
+    """Under torchrun the world comes from its variables: record it as devices x nodes."""
+    if "WORLD_SIZE" not in os.environ:
+        return cfg
+    world = int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    return cfg.replace(devices=local, nodes=max(1, world // local))
 
 
 def check_batch(cfg: TrainConfig, world_size: int) -> int:
@@ -90,7 +98,7 @@ def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
     seq_len = cfg.seq_len or model.block_size
     if not 1 <= seq_len <= model.block_size:
         raise UserError(f"--seq-len {seq_len} must be between 1 and the model's context {model.block_size}")
-    cfg = cfg.replace(seq_len=seq_len, vocab_size=model.vocab_size, model=model.name)
+    cfg = with_actual_world(cfg.replace(seq_len=seq_len, vocab_size=model.vocab_size, model=model.name))
     tokens_per_step = cfg.global_batch_size * seq_len
     if cfg.max_steps is None:
         if cfg.max_tokens is None:
@@ -181,7 +189,7 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any], model_overrid
         overrides["max_steps"] = math.ceil(overrides["max_tokens"] / (cfg.global_batch_size * cfg.seq_len))
     # A job chain's --stop-at-step belongs to one job: it is not inherited.
     cfg = load_train_config(None, {**cfg.to_dict(), "stop_at_step": None, **overrides})[0]
-    cfg = cfg.replace(out=str(run.dir))  # the run dir may have been moved
+    cfg = with_actual_world(cfg.replace(out=str(run.dir)))  # the run dir may have been moved
     manifest = Manifest.load(cfg.data) if Path(cfg.data).exists() else None
     if manifest is None:
         raise UserError(f"the run's data dir {cfg.data} does not exist; pass --data with the same data")
