@@ -116,10 +116,25 @@ def read_native_state(checkpoint: Path, config: ModelConfig) -> dict[str, torch.
     import torch.distributed.checkpoint as dcp
 
     state = dict(empty_model(config).state_dict())
+    _check_native_shapes(checkpoint, state)
     with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
         warnings.filterwarnings("ignore", message=".*single process.*")
         dcp.load({"model": state}, checkpoint_id=str(checkpoint))
     return state
+
+
+def _check_native_shapes(checkpoint: Path, expected: dict[str, torch.Tensor]) -> None:
+    """Compare the checkpoint's recorded tensor shapes with the config's before DCP loads (DCP
+    would otherwise fail with a ValueError traceback for a mismatched or incomplete checkpoint)."""
+    import torch.distributed.checkpoint as dcp
+
+    stored = dcp.FileSystemReader(str(checkpoint)).read_metadata().state_dict_metadata
+    for name, tensor in expected.items():
+        meta = stored.get(f"model.{name}")
+        if meta is None or not hasattr(meta, "size"):
+            raise UserError(f"checkpoint {checkpoint} lacks tensor {name}; it is not a complete Llama checkpoint")
+        if tuple(meta.size) != tuple(tensor.shape):
+            raise UserError(f"{checkpoint}: tensor {name} has shape {tuple(meta.size)}, the config implies {tuple(tensor.shape)}")
 
 
 def read_hf_state(directory: Path) -> dict[str, torch.Tensor]:

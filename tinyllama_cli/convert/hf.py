@@ -121,6 +121,12 @@ def model_config_from_hf(hf: dict[str, Any], name: str = "hf") -> ModelConfig:
         raise UserError(f"RoPE scaling {scaling!r} is not supported; use a model with default RoPE")
     if hf.get("attention_bias") or hf.get("mlp_bias"):
         raise UserError("this Llama variant has biases, which the native model does not; it cannot be converted")
+    if hf.get("hidden_act", "silu") != "silu":
+        raise UserError(f"activation {hf['hidden_act']!r} is not SwiGLU/silu; this Llama variant cannot be converted")
+    required = ("vocab_size", "hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size")
+    missing = [key for key in required if not isinstance(hf.get(key), int)]
+    if missing:
+        raise UserError(f"config.json lacks integer field(s) {', '.join(missing)}; it is not a complete Llama config")
     n_embd, n_head = hf["hidden_size"], hf["num_attention_heads"]
     if hf.get("head_dim") not in (None, n_embd // n_head):
         raise UserError(f"head_dim {hf['head_dim']} != hidden_size / num_attention_heads; not supported")
