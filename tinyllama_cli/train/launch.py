@@ -6,7 +6,7 @@
 - `--gpus N` / `--devices N` (and `--nodes`): this process spawns `python -m
   torch.distributed.run ... -m tinyllama_cli.train.worker RUN_DIR` and waits. torchrun stops every
   worker when one dies and prints the failing rank's traceback; this command then exits non-zero.
-  SIGINT/SIGTERM here are forwarded once, as SIGTERM, so the workers save a checkpoint and stop.
+  SIGINT/SIGTERM here are forwarded as SIGTERM to the workers, which save a checkpoint and stop.
 """
 
 from __future__ import annotations
@@ -109,6 +109,19 @@ def torchrun_command(run: Run) -> list[str]:
     return cmd + ["-m", "tinyllama_cli.train.worker", str(run.dir), cfg.accelerator]
 
 
+def _children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc (Linux); [] where that is unavailable."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def start(run: Run, console: Any = None) -> int:
     """Train `run` with devices x nodes workers; returns the exit status."""
     cfg = run.train
@@ -126,7 +139,12 @@ def start(run: Run, console: Any = None) -> int:
     proc = subprocess.Popen(torchrun_command(run), start_new_session=True)
 
     def forward(signum: int, frame: Any) -> None:
-        if proc.poll() is None:
+        # To the workers themselves: they save and exit 0, and torchrun then exits 0 too (a
+        # signal to torchrun would make it report the stop as a failure).
+        workers = _children(proc.pid)
+        for pid in workers:
+            os.kill(pid, signal.SIGTERM)
+        if not workers and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
