@@ -195,6 +195,8 @@ class TrainConfig:
     seq_len: int | None = _opt(None, "Tokens per training sequence; default: block size.")
     micro_batch_size: int = _opt(8, "Sequences per worker per forward/backward.")
     global_batch_size: int = _opt(64, "Sequences per optimizer step, across all workers.")
+    global_batch_tokens: int | None = _opt(None, "Tokens per optimizer step (sets --global-batch-size "
+                                                 "to this / seq_len).")
     # schedule and optimizer (TinyLlama: AdamW, warmup + cosine to min_lr, clip 1.0)
     max_steps: int | None = _opt(None, "Optimizer steps of the schedule.")
     max_tokens: int | None = _opt(None, "Tokens of the schedule (instead of --max-steps).")

@@ -69,6 +69,14 @@ def test_config_errors(token_data, tmp_path, overrides, message):
         resolve(TrainConfig(**{**base, **overrides}), None)
 
 
+def test_global_batch_in_tokens(token_data, tmp_path):
+    base = {"data": str(token_data), "out": str(tmp_path), "model": "cpu-tiny", "seq_len": 16,
+            "micro_batch_size": 2, "max_steps": 1}
+    assert resolve(TrainConfig(**base, global_batch_tokens=128), None).train.global_batch_size == 8
+    with pytest.raises(UserError, match="not a positive multiple of seq_len 16"):
+        resolve(TrainConfig(**base, global_batch_tokens=100), None)
+
+
 def test_max_tokens_sets_the_schedule(token_data, tmp_path):
     run = resolve(TrainConfig(data=str(token_data), out=str(tmp_path), model="cpu-tiny", seq_len=16,
                               global_batch_size=4, micro_batch_size=2, max_tokens=1000), None)

@@ -22,7 +22,7 @@ from tinyllama_cli.errors import UserError
 from tinyllama_cli.load import list_checkpoints
 
 # Fields that define the data order: changing them on resume would replay or skip samples.
-ORDER_FIELDS = ("seed", "mix", "seq_len", "global_batch_size")
+ORDER_FIELDS = ("seed", "mix", "seq_len", "global_batch_size", "global_batch_tokens")
 
 
 @dataclass
@@ -99,6 +99,11 @@ def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
     if not 1 <= seq_len <= model.block_size:
         raise UserError(f"--seq-len {seq_len} must be between 1 and the model's context {model.block_size}")
     cfg = with_actual_world(cfg.replace(seq_len=seq_len, vocab_size=model.vocab_size, model=model.name))
+    if cfg.global_batch_tokens is not None:
+        if cfg.global_batch_tokens < seq_len or cfg.global_batch_tokens % seq_len:
+            raise UserError(f"--global-batch-tokens {cfg.global_batch_tokens} is not a positive multiple of "
+                            f"seq_len {seq_len}; pick a multiple (e.g. {seq_len * max(1, cfg.global_batch_tokens // seq_len)})")
+        cfg = cfg.replace(global_batch_size=cfg.global_batch_tokens // seq_len)
     tokens_per_step = cfg.global_batch_size * seq_len
     if cfg.max_steps is None:
         if cfg.max_tokens is None:
