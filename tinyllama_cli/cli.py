@@ -202,6 +202,90 @@ def _bytes(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
+# --- pretrain / resume ------------------------------------------------------------------------
+
+
+def _train_flags() -> list:
+    """One `--flag` per TrainConfig field (None = not given, so the YAML or default stays)."""
+    import inspect
+    from dataclasses import fields
+
+    from tinyllama_cli.config import TrainConfig
+
+    kinds = {"int": int, "float": float, "str": str, "bool": bool}
+    params = []
+    for f in fields(TrainConfig):
+        kind = next(v for k, v in kinds.items() if k in str(f.type))
+        flag = "--" + f.name.replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+        option = typer.Option(None, *decls, help=f.metadata.get("help"), show_default=False,
+                              rich_help_panel="Training config (flags override --config)")
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=kind | None))
+    return params
+
+
+def _with_train_flags(func):
+    """Give `func(**kwargs)` a signature Typer reads: its own parameters + every TrainConfig flag."""
+    import inspect
+
+    own = [p for p in inspect.signature(func).parameters.values() if p.kind != p.VAR_KEYWORD]
+    params = own + _train_flags()
+
+    def wrapper(**kwargs):
+        return func(**kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
+    return wrapper
+
+
+def _gpus(flags: dict) -> None:
+    gpus = flags.pop("gpus", None)
+    if gpus is not None:
+        flags["devices"], flags["accelerator"] = gpus, "cuda"
+
+
+@app.command()
+@_with_train_flags
+def pretrain(
+    config: str | None = typer.Option(None, "--config", help="YAML file of TrainConfig fields "
+                                         "(flags override it); `model:` may be a preset or a mapping."),
+    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
+    **flags,
+) -> None:
+    """Pretrain a Llama model on a token data dir (FSDP2 over --devices/--gpus workers)."""
+    from tinyllama_cli.config import load_train_config
+    from tinyllama_cli.train.launch import end_worker_process
+    from tinyllama_cli.train.launch import pretrain as run_pretrain
+
+    flags["gpus"] = gpus
+    _gpus(flags)
+    cfg, model = load_train_config(config, flags)
+    code = run_pretrain(cfg, model, console=console)
+    end_worker_process(code)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+@_with_train_flags
+def resume(
+    run_dir: str = typer.Argument(..., help="The run directory to continue."),
+    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
+    **flags,
+) -> None:
+    """Continue a run from its newest complete checkpoint (raise --max-steps, change --devices, ...)."""
+    from tinyllama_cli.train.launch import end_worker_process
+    from tinyllama_cli.train.launch import resume as run_resume
+
+    flags["gpus"] = gpus
+    _gpus(flags)
+    code = run_resume(run_dir, flags, console=console)
+    end_worker_process(code)
+    if code:
+        raise typer.Exit(code)
 
 
 # --- prepare-data ------------------------------------------------------------------------------

@@ -165,4 +165,156 @@ def dump_yaml(data: dict[str, Any], path: str | Path) -> None:
     tmp.replace(path)
 
 
-__all__ = ["ModelConfig", "PRESETS", "get_preset", "load_yaml", "dump_yaml"]
+
+
+# --- training --------------------------------------------------------------------------------
+
+
+def _opt(default: Any, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Everything about a pretraining run except the architecture (that is `ModelConfig`).
+
+    Every field is also a `tinyllama pretrain --flag` (underscores become dashes) that overrides
+    the `--config` YAML. The global batch is counted in sequences across all workers, so the same
+    config trains the same model on 1 or 16 workers: gradient accumulation is derived.
+    """
+
+    # what and where
+    data: str | None = _opt(None, "Token data dir written by `tinyllama prepare-data`.")
+    out: str | None = _opt(None, "Run directory to create (checkpoints, metrics, config).")
+    model: str = _opt("cpu-small", "Model preset (see `tinyllama models`), or a mapping in YAML.")
+    vocab_size: int | None = _opt(None, "Model vocabulary; default: the data's tokenizer size.")
+    init_from: str | None = _opt(None, "Start from these weights (run, checkpoint or HF dir).")
+    mix: str | None = _opt(None, "Source weights NAME=W,...; default: by train tokens.")
+    seed: int = _opt(1337, "Seed of the initialisation and of the data order.")
+    # batch
+    seq_len: int | None = _opt(None, "Tokens per training sequence; default: block size.")
+    micro_batch_size: int = _opt(8, "Sequences per worker per forward/backward.")
+    global_batch_size: int = _opt(64, "Sequences per optimizer step, across all workers.")
+    global_batch_tokens: int | None = _opt(None, "Tokens per optimizer step (sets --global-batch-size "
+                                                 "to this / seq_len).")
+    # schedule and optimizer (TinyLlama: AdamW, warmup + cosine to min_lr, clip 1.0)
+    max_steps: int | None = _opt(None, "Optimizer steps of the schedule.")
+    max_tokens: int | None = _opt(None, "Tokens of the schedule (instead of --max-steps).")
+    stop_at_step: int | None = _opt(None, "End this job at this step with a checkpoint; "
+                                             "the schedule is unchanged.")
+    lr: float = _opt(4e-4, "Peak learning rate.")
+    min_lr: float = _opt(4e-5, "Learning rate at the end of the cosine decay.")
+    warmup_steps: int = _opt(2000, "Linear warmup steps.")
+    weight_decay: float = _opt(0.1, "AdamW weight decay.")
+    beta1: float = _opt(0.9, "AdamW beta1.")
+    beta2: float = _opt(0.95, "AdamW beta2.")
+    eps: float = _opt(1e-8, "AdamW epsilon.")
+    grad_clip: float = _opt(1.0, "Clip the global gradient norm to this (0: off).")
+    # logging, validation, checkpoints
+    log_every: int = _opt(10, "Log metrics every N steps.")
+    eval_every: int = _opt(1000, "Validation loss every N steps (0: only at the end).")
+    eval_samples: int = _opt(256, "At most this many validation sequences per evaluation.")
+    save_every: int = _opt(1000, "Checkpoint every N steps (and always at the end).")
+    keep_last: int = _opt(3, "Keep the newest K checkpoints (0: keep all).")
+    # precision and speed
+    precision: str = _opt("auto", "auto|bf16|fp32. auto: bf16 on CUDA, and on CPUs with "
+                                  "AMX/AVX512-BF16; fp32 otherwise.")
+    compile: bool = _opt(False, "torch.compile each transformer block.")
+    activation_checkpointing: bool = _opt(False, "Recompute block activations in backward.")
+    num_threads: int | None = _opt(None, "CPU threads per worker (default: cores / workers).")
+    # launch
+    accelerator: str = _opt("auto", "auto|cpu|cuda.")
+    devices: int = _opt(1, "Workers on this machine (GPUs, or CPU processes).")
+    nodes: int = _opt(1, "Machines.")
+    node_rank: int = _opt(0, "This machine's rank (multi-node without a rendezvous endpoint).")
+    rdzv_endpoint: str | None = _opt(None, "HOST:PORT of the rendezvous (multi-node).")
+    # monitoring
+    peak_flops: float | None = _opt(None, "Peak FLOP/s per device for MFU (default: table).")
+    tensorboard: bool = _opt(True, "Write TensorBoard events to RUN_DIR/tensorboard.")
+    wandb: bool = _opt(False, "Log to Weights & Biases (needs `pip install wandb`).")
+    wandb_project: str = _opt("tinyllama", "W&B project.")
+    overwrite: bool = _opt(False, "Replace an existing run directory.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """Check a YAML value against the field's type (YAML gives 4e-4 as a string, for one)."""
+    text = str(kind)
+    if value is None:
+        if "Optional" in text or "None" in text:
+            return None
+        raise UserError(f"train config field {name} cannot be empty; give it a value")
+    try:
+        if "bool" in text:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "yes", "1", "false", "no", "0"):
+                return str(value).lower() in ("true", "yes", "1")
+            raise ValueError
+        if "int" in text and "str" not in text:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) else int(value)
+        if "float" in text:
+            return float(value)
+        if isinstance(value, dict) and name == "mix":
+            return ",".join(f"{k}={v}" for k, v in value.items())
+        return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"train config field {name} has value {value!r}, which is not a valid "
+                        f"{text.replace('typing.', '')}; fix it in the YAML or the flag") from None
+
+
+def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> tuple[TrainConfig, ModelConfig | None]:
+    """TrainConfig from a YAML file (optional) with CLI overrides on top.
+
+    The YAML is either flat (`lr: 4e-4`, `model: tinyllama-1.1b`) or a run's resolved
+    config.yaml (`model: {...}`, `train: {...}`). A `model:` mapping gives the architecture
+    itself (on top of its `name` preset when that is one); it is returned as the ModelConfig.
+    """
+    data = load_yaml(path) if path is not None else {}
+    if "train" in data:  # a run's resolved config.yaml: the `model:` mapping is the truth
+        flat = dict(data.get("train") or {})
+        flat.pop("model", None)
+        model_spec: Any = data.get("model")
+    else:
+        flat = dict(data)
+        model_spec = flat.pop("model", None)
+    known = {f.name: f.type for f in fields(TrainConfig)}
+    values: dict[str, Any] = {}
+    for name, value in {**flat, **{k: v for k, v in overrides.items() if v is not None}}.items():
+        if name not in known:
+            raise UserError(f"unknown train config field {name!r}; valid fields: {', '.join(sorted(known))}")
+        values[name] = _coerce(name, value, known[name])
+    model_config = None
+    if isinstance(model_spec, dict) and overrides.get("model") is None:
+        unknown = sorted(set(model_spec) - {f.name for f in fields(ModelConfig)})
+        if unknown:
+            raise UserError(f"unknown model config field(s) {', '.join(unknown)} in {path}; "
+                            f"valid fields: {', '.join(f.name for f in fields(ModelConfig))}")
+        base = PRESETS.get(model_spec.get("name", ""))
+        model_config = base.replace(**model_spec) if base else ModelConfig.from_dict(model_spec)
+        values.setdefault("model", model_config.name)
+    elif isinstance(model_spec, str) and "model" not in values:
+        values["model"] = model_spec
+    return TrainConfig(**values), model_config
+
+
+__all__ = [
+    "PRESETS",
+    "ModelConfig",
+    "TrainConfig",
+    "dump_yaml",
+    "get_preset",
+    "load_train_config",
+    "load_yaml",
+]

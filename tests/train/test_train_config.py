@@ -1,0 +1,109 @@
+"""TrainConfig: YAML + flags, the resolved config.yaml, and every config error -> one line, exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from tinyllama_cli.cli import app
+from tinyllama_cli.config import TrainConfig, load_train_config
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.train import launch
+from tinyllama_cli.train.rundir import prepare_resume, resolve
+
+FAST = ["--model", "cpu-tiny", "--seq-len", "16", "--micro-batch-size", "2", "--global-batch-size", "4",
+        "--num-threads", "1", "--no-tensorboard", "--eval-samples", "2"]
+
+
+def test_yaml_with_flag_overrides_is_written_fully_resolved(token_data, tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: {name: cpu-tiny, n_layer: 1}\nlr: 1.0e-3\nwarmup_steps: 1\nmax_steps: 2\n"
+                      "mix: {web: 3, code: 1}\nsave_every: 1\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["pretrain", "--config", str(recipe), "--data", str(token_data),
+                                      "--out", str(out), "--lr", "2e-3", "--seq-len", "16",
+                                      "--micro-batch-size", "2", "--global-batch-size", "4",
+                                      "--num-threads", "1", "--no-tensorboard"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["train"]["lr"] == 2e-3 and saved["train"]["warmup_steps"] == 1  # flag wins, YAML kept
+    assert saved["train"]["mix"] == "web=3,code=1" and saved["data"]["weights"] == {"code": 0.25, "web": 0.75}
+    assert saved["model"]["n_layer"] == 1 and saved["model"]["vocab_size"] == 320  # vocab from the data
+    assert saved["train"]["seq_len"] == 16 and set(saved["train"]) == set(TrainConfig.field_names())
+    assert (out / "tokenizer.model").read_bytes() == (token_data / "tokenizer.model").read_bytes()
+    # The resolved file is itself a valid --config, giving the same run.
+    cfg, model = load_train_config(out / "config.yaml", {})
+    assert cfg.lr == 2e-3 and model.n_layer == 1
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("lr: fast\n", "lr has value 'fast'"),
+    ("learning_rate: 1e-3\n", "unknown train config field 'learning_rate'"),
+    ("model: {name: cpu-tiny, layers: 3}\n", "unknown model config field"),
+    ("- a\n- b\n", "must hold a mapping"),
+])
+def test_bad_yaml_is_a_user_error(tmp_path, yaml_text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(UserError, match=message):
+        load_train_config(path, {})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"global_batch_size": 6, "micro_batch_size": 4}, "not a multiple of --micro-batch-size 4 x 1"),
+    ({"global_batch_size": 8, "micro_batch_size": 4, "devices": 3}, "4 x 3 worker"),
+    ({"max_steps": None}, "--max-steps N or --max-tokens N"),
+    ({"vocab_size": 100}, "tokenizer has 320 tokens"),
+    ({"seq_len": 4096}, "must be between 1 and the model's context 128"),
+    ({"mix": "books=1"}, "does not have"),
+    ({"precision": "fp8"}, "--precision"),
+    ({"data": "/nonexistent"}, "not a token data dir"),
+])
+def test_config_errors(token_data, tmp_path, overrides, message):
+    base = {"data": str(token_data), "out": str(tmp_path / "run"), "model": "cpu-tiny", "max_steps": 2}
+    with pytest.raises(UserError, match=message):
+        resolve(TrainConfig(**{**base, **overrides}), None)
+
+
+def test_global_batch_in_tokens(token_data, tmp_path):
+    base = {"data": str(token_data), "out": str(tmp_path), "model": "cpu-tiny", "seq_len": 16,
+            "micro_batch_size": 2, "max_steps": 1}
+    assert resolve(TrainConfig(**base, global_batch_tokens=128), None).train.global_batch_size == 8
+    with pytest.raises(UserError, match="not a positive multiple of seq_len 16"):
+        resolve(TrainConfig(**base, global_batch_tokens=100), None)
+
+
+def test_max_tokens_sets_the_schedule(token_data, tmp_path):
+    run = resolve(TrainConfig(data=str(token_data), out=str(tmp_path), model="cpu-tiny", seq_len=16,
+                              global_batch_size=4, micro_batch_size=2, max_tokens=1000), None)
+    assert run.train.max_steps == 16  # ceil(1000 / (4 x 16))
+
+
+def test_existing_run_dir_is_not_overwritten_and_resume_refuses_changes(token_data, other_token_data, tmp_path):
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", str(token_data), "--out", str(out), "--max-steps", "2", *FAST]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    with pytest.raises(UserError, match="already exists.*tinyllama resume"):
+        launch.pretrain(load_train_config(None, {"data": str(token_data), "out": str(out), "max_steps": 2})[0])
+    with pytest.raises(UserError, match=r"different model config \(.*n_embd 64 -> 256.*n_layer 2 -> 4"):
+        prepare_resume(out, {"model": "cpu-small", "vocab_size": 320, "max_steps": 4})
+    with pytest.raises(UserError, match="not the data it was trained on"):
+        prepare_resume(out, {"data": str(other_token_data), "max_steps": 4})
+    with pytest.raises(UserError, match="different seed .* data order"):
+        prepare_resume(out, {"seed": 1, "max_steps": 4})
+    with pytest.raises(UserError, match="already at step 2"):
+        prepare_resume(out, {})
+    assert prepare_resume(out, {"max_steps": 4}).train.max_steps == 4
+
+
+def test_cli_error_is_one_line_and_exit_2(token_data, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tinyllama_cli", "pretrain", "--data", str(token_data),
+                           "--out", str(tmp_path / "r"), "--max-steps", "1", "--global-batch-size", "5",
+                           "--micro-batch-size", "2"], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "not a multiple" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,46 @@
+"""How workers are started: the torchrun command line, and when this process already is a worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tinyllama_cli.config import TrainConfig, get_preset
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.train.launch import launched_externally, torchrun_command
+from tinyllama_cli.train.rundir import Run
+
+
+def run_of(**cfg) -> Run:
+    return Run(Path("/runs/x"), TrainConfig(**cfg), get_preset("cpu-tiny"), "")
+
+
+def test_single_node_spawns_standalone_torchrun():
+    cmd = torchrun_command(run_of(devices=4, accelerator="cpu"))
+    assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=4" in cmd
+    assert "--standalone" in cmd and cmd[-4:] == ["-m", "tinyllama_cli.train.worker", "/runs/x", "cpu"]
+
+
+def test_multi_node_uses_the_rendezvous_and_needs_an_endpoint():
+    cmd = torchrun_command(run_of(devices=8, nodes=2, node_rank=1, rdzv_endpoint="node0:29500"))
+    assert {"--nnodes=2", "--rdzv-backend=c10d", "--rdzv-endpoint=node0:29500", "--node-rank=1"} <= set(cmd)
+    assert "--standalone" not in cmd
+    with pytest.raises(UserError, match="--rdzv-endpoint"):
+        torchrun_command(run_of(devices=8, nodes=2))
+
+
+def test_detects_being_a_worker_of_torchrun_or_srun(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "SLURM_NTASKS", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    assert not launched_externally(TrainConfig(devices=2))
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launched_externally(TrainConfig())
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setenv("SLURM_NTASKS", "16")
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    assert launched_externally(TrainConfig(devices=8, nodes=2))  # srun started every worker
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    assert not launched_externally(TrainConfig(devices=8, nodes=2))  # one launcher per node

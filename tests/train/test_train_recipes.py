@@ -1,0 +1,31 @@
+"""The example recipes load, and the 1.1B one is TinyLlama's recipe exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tinyllama_cli.config import get_preset, load_train_config
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_tinyllama_recipe_is_exact():
+    cfg, model = load_train_config(EXAMPLES / "tinyllama-1.1b.yaml", {})
+    assert model is None and get_preset(cfg.model).num_params() == 1_100_048_384
+    assert (cfg.lr, cfg.min_lr, cfg.warmup_steps) == (4e-4, 4e-5, 2000)
+    assert (cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip) == (0.9, 0.95, 0.1, 1.0)
+    assert (cfg.global_batch_size, cfg.seq_len, cfg.micro_batch_size) == (1024, 2048, 8)
+    assert cfg.devices * cfg.nodes == 16 and cfg.global_batch_size // (8 * 16) == 8  # accumulation
+    assert cfg.max_steps == 1_430_512
+    assert cfg.max_steps * 1024 * 2048 == pytest.approx(3.0e12, rel=1e-3)  # ~3T tokens
+    assert cfg.mix == "slimpajama=0.693584,starcoder=0.306416"
+    assert cfg.save_every == cfg.eval_every == 5000
+
+
+@pytest.mark.parametrize("name", ["tinyllama-120m.yaml", "cpu-small.yaml"])
+def test_other_recipes_load(name):
+    cfg, _ = load_train_config(EXAMPLES / name, {"data": "d", "out": "o"})
+    assert get_preset(cfg.model).block_size >= (cfg.seq_len or 0)
+    assert cfg.global_batch_size % cfg.micro_batch_size == 0

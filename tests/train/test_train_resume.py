@@ -1,0 +1,185 @@
+"""Resume exactness: after a checkpoint, after SIGTERM, after kill -9, and at another world size;
+a 2-process FSDP run matches 1 process; NaN stops keep the last good checkpoint."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tinyllama_cli.config import TrainConfig
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.load import list_checkpoints, load_model
+from tinyllama_cli.train import launch
+
+STEPS = 24
+COMMON = {"model": "cpu-tiny", "seq_len": 32, "micro_batch_size": 2, "global_batch_size": 8,
+              "max_steps": STEPS, "warmup_steps": 4, "lr": 3e-3, "min_lr": 3e-4, "log_every": 1, "save_every": 6,
+              "eval_every": 12, "eval_samples": 6, "num_threads": 1, "keep_last": 0, "tensorboard": False}
+
+
+def flags(**overrides) -> list[str]:
+    out = []
+    for key, value in {**COMMON, **overrides}.items():
+        flag = "--" + key.replace("_", "-")
+        out += ([flag] if value is True else [f"--no-{flag[2:]}"] if value is False else [flag, str(value)])
+    return out
+
+
+def cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tinyllama_cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def records(run_dir) -> tuple[dict[int, float], dict[int, float]]:
+    losses, vals = {}, {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "loss" in r:
+            losses[r["step"]] = r["loss"]
+        if "val_loss" in r:
+            vals[r["step"]] = r["val_loss"]
+    return losses, vals
+
+
+def pretrain(data, out, **overrides) -> None:
+    launch.pretrain(TrainConfig(data=str(data), out=str(out), **{**COMMON, **overrides}))
+
+
+@pytest.fixture(scope="module")
+def reference(token_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    pretrain(token_data, out)
+    losses, vals = records(out)
+    assert sorted(losses) == list(range(1, STEPS + 1)) and sorted(vals) == [12, 24]
+    assert losses[STEPS] < losses[1] - 0.1  # it learns
+    return out
+
+
+def assert_same_weights(a, b) -> None:
+    wa, wb = load_model(a).model.state_dict(), load_model(b).model.state_dict()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+
+
+def test_resume_after_checkpoint_is_bit_exact(token_data, reference, tmp_path):
+    out = tmp_path / "run"
+    pretrain(token_data, out, stop_at_step=9)
+    assert [p.name for p in list_checkpoints(out)] == ["step-00000006", "step-00000009"]
+    launch.resume(out, {})
+    assert records(out) == records(reference)  # every step's loss and val loss, exactly
+    assert_same_weights(out, reference)
+    state = json.loads((list_checkpoints(out)[-1] / "state.json").read_text())
+    assert state["step"] == STEPS and state["samples_seen"] == STEPS * 8
+    assert state["tokens_seen"] == STEPS * 8 * 32 and state["model_config"]["vocab_size"] == 320
+
+
+def _wait_for_lines(path, n, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and len(path.read_text().splitlines()) >= n:
+            return
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.01)
+    raise AssertionError("training did not log in time")
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_resume_is_bit_exact(token_data, reference, tmp_path):
+    out = tmp_path / "run"
+    proc = cli("pretrain", "--data", str(token_data), "--out", str(out), *flags())
+    _wait_for_lines(out / "metrics.jsonl", 3, proc)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert "stopped by SIGTERM" in output
+    stopped = json.loads((list_checkpoints(out)[-1] / "state.json").read_text())["step"]
+    assert 3 <= stopped < STEPS
+    proc = cli("resume", str(out))
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert records(out) == records(reference)
+
+
+@pytest.mark.slow
+def test_kill_9_at_a_random_moment_then_resume_is_bit_exact(token_data, reference, tmp_path):
+    out = tmp_path / "run"
+    proc = cli("pretrain", "--data", str(token_data), "--out", str(out), *flags())
+    # A random step past the first checkpoint, and a random moment within it (maybe mid-save).
+    _wait_for_lines(out / "metrics.jsonl", random.randint(7, STEPS - 4), proc)
+    time.sleep(random.uniform(0.0, 0.03))
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    assert list_checkpoints(out), "no checkpoint survived"
+    proc = cli("resume", str(out))
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    assert records(out) == records(reference)
+    assert_same_weights(out, reference)
+
+
+@pytest.mark.slow
+def test_two_process_fsdp_matches_one_process_and_resumes_at_world_one(token_data, reference, tmp_path):
+    out = tmp_path / "run"
+    proc = cli("pretrain", "--data", str(token_data), "--out", str(out), *flags(stop_at_step=8, eval_every=4, eval_samples=1),
+               "--devices", "2", "--accelerator", "cpu")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    ref_losses, ref_vals = records(reference)
+    losses, vals = records(out)
+    assert sorted(losses) == list(range(1, 9))
+    # One val window for two workers: the second runs a padded batch instead of hanging.
+    assert sorted(vals) == [4, 8] and all(3 < v < 7 for v in vals.values())
+    for step, loss in losses.items():  # FSDP over 2 gloo workers == 1 process, same global batch
+        assert loss == pytest.approx(ref_losses[step], rel=1e-5, abs=1e-6), step
+    state = json.loads((list_checkpoints(out)[-1] / "state.json").read_text())
+    assert state["world_size"] == 2 and state["step"] == 8
+    launch.resume(out, {"devices": 1, "eval_every": 12, "eval_samples": 6})  # DCP reshards 2 -> 1; the data order needs only samples seen
+    losses, vals = records(out)
+    assert sorted(losses) == list(range(1, STEPS + 1))
+    for step in range(9, STEPS + 1):
+        assert losses[step] == pytest.approx(ref_losses[step], rel=1e-4, abs=1e-5), step
+    assert vals[STEPS] == pytest.approx(ref_vals[STEPS], rel=1e-4)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(token_data, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(UserError, match=r"non-finite loss or gradient") as info:
+        pretrain(token_data, out, lr=1e30, warmup_steps=1, save_every=1, max_steps=20, grad_clip=0.0)
+    last = list_checkpoints(out)[-1]
+    step = int(str(info.value).split(" at step ")[1].split(";")[0])
+    assert f"the last good checkpoint is {last}" in str(info.value)
+    assert json.loads((last / "state.json").read_text())["step"] == step - 1  # nothing bad saved
+    assert all(torch.isfinite(t).all() for t in load_model(out).model.state_dict().values())
+
+
+def test_crash_during_save_leaves_the_previous_checkpoint_usable(token_data, tmp_path, monkeypatch):
+    from tinyllama_cli.train import checkpoint
+
+    out = tmp_path / "run"
+    real = checkpoint._write_json
+    calls = {"n": 0}
+
+    def crash_on_second_save(path, data):
+        calls["n"] += 1
+        if calls["n"] == 2:  # shards of step 12 are written, state.json is not: a crash mid-save
+            raise KeyboardInterrupt("simulated crash")
+        real(path, data)
+
+    monkeypatch.setattr(checkpoint, "_write_json", crash_on_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(token_data, out, max_steps=18)
+    monkeypatch.setattr(checkpoint, "_write_json", real)
+    assert [p.name for p in list_checkpoints(out)] == ["step-00000006"]
+    assert (out / "checkpoints" / "step-00000012.tmp").is_dir()  # the partial save, ignored
+    assert load_model(out).source.name == "step-00000006"
+    launch.resume(out, {})
+    assert [p.name for p in list_checkpoints(out)] == ["step-00000006", "step-00000012", "step-00000018"]
+    assert not (out / "checkpoints" / "step-00000012.tmp").exists()

@@ -1,0 +1,160 @@
+"""Token shards -> training and validation batches, in the deterministic order of DESIGN.md.
+
+A data dir (see CONTRACTS.md / `prepare-data`) holds, per source, flat token streams of
+`<s> doc </s>` documents. Each source's train stream is cut into windows of seq_len + 1 tokens
+that start every seq_len tokens (consecutive windows share one token, so every token is a target
+exactly once per epoch). Sample k of a run is `PretrainData.sample(k)`: the source comes from the
+mixture, the window from a seeded per-source, per-epoch permutation (`data/mixture.py`). Nothing
+depends on the number of workers or on history, so a resumed run continues from `samples_seen`
+at any world size and sees every window exactly once per epoch.
+
+Step s of a run consumes samples [s*G, (s+1)*G) (G = global batch). Worker r of W takes the
+contiguous slice [r*G/W, (r+1)*G/W) and splits it into micro batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tinyllama_cli.data.mixture import Mixture, feistel_permutation, parse_mix, window_key
+from tinyllama_cli.errors import UserError
+
+DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
+
+
+@dataclass
+class Manifest:
+    """The parts of a data dir's manifest.json the trainer relies on, checked."""
+
+    root: Path
+    raw: dict
+    dtype: np.dtype
+    vocab_size: int
+    tokenizer_file: Path
+    sources: dict[str, dict]
+
+    @classmethod
+    def load(cls, data_dir: str | Path) -> Manifest:
+        root = Path(data_dir)
+        path = root / "manifest.json"
+        if not path.is_file():
+            raise UserError(f"{root} is not a token data dir (no manifest.json); create one with "
+                            "`tinyllama prepare-data SOURCE... --out DIR`")
+        try:
+            raw = json.loads(path.read_text())
+            version = raw.get("format_version")
+            if version != 1:
+                raise UserError(f"{path} has format_version {version!r}; this tinyllama reads 1: "
+                                "re-run prepare-data with this version")
+            dtype = np.dtype(DTYPES[raw["dtype"]])
+            tok = raw["tokenizer"]
+            sources = raw["sources"]
+            vocab = int(tok["vocab_size"])
+            tokenizer_file = root / tok.get("file", "tokenizer.model")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"{path} is not a valid manifest ({type(exc).__name__}: {exc}); "
+                            "re-create the data dir with `tinyllama prepare-data`") from None
+        if not sources:
+            raise UserError(f"{path} lists no sources; prepare-data wrote no tokens")
+        return cls(root, raw, dtype, vocab, tokenizer_file, sources)
+
+    def fingerprint(self) -> str:
+        """sha256 of the manifest's content: equal data dirs (wherever they are) agree."""
+        return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()
+
+    def train_tokens(self) -> dict[str, int]:
+        return {name: int(src["tokens"].get("train", 0)) for name, src in self.sources.items()}
+
+
+class TokenStream:
+    """One source's split as one logical array over its shards (memory-mapped, read lazily)."""
+
+    def __init__(self, manifest: Manifest, source: str, split: str):
+        shards = manifest.sources[source].get("shards", {}).get(split, [])
+        self.files = [manifest.root / s["file"] for s in shards]
+        sizes = [int(s["tokens"]) for s in shards]
+        self.starts = np.cumsum([0] + sizes)
+        self.n_tokens = int(self.starts[-1])
+        self.dtype = manifest.dtype
+        for file, size in zip(self.files, sizes):
+            if not file.is_file():
+                raise UserError(f"shard {file} listed in the manifest is missing; re-run prepare-data")
+            if file.stat().st_size != size * self.dtype.itemsize:
+                raise UserError(f"shard {file} holds {file.stat().st_size} bytes, the manifest says "
+                                f"{size} {self.dtype.name} tokens; the data dir is damaged: re-run prepare-data")
+        self._maps: dict[int, np.ndarray] = {}
+
+    def _map(self, i: int) -> np.ndarray:
+        if i not in self._maps:
+            self._maps[i] = np.memmap(self.files[i], dtype=self.dtype, mode="r")
+        return self._maps[i]
+
+    def read(self, start: int, length: int) -> np.ndarray:
+        out = np.empty(length, dtype=np.int64)
+        pos, done = start, 0
+        while done < length:
+            i = int(np.searchsorted(self.starts, pos, side="right")) - 1
+            offset = pos - int(self.starts[i])
+            take = min(length - done, int(self.starts[i + 1]) - pos)
+            out[done : done + take] = self._map(i)[offset : offset + take]
+            pos, done = pos + take, done + take
+        return out
+
+    def num_windows(self, seq_len: int) -> int:
+        return max(0, (self.n_tokens - 1) // seq_len)
+
+
+class PretrainData:
+    """Training samples as a pure function of (seed, k, manifest), and validation batches."""
+
+    def __init__(self, data_dir: str | Path, seq_len: int, seed: int, mix: str | None = None):
+        self.manifest = Manifest.load(data_dir)
+        self.seq_len, self.seed = seq_len, seed
+        self.weights = parse_mix(mix, self.manifest.train_tokens())
+        self.names = list(self.weights)
+        self.streams = [TokenStream(self.manifest, name, "train") for name in self.names]
+        self.windows = [s.num_windows(seq_len) for s in self.streams]
+        for name, n in zip(self.names, self.windows):
+            if n == 0:
+                raise UserError(f"source {name!r} has fewer than seq_len + 1 = {seq_len + 1} training "
+                                "tokens; add data, lower --seq-len, or leave it out of --mix")
+        self.mixture = Mixture([self.weights[n] for n in self.names], seed)
+        self.val_streams = [TokenStream(self.manifest, name, "val") for name in sorted(self.manifest.sources)]
+
+    def sample(self, k: int) -> np.ndarray:
+        """Training sample k: seq_len + 1 tokens of one source."""
+        s, j = self.mixture.locate(k)
+        epoch, pos = divmod(j, self.windows[s])
+        window = int(feistel_permutation(pos, self.windows[s], window_key(self.seed, self.names[s], epoch))[0])
+        return self.streams[s].read(window * self.seq_len, self.seq_len + 1)
+
+    def batch(self, first: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets (size, seq_len) for samples first .. first + size - 1."""
+        tokens = torch.from_numpy(np.stack([self.sample(k) for k in range(first, first + size)]))
+        return tokens[:, :-1], tokens[:, 1:]
+
+    def validation_windows(self, limit: int) -> list[tuple[int, int]]:
+        """(source, window) pairs of the val split: the first windows of each source in turn."""
+        counts = [s.num_windows(self.seq_len) for s in self.val_streams]
+        out: list[tuple[int, int]] = []
+        window = 0
+        while len(out) < limit and window < max(counts, default=0):
+            out += [(s, window) for s, n in enumerate(counts) if window < n][: limit - len(out)]
+            window += 1
+        return out
+
+    def validation_batch(self, windows: list[tuple[int, int]], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A micro batch of val windows, padded to `size` rows whose targets are all ignored (-100),
+        so every worker runs the same number of forward passes even with fewer windows than workers."""
+        x = torch.zeros(size, self.seq_len, dtype=torch.long)
+        y = torch.full((size, self.seq_len), -100, dtype=torch.long)
+        for row, (s, w) in enumerate(windows):
+            tokens = torch.from_numpy(self.val_streams[s].read(w * self.seq_len, self.seq_len + 1))
+            x[row], y[row] = tokens[:-1], tokens[1:]
+        return x, y

@@ -1,0 +1,162 @@
+"""Process group, device, precision, and the one place parallelism is applied to the model.
+
+The model (`model.py`) is plain single-device PyTorch; `parallelize` wraps it from outside, in
+torchtitan's order: activation checkpointing per block, then torch.compile per block, then FSDP2
+`fully_shard` per block and finally the root. One worker trains the plain module (no process
+group, no FSDP overhead); several shard parameters, gradients and optimizer state with FSDP2.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from tinyllama_cli.errors import UserError
+
+
+@dataclass
+class World:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    mesh: object | None  # DeviceMesh when world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def env_world() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun's variables, else SLURM's, else (0, 1, 0)."""
+    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
+        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
+        # Reached only when srun started one task per worker (see launch.launched_externally).
+        rank, world = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
+        local = int(os.environ.get("SLURM_LOCALID", "0"))
+        if "MASTER_ADDR" not in os.environ:
+            raise UserError("under srun with several tasks, set MASTER_ADDR (the first node) and "
+                            "MASTER_PORT, or start workers with `srun torchrun ...`")
+        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
+        os.environ.setdefault("MASTER_PORT", "29500")
+        return rank, world, local
+    return 0, 1, 0
+
+
+def resolve_accelerator(accelerator: str) -> str:
+    if accelerator == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if accelerator not in ("cpu", "cuda"):
+        raise UserError(f"--accelerator {accelerator!r} is not one of auto, cpu, cuda")
+    if accelerator == "cuda" and not torch.cuda.is_available():
+        raise UserError("--accelerator cuda (or --gpus) was asked for but PyTorch sees no CUDA device; "
+                        "use --accelerator cpu or install a CUDA build of torch")
+    return accelerator
+
+
+def init_world(accelerator: str) -> World:
+    """Join the process group (gloo on CPU, NCCL on CUDA) when started as one of several workers."""
+    rank, world_size, local_rank = env_world()
+    kind = resolve_accelerator(accelerator)
+    if kind == "cuda":
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    mesh = None
+    if world_size > 1:
+        from torch.distributed.device_mesh import init_device_mesh
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if kind == "cuda" else "gloo",
+                                    timeout=datetime.timedelta(minutes=30))
+        # An explicit mesh on CPU: FSDP2 would otherwise assume a CUDA mesh.
+        mesh = init_device_mesh(kind, (world_size,))
+    return World(rank, world_size, local_rank, device, mesh)
+
+
+def shutdown(world: World) -> None:
+    if world.world_size > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def has_native_bf16_cpu() -> bool:
+    """AMX or AVX512-BF16: the CPUs where bf16 matmuls are faster than fp32 (2.5x with AMX)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in ("auto", "bf16", "fp32"):
+        raise UserError(f"--precision {precision!r} is not one of auto, bf16, fp32")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16"
+    return "bf16" if has_native_bf16_cpu() else "fp32"
+
+
+def parallelize(model: nn.Module, world: World, precision: str, compile: bool,
+                activation_checkpointing: bool) -> nn.Module:
+    """Apply AC, compile and FSDP2 to a full model that is identical on every worker."""
+    blocks = model.layers
+    for i, block in enumerate(list(blocks)):
+        if activation_checkpointing:
+            from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (
+                checkpoint_wrapper,
+            )
+
+            block = checkpoint_wrapper(block, preserve_rng_state=False)
+        if compile:
+            block = torch.compile(block)
+        blocks.register_module(str(i), block)
+    if world.world_size == 1:
+        return model.to(world.device)
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    # On CUDA: bf16 parameters for compute, fp32 gradient reduction and fp32 master weights.
+    # On CPU the computation dtype comes from autocast instead (FSDP's bf16 all-gather would
+    # lose the fp32 weights that autocast keeps for the non-matmul ops).
+    mp = MixedPrecisionPolicy()
+    if world.device.type == "cuda" and precision == "bf16":
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    model.to(world.device)
+    for block in blocks:
+        fully_shard(block, mesh=world.mesh, mp_policy=mp)
+    fully_shard(model, mesh=world.mesh, mp_policy=mp)
+    return model
+
+
+def all_reduce_sum(values: list[float], world: World) -> list[float]:
+    """Sum a few floats over workers (one small collective; identity on one worker)."""
+    if world.world_size == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=world.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def clip_grad_norm(parameters: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Global gradient norm over all workers, and clipping to it, correct for FSDP2 shards.
+
+    With FSDP2 each gradient is a DTensor shard: the local norms are partial sums; `full_tensor()`
+    reduces them so every worker clips with the same global norm (torchtitan's approach).
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads, norm_type=2.0)
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    if max_norm > 0:
+        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+    return norm

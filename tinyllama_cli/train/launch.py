@@ -1,0 +1,159 @@
+"""Starting the workers: in this process, under torchrun/srun, or spawned via torch.distributed.run.
+
+- One worker (`--devices 1`, the default): the loop runs in this process.
+- Already one of several workers (RANK/WORLD_SIZE from torchrun, or SLURM_PROCID/SLURM_NTASKS
+  from srun): every worker resolves the same config, rank 0 writes the run dir, all train.
+- `--gpus N` / `--devices N` (and `--nodes`): this process spawns `python -m
+  torch.distributed.run ... -m tinyllama_cli.train.worker RUN_DIR` and waits. torchrun stops every
+  worker when one dies and prints the failing rank's traceback; this command then exits non-zero.
+  SIGINT/SIGTERM here are forwarded as SIGTERM to the workers, which save a checkpoint and stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tinyllama_cli.config import ModelConfig, TrainConfig
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.train.rundir import (
+    Run,
+    create_run_dir,
+    load_run,
+    prepare_resume,
+    resolve,
+    write_config,
+)
+
+
+def launched_externally(cfg: TrainConfig) -> bool:
+    """True when this process is already one of several workers: started by torchrun, or by srun
+    with one task per worker (srun with one task per node instead runs this launcher per node)."""
+    if "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return True
+    tasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    return tasks > 1 and "SLURM_PROCID" in os.environ and tasks == cfg.devices * cfg.nodes
+
+
+def end_worker_process(code: int) -> None:
+    """Under torchrun/srun, leave with os._exit once training is done: gloo can abort in its
+    destructors at interpreter exit ("terminate called without an active exception")."""
+    if launched_externally_env():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def launched_externally_env() -> bool:
+    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1 or (
+        int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ)
+
+
+def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = None) -> int:
+    """Create the run dir from the config and train it; returns the process exit status."""
+    run = resolve(cfg, model)
+    if launched_externally(cfg):
+        from tinyllama_cli.train.loop import train
+
+        train(run.dir, cfg.accelerator, setup=lambda: create_run_dir(run), console=console)
+        return 0
+    if cfg.node_rank == 0:
+        create_run_dir(run)
+    else:
+        _wait_for(run.dir / "config.yaml")
+    return start(run, console)
+
+
+def resume(run_dir: str | Path, overrides: dict[str, Any], model: ModelConfig | None = None,
+           console: Any = None) -> int:
+    """Continue a run from its newest complete checkpoint (flags may raise --max-steps etc.)."""
+    if launched_externally(load_run(Path(run_dir)).train.replace(
+            **{k: v for k, v in overrides.items() if k in ("devices", "nodes") and v})):
+        from tinyllama_cli.train.loop import train
+
+        run = prepare_resume(run_dir, overrides, model, write=False)
+        train(run.dir, run.train.accelerator, setup=lambda: write_config(run), console=console)
+        return 0
+    run = prepare_resume(run_dir, overrides, model, write=int(overrides.get("node_rank") or 0) == 0)
+    return start(run, console)
+
+
+def _wait_for(path: Path, timeout_s: float = 600) -> None:
+    deadline = time.time() + timeout_s
+    while not path.exists():
+        if time.time() > deadline:
+            raise UserError(f"{path} did not appear within {timeout_s:.0f} s; start node rank 0 too, "
+                            "and put --out on a filesystem every node shares")
+        time.sleep(2)
+
+
+def torchrun_command(run: Run) -> list[str]:
+    cfg = run.train
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={cfg.devices}",
+           f"--nnodes={cfg.nodes}"]
+    if cfg.nodes == 1:
+        cmd.append("--standalone")
+    else:
+        if not cfg.rdzv_endpoint:
+            raise UserError("--nodes > 1 needs --rdzv-endpoint HOST:PORT (a port on the first node "
+                            "that every node can reach)")
+        run_id = hashlib.sha256(str(run.dir.resolve()).encode()).hexdigest()[:16]
+        cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={cfg.rdzv_endpoint}", f"--rdzv-id={run_id}",
+                f"--node-rank={cfg.node_rank}"]
+    return cmd + ["-m", "tinyllama_cli.train.worker", str(run.dir), cfg.accelerator]
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc (Linux); [] where that is unavailable."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def start(run: Run, console: Any = None) -> int:
+    """Train `run` with devices x nodes workers; returns the exit status."""
+    cfg = run.train
+    if cfg.devices < 1 or cfg.nodes < 1:
+        raise UserError("--devices and --nodes must be at least 1")
+    if cfg.devices * cfg.nodes == 1:
+        from tinyllama_cli.train.loop import train
+
+        train(run.dir, cfg.accelerator, console=console)
+        return 0
+    from tinyllama_cli.train.distributed import resolve_accelerator
+
+    resolve_accelerator(cfg.accelerator)  # --gpus on a machine without CUDA: say so now
+    # A new session: a terminal's Ctrl-C reaches only this process, which forwards one SIGTERM.
+    proc = subprocess.Popen(torchrun_command(run), start_new_session=True)
+
+    def forward(signum: int, frame: Any) -> None:
+        # To the workers themselves: they save and exit 0, and torchrun then exits 0 too (a
+        # signal to torchrun would make it report the stop as a failure).
+        workers = _children(proc.pid)
+        for pid in workers:
+            os.kill(pid, signal.SIGTERM)
+        if not workers and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if code and console is not None:
+        console.print(f"[bold red]training failed[/]: torchrun exited with status {code}; the failing "
+                      "rank's error is above")
+    return code

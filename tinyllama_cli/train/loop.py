@@ -1,0 +1,250 @@
+"""The training loop: one function, `train(run_dir)`, run by every worker.
+
+Side concerns live elsewhere (data order: data/; FSDP2, precision: distributed.py; AdamW and
+the schedule: optim.py; checkpoints: checkpoint.py; logging: metrics.py). Per optimizer step:
+
+    for each micro batch: forward (autocast), backward of loss / accumulation steps
+        (FSDP2 reduce-scatters gradients only after the last micro batch)
+    clip the global gradient norm, set the step's learning rate, AdamW step
+    one small all-reduce: the step's loss and "stop requested" (a signal on any worker)
+
+The step's loss is checked before the optimizer applies it: a NaN/inf stops the run with the
+last good checkpoint untouched. SIGTERM/SIGINT finish the current step, save and exit 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tinyllama_cli.data.dataset import PretrainData
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.load import list_checkpoints
+from tinyllama_cli.model import Llama
+from tinyllama_cli.train import checkpoint
+from tinyllama_cli.train.distributed import (
+    World,
+    all_reduce_sum,
+    clip_grad_norm,
+    init_world,
+    parallelize,
+    resolve_precision,
+    shutdown,
+)
+from tinyllama_cli.train.metrics import MetricsLogger, format_row, peak_flops_per_device
+from tinyllama_cli.train.optim import build_optimizer, lr_at, set_lr
+from tinyllama_cli.train.rundir import Run, check_batch, load_run
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; a second SIGINT interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    def install(self) -> None:
+        self._old = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def uninstall(self) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.signal = signal.Signals(signum).name
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def build_model(run: Run, world: World, precision: str) -> torch.nn.Module:
+    """The same full model on every worker (seeded init, or --init-from weights), then sharded."""
+    torch.manual_seed(run.train.seed)
+    model = Llama(run.model)
+    if run.train.init_from:
+        from tinyllama_cli.load import load_model
+
+        loaded = load_model(run.train.init_from)
+        model.load_state_dict(loaded.model.state_dict())
+        del loaded
+    model.train()
+    return parallelize(model, world, precision, run.train.compile, run.train.activation_checkpointing)
+
+
+def evaluate(model: torch.nn.Module, data: PretrainData, windows: list, world: World,
+             micro: int, autocast: Any) -> float | None:
+    """Mean validation loss over `windows`, split across workers. Every worker runs the same
+    number of forward passes (padding rows are ignored), so FSDP never waits on a missing peer."""
+    mine = windows[world.rank :: world.world_size]
+    n_batches = math.ceil(math.ceil(len(windows) / world.world_size) / micro)
+    loss_sum, count = 0.0, 0.0
+    model.eval()
+    with torch.no_grad():
+        for b in range(n_batches):
+            x, y = data.validation_batch(mine[b * micro : (b + 1) * micro], micro)
+            x, y = x.to(world.device), y.to(world.device)
+            with autocast():
+                loss = model(x, y)
+            n = int((y != -100).sum())
+            loss_sum, count = loss_sum + float(loss) * n, count + n
+    model.train()
+    loss_sum, count = all_reduce_sum([loss_sum, count], world)
+    return loss_sum / count if count else None
+
+
+def train(run_dir: str | Path, accelerator: str = "auto", setup: Callable[[], None] | None = None,
+          console: Any = None) -> int:
+    """Train (or continue) the run in `run_dir` as one worker; returns the last step done.
+
+    `setup`, if given, is called on rank 0 only, before the others read the run dir (it creates
+    the run dir when every worker was started with the pretrain command, e.g. by srun).
+    """
+    run_dir = Path(run_dir)
+    world = init_world(accelerator)
+    if setup is not None:
+        if world.is_main:
+            setup()
+        if world.world_size > 1:
+            torch.distributed.barrier()
+    step = _train(load_run(run_dir), world, console)
+    shutdown(world)  # not on errors: a barrier with a dead peer would hide the first error
+    return step
+
+
+def _train(run: Run, world: World, console: Any) -> int:
+    trainer = Trainer(run, world, console)
+    trainer.stop.install()
+    try:
+        return trainer.fit()
+    finally:
+        trainer.stop.uninstall()
+        trainer.logger.close()
+
+
+class Trainer:
+    """One worker's model, optimizer, data and logger, and the loop over them."""
+
+    def __init__(self, run: Run, world: World, console: Any = None):
+        cfg = self.cfg = run.train
+        self.run, self.world = run, world
+        if world.device.type == "cpu":
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+            torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // per_node))
+        self.precision = resolve_precision(cfg.precision, world.device)
+        self.accum = check_batch(cfg, world.world_size)
+        self.data = PretrainData(cfg.data, cfg.seq_len, cfg.seed, cfg.mix)
+        self.val_windows = self.data.validation_windows(cfg.eval_samples)
+        self.model = build_model(run, world, self.precision)
+        self.optimizer = build_optimizer(self.model, cfg, world.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.step = 0
+        checkpoints = list_checkpoints(run.dir)
+        if checkpoints:
+            self.step = checkpoint.load(checkpoints[-1], self.model, self.optimizer)["step"]
+        self.logger = MetricsLogger(run.dir, world.is_main, self.step, cfg.tensorboard, cfg.wandb,
+                                    cfg.wandb_project, {"model": run.model.to_dict(), "train": cfg.to_dict()},
+                                    console)
+        if checkpoints:
+            self.logger.print(f"resumed from {checkpoints[-1]} (step {self.step}, world size {world.world_size})")
+        self.stop = StopFlag()
+        self.tokens_per_step = cfg.global_batch_size * cfg.seq_len
+
+    def autocast(self) -> Any:
+        if self.precision == "bf16":
+            return torch.autocast(self.world.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def train_step(self) -> tuple[float, float, bool]:
+        """One optimizer step over this worker's slice of the global batch.
+
+        Returns (mean loss over all workers, global grad norm, whether any worker got a signal)."""
+        cfg, world, model = self.cfg, self.world, self.model
+        micro = cfg.micro_batch_size
+        first = self.step * cfg.global_batch_size + world.rank * (cfg.global_batch_size // world.world_size)
+        loss_acc = torch.zeros((), device=world.device)
+        for a in range(self.accum):
+            x, y = self.data.batch(first + a * micro, micro)
+            x, y = x.to(world.device, non_blocking=True), y.to(world.device, non_blocking=True)
+            if world.world_size > 1:  # reduce-scatter gradients only after the last micro batch
+                model.set_requires_gradient_sync(a == self.accum - 1)
+            with self.autocast():
+                loss = model(x, y)
+            (loss / self.accum).backward()
+            loss_acc += loss.detach()
+        grad_norm = float(clip_grad_norm(self.params, cfg.grad_clip))
+        loss_sum, stop_votes = all_reduce_sum([float(loss_acc) / self.accum, 1.0 if self.stop.signal else 0.0], world)
+        loss_value = loss_sum / world.world_size
+        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
+            last = list_checkpoints(self.run.dir)
+            keep = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
+            raise UserError(f"non-finite loss or gradient (loss {loss_value}, grad norm {grad_norm}) at step "
+                            f"{self.step + 1}; stopped without saving, {keep}; lower --lr or raise "
+                            "--warmup-steps, then resume")
+        set_lr(self.optimizer, lr_at(self.step, cfg, cfg.max_steps))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return loss_value, grad_norm, bool(stop_votes)
+
+    def save(self) -> None:
+        state = {"step": self.step, "tokens_seen": self.step * self.tokens_per_step,
+                 "samples_seen": self.step * self.cfg.global_batch_size,
+                 "data_fingerprint": self.run.data_fingerprint, "model_config": self.run.model.to_dict(),
+                 "world_size": self.world.world_size}
+        path = checkpoint.save(self.run.dir, self.model, self.optimizer, state, self.world, self.cfg.keep_last)
+        self.logger.print(f"saved {path}")
+
+    def validate(self) -> None:
+        val = evaluate(self.model, self.data, self.val_windows, self.world, self.cfg.micro_batch_size, self.autocast)
+        if val is not None:
+            self.logger.log({"step": self.step, "val_loss": val, "tokens_seen": self.step * self.tokens_per_step})
+            self.logger.print(f"step {self.step:>7}  [bold magenta]val loss {val:.4f}[/]")
+
+    def fit(self) -> int:
+        """Train to --max-steps (or --stop-at-step, or a signal); returns the last step done."""
+        cfg, world = self.cfg, self.world
+        end = min(cfg.max_steps, cfg.stop_at_step or cfg.max_steps)
+        peak, peak_source = peak_flops_per_device(world.device, cfg.peak_flops,
+                                                  torch.bfloat16 if self.precision == "bf16" else torch.float32)
+        flops_per_token = self.run.model.flops_per_token(cfg.seq_len)
+        self.logger.print(
+            f"training {self.run.model.name} ({self.run.model.num_params():,} params) on {world.world_size} "
+            f"{world.device.type} worker(s), {self.precision}, global batch {cfg.global_batch_size} x "
+            f"{cfg.seq_len} tokens (micro {cfg.micro_batch_size}, accumulation {self.accum}), steps "
+            f"{self.step} -> {end} of {cfg.max_steps}; MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
+        start_step, run_start = self.step, time.perf_counter()
+        interval_start, interval_steps = run_start, 0
+        stopped = False
+        while self.step < end:
+            lr = lr_at(self.step, cfg, cfg.max_steps)
+            loss, grad_norm, stopped = self.train_step()
+            interval_steps += 1
+            step = self.step
+            if step % cfg.log_every == 0 or step == end:
+                now = time.perf_counter()
+                tps = interval_steps * self.tokens_per_step / (now - interval_start)
+                record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                          "tokens_seen": step * self.tokens_per_step, "tokens_per_sec": tps,
+                          "mfu": tps * flops_per_token / (peak * world.world_size), "elapsed_s": now - run_start}
+                self.logger.log(record)
+                rate = (step - start_step) / (now - run_start)
+                self.logger.print(format_row(record, cfg.max_steps, (cfg.max_steps - step) / rate))
+                interval_start, interval_steps = time.perf_counter(), 0
+            # Validation depends only on the step, so interrupted and uninterrupted runs log the same.
+            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
+                self.validate()
+            if step % cfg.save_every == 0 or step == end or stopped:
+                self.save()
+            if stopped:
+                break
+        if stopped:
+            self.logger.print(f"stopped by {self.stop.signal or 'a signal on another worker'} at step "
+                              f"{self.step}; continue with `tinyllama resume {self.run.dir}`")
+        elif self.step < cfg.max_steps:
+            self.logger.print(f"stopped at --stop-at-step {self.step}; continue with `tinyllama resume {self.run.dir}`")
+        return self.step

@@ -1,0 +1,142 @@
+"""Where training numbers go: the console (rich), metrics.jsonl, TensorBoard, W&B (optional).
+
+Only rank 0 logs. MFU = model FLOPs per token (`ModelConfig.flops_per_token`, torchtitan's
+convention) x tokens/s / (peak FLOP/s per device x devices). Peak FLOP/s come from the table
+below (dense bf16 tensor-core figures from the vendors' data sheets), from `--peak-flops`, or
+on a CPU from a short matmul measurement at the training precision (so CPU MFU is relative to
+what this machine's matmuls actually reach, not a data-sheet number).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Dense (not sparse) bf16 peak FLOP/s per device.
+PEAK_FLOPS = {
+    "A100": 312e12, "H100": 989e12, "H200": 989e12, "H800": 989e12, "A800": 312e12, "L40S": 362e12,
+    "A10G": 125e12, "A10": 125e12, "L4": 121e12, "V100": 125e12, "RTX 4090": 165e12,
+    "RTX 3090": 71e12, "MI300X": 1307e12, "MI250X": 383e12,
+}
+
+
+def measure_cpu_matmul_flops(dtype: torch.dtype, n: int = 768, repeats: int = 3) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm up
+    best = math.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def peak_flops_per_device(device: torch.device, override: float | None, dtype: torch.dtype) -> tuple[float, str]:
+    """(peak FLOP/s, where the number comes from)."""
+    if override:
+        return float(override), "--peak-flops"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        for key, value in PEAK_FLOPS.items():
+            if key in name:
+                return value, f"table ({key})"
+        return 312e12, f"unknown GPU {name!r}: A100 figure assumed, set --peak-flops"
+    return measure_cpu_matmul_flops(dtype), "measured CPU matmul"
+
+
+class MetricsLogger:
+    """metrics.jsonl + TensorBoard + W&B + console rows; a no-op on ranks other than 0."""
+
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int, tensorboard: bool,
+                 wandb: bool, wandb_project: str, config: dict[str, Any], console: Any = None):
+        self.enabled = enabled
+        self.path = run_dir / "metrics.jsonl"
+        self.console = console
+        self.tb = self.wb = None
+        if not enabled:
+            return
+        self._truncate_after(resume_step)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+        if wandb:
+            try:
+                import wandb as wandb_lib
+            except ImportError:
+                from tinyllama_cli.errors import UserError
+
+                raise UserError("--wandb needs the wandb package; `pip install wandb` or drop --wandb") from None
+            self.wb = wandb_lib.init(project=wandb_project, dir=str(run_dir), config=config,
+                                     name=run_dir.name, resume="allow", id=_wandb_id(run_dir))
+
+    def _truncate_after(self, step: int) -> None:
+        """On resume, drop records of steps the checkpoint does not hold (they are redone)."""
+        if not self.path.exists():
+            return
+        keep = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:  # a line torn by kill -9 mid-write
+                continue
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        tmp.replace(self.path)
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        step = record["step"]
+        for key, value in record.items():
+            if key != "step" and isinstance(value, (int, float)) and self.tb is not None:
+                self.tb.add_scalar(("val/" if key.startswith("val") else "train/") + key, value, step)
+        if self.wb is not None:
+            self.wb.log({k: v for k, v in record.items() if k != "step"}, step=step)
+
+    def print(self, text: str) -> None:
+        if self.enabled and self.console is not None:
+            self.console.print(text, highlight=False)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wb is not None:
+            self.wb.finish()
+
+
+def _wandb_id(run_dir: Path) -> str:
+    path = run_dir / "wandb_id"
+    if not path.exists():
+        import uuid
+
+        path.write_text(uuid.uuid4().hex[:12])
+    return path.read_text().strip()
+
+
+def format_row(r: dict[str, Any], max_steps: int, eta_s: float | None) -> str:
+    eta = "" if eta_s is None else f"  eta {_hms(eta_s)}"
+    return (f"step [bold]{r['step']:>7}[/]/{max_steps}  loss [cyan]{r['loss']:.4f}[/]  lr {r['lr']:.2e}"
+            f"  gnorm {r['grad_norm']:.3f}  {r['tokens_per_sec']:,.0f} tok/s  mfu {100 * r['mfu']:.1f}%"
+            f"  tokens {_si(r['tokens_seen'])}{eta}")
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.2f}{unit}"
+    return str(int(x))

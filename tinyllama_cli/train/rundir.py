@@ -1,0 +1,220 @@
+"""Resolving a run: config + data + model -> a complete, checked plan written to RUN_DIR.
+
+`prepare_pretrain` turns a TrainConfig (flags over YAML) into the fully resolved config.yaml of
+a new run dir; `prepare_resume` reloads it, applies the flags a resumed run may change, and
+refuses the ones that would make it a different run (model, data, data order), naming what
+differs. Both run before any worker starts, so user errors exit 2 with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tinyllama_cli.config import ModelConfig, TrainConfig, dump_yaml, get_preset, load_train_config
+from tinyllama_cli.data.dataset import Manifest, PretrainData
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.load import list_checkpoints
+
+# Fields that define the data order: changing them on resume would replay or skip samples.
+ORDER_FIELDS = ("seed", "mix", "seq_len", "global_batch_size", "global_batch_tokens")
+
+
+@dataclass
+class Run:
+    dir: Path
+    train: TrainConfig
+    model: ModelConfig
+    data_fingerprint: str
+
+
+def world_size_of(cfg: TrainConfig) -> int:
+    if "WORLD_SIZE" in os.environ:
+        return int(os.environ["WORLD_SIZE"])
+    return cfg.devices * cfg.nodes
+
+
+def with_actual_world(cfg: TrainConfig) -> TrainConfig:
+    """Under torchrun the world comes from its variables: record it as devices x nodes."""
+    if "WORLD_SIZE" not in os.environ:
+        return cfg
+    world = int(os.environ["WORLD_SIZE"])
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    return cfg.replace(devices=local, nodes=max(1, world // local))
+
+
+def check_batch(cfg: TrainConfig, world_size: int) -> int:
+    """Gradient accumulation steps = global / (micro x world), or a UserError saying how to fix it."""
+    per_step = cfg.micro_batch_size * world_size
+    if cfg.micro_batch_size < 1 or cfg.global_batch_size < 1:
+        raise UserError("--micro-batch-size and --global-batch-size must be at least 1")
+    if cfg.global_batch_size % per_step:
+        raise UserError(
+            f"--global-batch-size {cfg.global_batch_size} is not a multiple of --micro-batch-size "
+            f"{cfg.micro_batch_size} x {world_size} worker(s) = {per_step}; change one of them")
+    return cfg.global_batch_size // per_step
+
+
+def _model_config(cfg: TrainConfig, model: ModelConfig | None, manifest: Manifest) -> ModelConfig:
+    if cfg.init_from:
+        model = init_model_config(cfg.init_from)
+    elif model is None:
+        model = get_preset(cfg.model)
+    vocab = cfg.vocab_size or (model.vocab_size if cfg.init_from else manifest.vocab_size)
+    if vocab != model.vocab_size:
+        if cfg.init_from:
+            raise UserError(f"--vocab-size {vocab} differs from --init-from's vocabulary {model.vocab_size}; drop --vocab-size")
+        model = model.replace(vocab_size=vocab)
+    if manifest.vocab_size > model.vocab_size:
+        raise UserError(f"the data's tokenizer has {manifest.vocab_size} tokens but the model's vocabulary "
+                        f"is {model.vocab_size}; raise --vocab-size or use the matching tokenizer")
+    return model
+
+
+def init_model_config(path: str) -> ModelConfig:
+    from tinyllama_cli.load import native_model_config, resolve_checkpoint
+
+    kind, directory = resolve_checkpoint(path)
+    if kind == "native":
+        return native_model_config(directory)
+    from tinyllama_cli.convert.hf import model_config_from_hf
+
+    return model_config_from_hf(json.loads((directory / "config.json").read_text()), name=directory.name)
+
+
+def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
+    """Fill every default that depends on the data or the model, and check the combination."""
+    if not cfg.data:
+        raise UserError("no training data: pass --data DATA_DIR (made by `tinyllama prepare-data`)")
+    if not cfg.out:
+        raise UserError("no run directory: pass --out RUN_DIR")
+    manifest = Manifest.load(cfg.data)
+    model = _model_config(cfg, model, manifest)
+    seq_len = cfg.seq_len or model.block_size
+    if not 1 <= seq_len <= model.block_size:
+        raise UserError(f"--seq-len {seq_len} must be between 1 and the model's context {model.block_size}")
+    cfg = with_actual_world(cfg.replace(seq_len=seq_len, vocab_size=model.vocab_size, model=model.name))
+    if cfg.global_batch_tokens is not None:
+        if cfg.global_batch_tokens < seq_len or cfg.global_batch_tokens % seq_len:
+            raise UserError(f"--global-batch-tokens {cfg.global_batch_tokens} is not a positive multiple of "
+                            f"seq_len {seq_len}; pick a multiple (e.g. {seq_len * max(1, cfg.global_batch_tokens // seq_len)})")
+        cfg = cfg.replace(global_batch_size=cfg.global_batch_tokens // seq_len)
+    tokens_per_step = cfg.global_batch_size * seq_len
+    if cfg.max_steps is None:
+        if cfg.max_tokens is None:
+            raise UserError("give the schedule's length: --max-steps N or --max-tokens N")
+        cfg = cfg.replace(max_steps=math.ceil(cfg.max_tokens / tokens_per_step))
+    if cfg.max_steps < 1:
+        raise UserError(f"--max-steps must be at least 1 (got {cfg.max_steps})")
+    for name in ("log_every", "save_every"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1")
+    if cfg.eval_every < 0 or cfg.keep_last < 0:
+        raise UserError("--eval-every and --keep-last must be >= 0")
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise UserError(f"--precision {cfg.precision!r} is not one of auto, bf16, fp32")
+    from tinyllama_cli.train.distributed import resolve_accelerator
+
+    resolve_accelerator(cfg.accelerator)  # --gpus without CUDA: say so before creating anything
+    check_batch(cfg, world_size_of(cfg))
+    PretrainData(cfg.data, seq_len, cfg.seed, cfg.mix)  # checks mix, shards and sizes now
+    return Run(Path(cfg.out), cfg, model, manifest.fingerprint())
+
+
+def write_config(run: Run) -> None:
+    manifest = Manifest.load(run.train.data)
+    data = PretrainData(run.train.data, run.train.seq_len, run.train.seed, run.train.mix)
+    dump_yaml({
+        "model": run.model.to_dict(),
+        "train": run.train.to_dict(),
+        "data": {"dir": str(Path(run.train.data).resolve()), "fingerprint": run.data_fingerprint,
+                 "weights": data.weights, "tokenizer_sha256": manifest.raw["tokenizer"].get("sha256")},
+    }, run.dir / "config.yaml")
+
+
+def create_run_dir(run: Run) -> None:
+    """A new run dir with config.yaml and tokenizer.model; never overwrites without --overwrite."""
+    out = run.dir
+    if out.exists() and any(out.iterdir()):
+        if not run.train.overwrite:
+            raise UserError(f"run directory {out} already exists and is not empty; continue it with "
+                            f"`tinyllama resume {out}`, pick another --out, or pass --overwrite")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = Manifest.load(run.train.data).tokenizer_file
+    if tokenizer.is_file():
+        shutil.copyfile(tokenizer, out / "tokenizer.model.tmp")
+        (out / "tokenizer.model.tmp").replace(out / "tokenizer.model")
+    write_config(run)
+
+
+def load_run(run_dir: Path) -> Run:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.yaml); start one with `tinyllama pretrain`")
+    from tinyllama_cli.config import load_yaml
+
+    raw = load_yaml(path)
+    cfg, model = load_train_config(path, {})
+    if model is None:
+        raise UserError(f"{path} has no model: section; it was not written by `tinyllama pretrain`")
+    return Run(run_dir, cfg, model, raw.get("data", {}).get("fingerprint", ""))
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def prepare_resume(run_dir: str | Path, overrides: dict[str, Any], model_override: ModelConfig | None = None,
+                   write: bool = True) -> Run:
+    """The saved run with the allowed overrides applied; refuses what would change the run."""
+    run = load_run(Path(run_dir))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if model_override is not None or "model" in overrides or "vocab_size" in overrides:
+        new_model = model_override or get_preset(overrides.get("model", run.model.name))
+        new_model = new_model.replace(vocab_size=overrides.get("vocab_size", run.model.vocab_size))
+        diff = _differences(run.model.to_dict(), new_model.to_dict())
+        if diff:
+            raise UserError(f"cannot resume {run_dir} with a different model config ({'; '.join(diff)}); "
+                            "start a new run with `pretrain --init-from` instead")
+    overrides.pop("model", None)
+    overrides.pop("vocab_size", None)
+    overrides.pop("overwrite", None)
+    cfg = run.train
+    for name in ORDER_FIELDS:
+        if name in overrides and overrides[name] != getattr(cfg, name):
+            raise UserError(f"cannot resume {run_dir} with a different {name} ({getattr(cfg, name)!r} -> "
+                            f"{overrides[name]!r}): it changes the data order; start a new run instead")
+    if overrides.get("max_tokens") is not None and overrides.get("max_steps") is None:
+        overrides["max_steps"] = math.ceil(overrides["max_tokens"] / (cfg.global_batch_size * cfg.seq_len))
+    # A job chain's --stop-at-step belongs to one job: it is not inherited.
+    cfg = load_train_config(None, {**cfg.to_dict(), "stop_at_step": None, **overrides})[0]
+    cfg = with_actual_world(cfg.replace(out=str(run.dir)))  # the run dir may have been moved
+    manifest = Manifest.load(cfg.data) if Path(cfg.data).exists() else None
+    if manifest is None:
+        raise UserError(f"the run's data dir {cfg.data} does not exist; pass --data with the same data")
+    fingerprint = manifest.fingerprint()
+    checkpoints = list_checkpoints(run.dir)
+    state = json.loads((checkpoints[-1] / "state.json").read_text()) if checkpoints else {}
+    expected = state.get("data_fingerprint", run.data_fingerprint)
+    if fingerprint != expected:
+        raise UserError(f"cannot resume {run_dir}: data dir {cfg.data} is not the data it was trained on "
+                        f"(manifest fingerprint {fingerprint[:12]} != {expected[:12]}); pass --data with the original data dir")
+    if state.get("model_config") and ModelConfig.from_dict(state["model_config"]) != run.model:
+        diff = _differences(state["model_config"], run.model.to_dict())
+        raise UserError(f"cannot resume {run_dir}: config.yaml's model differs from its checkpoint's "
+                        f"({'; '.join(diff)}); restore config.yaml's model: section")
+    step = state.get("step", 0)
+    if cfg.max_steps <= step:
+        raise UserError(f"{run_dir} is already at step {step} of --max-steps {cfg.max_steps}; raise "
+                        "--max-steps (or --max-tokens) to train further")
+    check_batch(cfg, world_size_of(cfg))
+    resumed = Run(run.dir, cfg, run.model, fingerprint)
+    if write:
+        write_config(resumed)
+    return resumed
