@@ -6,7 +6,7 @@ from tinyllama_cli import __version__
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tinyllama_cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "tinyllama_cli", *args], capture_output=True, text=True, check=False)
 
 
 def test_help_lists_subcommands():

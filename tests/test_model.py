@@ -48,7 +48,7 @@ def test_rope_is_half_split_rotation():
     y = apply_rope(x, cos[:5], sin[:5])
     half = CONFIG.head_dim // 2
     # Pair (i, i + half) is rotated by angle pos * base^(-2i/d): norms are preserved per pair.
-    pair_norm = lambda t: t[..., :half] ** 2 + t[..., half:] ** 2  # noqa: E731
+    pair_norm = lambda t: t[..., :half] ** 2 + t[..., half:] ** 2
     torch.testing.assert_close(pair_norm(y), pair_norm(x))
     torch.testing.assert_close(y[:, 0], x[:, 0])  # position 0 is not rotated
 

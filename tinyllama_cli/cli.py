@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-
-
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
 from tinyllama_cli import __version__
@@ -42,250 +40,45 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+    version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True,
                                            help="Print the version and exit."),
 ) -> None:
     """Pretrain, resume, convert, evaluate and sample small Llama models (the TinyLlama recipe)."""
 
 
-# --- models ------------------------------------------------------------------------------------
+# --- sample-corpus -----------------------------------------------------------------------------
 
 
-@app.command()
-def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """List the model presets with exact parameter counts and training FLOPs per token."""
-    from tinyllama_cli.config import PRESETS
+@app.command("sample-corpus")
+def sample_corpus(
+    out: str = typer.Option(..., "--out", help="Directory to write (must not exist unless --overwrite)."),
+    tokens_target: int = typer.Option(3_000_000, "--tokens-target",
+                                      help="Estimated tokens to write, 7:3 text:code; capped by what the library has."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the record order."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DIR if it exists."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
+) -> None:
+    """Write a built-in corpus from the Python standard library (no network), with held-out eval files.
 
-    rows = [
-        {
-            "name": c.name, "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
-            "n_kv_head": c.n_kv_head, "intermediate_size": c.intermediate_size,
-            "vocab_size": c.vocab_size, "block_size": c.block_size, "params": c.num_params(),
-            "flops_per_token": c.flops_per_token(),
-        }
-        for c in PRESETS.values()
-    ]
+    Text goes in SlimPajama's layout, code in Starcoderdata's; eval/ holds small hellaswag,
+    arc_easy and wikitext (held-out perplexity) files in the hub schemas."""
+    from tinyllama_cli.data.builtin_corpus import build_sample_corpus
+
+    with err_console.status("Reading the standard library..."):
+        s = build_sample_corpus(out, tokens_target=tokens_target, overwrite=overwrite, seed=seed)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(s.to_dict(), indent=2))
         return
-    table = Table(title="Model presets", box=box.SIMPLE_HEAD)
-    for column in ("preset", "layers", "width", "heads", "kv", "ffn", "vocab", "ctx", "params", "FLOPs/tok"):
-        table.add_column(column, justify="left" if column == "preset" else "right")
-    for r in rows:
-        table.add_row(
-            r["name"], str(r["n_layer"]), str(r["n_embd"]), str(r["n_head"]), str(r["n_kv_head"]),
-            str(r["intermediate_size"]), str(r["vocab_size"]), str(r["block_size"]),
-            f"{r['params']:,}", _si(r["flops_per_token"]),
-        )
+    table = Table(title=f"Sample corpus in {s.out} ({s.seconds:.1f} s)", box=box.SIMPLE_HEAD)
+    for column in ("part", "files", "records", "~tokens"):
+        table.add_column(column, justify="left" if column == "part" else "right")
+    table.add_row("slimpajama/ (text)", str(len(s.slimpajama_files)), f"{s.text_documents:,}", f"{s.text_tokens:,}")
+    table.add_row("  + RedPajamaGithub (code)", "", f"{s.github_documents:,}", f"{s.github_tokens:,}")
+    table.add_row("starcoder/python/ (code)", str(len(s.starcoder_files)), f"{s.code_files:,}", f"{s.code_tokens:,}")
+    table.add_row("eval/hellaswag.jsonl", "1", f"{s.hellaswag:,}", "")
+    table.add_row("eval/arc_easy.jsonl", "1", f"{s.arc_easy:,}", "")
     console.print(table)
-    console.print("FLOPs/token = 6 x (params - input embedding) + 12 x layers x width x context (torchtitan's convention)")
-
-
-def _si(x: float) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if x >= scale:
-            return f"{x / scale:.2f} {unit}"
-    return f"{x:.0f}"
-
-
-# --- plan --------------------------------------------------------------------------------------
-
-
-@app.command("plan")
-def plan_command(
-    model: str | None = typer.Option(None, "--model", "-m",
-                                        help="Preset (default tinyllama-1.1b), YAML config (a run's config.yaml works), or a parameter count such as 1.1B."),
-    tokens: str | None = typer.Option(None, "--tokens", help="Training tokens: 3T, 300B, 2.5e12. Default: Chinchilla-optimal (20 x params)."),
-    gpus: int | None = typer.Option(None, "--gpus", help="Number of GPUs (default 1; with --from, the run's world size)."),
-    gpu: str = typer.Option("a100-40g", "--gpu", help="GPU type: a100-40g, a100-80g, h100, h100-pcie, h200, b200, l40s, rtx-3090, rtx-4090, mi300x."),
-    peak_tflops: float | None = typer.Option(None, "--peak-tflops", help="Override the GPU's dense bf16 peak, TFLOP/s."),
-    gpu_memory_gib: float | None = typer.Option(None, "--gpu-memory-gib", help="Override the GPU's memory, GiB."),
-    mfu: str | None = typer.Option(None, "--mfu", help="Model FLOPs utilisation, 0.56 or 56% (default: TinyLlama's measured 56%; x 6/8 with checkpointing)."),
-    tokens_per_sec_per_gpu: float | None = typer.Option(None, "--tokens-per-sec-per-gpu", help="A measured throughput instead of --mfu."),
-    price: float | None = typer.Option(None, "--price", help="Price per GPU-hour, for the cost."),
-    seq_len: int | None = typer.Option(None, "--seq-len", help="Sequence length (default: the model's block_size)."),
-    micro_batch: int | None = typer.Option(None, "--micro-batch", help="Sequences per GPU per step (default: the largest that fits)."),
-    activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing", help="Plan with per-block activation checkpointing."),
-    overhead_gib: float = typer.Option(2.0, "--overhead-gib", help="Memory for the CUDA context, NCCL and fragmentation, GiB."),
-    from_run: str | None = typer.Option(None, "--from", help="A run directory: project the rest of it from its measured throughput."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-) -> None:
-    """Training FLOPs, days, GPU-hours, cost, Chinchilla comparison and FSDP memory per GPU."""
-    from tinyllama_cli import plan as planner
-
-    options = {
-        "gpu": gpu, "peak_tflops": peak_tflops, "gpu_memory_gib": gpu_memory_gib,
-        "mfu": planner.parse_fraction(mfu) if mfu is not None else None,
-        "tokens_per_sec_per_gpu": tokens_per_sec_per_gpu, "price_per_gpu_hour": price,
-        "seq_len": seq_len, "micro_batch": micro_batch,
-        "activation_checkpointing": activation_checkpointing, "overhead_gib": overhead_gib,
-    }
-    count = planner.parse_count(tokens, "--tokens") if tokens is not None else None
-    if from_run is not None:
-        if model is not None:
-            raise UserError("--from takes the model from the run's config.yaml; drop --model")
-        result = planner.plan_from_run(from_run, tokens=count, gpus=gpus, **options)
-    else:
-        config, params = planner.resolve_model(model or "tinyllama-1.1b")
-        result = planner.plan(planner.PlanRequest(model=config, params=params, tokens=count, gpus=gpus or 1, **options))
-    if as_json:
-        print(result.to_json())
-        return
-    for part in planner.render(result):
-        console.print(part)
-
-
-# --- plot --------------------------------------------------------------------------------------
-
-
-@app.command("plot")
-def plot_command(
-    run_dirs: Annotated[list[str], typer.Argument(metavar="RUN_DIR", help="One or more run directories (metrics.jsonl).")],
-    out: str = typer.Option(..., "--out", "-o", help="The PNG file to write."),
-    x: str = typer.Option("step", "--x", help="x axis: step or tokens (tokens seen; compares runs with different batch sizes)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
-) -> None:
-    """Loss (train and val), learning-rate and throughput curves of one or more runs as a PNG."""
-    from tinyllama_cli.plot import plot_runs
-
-    runs = plot_runs(run_dirs, out, x=x, overwrite=overwrite)
-    points = sum(len(xs) for run in runs for xs, _ in run.curves.values())
-    console.print(f"wrote {out}: {len(runs)} run(s), {points} points", highlight=False)
-
-
-# --- convert -----------------------------------------------------------------------------------
-
-
-@app.command()
-def convert(
-    src: str = typer.Argument(..., help="A run dir (its newest checkpoint), a checkpoint dir or a Hugging Face Llama dir."),
-    to: str = typer.Option(..., "--to", help="Target format: hf, native or gguf."),
-    out: str = typer.Option(..., "--out", help="Output directory (for gguf also a path ending in .gguf)."),
-    dtype: str | None = typer.Option(None, "--dtype", help="fp32 (default), bf16 or fp16; native is always fp32."),
-    max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="HF: split safetensors above this size (2GB, 500MB, 1GiB)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
-    verify: bool | None = typer.Option(None, "--verify/--no-verify",
-                                          help="Load the result and compare logits with the source (default: when transformers is importable)."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-) -> None:
-    """Convert a model between the native format, Hugging Face Llama and GGUF, verified."""
-    from tinyllama_cli.convert.api import convert as run_convert
-
-    if as_json:
-        result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify)
-        print(json.dumps(result.to_dict(), indent=2))
-        return
-    with err_console.status("converting") as status:
-        result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify,
-                             on_stage=lambda text: status.update(text))
-    table = Table(title=f"{result.source_kind} -> {result.target}", box=box.SIMPLE_HEAD)
-    table.add_column("file")
-    table.add_column("size", justify="right")
-    for f in result.files:
-        table.add_row(f["name"], _bytes(f["bytes"]))
-    table.add_row("[bold]total[/]", f"[bold]{_bytes(sum(f['bytes'] for f in result.files))}[/]")
-    console.print(table)
-    console.print(f"wrote {result.out}   dtype {result.dtype}   params {result.params:,}   tokenizer {'yes' if result.tokenizer else 'no'}   "
-                  f"{result.seconds:.1f} s", highlight=False)
-    v = result.verify
-    if v is None:
-        console.print("verify: skipped", highlight=False)
-    else:
-        extra = f"   tokenizer {v.tokenizer}" if v.tokenizer else ""
-        extra += f"   max tensor diff {v.max_tensor_diff:.3g}" if v.max_tensor_diff is not None else ""
-        console.print(f"verify: [bold green]OK[/]  max |logit diff| {v.max_abs_diff:.3g} (tolerance {v.tolerance:.3g}) on "
-                      f"{v.probe_shape[0]}x{v.probe_shape[1]} tokens{extra}\n        {v.method}", highlight=False)
-
-
-def _bytes(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-# --- pretrain / resume ------------------------------------------------------------------------
-
-
-def _train_flags() -> list:
-    """One `--flag` per TrainConfig field (None = not given, so the YAML or default stays)."""
-    import inspect
-    from dataclasses import fields
-
-    from tinyllama_cli.config import TrainConfig
-
-    kinds = {"int": int, "float": float, "str": str, "bool": bool}
-    params = []
-    for f in fields(TrainConfig):
-        kind = next(v for k, v in kinds.items() if k in str(f.type))
-        flag = "--" + f.name.replace("_", "-")
-        decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
-        option = typer.Option(None, *decls, help=f.metadata.get("help"), show_default=False,
-                              rich_help_panel="Training config (flags override --config)")
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=kind | None))
-    return params
-
-
-def _with_train_flags(func):
-    """Give `func(**kwargs)` a signature Typer reads: its own parameters + every TrainConfig flag."""
-    import inspect
-
-    own = [p for p in inspect.signature(func).parameters.values() if p.kind != p.VAR_KEYWORD]
-    params = own + _train_flags()
-
-    def wrapper(**kwargs):
-        return func(**kwargs)
-
-    wrapper.__signature__ = inspect.Signature(params)
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
-    return wrapper
-
-
-def _gpus(flags: dict) -> None:
-    gpus = flags.pop("gpus", None)
-    if gpus is not None:
-        flags["devices"], flags["accelerator"] = gpus, "cuda"
-
-
-@app.command()
-@_with_train_flags
-def pretrain(
-    config: str | None = typer.Option(None, "--config", help="YAML file of TrainConfig fields "
-                                         "(flags override it); `model:` may be a preset or a mapping."),
-    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
-    **flags,
-) -> None:
-    """Pretrain a Llama model on a token data dir (FSDP2 over --devices/--gpus workers)."""
-    from tinyllama_cli.config import load_train_config
-    from tinyllama_cli.train.launch import end_worker_process
-    from tinyllama_cli.train.launch import pretrain as run_pretrain
-
-    flags["gpus"] = gpus
-    _gpus(flags)
-    cfg, model = load_train_config(config, flags)
-    code = run_pretrain(cfg, model, console=console)
-    end_worker_process(code)
-    if code:
-        raise typer.Exit(code)
-
-
-@app.command()
-@_with_train_flags
-def resume(
-    run_dir: str = typer.Argument(..., help="The run directory to continue."),
-    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
-    **flags,
-) -> None:
-    """Continue a run from its newest complete checkpoint (raise --max-steps, change --devices, ...)."""
-    from tinyllama_cli.train.launch import end_worker_process
-    from tinyllama_cli.train.launch import resume as run_resume
-
-    flags["gpus"] = gpus
-    _gpus(flags)
-    code = run_resume(run_dir, flags, console=console)
-    end_worker_process(code)
-    if code:
-        raise typer.Exit(code)
+    console.print(f"{len(s.held_out)} modules and topics held out for eval/; details in {s.out}/README.md")
 
 
 # --- prepare-data ------------------------------------------------------------------------------
@@ -394,37 +187,176 @@ def _print_data_summary(manifest: dict, title: str) -> None:
     console.print(f"tokenizer: vocab {tok['vocab_size']:,}, sha256 {tok['sha256'][:16]}...; dtype {manifest['dtype']}")
 
 
-# --- sample-corpus -----------------------------------------------------------------------------
+# --- pretrain / resume ------------------------------------------------------------------------
 
 
-@app.command("sample-corpus")
-def sample_corpus(
-    out: str = typer.Option(..., "--out", help="Directory to write (must not exist unless --overwrite)."),
-    tokens_target: int = typer.Option(3_000_000, "--tokens-target",
-                                      help="Estimated tokens to write, 7:3 text:code; capped by what the library has."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the record order."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace DIR if it exists."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
+def _train_flags() -> list:
+    """One `--flag` per TrainConfig field (None = not given, so the YAML or default stays)."""
+    import inspect
+    from dataclasses import fields
+
+    from tinyllama_cli.config import TrainConfig
+
+    kinds = {"int": int, "float": float, "str": str, "bool": bool}
+    params = []
+    for f in fields(TrainConfig):
+        kind = next(v for k, v in kinds.items() if k in str(f.type))
+        flag = "--" + f.name.replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+        option = typer.Option(None, *decls, help=f.metadata.get("help"), show_default=False,
+                              rich_help_panel="Training config (flags override --config)")
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                        annotation=kind | None))
+    return params
+
+
+def _with_train_flags(func):
+    """Give `func(**kwargs)` a signature Typer reads: its own parameters + every TrainConfig flag."""
+    import inspect
+
+    own = [p for p in inspect.signature(func).parameters.values() if p.kind != p.VAR_KEYWORD]
+    params = own + _train_flags()
+
+    def wrapper(**kwargs):
+        return func(**kwargs)
+
+    wrapper.__signature__ = inspect.Signature(params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
+    return wrapper
+
+
+def _gpus(flags: dict) -> None:
+    gpus = flags.pop("gpus", None)
+    if gpus is not None:
+        flags["devices"], flags["accelerator"] = gpus, "cuda"
+
+
+@app.command()
+@_with_train_flags
+def pretrain(
+    config: str | None = typer.Option(None, "--config", help="YAML file of TrainConfig fields "
+                                         "(flags override it); `model:` may be a preset or a mapping."),
+    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
+    **flags,
 ) -> None:
-    """Write a built-in corpus from the Python standard library (no network): text in
-    SlimPajama's layout, code in Starcoderdata's, and small hellaswag/arc_easy files to evaluate on."""
-    from tinyllama_cli.data.builtin_corpus import build_sample_corpus
+    """Pretrain a Llama model on a token data dir (FSDP2 over --devices/--gpus workers)."""
+    from tinyllama_cli.config import load_train_config
+    from tinyllama_cli.train.launch import end_worker_process
+    from tinyllama_cli.train.launch import pretrain as run_pretrain
 
-    with err_console.status("Reading the standard library..."):
-        s = build_sample_corpus(out, tokens_target=tokens_target, overwrite=overwrite, seed=seed)
-    if as_json:
-        print(json.dumps(s.to_dict(), indent=2))
+    flags["gpus"] = gpus
+    _gpus(flags)
+    cfg, model = load_train_config(config, flags)
+    code = run_pretrain(cfg, model, console=console)
+    end_worker_process(code)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+@_with_train_flags
+def resume(
+    run_dir: str = typer.Argument(..., help="The run directory to continue."),
+    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
+    **flags,
+) -> None:
+    """Continue a run from its newest complete checkpoint (raise --max-steps, change --devices, ...)."""
+    from tinyllama_cli.train.launch import end_worker_process
+    from tinyllama_cli.train.launch import resume as run_resume
+
+    flags["gpus"] = gpus
+    _gpus(flags)
+    code = run_resume(run_dir, flags, console=console)
+    end_worker_process(code)
+    if code:
+        raise typer.Exit(code)
+
+
+# --- eval --------------------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: str = typer.Argument(..., help="Run dir (newest checkpoint), checkpoint dir or HF dir."),
+    tasks: str = typer.Option("tinyllama", "--tasks", "-t",
+                              help="lm-eval task names, comma-separated; aliases arc_e, arc_c, obqa; "
+                                   "group tinyllama = TinyLlama's seven tasks."),
+    num_fewshot: int | None = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: the task's, else 0)."),
+    limit: float | None = typer.Option(None, "--limit", help="At most N samples per task (a fraction if < 1)."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", help="Sequences per forward pass."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 (TinyLlama's table), bfloat16 or float16."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."),
+    seed: int = typer.Option(1234, "--seed", help="Seed for lm-eval's sampling, few-shot choice and generation."),
+    backend: str = typer.Option("native", "--backend", help="native, or hf: lm-eval's own HF model on a converted copy."),
+    dataset: list[str] | None = typer.Option(None, "--dataset", "-d",  # noqa: B008
+                                                help="TASK=PATH: local .jsonl/.parquet in the hub dataset's schema "
+                                                     "(scored split; TASK:train=PATH for few-shot examples). Repeatable."),
+    tasks_dir: str | None = typer.Option(None, "--tasks-dir", help="A directory of extra lm-eval task YAMLs."),
+    output: str | None = typer.Option(None, "--output", "-o", help="Write lm-eval's full results as JSON here (per checkpoint with --all-checkpoints)."),
+    samples: bool = typer.Option(False, "--samples", help="Include every sample's inputs and scores in --output."),
+    all_checkpoints: bool = typer.Option(False, "--all-checkpoints",
+                                         help="Evaluate every checkpoint of a run dir: table, JSON, CSV, PNG plots."),
+    series_dir: str | None = typer.Option(None, "--series-dir", help="Where --all-checkpoints writes (default RUN_DIR/eval)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    verbose: bool = typer.Option(False, "--verbose", help="Show lm-eval's own log messages."),
+    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON instead of a table."),
+) -> None:
+    """Evaluate a model with lm-evaluation-harness (offline with --dataset), TinyLlama's table."""
+    from pathlib import Path
+
+    from tinyllama_cli import evaluate as ev
+
+    if output and Path(output).exists() and not overwrite:
+        raise UserError(f"{output} already exists; choose another --output or pass --overwrite")
+    options = {"num_fewshot": num_fewshot, "limit": int(limit) if limit and limit >= 1 else limit,
+               "batch_size": batch_size, "dtype": dtype, "device": device, "seed": seed, "backend": backend,
+               "datasets": dataset, "tasks_dir": tasks_dir, "log_samples": samples, "verbose": verbose}
+    if all_checkpoints:
+        series = ev.evaluate_series(
+            checkpoint, tasks, out_dir=series_dir, overwrite=overwrite,
+            on_checkpoint=lambda i, n, path: err_console.print(f"[{i + 1}/{n}] {path}"), **options)
+        records = ev.series_records(series.rows, series.tasks)
+        if output:
+            ev.write_json({r.checkpoint: r.results for r in series.rows}, output, overwrite=True)
+        if as_json:
+            print(json.dumps(records, indent=2))
+        else:
+            console.print(_eval_table(series.rows, series.tasks, ev, title="Intermediate checkpoints"))
+            console.print("wrote " + ", ".join(str(p) for p in series.files))
         return
-    table = Table(title=f"Sample corpus in {s.out} ({s.seconds:.1f} s)", box=box.SIMPLE_HEAD)
-    for column in ("part", "files", "records", "~tokens"):
-        table.add_column(column, justify="left" if column == "part" else "right")
-    table.add_row("slimpajama/ (text)", str(len(s.slimpajama_files)), f"{s.text_documents:,}", f"{s.text_tokens:,}")
-    table.add_row("  + RedPajamaGithub (code)", "", f"{s.github_documents:,}", f"{s.github_tokens:,}")
-    table.add_row("starcoder/python/ (code)", str(len(s.starcoder_files)), f"{s.code_files:,}", f"{s.code_tokens:,}")
-    table.add_row("eval/hellaswag.jsonl", "1", f"{s.hellaswag:,}", "")
-    table.add_row("eval/arc_easy.jsonl", "1", f"{s.arc_easy:,}", "")
-    console.print(table)
-    console.print(f"{len(s.held_out)} modules and topics held out for eval/; details in {s.out}/README.md")
+    result = ev.evaluate(checkpoint, tasks, **options)
+    if output:
+        ev.write_json(result.results, output, overwrite=True)
+    if as_json:
+        print(json.dumps({"checkpoint": result.checkpoint, "step": result.step, "tokens_seen": result.tokens_seen,
+                          "scores": {t: {"metric": m, "value": v} for t, (m, v) in result.scores.items()},
+                          "avg": result.average, "samples_per_sec": result.samples_per_sec}, indent=2))
+        return
+    console.print(_eval_table([result], list(result.scores), ev, title=f"lm-eval ({backend}), {result.checkpoint}"))
+    console.print(f"{result.num_samples} samples, {result.samples_per_sec:.1f} samples/s"
+                  + (f"; full results in {output}" if output else ""))
+
+
+def _eval_table(rows, tasks: list[str], ev, title: str) -> Table:
+    """TinyLlama's layout: one row per checkpoint, its metric per task (in %), then the average."""
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table.add_column("step", justify="right")
+    table.add_column("tokens", justify="right")
+    for task in tasks:
+        metric = next((r.scores[task][0] for r in rows if task in r.scores), "")
+        table.add_column(f"{ev.TITLES.get(task, task)}\n{metric}", justify="right")
+    table.add_column("avg", justify="right")
+    for r in rows:
+        cells = [_score_cell(*r.scores[t]) if t in r.scores else "-" for t in tasks]
+        avg = f"{100 * r.average:.2f}" if r.average is not None else "-"
+        table.add_row("-" if r.step is None else str(r.step), ev.human_tokens(r.tokens_seen), *cells, avg)
+    return table
+
+
+def _score_cell(metric: str, value: float) -> str:
+    """Accuracies in percent (TinyLlama's table); perplexities and bits per byte as they are."""
+    return f"{100 * value:.2f}" if metric in ("acc", "acc_norm", "exact_match") else f"{value:.3f}"
 
 
 # --- generate ----------------------------------------------------------------------------------
@@ -508,85 +440,160 @@ class _GenerateView:
             sys.stdout.flush()
 
 
-# --- eval --------------------------------------------------------------------------------------
+# --- convert -----------------------------------------------------------------------------------
 
 
-@app.command("eval")
-def eval_command(
-    checkpoint: str = typer.Argument(..., help="Run dir (newest checkpoint), checkpoint dir or HF dir."),
-    tasks: str = typer.Option("tinyllama", "--tasks", "-t",
-                              help="lm-eval task names, comma-separated; aliases arc_e, arc_c, obqa; "
-                                   "group tinyllama = TinyLlama's seven tasks."),
-    num_fewshot: int | None = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: the task's, else 0)."),
-    limit: float | None = typer.Option(None, "--limit", help="At most N samples per task (a fraction if < 1)."),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", help="Sequences per forward pass."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32 (TinyLlama's table), bfloat16 or float16."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."),
-    seed: int = typer.Option(1234, "--seed", help="Seed for lm-eval's sampling, few-shot choice and generation."),
-    backend: str = typer.Option("native", "--backend", help="native, or hf: lm-eval's own HF model on a converted copy."),
-    dataset: list[str] | None = typer.Option(None, "--dataset", "-d",  # noqa: B008
-                                                help="TASK=PATH: local .jsonl/.parquet in the hub dataset's schema "
-                                                     "(scored split; TASK:train=PATH for few-shot examples). Repeatable."),
-    tasks_dir: str | None = typer.Option(None, "--tasks-dir", help="A directory of extra lm-eval task YAMLs."),
-    output: str | None = typer.Option(None, "--output", "-o", help="Write lm-eval's full results as JSON here (per checkpoint with --all-checkpoints)."),
-    samples: bool = typer.Option(False, "--samples", help="Include every sample's inputs and scores in --output."),
-    all_checkpoints: bool = typer.Option(False, "--all-checkpoints",
-                                         help="Evaluate every checkpoint of a run dir: table, JSON, CSV, PNG plots."),
-    series_dir: str | None = typer.Option(None, "--series-dir", help="Where --all-checkpoints writes (default RUN_DIR/eval)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
-    verbose: bool = typer.Option(False, "--verbose", help="Show lm-eval's own log messages."),
-    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON instead of a table."),
+@app.command()
+def convert(
+    src: str = typer.Argument(..., help="A run dir (its newest checkpoint), a checkpoint dir or a Hugging Face Llama dir."),
+    to: str = typer.Option(..., "--to", help="Target format: hf, native or gguf."),
+    out: str = typer.Option(..., "--out", help="Output directory (for gguf also a path ending in .gguf)."),
+    dtype: str | None = typer.Option(None, "--dtype", help="fp32 (default), bf16 or fp16; native is always fp32."),
+    max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="HF: split safetensors above this size (2GB, 500MB, 1GiB)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+    verify: bool | None = typer.Option(None, "--verify/--no-verify",
+                                          help="Load the result and compare logits with the source (default: when transformers is importable)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Evaluate a model with lm-evaluation-harness (offline with --dataset), TinyLlama's table."""
-    from pathlib import Path
+    """Convert a model between the native format, Hugging Face Llama and GGUF, verified."""
+    from tinyllama_cli.convert.api import convert as run_convert
 
-    from tinyllama_cli import evaluate as ev
-
-    if output and Path(output).exists() and not overwrite:
-        raise UserError(f"{output} already exists; choose another --output or pass --overwrite")
-    options = {"num_fewshot": num_fewshot, "limit": int(limit) if limit and limit >= 1 else limit,
-               "batch_size": batch_size, "dtype": dtype, "device": device, "seed": seed, "backend": backend,
-               "datasets": dataset, "tasks_dir": tasks_dir, "log_samples": samples, "verbose": verbose}
-    if all_checkpoints:
-        series = ev.evaluate_series(
-            checkpoint, tasks, out_dir=series_dir, overwrite=overwrite,
-            on_checkpoint=lambda i, n, path: err_console.print(f"[{i + 1}/{n}] {path}"), **options)
-        records = ev.series_records(series.rows, series.tasks)
-        if output:
-            ev.write_json({r.checkpoint: r.results for r in series.rows}, output, overwrite=True)
-        if as_json:
-            print(json.dumps(records, indent=2))
-        else:
-            console.print(_eval_table(series.rows, series.tasks, ev, title="Intermediate checkpoints"))
-            console.print("wrote " + ", ".join(str(p) for p in series.files))
-        return
-    result = ev.evaluate(checkpoint, tasks, **options)
-    if output:
-        ev.write_json(result.results, output, overwrite=True)
     if as_json:
-        print(json.dumps({"checkpoint": result.checkpoint, "step": result.step, "tokens_seen": result.tokens_seen,
-                          "scores": {t: {"metric": m, "value": v} for t, (m, v) in result.scores.items()},
-                          "avg": result.average, "samples_per_sec": result.samples_per_sec}, indent=2))
+        result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify)
+        print(json.dumps(result.to_dict(), indent=2))
         return
-    console.print(_eval_table([result], list(result.scores), ev, title=f"lm-eval ({backend}), {result.checkpoint}"))
-    console.print(f"{result.num_samples} samples, {result.samples_per_sec:.1f} samples/s"
-                  + (f"; full results in {output}" if output else ""))
+    with err_console.status("converting") as status:
+        result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify,
+                             on_stage=lambda text: status.update(text))
+    table = Table(title=f"{result.source_kind} -> {result.target}", box=box.SIMPLE_HEAD)
+    table.add_column("file")
+    table.add_column("size", justify="right")
+    for f in result.files:
+        table.add_row(f["name"], _bytes(f["bytes"]))
+    table.add_row("[bold]total[/]", f"[bold]{_bytes(sum(f['bytes'] for f in result.files))}[/]")
+    console.print(table)
+    console.print(f"wrote {result.out}   dtype {result.dtype}   params {result.params:,}   tokenizer {'yes' if result.tokenizer else 'no'}   "
+                  f"{result.seconds:.1f} s", highlight=False)
+    v = result.verify
+    if v is None:
+        console.print("verify: skipped", highlight=False)
+    else:
+        extra = f"   tokenizer {v.tokenizer}" if v.tokenizer else ""
+        extra += f"   max tensor diff {v.max_tensor_diff:.3g}" if v.max_tensor_diff is not None else ""
+        console.print(f"verify: [bold green]OK[/]  max |logit diff| {v.max_abs_diff:.3g} (tolerance {v.tolerance:.3g}) on "
+                      f"{v.probe_shape[0]}x{v.probe_shape[1]} tokens{extra}\n        {v.method}", highlight=False)
 
 
-def _eval_table(rows, tasks: list[str], ev, title: str) -> Table:
-    """TinyLlama's layout: one row per checkpoint, its metric per task (in %), then the average."""
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    table.add_column("step", justify="right")
-    table.add_column("tokens", justify="right")
-    for task in tasks:
-        metric = next((r.scores[task][0] for r in rows if task in r.scores), "")
-        table.add_column(f"{ev.TITLES.get(task, task)}\n{metric}", justify="right")
-    table.add_column("avg", justify="right")
+def _bytes(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+# --- plot --------------------------------------------------------------------------------------
+
+
+@app.command("plot")
+def plot_command(
+    run_dirs: Annotated[list[str], typer.Argument(metavar="RUN_DIR", help="One or more run directories (metrics.jsonl).")],
+    out: str = typer.Option(..., "--out", "-o", help="The PNG file to write."),
+    x: str = typer.Option("step", "--x", help="x axis: step or tokens (tokens seen; compares runs with different batch sizes)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
+) -> None:
+    """Loss (train and val), learning-rate and throughput curves of one or more runs as a PNG."""
+    from tinyllama_cli.plot import plot_runs
+
+    runs = plot_runs(run_dirs, out, x=x, overwrite=overwrite)
+    points = sum(len(xs) for run in runs for xs, _ in run.curves.values())
+    console.print(f"wrote {out}: {len(runs)} run(s), {points} points", highlight=False)
+
+
+# --- plan --------------------------------------------------------------------------------------
+
+
+@app.command("plan")
+def plan_command(
+    model: str | None = typer.Option(None, "--model", "-m",
+                                        help="Preset (default tinyllama-1.1b), YAML config (a run's config.yaml works), or a parameter count such as 1.1B."),
+    tokens: str | None = typer.Option(None, "--tokens", help="Training tokens: 3T, 300B, 2.5e12. Default: Chinchilla-optimal (20 x params)."),
+    gpus: int | None = typer.Option(None, "--gpus", help="Number of GPUs (default 1; with --from, the run's world size)."),
+    gpu: str = typer.Option("a100-40g", "--gpu", help="GPU type: a100-40g, a100-80g, h100, h100-pcie, h200, b200, l40s, rtx-3090, rtx-4090, mi300x."),
+    peak_tflops: float | None = typer.Option(None, "--peak-tflops", help="Override the GPU's dense bf16 peak, TFLOP/s."),
+    gpu_memory_gib: float | None = typer.Option(None, "--gpu-memory-gib", help="Override the GPU's memory, GiB."),
+    mfu: str | None = typer.Option(None, "--mfu", help="Model FLOPs utilisation, 0.56 or 56% (default: TinyLlama's measured 56%; x 6/8 with checkpointing)."),
+    tokens_per_sec_per_gpu: float | None = typer.Option(None, "--tokens-per-sec-per-gpu", help="A measured throughput instead of --mfu."),
+    price: float | None = typer.Option(None, "--price", help="Price per GPU-hour, for the cost."),
+    seq_len: int | None = typer.Option(None, "--seq-len", help="Sequence length (default: the model's block_size)."),
+    micro_batch: int | None = typer.Option(None, "--micro-batch", help="Sequences per GPU per step (default: the largest that fits)."),
+    activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing", help="Plan with per-block activation checkpointing."),
+    overhead_gib: float = typer.Option(2.0, "--overhead-gib", help="Memory for the CUDA context, NCCL and fragmentation, GiB."),
+    from_run: str | None = typer.Option(None, "--from", help="A run directory: project the rest of it from its measured throughput."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Training FLOPs, days, GPU-hours, cost, Chinchilla comparison and FSDP memory per GPU."""
+    from tinyllama_cli import plan as planner
+
+    options = {
+        "gpu": gpu, "peak_tflops": peak_tflops, "gpu_memory_gib": gpu_memory_gib,
+        "mfu": planner.parse_fraction(mfu) if mfu is not None else None,
+        "tokens_per_sec_per_gpu": tokens_per_sec_per_gpu, "price_per_gpu_hour": price,
+        "seq_len": seq_len, "micro_batch": micro_batch,
+        "activation_checkpointing": activation_checkpointing, "overhead_gib": overhead_gib,
+    }
+    count = planner.parse_count(tokens, "--tokens") if tokens is not None else None
+    if from_run is not None:
+        if model is not None:
+            raise UserError("--from takes the model from the run's config.yaml; drop --model")
+        result = planner.plan_from_run(from_run, tokens=count, gpus=gpus, **options)
+    else:
+        config, params = planner.resolve_model(model or "tinyllama-1.1b")
+        result = planner.plan(planner.PlanRequest(model=config, params=params, tokens=count, gpus=gpus or 1, **options))
+    if as_json:
+        print(result.to_json())
+        return
+    for part in planner.render(result):
+        console.print(part)
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List the model presets with exact parameter counts and training FLOPs per token."""
+    from tinyllama_cli.config import PRESETS
+
+    rows = [
+        {
+            "name": c.name, "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
+            "n_kv_head": c.n_kv_head, "intermediate_size": c.intermediate_size,
+            "vocab_size": c.vocab_size, "block_size": c.block_size, "params": c.num_params(),
+            "flops_per_token": c.flops_per_token(),
+        }
+        for c in PRESETS.values()
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Model presets", box=box.SIMPLE_HEAD)
+    for column in ("preset", "layers", "width", "heads", "kv", "ffn", "vocab", "ctx", "params", "FLOPs/tok"):
+        table.add_column(column, justify="left" if column == "preset" else "right")
     for r in rows:
-        cells = [f"{100 * r.scores[t][1]:.2f}" if t in r.scores else "-" for t in tasks]
-        avg = f"{100 * r.average:.2f}" if r.average is not None else "-"
-        table.add_row("-" if r.step is None else str(r.step), ev.human_tokens(r.tokens_seen), *cells, avg)
-    return table
+        table.add_row(
+            r["name"], str(r["n_layer"]), str(r["n_embd"]), str(r["n_head"]), str(r["n_kv_head"]),
+            str(r["intermediate_size"]), str(r["vocab_size"]), str(r["block_size"]),
+            f"{r['params']:,}", _si(r["flops_per_token"]),
+        )
+    console.print(table)
+    console.print("FLOPs/token = 6 x (params - input embedding) + 12 x layers x width x context (torchtitan's convention)")
+
+
+def _si(x: float) -> str:
+    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if x >= scale:
+            return f"{x / scale:.2f} {unit}"
+    return f"{x:.0f}"
 
 
 # --- entry point -------------------------------------------------------------------------------

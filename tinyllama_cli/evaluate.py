@@ -50,6 +50,8 @@ BUILTIN = {
     "arc_easy": ("arc/arc_easy.yaml", "test"),
     "boolq": ("super_glue/boolq/default.yaml", "validation"),
     "piqa": ("piqa/piqa.yaml", "validation"),
+    # Perplexity (loglikelihood_rolling) over documents in a `page` field, e.g. held-out text.
+    "wikitext": ("wikitext/wikitext.yaml", "test"),
 }
 DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 SPLIT_KEYS = {"training_split": "train", "validation_split": "validation", "test_split": "test"}

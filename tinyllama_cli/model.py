@@ -18,14 +18,14 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from tinyllama_cli.config import ModelConfig
 
 try:  # flash-attn 2: CUDA only, optional (`pip install tinyllama-cli[gpu]`)
     from flash_attn import flash_attn_func
-except Exception:  # ImportError, or a CUDA library mismatch at import time
+except Exception:  # noqa: BLE001 -- ImportError, or a CUDA library mismatch at import time
     flash_attn_func = None
 
 
@@ -205,7 +205,7 @@ class Llama(nn.Module):
             (B*T, vocab) logits (see `linear_cross_entropy`).
         last_only: logits for the last position only, (B, 1, vocab) (a generation prefill).
         """
-        B, T = idx.shape
+        T = idx.size(1)
         start = 0 if input_pos is None else input_pos
         if start + T > self.config.block_size:
             raise ValueError(f"sequence end {start + T} exceeds the context length {self.config.block_size}")

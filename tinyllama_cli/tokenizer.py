@@ -24,7 +24,7 @@ class Tokenizer:
         self.sp = spm.SentencePieceProcessor()
         try:
             self.sp.LoadFromSerializedProto(self.model_bytes)
-        except Exception:
+        except Exception:  # noqa: BLE001 -- sentencepiece raises bare RuntimeError/OSError variants
             raise UserError(
                 f"{self.path} is not a SentencePiece model; pass a .model file such as Llama 2's "
                 "tokenizer.model, or use --train-tokenizer"

@@ -143,6 +143,7 @@ class CorpusSummary:
     held_out: list[str] = field(default_factory=list)
     hellaswag: int = 0
     arc_easy: int = 0
+    heldout_pages: int = 0
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -765,6 +766,24 @@ def arc_items(held: list[DocEntry], seen: set[str], seed: int) -> list[dict]:
     return items
 
 
+HELD_OUT_TEXT_CHARS = 200_000  # ~50k tokens: a perplexity figure in seconds on a CPU
+
+
+def heldout_pages(lib: Library, max_chars: int = HELD_OUT_TEXT_CHARS) -> list[dict]:
+    """Documentation pages of held-out modules in EleutherAI/wikitext_document_level's schema
+    (`{"page": text}`), for lm-eval's `wikitext` perplexity task: text the model never saw."""
+    rows, total = [], 0
+    for rel, entries in lib.entries.items():
+        if not lib.module_held_out(rel) or not entries:
+            continue
+        page = module_page(module_name(rel), entries)
+        if total + len(page) > max_chars:
+            continue
+        rows.append({"page": page})
+        total += len(page)
+    return rows
+
+
 def write_jsonl(rows: list[dict], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -820,6 +839,7 @@ def build_sample_corpus(out: str | Path, tokens_target: int = DEFAULT_TOKENS_TAR
     seen = _seen_sentences(kept)
     hellaswag = hellaswag_items(held, seen, seed)
     arc = arc_items(held, seen, seed)
+    pages = heldout_pages(lib)
 
     summary = CorpusSummary(
         out=str(out), python=f"{sys.implementation.name} {sys.version.split()[0]} ({root})",
@@ -827,7 +847,7 @@ def build_sample_corpus(out: str | Path, tokens_target: int = DEFAULT_TOKENS_TAR
         text_tokens_available=available, github_documents=len(github),
         github_tokens=sum(d.tokens for d in github), code_files=len(code),
         code_tokens=sum(d.tokens for d in code), held_out=sorted(lib.held_out),
-        hellaswag=len(hellaswag), arc_easy=len(arc),
+        hellaswag=len(hellaswag), arc_easy=len(arc), heldout_pages=len(pages),
     )
     for d in text:
         summary.text_sets[d.set_name] = summary.text_sets.get(d.set_name, 0) + 1
@@ -842,6 +862,7 @@ def build_sample_corpus(out: str | Path, tokens_target: int = DEFAULT_TOKENS_TAR
         summary.starcoder_files, summary.row_groups = write_starcoder(code, tmp / "starcoder" / "python")
         write_jsonl(hellaswag, tmp / "eval" / "hellaswag.jsonl")
         write_jsonl(arc, tmp / "eval" / "arc_easy.jsonl")
+        write_jsonl(pages, tmp / "eval" / "wikitext.jsonl")
         (tmp / "README.md").write_text(render_readme(summary), encoding="utf-8")
         _replace(tmp, out)
     except BaseException:
@@ -911,12 +932,16 @@ material that was kept (vendored copies, for instance) is dropped.
 - `arc_easy.jsonl`: {s.arc_easy} records in `allenai/ai2_arc`'s schema (id, question,
   choices.text, choices.label, answerKey): which held-out module, function or method the first
   sentence of a docstring describes. Chance is 25%.
+- `wikitext.jsonl`: {s.heldout_pages} documentation pages of held-out modules in
+  `EleutherAI/wikitext_document_level`'s schema (`page`), for perplexity on text the model never
+  saw, scored by lm-eval's `wikitext` task (word perplexity, bits per byte).
 
 Run them offline through lm-eval's own task definitions:
 
 ```
-tinyllama eval RUN_DIR --tasks hellaswag,arc_easy \\
-    --dataset hellaswag=DIR/eval/hellaswag.jsonl --dataset arc_easy=DIR/eval/arc_easy.jsonl
+tinyllama eval RUN_DIR --tasks hellaswag,arc_easy,wikitext \\
+    --dataset hellaswag=DIR/eval/hellaswag.jsonl --dataset arc_easy=DIR/eval/arc_easy.jsonl \\
+    --dataset wikitext=DIR/eval/wikitext.jsonl
 ```
 
 ## Preparing it for training
