@@ -11,8 +11,8 @@ MFU against a measured matmul peak, peak RSS, and tinyllama / transformers as a 
 
 Settings compared:
 - "default": `tinyllama pretrain` at its default CPU precision (`--precision auto`: bf16 autocast
-  where the CPU has AMX / AVX512-BF16, fp32 otherwise) vs transformers in fp32 (issue goal: 2x).
-- "fp32": both in fp32 (goal: 1.2x).
+  where the CPU has AMX / AVX512-BF16, fp32 otherwise) vs transformers in fp32 (target: 2x).
+- "fp32": both in fp32 (target: 1.2x).
 - "bf16": both under bf16 autocast (only where the CPU has native bf16).
 """
 
@@ -34,7 +34,7 @@ SEQ, MICRO, PRESET = 512, 8, "cpu-bench"
 
 
 def make_data(root: Path, tokens: int, seed: int = 0) -> Path:
-    """A one-source token data dir (CONTRACTS.md format) of random ids, no val split."""
+    """A one-source token data dir (the prepare-data format) of random ids, no val split."""
     data = root / "data"
     (data / "rand").mkdir(parents=True)
     ids = np.random.default_rng(seed).integers(3, 32000, tokens).astype(np.uint16)

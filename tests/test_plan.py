@@ -273,7 +273,7 @@ def test_model_from_a_yaml_file(tmp_path):
 
 
 def write_run(tmp_path, *, rate=5000.0, elapsed=True, steps=10, tokens_per_step=4096, extra_lines=""):
-    """A synthetic run dir per CONTRACTS.md: config.yaml + metrics.jsonl at a known throughput."""
+    """A synthetic run dir in the pretrain format: config.yaml + metrics.jsonl at a known throughput."""
     run = tmp_path / "run"
     run.mkdir()
     config = get_preset("cpu-tiny")

@@ -226,7 +226,8 @@ class TrainConfig:
     accelerator: str = _opt("auto", "auto|cpu|cuda.")
     devices: int = _opt(1, "Workers on this machine (GPUs, or CPU processes).")
     nodes: int = _opt(1, "Machines.")
-    node_rank: int = _opt(0, "This machine's rank (multi-node without a rendezvous endpoint).")
+    node_rank: int = _opt(0, "This machine's rank, distinct on every machine of a multi-node run "
+                             "(rank 0 creates the run dir).")
     rdzv_endpoint: str | None = _opt(None, "HOST:PORT of the rendezvous (multi-node).")
     # monitoring
     peak_flops: float | None = _opt(None, "Peak FLOP/s per device for MFU (default: table).")

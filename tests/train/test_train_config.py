@@ -97,6 +97,9 @@ def test_existing_run_dir_is_not_overwritten_and_resume_refuses_changes(token_da
         prepare_resume(out, {"seed": 1, "max_steps": 4})
     with pytest.raises(UserError, match="already at step 2"):
         prepare_resume(out, {})
+    with pytest.raises(UserError, match="continues .* in place; drop --out"):
+        prepare_resume(out, {"out": str(tmp_path / "elsewhere"), "max_steps": 4})
+    assert prepare_resume(out, {"out": str(out), "max_steps": 4}).train.max_steps == 4
     assert prepare_resume(out, {"max_steps": 4}).train.max_steps == 4
 
 

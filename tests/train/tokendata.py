@@ -1,4 +1,4 @@
-"""Write small token data dirs in the CONTRACTS.md format (what `prepare-data` produces), so the
+"""Write small token data dirs in the prepare-data format (what `prepare-data` produces), so the
 training tests do not depend on prepare-data: random documents `<s> ids </s>` per source."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Write a native model as a Hugging Face Llama directory (DESIGN.md's file set).
+"""Write a native model as a Hugging Face Llama directory (the file set in docs/convert.md).
 
 config.json (LlamaForCausalLM, both the 4.x and 5.x RoPE/dtype spellings),
 model.safetensors (sharded with model.safetensors.index.json above `max_shard_bytes`),

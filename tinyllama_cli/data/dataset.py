@@ -1,6 +1,6 @@
-"""Token shards -> training and validation batches, in the deterministic order of DESIGN.md.
+"""Token shards -> training and validation batches, in a deterministic order.
 
-A data dir (see CONTRACTS.md / `prepare-data`) holds, per source, flat token streams of
+A data dir (written by `prepare-data`, see docs/prepare-data.md) holds, per source, flat token streams of
 `<s> doc </s>` documents. Each source's train stream is cut into windows of seq_len + 1 tokens
 that start every seq_len tokens (consecutive windows share one token, so every token is a target
 exactly once per epoch). Sample k of a run is `PretrainData.sample(k)`: the source comes from the

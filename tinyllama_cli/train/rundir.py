@@ -185,6 +185,10 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any], model_overrid
     overrides.pop("model", None)
     overrides.pop("vocab_size", None)
     overrides.pop("overwrite", None)
+    out = overrides.pop("out", None)
+    if out is not None and Path(out).resolve() != run.dir.resolve():
+        raise UserError(f"resume continues {run.dir} in place; drop --out {out} (to branch off, use "
+                        f"`pretrain --init-from {run.dir} --out {out}`)")
     cfg = run.train
     for name in ORDER_FIELDS:
         if name in overrides and overrides[name] != getattr(cfg, name):
