@@ -27,6 +27,7 @@ from typing import Any
 
 from tinyllama_cli.config import PRESETS, ModelConfig, load_yaml
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.hardware import GPU, GPUS
 from tinyllama_cli.runmetrics import read_metrics
 
 GIB = 2**30
@@ -47,31 +48,6 @@ CHINCHILLA_TOKENS_PER_PARAM = 20.0
 # without making this module import torch).
 LOSS_CHUNK_ELEMENTS = 2**25
 
-
-@dataclass(frozen=True)
-class GPU:
-    """Dense (no sparsity) bf16 tensor-core peak and nominal memory, from vendor datasheets."""
-
-    name: str
-    peak_bf16_tflops: float
-    memory_gib: float
-
-
-GPUS: dict[str, GPU] = {
-    g.name: g
-    for g in [
-        GPU("a100-40g", 312.0, 40.0),     # NVIDIA A100 datasheet (SXM and PCIe)
-        GPU("a100-80g", 312.0, 80.0),
-        GPU("h100", 989.0, 80.0),         # H100 SXM5 datasheet (1979 with sparsity)
-        GPU("h100-pcie", 756.0, 80.0),
-        GPU("h200", 989.0, 141.0),        # H200 SXM: H100's compute, 141 GB HBM3e
-        GPU("b200", 2250.0, 180.0),       # HGX B200: 36 PFLOPS sparse bf16 / 8 GPUs / 2
-        GPU("l40s", 362.0, 48.0),
-        GPU("rtx-3090", 71.0, 24.0),      # GA102 whitepaper, bf16 with fp32 accumulate
-        GPU("rtx-4090", 165.2, 24.0),     # AD102 whitepaper, bf16 with fp32 accumulate
-        GPU("mi300x", 1307.4, 192.0),     # AMD Instinct MI300X datasheet
-    ]
-}
 
 _SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 

@@ -17,12 +17,7 @@ from typing import Any
 
 import torch
 
-# Dense (not sparse) bf16 peak FLOP/s per device.
-PEAK_FLOPS = {
-    "A100": 312e12, "H100": 989e12, "H200": 989e12, "H800": 989e12, "A800": 312e12, "L40S": 362e12,
-    "A10G": 125e12, "A10": 125e12, "L4": 121e12, "V100": 125e12, "RTX 4090": 165e12,
-    "RTX 3090": 71e12, "MI300X": 1307e12, "MI250X": 383e12,
-}
+from tinyllama_cli.hardware import gpu_for_device_name
 
 
 def measure_cpu_matmul_flops(dtype: torch.dtype, n: int = 768, repeats: int = 3) -> float:
@@ -42,9 +37,9 @@ def peak_flops_per_device(device: torch.device, override: float | None, dtype: t
         return float(override), "--peak-flops"
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
-        for key, value in PEAK_FLOPS.items():
-            if key in name:
-                return value, f"table ({key})"
+        gpu = gpu_for_device_name(name)
+        if gpu is not None:
+            return gpu.peak_bf16_tflops * 1e12, f"table ({gpu.name})"
         return 312e12, f"unknown GPU {name!r}: A100 figure assumed, set --peak-flops"
     return measure_cpu_matmul_flops(dtype), "measured CPU matmul"
 
