@@ -18,6 +18,7 @@ from rich.table import Table
 
 from tinyllama_cli import __version__
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.units import si
 
 app = typer.Typer(
     name="tinyllama",
@@ -583,17 +584,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         table.add_row(
             r["name"], str(r["n_layer"]), str(r["n_embd"]), str(r["n_head"]), str(r["n_kv_head"]),
             str(r["intermediate_size"]), str(r["vocab_size"]), str(r["block_size"]),
-            f"{r['params']:,}", _si(r["flops_per_token"]),
+            f"{r['params']:,}", si(r["flops_per_token"], ".2f", " ", giga="G"),
         )
     console.print(table)
     console.print("FLOPs/token = 6 x (params - input embedding) + 12 x layers x width x context (torchtitan's convention)")
-
-
-def _si(x: float) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if x >= scale:
-            return f"{x / scale:.2f} {unit}"
-    return f"{x:.0f}"
 
 
 # --- entry point -------------------------------------------------------------------------------

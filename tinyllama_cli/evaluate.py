@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.units import si
 
 TINYLLAMA_TASKS = ("hellaswag", "openbookqa", "winogrande", "arc_challenge", "arc_easy", "boolq", "piqa")
 ALIASES = {"arc_e": "arc_easy", "arc_c": "arc_challenge", "obqa": "openbookqa"}
@@ -512,7 +513,4 @@ def plot_series(records: list[dict[str, Any]], out: Path) -> list[Path]:
 def human_tokens(n: int | None) -> str:
     if n is None:
         return "-"
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return str(n)
+    return si(n, ".3g", kilo="K")

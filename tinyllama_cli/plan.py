@@ -29,6 +29,7 @@ from tinyllama_cli.config import PRESETS, ModelConfig, load_yaml
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import GPU, GPUS
 from tinyllama_cli.runmetrics import read_metrics
+from tinyllama_cli.units import si
 
 GIB = 2**30
 
@@ -538,17 +539,11 @@ def parse_fraction(text: str | float, what: str = "--mfu") -> float:
 
 
 def _count(x: float) -> str:
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if x >= scale:
-            return f"{x / scale:.3g}{unit}"
-    return f"{x:.3g}"
+    return si(x, ".3g", small_spec=".3g")
 
 
 def _flop(x: float) -> str:
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if x >= scale:
-            return f"{x / scale:.3f} {unit}FLOP"
-    return f"{x:.0f} FLOP"
+    return si(x, ".3f", " ", giga="G", unit="FLOP")
 
 
 def _hours(x: float) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from tinyllama_cli.hardware import gpu_for_device_name
+from tinyllama_cli.units import si
 
 
 def measure_cpu_matmul_flops(dtype: torch.dtype, n: int = 768, repeats: int = 3) -> float:
@@ -121,7 +122,7 @@ def format_row(r: dict[str, Any], max_steps: int, eta_s: float | None) -> str:
     eta = "" if eta_s is None else f"  eta {_hms(eta_s)}"
     return (f"step [bold]{r['step']:>7}[/]/{max_steps}  loss [cyan]{r['loss']:.4f}[/]  lr {r['lr']:.2e}"
             f"  gnorm {r['grad_norm']:.3f}  {r['tokens_per_sec']:,.0f} tok/s  mfu {100 * r['mfu']:.1f}%"
-            f"  tokens {_si(r['tokens_seen'])}{eta}")
+            f"  tokens {si(r['tokens_seen'], '.2f')}{eta}")
 
 
 def _hms(seconds: float) -> str:
@@ -130,8 +131,3 @@ def _hms(seconds: float) -> str:
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
 
 
-def _si(x: float) -> str:
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if x >= scale:
-            return f"{x / scale:.2f}{unit}"
-    return str(int(x))
