@@ -287,11 +287,7 @@ class Reader:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as uexc:
-                return Record(line_no, None, INVALID_UTF8, str(uexc))
-            return Record(line_no, None, INVALID_JSON, str(exc))
+            return _unparsable(line, exc, line_no)
         return self._from_object(line_no, obj)
 
     def _from_object(self, line_no: int, obj) -> Record:
@@ -328,12 +324,7 @@ class Reader:
         try:
             records = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            try:
-                data.decode("utf-8")
-            except UnicodeDecodeError as uexc:
-                yield Record(data.count(b"\n", 0, uexc.start) + 1, None, INVALID_UTF8, str(uexc))
-                return
-            yield Record(exc.lineno, None, INVALID_JSON, str(exc))
+            yield _unparsable(data, exc)
             return
         for i, obj in enumerate(records, 1):
             yield self._from_object(i, obj)
@@ -446,3 +437,13 @@ class Reader:
 def read_records(f: InputFile, options: ReadOptions) -> Iterator[Record]:
     """The records of one file, in file order (see `Reader`)."""
     return iter(Reader(f, options))
+
+
+def _unparsable(data: bytes, error: orjson.JSONDecodeError, line_no: int | None = None) -> Record:
+    """Why JSON bytes did not parse: invalid UTF-8 (at the line of the first bad byte) or invalid
+    JSON (at `line_no` for one JSON line, else where the parser stopped)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Record(line_no or data.count(b"\n", 0, exc.start) + 1, None, INVALID_UTF8, str(exc))
+    return Record(line_no or error.lineno, None, INVALID_JSON, str(error))
