@@ -35,9 +35,11 @@ def build(preset: str, dtype: torch.dtype, seed: int = 0):
     config = get_preset(preset)
     torch.manual_seed(seed)
     ours = Llama(config).to(dtype).eval()
+    state = {name: tensor.clone() for name, tensor in ours.state_dict().items()}
+    ours.fuse_projections()  # as `tinyllama generate` loads it (load_for_generation)
     hf_config = transformers.LlamaConfig(**hf_config_dict(config))
     hf = transformers.LlamaForCausalLM(hf_config).to(dtype).eval()
-    missing, unexpected = hf.load_state_dict(native_to_hf_state_dict(ours.state_dict()), strict=False)
+    missing, unexpected = hf.load_state_dict(native_to_hf_state_dict(state), strict=False)
     assert not unexpected and all("rotary" in k for k in missing), (missing, unexpected)
     hf.generation_config.eos_token_id = None  # exactly max_new_tokens on both sides
     hf.generation_config.pad_token_id = 0
@@ -61,28 +63,55 @@ def run_hf(model, prompts: torch.Tensor, new_tokens: int) -> tuple[float, torch.
     return time.perf_counter() - t0, out[:, prompts.size(1):]
 
 
+@torch.inference_mode()
+def weights_floor(model, batch: int, steps: int) -> float:
+    """Seconds for `steps` decode steps' matrix products alone: the fused q/k/v, wo, gate, up
+    and down projections of every layer and the output head, on random activations, nothing else
+    (no norms, RoPE, attention, sampling or Python around them).
+
+    At batch 1 these are matrix-vector products that read every weight once per token, so this
+    is what streaming the weights from memory costs with torch's own kernels; no decoder built
+    on them can be faster, and `floor / transformers` bounds the ratio any such decoder reaches.
+    """
+    config, dtype = model.config, model.output.weight.dtype
+    x = torch.randn(batch, 1, config.n_embd, dtype=dtype)
+    h = torch.randn(batch, 1, config.intermediate_size, dtype=dtype)
+    products = [(x, w) for layer in model.layers
+                for w in (layer.attention.wqkv, layer.attention.wo.weight, layer.feed_forward.w1.weight,
+                          layer.feed_forward.w3.weight)]
+    products += [(h, layer.feed_forward.w2.weight) for layer in model.layers] + [(x, model.output.weight)]
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        for activation, weight in products:
+            torch.nn.functional.linear(activation, weight)
+    return time.perf_counter() - t0
+
+
 def bench(preset: str, batch: int, args, dtype: torch.dtype) -> dict:
     config, ours, hf = build(preset, dtype)
     g = torch.Generator().manual_seed(batch)
     prompts = torch.randint(3, config.vocab_size, (batch, args.prompt_len), generator=g)
     run_ours(ours, prompts, 4)  # warm-up
     run_hf(hf, prompts, 4)
-    times: dict[str, list[float]] = {"ours": [], "hf": []}
+    weights_floor(ours, batch, 4)
+    times: dict[str, list[float]] = {"ours": [], "hf": [], "floor": []}
     same = True
     for _ in range(args.repeats):
         t, a = run_ours(ours, prompts, args.new_tokens)
         times["ours"].append(t)
         t, b = run_hf(hf, prompts, args.new_tokens)
         times["hf"].append(t)
+        times["floor"].append(weights_floor(ours, batch, args.new_tokens))
         same = same and torch.equal(a, b)
     tokens = batch * args.new_tokens
-    ours_tps = tokens / statistics.median(times["ours"])
-    hf_tps = tokens / statistics.median(times["hf"])
+    ours_tps, hf_tps, floor_tps = (tokens / statistics.median(times[k]) for k in ("ours", "hf", "floor"))
     return {"preset": preset, "params": config.num_params(), "batch": batch, "prompt_len": args.prompt_len,
             "new_tokens": args.new_tokens, "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
             "ours_tokens_per_sec": round(ours_tps, 1), "hf_tokens_per_sec": round(hf_tps, 1),
             "ratio": round(ours_tps / hf_tps, 2), "same_tokens": same,
-            "ours_s": [round(t, 4) for t in times["ours"]], "hf_s": [round(t, 4) for t in times["hf"]]}
+            "floor_tokens_per_sec": round(floor_tps, 1), "floor_ratio": round(floor_tps / hf_tps, 2),
+            "ours_s": [round(t, 4) for t in times["ours"]], "hf_s": [round(t, 4) for t in times["hf"]],
+            "floor_s": [round(t, 4) for t in times["floor"]]}
 
 
 def main() -> None:
@@ -108,10 +137,14 @@ def main() -> None:
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} threads, "
           f"{args.dtype}, prompt {args.prompt_len} tokens, {args.new_tokens} new tokens, "
           f"median of {args.repeats} interleaved repeats")
-    print(f"{'preset':<10} {'params':>11} {'batch':>5} {'ours tok/s':>11} {'HF tok/s':>9} {'ratio':>6} {'same':>5}")
+    print(f"{'preset':<10} {'params':>11} {'batch':>5} {'ours tok/s':>11} {'HF tok/s':>9} {'ratio':>6} {'same':>5} "
+          f"{'floor tok/s':>12} {'floor/HF':>9}")
     for r in rows:
         print(f"{r['preset']:<10} {r['params']:>11,} {r['batch']:>5} {r['ours_tokens_per_sec']:>11.1f} "
-              f"{r['hf_tokens_per_sec']:>9.1f} {r['ratio']:>5.2f}x {r['same_tokens']!s:>5}")
+              f"{r['hf_tokens_per_sec']:>9.1f} {r['ratio']:>5.2f}x {r['same_tokens']!s:>5} "
+              f"{r['floor_tokens_per_sec']:>12.1f} {r['floor_ratio']:>8.2f}x")
+    print("floor: the decode steps' matrix products alone (weights streamed once per token, nothing else);"
+          " floor/HF bounds the ratio any decoder on torch's kernels can reach")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,31 @@ def test_kv_cache_decoding_equals_full_forward():
     torch.testing.assert_close(incremental, full, atol=1e-5, rtol=1e-5)
 
 
+def test_fused_projections_give_the_same_logits_and_state_dict():
+    plain, fused = model(), model()
+    fused.fuse_projections()
+    layer = fused.layers[0]
+    assert layer.attention.wqkv.shape == (CONFIG.n_embd + 2 * CONFIG.kv_dim, CONFIG.n_embd)
+    assert layer.attention.wk.weight.data_ptr() != layer.attention.wqkv.data_ptr()  # a view into it
+    assert layer.attention.wk.weight.untyped_storage().data_ptr() == layer.attention.wqkv.untyped_storage().data_ptr()
+    # Same parameters, names and values: checkpoints and conversion do not see the fusion.
+    assert fused.num_params() == plain.num_params()
+    assert list(fused.state_dict()) == list(plain.state_dict())
+    for name, tensor in plain.state_dict().items():
+        assert torch.equal(fused.state_dict()[name], tensor), name
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(fused(idx), plain(idx), atol=1e-6, rtol=1e-6)
+        for m in (plain, fused):
+            m.setup_kv_cache(batch_size=2, max_seq_len=32)
+            m(idx[:, :12], input_pos=0)
+        for t in range(12, 20):
+            torch.testing.assert_close(fused(idx[:, t : t + 1], input_pos=t), plain(idx[:, t : t + 1], input_pos=t),
+                                       atol=1e-6, rtol=1e-6)
+    fused.fuse_projections()  # a second call is a no-op
+    assert fused.layers[0].attention.wqkv is layer.attention.wqkv
+
+
 def test_left_padded_rows_match_unpadded_rows():
     m = model()
     short, long = torch.randint(3, CONFIG.vocab_size, (1, 5)), torch.randint(3, CONFIG.vocab_size, (1, 9))

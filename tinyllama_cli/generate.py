@@ -396,6 +396,9 @@ def load_for_generation(path, device: str = "auto", dtype: str = "float32", comp
                         threads: int | None = None):
     """(LoadedModel, decode-step forward or None, notes for the user).
 
+    The model's q/k/v and gate/up projections are fused (`Llama.fuse_projections`): the loaded
+    model is for inference only.
+
     torch.compile is applied to the one-token decode step, and only on CUDA: on CPU the
     compile time (tens of seconds) outweighs the gain for a single command. `threads` sets
     torch's intra-op threads: decoding one token is many small ops, and on a busy machine one
@@ -409,6 +412,7 @@ def load_for_generation(path, device: str = "auto", dtype: str = "float32", comp
         torch.set_num_threads(threads)
     resolved = resolve_device(device)
     loaded = load_model(path, device=resolved, dtype=resolve_dtype(dtype))
+    loaded.model.fuse_projections()  # fewer, larger matrix-vector products per decode step
     notes = []
     forward = None
     if compile:
