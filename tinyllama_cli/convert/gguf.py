@@ -9,7 +9,6 @@ requested dtype (F32/F16/BF16); 1-D norm weights stay F32, as llama.cpp's own co
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,50 +16,46 @@ import numpy as np
 import torch
 
 from tinyllama_cli.config import ModelConfig
+from tinyllama_cli.convert.names import NameMap
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import Tokenizer
 
-_TOP_LEVEL = {
-    "tok_embeddings.weight": "token_embd.weight",
-    "norm.weight": "output_norm.weight",
-    "output.weight": "output.weight",
-}
-_PER_LAYER = {
-    "attention_norm.weight": "attn_norm.weight",
-    "attention.wq.weight": "attn_q.weight",
-    "attention.wk.weight": "attn_k.weight",
-    "attention.wv.weight": "attn_v.weight",
-    "attention.wo.weight": "attn_output.weight",
-    "ffn_norm.weight": "ffn_norm.weight",
-    "feed_forward.w1.weight": "ffn_gate.weight",
-    "feed_forward.w3.weight": "ffn_up.weight",
-    "feed_forward.w2.weight": "ffn_down.weight",
-}
-_GGUF_TO_NATIVE_LAYER = {v: k for k, v in _PER_LAYER.items()}
-_GGUF_TO_NATIVE_TOP = {v: k for k, v in _TOP_LEVEL.items()}
-_NATIVE_LAYER = re.compile(r"layers\.(\d+)\.(.+)")
-_GGUF_LAYER = re.compile(r"blk\.(\d+)\.(.+)")
+NAMES = NameMap(
+    "blk",
+    top_level={
+        "tok_embeddings.weight": "token_embd.weight",
+        "norm.weight": "output_norm.weight",
+        "output.weight": "output.weight",
+    },
+    per_layer={
+        "attention_norm.weight": "attn_norm.weight",
+        "attention.wq.weight": "attn_q.weight",
+        "attention.wk.weight": "attn_k.weight",
+        "attention.wv.weight": "attn_v.weight",
+        "attention.wo.weight": "attn_output.weight",
+        "ffn_norm.weight": "ffn_norm.weight",
+        "feed_forward.w1.weight": "ffn_gate.weight",
+        "feed_forward.w3.weight": "ffn_up.weight",
+        "feed_forward.w2.weight": "ffn_down.weight",
+    },
+)
 
 DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
 
 
 def native_to_gguf_name(name: str) -> str:
-    if name in _TOP_LEVEL:
-        return _TOP_LEVEL[name]
-    match = _NATIVE_LAYER.fullmatch(name)
-    if match and match.group(2) in _PER_LAYER:
-        return f"blk.{match.group(1)}.{_PER_LAYER[match.group(2)]}"
-    raise KeyError(f"no GGUF name for native parameter {name!r}")
+    gguf = NAMES.to_external(name)
+    if gguf is None:
+        raise KeyError(f"no GGUF name for native parameter {name!r}")
+    return gguf
 
 
 def gguf_to_native_name(name: str) -> str:
-    if name in _GGUF_TO_NATIVE_TOP:
-        return _GGUF_TO_NATIVE_TOP[name]
-    match = _GGUF_LAYER.fullmatch(name)
-    if match and match.group(2) in _GGUF_TO_NATIVE_LAYER:
-        return f"layers.{match.group(1)}.{_GGUF_TO_NATIVE_LAYER[match.group(2)]}"
-    raise UserError(f"GGUF tensor {name!r} is not part of a Llama model")
+    native = NAMES.to_native(name)
+    if native is None:
+        raise UserError(f"GGUF tensor {name!r} is not part of a Llama model")
+    return native
 
 
 def permute_for_gguf(w: torch.Tensor, n_heads: int) -> torch.Tensor:

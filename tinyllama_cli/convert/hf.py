@@ -7,56 +7,50 @@ loading path of `load.py`, and the parity tests.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import torch
 
 from tinyllama_cli.config import ModelConfig
+from tinyllama_cli.convert.names import NameMap
 from tinyllama_cli.errors import UserError
 
-_TOP_LEVEL = {
-    "tok_embeddings.weight": "model.embed_tokens.weight",
-    "norm.weight": "model.norm.weight",
-    "output.weight": "lm_head.weight",
-}
-_PER_LAYER = {
-    "attention_norm.weight": "input_layernorm.weight",
-    "attention.wq.weight": "self_attn.q_proj.weight",
-    "attention.wk.weight": "self_attn.k_proj.weight",
-    "attention.wv.weight": "self_attn.v_proj.weight",
-    "attention.wo.weight": "self_attn.o_proj.weight",
-    "ffn_norm.weight": "post_attention_layernorm.weight",
-    "feed_forward.w1.weight": "mlp.gate_proj.weight",
-    "feed_forward.w3.weight": "mlp.up_proj.weight",
-    "feed_forward.w2.weight": "mlp.down_proj.weight",
-}
-_NATIVE_LAYER = re.compile(r"layers\.(\d+)\.(.+)")
-_HF_LAYER = re.compile(r"model\.layers\.(\d+)\.(.+)")
-_HF_TO_NATIVE_TOP = {v: k for k, v in _TOP_LEVEL.items()}
-_HF_TO_NATIVE_LAYER = {v: k for k, v in _PER_LAYER.items()}
+NAMES = NameMap(
+    "model.layers",
+    top_level={
+        "tok_embeddings.weight": "model.embed_tokens.weight",
+        "norm.weight": "model.norm.weight",
+        "output.weight": "lm_head.weight",
+    },
+    per_layer={
+        "attention_norm.weight": "input_layernorm.weight",
+        "attention.wq.weight": "self_attn.q_proj.weight",
+        "attention.wk.weight": "self_attn.k_proj.weight",
+        "attention.wv.weight": "self_attn.v_proj.weight",
+        "attention.wo.weight": "self_attn.o_proj.weight",
+        "ffn_norm.weight": "post_attention_layernorm.weight",
+        "feed_forward.w1.weight": "mlp.gate_proj.weight",
+        "feed_forward.w3.weight": "mlp.up_proj.weight",
+        "feed_forward.w2.weight": "mlp.down_proj.weight",
+    },
+)
 
 
 def native_to_hf_name(name: str) -> str:
-    if name in _TOP_LEVEL:
-        return _TOP_LEVEL[name]
-    match = _NATIVE_LAYER.fullmatch(name)
-    if match and match.group(2) in _PER_LAYER:
-        return f"model.layers.{match.group(1)}.{_PER_LAYER[match.group(2)]}"
-    raise KeyError(f"no Hugging Face name for native parameter {name!r}")
+    hf = NAMES.to_external(name)
+    if hf is None:
+        raise KeyError(f"no Hugging Face name for native parameter {name!r}")
+    return hf
 
 
 def hf_to_native_name(name: str) -> str | None:
     """The native name, or None for tensors the native model does not keep (rotary inv_freq)."""
-    if name in _HF_TO_NATIVE_TOP:
-        return _HF_TO_NATIVE_TOP[name]
-    match = _HF_LAYER.fullmatch(name)
-    if match:
-        if match.group(2) == "self_attn.rotary_emb.inv_freq":
-            return None
-        if match.group(2) in _HF_TO_NATIVE_LAYER:
-            return f"layers.{match.group(1)}.{_HF_TO_NATIVE_LAYER[match.group(2)]}"
-    raise UserError(f"tensor {name!r} is not part of a Llama model; convert only LlamaForCausalLM checkpoints")
+    if NAMES.layer_suffix(name) == "self_attn.rotary_emb.inv_freq":
+        return None
+    native = NAMES.to_native(name)
+    if native is None:
+        raise UserError(f"tensor {name!r} is not part of a Llama model; convert only LlamaForCausalLM checkpoints")
+    return native
 
 
 def native_to_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
