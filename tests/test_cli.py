@@ -1,6 +1,9 @@
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 from tinyllama_cli import __version__
 
@@ -40,3 +43,21 @@ def test_unknown_command_is_a_usage_error():
     result = run_cli("no-such-command")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_progress_bars_redraw_rarely_when_stderr_is_a_log(monkeypatch, tty):
+    import io
+
+    from tinyllama_cli import cli
+
+    class Stderr(io.StringIO):
+        def isatty(self):
+            return tty
+
+    seen = {}
+    monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
+    monkeypatch.setattr(cli.sys, "stderr", Stderr())
+    monkeypatch.setattr(cli, "app", lambda: seen.update(interval=os.environ.get("TQDM_MININTERVAL")))
+    cli.main()
+    assert seen["interval"] == (None if tty else "30")

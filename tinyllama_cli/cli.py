@@ -7,6 +7,7 @@ prints the result. A `UserError` from any module becomes one red line and exit s
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -595,6 +596,10 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 
 def main() -> None:
     """Console-script entry: run the app, turning UserError into one line and exit status 2."""
+    if not sys.stderr.isatty():
+        # tqdm bars (lm-eval's, datasets', ours in eval) redraw ten times a second; in a log file
+        # every redraw stays. tqdm reads TQDM_* overrides when it is imported, which is later.
+        os.environ.setdefault("TQDM_MININTERVAL", "30")
     try:
         app()
     except UserError as exc:
