@@ -297,3 +297,12 @@ def test_cli_user_errors_exit_2(run_dir):
     assert result.returncode == 2 and "--top-p" in result.stderr
     result = run_cli("generate", str(run_dir / "run"))
     assert result.returncode == 2 and "no prompt given" in result.stderr
+
+
+def test_auto_dtype_is_float32_off_gpu_and_names_are_checked():
+    from tinyllama_cli.generate import resolve_dtype
+
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(UserError, match="unknown --dtype 'fp8'; use auto"):
+        resolve_dtype("fp8")

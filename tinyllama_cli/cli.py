@@ -379,7 +379,7 @@ def generate(
     stop: Annotated[list[str] | None, typer.Option("--stop", help="End a sample at this string (repeatable).")] = None,
     batch_size: int = typer.Option(8, "--batch-size", help="Rows (prompt x sample) decoded together."),
     truncate: bool = typer.Option(False, "--truncate", help="Drop the oldest prompt tokens that do not fit the context."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on a bf16 GPU, else float32), float32, bfloat16 or float16."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA only)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's; 1 is often fastest on a busy machine)."),
