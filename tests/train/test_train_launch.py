@@ -24,8 +24,9 @@ def test_single_node_spawns_standalone_torchrun():
 
 def test_multi_node_uses_the_rendezvous_and_needs_an_endpoint():
     cmd = torchrun_command(run_of(devices=8, nodes=2, node_rank=1, rdzv_endpoint="node0:29500"))
-    assert {"--nnodes=2", "--rdzv-backend=c10d", "--rdzv-endpoint=node0:29500", "--node-rank=1"} <= set(cmd)
+    assert {"--nnodes=2", "--rdzv-backend=c10d", "--rdzv-endpoint=node0:29500"} <= set(cmd)
     assert "--standalone" not in cmd
+    assert not any(arg.startswith("--node-rank") for arg in cmd)  # c10d ranks the nodes itself
     with pytest.raises(UserError, match="--rdzv-endpoint"):
         torchrun_command(run_of(devices=8, nodes=2))
 

@@ -1,5 +1,5 @@
 """Resume exactness: after a checkpoint, after SIGTERM, after kill -9, and at another world size;
-a 2-process FSDP run matches 1 process; NaN stops keep the last good checkpoint."""
+a 2-process FSDP run and a 2-node run match 1 process; NaN stops keep the last good checkpoint."""
 
 from __future__ import annotations
 
@@ -147,6 +147,31 @@ def test_two_process_fsdp_matches_one_process_and_resumes_at_world_one(token_dat
     for step in range(9, STEPS + 1):
         assert losses[step] == pytest.approx(ref_losses[step], rel=1e-4, abs=1e-5), step
     assert vals[STEPS] == pytest.approx(ref_vals[STEPS], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_two_nodes_on_one_machine_match_one_process(token_data, reference, tmp_path):
+    """The multi-node path for real: two launchers (one per "node", one worker each) meet at a
+    c10d rendezvous on localhost; node 0 creates the run dir, node 1 waits for it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    nodes = [cli("pretrain", "--data", str(token_data), "--out", str(out), *flags(stop_at_step=6, eval_every=6),
+                 "--devices", "1", "--nodes", "2", "--node-rank", str(rank), "--rdzv-endpoint", f"127.0.0.1:{port}",
+                 "--accelerator", "cpu") for rank in (1, 0)]  # the waiting node first
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    assert "node_rank is only used for static" not in "".join(outputs)
+    ref_losses, _ = records(reference)
+    losses, vals = records(out)
+    assert sorted(losses) == list(range(1, 7)) and sorted(vals) == [6]
+    for step, loss in losses.items():  # 2 nodes x 1 worker == 1 process, same global batch
+        assert loss == pytest.approx(ref_losses[step], rel=1e-5, abs=1e-6), step
+    state = json.loads((list_checkpoints(out)[-1] / "state.json").read_text())
+    assert state["world_size"] == 2 and state["step"] == 6
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(token_data, tmp_path):

@@ -104,8 +104,9 @@ def torchrun_command(run: Run) -> list[str]:
             raise UserError("--nodes > 1 needs --rdzv-endpoint HOST:PORT (a port on the first node "
                             "that every node can reach)")
         run_id = hashlib.sha256(str(run.dir.resolve()).encode()).hexdigest()[:16]
-        cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={cfg.rdzv_endpoint}", f"--rdzv-id={run_id}",
-                f"--node-rank={cfg.node_rank}"]
+        # c10d assigns ranks itself (torchrun ignores --node-rank with it, and says so); our
+        # node_rank only decides which machine creates the run directory.
+        cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={cfg.rdzv_endpoint}", f"--rdzv-id={run_id}"]
     return cmd + ["-m", "tinyllama_cli.train.worker", str(run.dir), cfg.accelerator]
 
 
