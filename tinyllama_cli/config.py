@@ -228,7 +228,11 @@ class TrainConfig:
     nodes: int = _opt(1, "Machines.")
     node_rank: int = _opt(0, "This machine's rank, distinct on every machine of a multi-node run "
                              "(rank 0 creates the run dir).")
-    rdzv_endpoint: str | None = _opt(None, "HOST:PORT of the rendezvous (multi-node).")
+    rdzv_endpoint: str | None = _opt(None, "HOST:PORT of the c10d rendezvous (multi-node; it ranks "
+                                           "the workers itself).")
+    master_addr: str | None = _opt(None, "Instead of --rdzv-endpoint: node 0's address for a static "
+                                         "rendezvous (ranks follow --node-rank).")
+    master_port: int = _opt(29500, "Port on --master-addr.")
     # monitoring
     peak_flops: float | None = _opt(None, "Peak FLOP/s per device for MFU (default: table).")
     tensorboard: bool = _opt(True, "Write TensorBoard events to RUN_DIR/tensorboard.")

@@ -31,6 +31,14 @@ def test_multi_node_uses_the_rendezvous_and_needs_an_endpoint():
         torchrun_command(run_of(devices=8, nodes=2))
 
 
+def test_multi_node_static_rendezvous_ranks_by_node_rank():
+    cmd = torchrun_command(run_of(devices=8, nodes=2, node_rank=1, master_addr="node0", master_port=29400))
+    assert {"--nnodes=2", "--master-addr=node0", "--master-port=29400", "--node-rank=1"} <= set(cmd)
+    assert not any(arg.startswith("--rdzv") for arg in cmd)
+    with pytest.raises(UserError, match="--node-rank 2 is not one of 0..1"):
+        torchrun_command(run_of(devices=8, nodes=2, node_rank=2, master_addr="node0"))
+
+
 def test_detects_being_a_worker_of_torchrun_or_srun(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "SLURM_NTASKS", "SLURM_PROCID"):
         monkeypatch.delenv(name, raising=False)

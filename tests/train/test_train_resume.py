@@ -150,18 +150,22 @@ def test_two_process_fsdp_matches_one_process_and_resumes_at_world_one(token_dat
 
 
 @pytest.mark.slow
-def test_two_nodes_on_one_machine_match_one_process(token_data, reference, tmp_path):
-    """The multi-node path for real: two launchers (one per "node", one worker each) meet at a
-    c10d rendezvous on localhost; node 0 creates the run dir, node 1 waits for it."""
+@pytest.mark.parametrize("rendezvous", ["c10d", "static"])
+def test_two_nodes_on_one_machine_match_one_process(token_data, reference, tmp_path, rendezvous):
+    """The multi-node path for real: two launchers (one per "node", one worker each) meet on
+    localhost, at a c10d rendezvous or node 0's static address; node 0 creates the run dir and
+    node 1 waits for it."""
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    meet = (["--rdzv-endpoint", f"127.0.0.1:{port}"] if rendezvous == "c10d"
+            else ["--master-addr", "127.0.0.1", "--master-port", str(port)])
     out = tmp_path / "run"
     nodes = [cli("pretrain", "--data", str(token_data), "--out", str(out), *flags(stop_at_step=6, eval_every=6),
-                 "--devices", "1", "--nodes", "2", "--node-rank", str(rank), "--rdzv-endpoint", f"127.0.0.1:{port}",
-                 "--accelerator", "cpu") for rank in (1, 0)]  # the waiting node first
+                 "--devices", "1", "--nodes", "2", "--node-rank", str(rank), *meet, "--accelerator", "cpu")
+             for rank in (1, 0)]  # the waiting node first
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
     assert "node_rank is only used for static" not in "".join(outputs)

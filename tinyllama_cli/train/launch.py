@@ -100,14 +100,27 @@ def torchrun_command(run: Run) -> list[str]:
     if cfg.nodes == 1:
         cmd.append("--standalone")
     else:
-        if not cfg.rdzv_endpoint:
-            raise UserError("--nodes > 1 needs --rdzv-endpoint HOST:PORT (a port on the first node "
-                            "that every node can reach)")
-        run_id = hashlib.sha256(str(run.dir.resolve()).encode()).hexdigest()[:16]
-        # c10d assigns ranks itself (torchrun ignores --node-rank with it, and says so); our
-        # node_rank only decides which machine creates the run directory.
-        cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={cfg.rdzv_endpoint}", f"--rdzv-id={run_id}"]
+        cmd += _rendezvous_flags(run)
     return cmd + ["-m", "tinyllama_cli.train.worker", str(run.dir), cfg.accelerator]
+
+
+def _rendezvous_flags(run: Run) -> list[str]:
+    """torchrun's flags for meeting the other nodes.
+
+    c10d (`--rdzv-endpoint`) ranks the workers itself: torchrun ignores --node-rank there (and
+    says so), so ours only decides which machine creates the run directory. The static
+    rendezvous (`--master-addr`) is torchrun's classic mode, where --node-rank sets the ranks.
+    """
+    cfg = run.train
+    if cfg.rdzv_endpoint:
+        run_id = hashlib.sha256(str(run.dir.resolve()).encode()).hexdigest()[:16]
+        return ["--rdzv-backend=c10d", f"--rdzv-endpoint={cfg.rdzv_endpoint}", f"--rdzv-id={run_id}"]
+    if cfg.master_addr:
+        if not 0 <= cfg.node_rank < cfg.nodes:
+            raise UserError(f"--node-rank {cfg.node_rank} is not one of 0..{cfg.nodes - 1} for --nodes {cfg.nodes}")
+        return [f"--master-addr={cfg.master_addr}", f"--master-port={cfg.master_port}", f"--node-rank={cfg.node_rank}"]
+    raise UserError("--nodes > 1 needs --rdzv-endpoint HOST:PORT (a port on the first node that every node "
+                    "can reach), or --master-addr HOST with a distinct --node-rank on every node")
 
 
 def _children(pid: int) -> list[int]:
