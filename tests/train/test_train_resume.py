@@ -150,6 +150,23 @@ def test_two_process_fsdp_matches_one_process_and_resumes_at_world_one(token_dat
 
 
 @pytest.mark.slow
+def test_fsdp_with_compile_and_activation_checkpointing_matches_one_process(token_data, reference, tmp_path):
+    """The three wrappers train.distributed applies, all at once: FSDP2 over 2 gloo workers,
+    torch.compile (inductor) per block and activation checkpointing."""
+    out = tmp_path / "run"
+    proc = cli("pretrain", "--data", str(token_data), "--out", str(out), *flags(stop_at_step=6, eval_every=6),
+               "--devices", "2", "--accelerator", "cpu", "--compile", "--activation-checkpointing")
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    ref_losses, _ = records(reference)
+    losses, _ = records(out)
+    assert sorted(losses) == list(range(1, 7))
+    for step, loss in losses.items():
+        assert loss == pytest.approx(ref_losses[step], rel=1e-4, abs=1e-5), step
+    assert losses[6] < losses[1]  # it learns, compiled
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("rendezvous", ["c10d", "static"])
 def test_two_nodes_on_one_machine_match_one_process(token_data, reference, tmp_path, rendezvous):
     """The multi-node path for real: two launchers (one per "node", one worker each) meet on
