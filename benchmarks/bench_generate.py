@@ -35,11 +35,10 @@ def build(preset: str, dtype: torch.dtype, seed: int = 0):
     config = get_preset(preset)
     torch.manual_seed(seed)
     ours = Llama(config).to(dtype).eval()
-    state = {name: tensor.clone() for name, tensor in ours.state_dict().items()}
-    ours.fuse_projections()  # as `tinyllama generate` loads it (load_for_generation)
+    ours.fuse_projections()  # as `tinyllama generate` loads it (load_for_generation); state_dict unchanged
     hf_config = transformers.LlamaConfig(**hf_config_dict(config))
     hf = transformers.LlamaForCausalLM(hf_config).to(dtype).eval()
-    missing, unexpected = hf.load_state_dict(native_to_hf_state_dict(state), strict=False)
+    missing, unexpected = hf.load_state_dict(native_to_hf_state_dict(ours.state_dict()), strict=False)
     assert not unexpected and all("rotary" in k for k in missing), (missing, unexpected)
     hf.generation_config.eos_token_id = None  # exactly max_new_tokens on both sides
     hf.generation_config.pad_token_id = 0
