@@ -21,14 +21,14 @@ def losses(run_dir):
             if "loss" in json.loads(x)]
 
 
-def test_init_from_hf_dir_and_native_run_starts_from_those_weights(token_data, tmp_path):
+def test_init_from_hf_dir_and_native_run_starts_from_those_weights(token_data, precision, tmp_path):
     config = ModelConfig(name="hf-tiny", vocab_size=320, n_layer=1, n_embd=32, n_head=4, n_kv_head=2,
                          intermediate_size=64, block_size=32)
     torch.manual_seed(3)
     source = Llama(config)
     save_hf(source, tmp_path / "hf")
     # lr 0: AdamW leaves the weights as they were, so the run's weights must be the source's.
-    zero = dict(SMALL, lr=0.0, min_lr=0.0, max_steps=1)
+    zero = dict(SMALL, lr=0.0, min_lr=0.0, max_steps=1, precision=precision)
     launch.pretrain(TrainConfig(data=str(token_data), out=str(tmp_path / "a"), init_from=str(tmp_path / "hf"), **zero))
     a = load_model(tmp_path / "a")
     assert a.config == config.replace(name="hf")  # HF dirs are named after the directory
@@ -38,8 +38,8 @@ def test_init_from_hf_dir_and_native_run_starts_from_those_weights(token_data, t
     assert losses(tmp_path / "b") == losses(tmp_path / "a")  # same weights, same data order
 
 
-def test_activation_checkpointing_gives_the_same_losses(token_data, tmp_path):
-    common = dict(SMALL, model="cpu-tiny", max_steps=3, lr=1e-3)
+def test_activation_checkpointing_gives_the_same_losses(token_data, precision, tmp_path):
+    common = dict(SMALL, model="cpu-tiny", max_steps=3, lr=1e-3, precision=precision)
     launch.pretrain(TrainConfig(data=str(token_data), out=str(tmp_path / "plain"), **common))
     launch.pretrain(TrainConfig(data=str(token_data), out=str(tmp_path / "ac"), activation_checkpointing=True, **common))
     assert losses(tmp_path / "ac") == losses(tmp_path / "plain")
