@@ -1,6 +1,11 @@
-import pytest
+"""The GPU table, the CPU's measured peak and the CPU thread default."""
 
-from tinyllama_cli.hardware import GPUS, gpu_for_device_name
+import pytest
+import torch
+
+from tinyllama_cli import hardware
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.hardware import GPUS, choose_cpu_threads, cpu_peak_flops, gpu_for_device_name
 
 
 @pytest.mark.parametrize("device_name, expected", [
@@ -8,7 +13,9 @@ from tinyllama_cli.hardware import GPUS, gpu_for_device_name
     ("NVIDIA A100-SXM4-80GB", "a100-80g"),
     ("NVIDIA H100 80GB HBM3", "h100"),
     ("NVIDIA H100 PCIe", "h100-pcie"),
+    ("NVIDIA H100 NVL", "h100-nvl"),
     ("NVIDIA H200", "h200"),
+    ("NVIDIA H200 NVL", "h200-nvl"),
     ("NVIDIA A10G", "a10g"),
     ("NVIDIA L40S", "l40s"),
     ("NVIDIA L4", "l4"),
@@ -20,3 +27,70 @@ def test_cuda_device_names_map_to_the_right_entry(device_name, expected):
 def test_unknown_device_is_none_and_a100_is_tinyllamas_312_tflops():
     assert gpu_for_device_name("Some Future GPU") is None
     assert GPUS["a100-40g"].peak_bf16_tflops == 312.0
+
+
+def test_the_peak_follows_the_precision():
+    a100 = GPUS["a100-40g"]
+    assert a100.peak_tflops("bf16") == 312.0 and a100.peak_tflops("fp32") == 19.5
+    assert all(g.peak_fp32_tflops < g.peak_bf16_tflops for g in GPUS.values())
+
+
+def test_cpu_peak_is_one_cores_cpu_time_rate_times_threads(monkeypatch):
+    """Timed with the thread's CPU time (so other processes cannot slow it), one thread, best
+    of the repeats, scaled to the worker's threads; torch's thread count is restored."""
+    clock = iter([0.0, 0.5, 1.0, 1.25, 2.0, 3.0])  # three timed products: 0.5 s, 0.25 s, 1.0 s
+    monkeypatch.setattr(hardware.time, "thread_time", lambda: next(clock))
+    seen = []
+    real_mm = torch.Tensor.__matmul__
+
+    def mm(a, b):
+        seen.append(torch.get_num_threads())
+        return real_mm(a, b)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", mm)
+    torch.set_num_threads(2)
+    try:
+        peak = cpu_peak_flops("fp32", threads=4, sizes=(64,), repeats=3)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert set(seen) == {1}
+    assert peak == pytest.approx(4 * 2 * 64**3 / 0.25)
+
+
+def test_cpu_peak_is_positive_at_both_precisions():
+    assert cpu_peak_flops("fp32", 1, sizes=(128,), repeats=2) > 1e8
+    assert cpu_peak_flops("bf16", 1, sizes=(128,), repeats=2) > 1e7
+
+
+@pytest.mark.parametrize("cores, idle, expected", [
+    (2, 2.0, 2), (2, 1.9, 2), (2, 1.6, 1), (2, 1.0, 1), (2, 0.0, 1), (2, None, 2), (16, 3.0, 3),
+    (4, 8.0, 4),
+])
+def test_threads_go_to_idle_cores_only(cores, idle, expected):
+    assert choose_cpu_threads(cores, idle) == expected
+
+
+def test_idle_cpus_reads_proc_stat(monkeypatch):
+    samples = iter([(100.0, 400.0), (150.0, 500.0)])  # 50 of 100 jiffies idle over our CPUs
+    monkeypatch.setattr(hardware, "_cpu_times", lambda cpus: next(samples))
+    monkeypatch.setattr(hardware, "_affinity", lambda: {0, 1})
+    monkeypatch.setattr(hardware.time, "sleep", lambda s: None)
+    assert hardware.idle_cpus() == pytest.approx(1.0)
+
+
+def test_cpu_times_sum_idle_and_iowait_of_the_cpus_asked_for():
+    if hardware._cpu_times({0}) is None:
+        pytest.skip("no /proc/stat")
+    idle, total = hardware._cpu_times({0})
+    assert 0 <= idle <= total and total > 0
+    both = hardware._cpu_times({0, 1} if len(hardware._affinity()) > 1 else {0})
+    assert both[1] >= total
+
+
+def test_set_cpu_threads_takes_the_flag_or_refuses_zero(monkeypatch):
+    assert hardware.set_cpu_threads(1) == (1, "--threads")
+    with pytest.raises(UserError, match="--threads must be at least 1"):
+        hardware.set_cpu_threads(0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert hardware.set_cpu_threads(None) == (1, "OMP_NUM_THREADS")

@@ -1,47 +1,65 @@
-"""Accelerator specifications: dense bf16 peak FLOP/s and memory, one table for the whole tool.
+"""Accelerator specifications: one table of GPUs for the whole tool, and the CPU's peak.
 
 `tinyllama plan` looks GPUs up by name (`--gpu a100-40g`); the trainer's MFU looks the running
-CUDA device up by the name the driver reports (`gpu_for_device_name`).
+CUDA device up by the name the driver reports (`gpu_for_device_name`) and takes the peak of the
+precision it trains in (an fp32 run is not divided by the bf16 tensor-core peak). A CPU has no
+data sheet we can trust inside a VM (the clock the hypervisor reports is not the turbo clock the
+cores run at), so its peak is measured: `cpu_peak_flops`.
+
+This module imports torch only inside `cpu_peak_flops`: `plan` stays torch-free.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
+
+from tinyllama_cli.errors import UserError
 
 
 @dataclass(frozen=True)
 class GPU:
-    """Dense (no sparsity) bf16 tensor-core peak and nominal memory, from vendor datasheets.
+    """Dense (no sparsity) peaks and nominal memory, from vendor datasheets.
 
+    `peak_bf16_tflops` is the bf16 tensor-core figure (fp16 where the part has no bf16);
+    `peak_fp32_tflops` plain fp32 (no TF32: the trainer leaves TF32 off, so fp32 means fp32).
     `device_names` are substrings of `torch.cuda.get_device_name()` that identify the part;
-    more specific entries come first in GPUS so that, e.g., "H100 PCIe" wins over "H100".
+    more specific entries come first in GPUS so that, e.g., "H100 NVL" wins over "H100".
     """
 
     name: str
     peak_bf16_tflops: float
+    peak_fp32_tflops: float
     memory_gib: float
     device_names: tuple[str, ...] = ()
+
+    def peak_tflops(self, precision: str) -> float:
+        """Peak of the precision a run computes its matmuls in ("bf16" or "fp32")."""
+        return self.peak_fp32_tflops if precision == "fp32" else self.peak_bf16_tflops
 
 
 GPUS: dict[str, GPU] = {
     g.name: g
     for g in [
-        GPU("a100-40g", 312.0, 40.0, ("A100-SXM4-40GB", "A100-PCIE-40GB", "A100 40GB")),  # A100 datasheet
-        GPU("a100-80g", 312.0, 80.0, ("A100",)),
-        GPU("a800", 312.0, 80.0, ("A800",)),
-        GPU("h100-pcie", 756.0, 80.0, ("H100 PCIe",)),
-        GPU("h100", 989.0, 80.0, ("H100", "H800")),  # H100 SXM5 datasheet (1979 with sparsity)
-        GPU("h200", 989.0, 141.0, ("H200",)),        # H200 SXM: H100's compute, 141 GB HBM3e
-        GPU("b200", 2250.0, 180.0, ("B200",)),       # HGX B200: 36 PFLOPS sparse bf16 / 8 GPUs / 2
-        GPU("l40s", 362.0, 48.0, ("L40S",)),
-        GPU("a10g", 125.0, 24.0, ("A10G",)),
-        GPU("a10", 125.0, 24.0, ("A10",)),
-        GPU("l4", 121.0, 24.0, ("L4",)),
-        GPU("v100", 125.0, 32.0, ("V100",)),         # fp16 tensor cores (no bf16)
-        GPU("rtx-3090", 71.0, 24.0, ("RTX 3090",)),  # GA102 whitepaper, bf16 with fp32 accumulate
-        GPU("rtx-4090", 165.2, 24.0, ("RTX 4090",)), # AD102 whitepaper, bf16 with fp32 accumulate
-        GPU("mi300x", 1307.4, 192.0, ("MI300X",)),   # AMD Instinct MI300X datasheet
-        GPU("mi250x", 383.0, 128.0, ("MI250X",)),
+        GPU("a100-40g", 312.0, 19.5, 40.0, ("A100-SXM4-40GB", "A100-PCIE-40GB", "A100 40GB")),
+        GPU("a100-80g", 312.0, 19.5, 80.0, ("A100",)),
+        GPU("a800", 312.0, 19.5, 80.0, ("A800",)),
+        GPU("h100-pcie", 756.0, 51.2, 80.0, ("H100 PCIe",)),
+        GPU("h100-nvl", 835.0, 60.0, 94.0, ("H100 NVL",)),  # 1671 with sparsity
+        GPU("h100", 989.0, 67.0, 80.0, ("H100", "H800")),    # SXM5 (1979 with sparsity)
+        GPU("h200-nvl", 835.0, 60.0, 141.0, ("H200 NVL",)),
+        GPU("h200", 989.0, 67.0, 141.0, ("H200",)),          # SXM: H100's compute, HBM3e
+        GPU("b200", 2250.0, 75.0, 180.0, ("B200",)),         # HGX B200 per GPU
+        GPU("l40s", 362.0, 91.6, 48.0, ("L40S",)),
+        GPU("a10g", 125.0, 31.2, 24.0, ("A10G",)),
+        GPU("a10", 125.0, 31.2, 24.0, ("A10",)),
+        GPU("l4", 121.0, 30.3, 24.0, ("L4",)),
+        GPU("v100", 125.0, 15.7, 32.0, ("V100",)),           # fp16 tensor cores (no bf16)
+        GPU("rtx-3090", 71.0, 35.6, 24.0, ("RTX 3090",)),    # GA102: bf16 with fp32 accumulate
+        GPU("rtx-4090", 165.2, 82.6, 24.0, ("RTX 4090",)),   # AD102: bf16 with fp32 accumulate
+        GPU("mi300x", 1307.4, 163.4, 192.0, ("MI300X",)),
+        GPU("mi250x", 383.0, 47.9, 128.0, ("MI250X",)),
     ]
 }
 
@@ -52,3 +70,127 @@ def gpu_for_device_name(device_name: str) -> GPU | None:
         if any(key in device_name for key in gpu.device_names):
             return gpu
     return None
+
+
+def cpu_flags() -> set[str]:
+    """The flags of /proc/cpuinfo's first processor (empty where there is no /proc)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_bf16_kind(flags: set[str] | None = None) -> str | None:
+    """"amx_bf16", "avx512_bf16" or None: which native bf16 matmul instructions the CPU has."""
+    flags = cpu_flags() if flags is None else flags
+    return next((f for f in ("amx_bf16", "avx512_bf16") if f in flags), None)
+
+
+def cpu_peak_flops(precision: str, threads: int, sizes: tuple[int, ...] = (512, 768, 1024),
+                   repeats: int = 5) -> float:
+    """Peak matmul FLOP/s of `threads` cores at `precision`: one core's best rate x threads.
+
+    One core's rate is timed in that thread's CPU time (`time.thread_time`), not wall time, so
+    other processes competing for the cores do not change it: a wall-clock timing on a busy
+    machine read 1.1e11 in one run and 4.4e11 in the next, and MFU then read 150%. A core's rate
+    times the core count is an upper bound of what several threads reach together (they share
+    memory bandwidth, and the turbo clock drops as more cores run), so MFU stays below 100%.
+    About 0.2 s (0.6 s where bf16 is emulated).
+    """
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        best = 0.0
+        for n in sizes:
+            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+            a @ b  # warm up: first-call kernel selection and page faults
+            for _ in range(repeats):
+                start = time.thread_time()
+                a @ b
+                elapsed = time.thread_time() - start
+                if elapsed > 0:
+                    best = max(best, 2 * n**3 / elapsed)
+    finally:
+        torch.set_num_threads(previous)
+    return best * threads
+
+
+def _cpu_times(cpus: set[int]) -> tuple[float, float] | None:
+    """(idle, total) jiffies summed over `cpus`, from /proc/stat; None where it is unreadable."""
+    idle = total = 0.0
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *values = line.split()
+                if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+                    continue
+                numbers = [float(v) for v in values]
+                idle += numbers[3] + (numbers[4] if len(numbers) > 4 else 0.0)  # idle + iowait
+                total += sum(numbers[:8])  # user..steal; guest time is already inside user
+    except (OSError, ValueError):
+        return None
+    return idle, total
+
+
+def idle_cpus(interval_s: float = 0.1) -> float | None:
+    """How many of this process's CPUs were idle over the next `interval_s` (None: unknown)."""
+    cpus = _affinity()
+    before = _cpu_times(cpus)
+    time.sleep(interval_s)
+    after = _cpu_times(cpus)
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return len(cpus) * (after[0] - before[0]) / (after[1] - before[1])
+
+
+def choose_cpu_threads(cores: int, idle: float | None) -> int:
+    """Intra-op threads for a CPU process: at most `cores`, and only cores that are idle.
+
+    PyTorch's OpenMP threads wait for each other at the end of every operator. When another
+    process holds one of the cores, the thread sharing it runs only in time slices, and all the
+    others wait for it: generation on a busy 2-core machine fell from 633 tokens/s with one
+    thread to 12 with two (benchmarks/README.md). So a core counts only when it is at least 75%
+    idle.
+    """
+    return max(1, cores if idle is None else min(cores, int(idle + 0.25)))
+
+
+def default_cpu_threads() -> tuple[int, str]:
+    """(threads, why) for a CPU command on this machine: PyTorch's count (the physical cores,
+    or OMP_NUM_THREADS when set), lowered to the cores that are idle right now."""
+    import torch
+
+    cores = torch.get_num_threads()
+    if os.environ.get("OMP_NUM_THREADS"):
+        return cores, "OMP_NUM_THREADS"
+    idle = idle_cpus()
+    why = "idle cores unknown" if idle is None else f"{idle:.1f} of {len(_affinity())} CPUs idle"
+    return choose_cpu_threads(cores, idle), why
+
+
+def _affinity() -> set[int]:
+    if hasattr(os, "sched_getaffinity"):
+        return os.sched_getaffinity(0)
+    return set(range(os.cpu_count() or 1))
+
+
+def set_cpu_threads(threads: int | None) -> tuple[int, str]:
+    """Set PyTorch's intra-op threads to `threads`, or to `default_cpu_threads()` when None;
+    returns (threads, why) for the command to report."""
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+        return threads, "--threads"
+    threads, why = default_cpu_threads()
+    torch.set_num_threads(threads)
+    return threads, why

@@ -89,12 +89,9 @@ def shutdown(world: World) -> None:
 
 def has_native_bf16_cpu() -> bool:
     """AMX or AVX512-BF16: the CPUs where bf16 matmuls are faster than fp32 (2.5x with AMX)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    from tinyllama_cli.hardware import cpu_bf16_kind
+
+    return cpu_bf16_kind() is not None
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

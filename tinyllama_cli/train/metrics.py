@@ -1,48 +1,39 @@
 """Where training numbers go: the console (rich), metrics.jsonl, TensorBoard, W&B (optional).
 
 Only rank 0 logs. MFU = model FLOPs per token (`ModelConfig.flops_per_token`, torchtitan's
-convention) x tokens/s / (peak FLOP/s per device x devices). Peak FLOP/s come from the table
-below (dense bf16 tensor-core figures from the vendors' data sheets), from `--peak-flops`, or
-on a CPU from a short matmul measurement at the training precision (so CPU MFU is relative to
-what this machine's matmuls actually reach, not a data-sheet number).
+convention) x tokens/s / (peak FLOP/s per device x devices). Peak FLOP/s come from `--peak-flops`,
+from hardware.py's GPU table at the training precision (bf16 tensor cores, or plain fp32), or on
+a CPU from one core's matmul rate measured in CPU time (`hardware.cpu_peak_flops`: the same on a
+busy machine as on a quiet one) times the worker's threads.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from tinyllama_cli.hardware import gpu_for_device_name
+from tinyllama_cli.hardware import cpu_bf16_kind, cpu_peak_flops, gpu_for_device_name
 from tinyllama_cli.units import si
 
 
-def measure_cpu_matmul_flops(dtype: torch.dtype, n: int = 768, repeats: int = 3) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm up
-    best = math.inf
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
-
-
-def peak_flops_per_device(device: torch.device, override: float | None, dtype: torch.dtype) -> tuple[float, str]:
-    """(peak FLOP/s, where the number comes from)."""
+def peak_flops_per_device(device: torch.device, override: float | None, precision: str,
+                          threads: int = 1) -> tuple[float, str]:
+    """(peak FLOP/s of one worker at `precision`, where the number comes from)."""
     if override:
         return float(override), "--peak-flops"
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         gpu = gpu_for_device_name(name)
         if gpu is not None:
-            return gpu.peak_bf16_tflops * 1e12, f"table ({gpu.name})"
-        return 312e12, f"unknown GPU {name!r}: A100 figure assumed, set --peak-flops"
-    return measure_cpu_matmul_flops(dtype), "measured CPU matmul"
+            return gpu.peak_tflops(precision) * 1e12, f"{gpu.name} {precision} datasheet"
+        return 312e12, f"unknown GPU {name!r}: A100 bf16 figure assumed, set --peak-flops"
+    bf16 = cpu_bf16_kind()
+    kind = f"{precision} ({bf16} CPU)" if bf16 else f"{precision} (CPU without native bf16)"
+    return (cpu_peak_flops(precision, threads),
+            f"one core's best {kind} matmul in CPU time x {threads} thread(s)")
 
 
 class MetricsLogger:
