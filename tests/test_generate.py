@@ -276,6 +276,22 @@ def test_cli_json_and_prompt_file(run_dir, loaded):
     assert [s["completion"] for s in data["samples"]] == [s.completion for s in expected.samples]
     assert data["stats"]["new_tokens"] == sum(len(s["tokens"]) for s in data["samples"]) > 0
     assert data["stats"]["tokens_per_sec"] > 0
+    assert (data["stats"]["threads"], data["stats"]["threads_reason"]) == (1, "OMP_NUM_THREADS")
+    pinned = run_cli("generate", str(run_dir / "run"), "--prompt", "a", "--max-new-tokens", "2", "--threads", "1",
+                     "--json")
+    assert json.loads(pinned.stdout)["stats"]["threads_reason"] == "--threads"
+
+
+def test_cli_default_threads_are_the_idle_cores(run_dir):
+    """Without OMP_NUM_THREADS or --threads, the thread count comes from the idle cores."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-m", "tinyllama_cli", "generate", str(run_dir / "run"), "--prompt", "a",
+                             "--max-new-tokens", "2", "--json"], capture_output=True, text=True, check=False, env=env)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)["stats"]
+    assert stats["threads"] >= 1 and "CPUs idle" in stats["threads_reason"]
 
 
 def test_cli_streams_text_and_reports_speed(run_dir, loaded):
@@ -297,6 +313,8 @@ def test_cli_user_errors_exit_2(run_dir):
     assert result.returncode == 2 and "--top-p" in result.stderr
     result = run_cli("generate", str(run_dir / "run"))
     assert result.returncode == 2 and "no prompt given" in result.stderr
+    result = run_cli("generate", str(run_dir / "run"), "--prompt", "x", "--threads", "0")
+    assert result.returncode == 2 and "--threads must be at least 1" in result.stderr
 
 
 def test_auto_dtype_is_float32_off_gpu_and_names_are_checked():

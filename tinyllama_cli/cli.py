@@ -137,11 +137,14 @@ def prepare_data(
         raise typer.Exit(130) from None
     if as_json:
         print(json.dumps({"out": str(result.out), "files_processed": result.files_processed,
+                          "warnings": result.warnings,
                           "files_resumed": result.files_resumed, "elapsed_s": result.elapsed_s,
                           "tokens_per_s": result.tokens_per_s, "log_lines": result.log_lines,
                           "manifest": result.manifest}, indent=2))
         return
     _print_data_summary(result.manifest, f"Prepared {result.out}")
+    for warning in result.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
     console.print(f"{result.files_processed} files tokenized, {result.files_resumed} resumed; "
                   f"{result.tokens_per_s:,.0f} tokens/s; {result.elapsed_s:.1f} s; "
                   f"{result.log_lines} lines in {result.out / 'prepare-data.log'}")
@@ -192,8 +195,9 @@ def _print_data_summary(manifest: dict, title: str) -> None:
 # --- pretrain / resume ------------------------------------------------------------------------
 
 
-def _train_flags() -> list:
-    """One `--flag` per TrainConfig field (None = not given, so the YAML or default stays)."""
+def _train_flags(exclude: tuple[str, ...] = (), panel: str = "Training config") -> list:
+    """One `--flag` per TrainConfig field (None = not given, so the YAML or default stays),
+    with the dataclass default shown in --help."""
     import inspect
     from dataclasses import fields
 
@@ -202,30 +206,40 @@ def _train_flags() -> list:
     kinds = {"int": int, "float": float, "str": str, "bool": bool}
     params = []
     for f in fields(TrainConfig):
+        if f.name in exclude:
+            continue
         kind = next(v for k, v in kinds.items() if k in str(f.type))
         flag = "--" + f.name.replace("_", "-")
         decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
-        option = typer.Option(None, *decls, help=f.metadata.get("help"), show_default=False,
-                              rich_help_panel="Training config (flags override --config)")
+        help_text = f.metadata.get("help", "")
+        if f.default is not None:
+            shown = (flag[2:] if f.default else f"no-{flag[2:]}") if kind is bool else f.default
+            help_text += f" \\[default: {shown}]"  # escaped: rich would read [...] as markup
+        option = typer.Option(None, *decls, help=help_text, show_default=False,
+                              rich_help_panel=panel)
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
                                         annotation=kind | None))
     return params
 
 
-def _with_train_flags(func):
-    """Give `func(**kwargs)` a signature Typer reads: its own parameters + every TrainConfig flag."""
+def _with_train_flags(exclude: tuple[str, ...] = (), panel: str = "Training config"):
+    """Give `func(**kwargs)` a signature Typer reads: its own parameters + the TrainConfig flags
+    not in `exclude`, shown under `panel` in --help."""
     import inspect
 
-    own = [p for p in inspect.signature(func).parameters.values() if p.kind != p.VAR_KEYWORD]
-    params = own + _train_flags()
+    def decorate(func):
+        own = [p for p in inspect.signature(func).parameters.values() if p.kind != p.VAR_KEYWORD]
+        params = own + _train_flags(exclude, panel)
 
-    def wrapper(**kwargs):
-        return func(**kwargs)
+        def wrapper(**kwargs):
+            return func(**kwargs)
 
-    wrapper.__signature__ = inspect.Signature(params)
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
-    return wrapper
+        wrapper.__signature__ = inspect.Signature(params)
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
+        return wrapper
+
+    return decorate
 
 
 def _gpus(flags: dict) -> None:
@@ -235,7 +249,7 @@ def _gpus(flags: dict) -> None:
 
 
 @app.command()
-@_with_train_flags
+@_with_train_flags(panel="Training config (flags override --config)")
 def pretrain(
     config: str | None = typer.Option(None, "--config", help="YAML file of TrainConfig fields "
                                          "(flags override it); `model:` may be a preset or a mapping."),
@@ -256,14 +270,24 @@ def pretrain(
         raise typer.Exit(code)
 
 
+def _resume_fixed() -> tuple[str, ...]:
+    from tinyllama_cli.train.rundir import RESUME_FIXED
+
+    return RESUME_FIXED
+
+
 @app.command()
-@_with_train_flags
+@_with_train_flags(exclude=_resume_fixed(), panel="What a resumed run may change")
 def resume(
     run_dir: str = typer.Argument(..., help="The run directory to continue."),
     gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
     **flags,
 ) -> None:
-    """Continue a run from its newest complete checkpoint (raise --max-steps, change --devices, ...)."""
+    """Continue a run from its newest complete checkpoint (raise --max-steps, change --devices, ...).
+
+    The model, the data order (seed, mix, sequence length, global batch) and the run directory
+    are the run's own: they have no flags here. Raising --max-steps re-stretches the cosine from
+    the checkpoint's step on (the console says how the lr changes); finished steps are unchanged."""
     from tinyllama_cli.train.launch import end_worker_process
     from tinyllama_cli.train.launch import resume as run_resume
 
@@ -302,6 +326,7 @@ def eval_command(
     series_dir: str | None = typer.Option(None, "--series-dir", help="Where --all-checkpoints writes (default RUN_DIR/eval)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     verbose: bool = typer.Option(False, "--verbose", help="Show lm-eval's own log messages."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores that are idle now, at most torch's count)."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON instead of a table."),
 ) -> None:
     """Evaluate a model with lm-evaluation-harness (offline with --dataset), TinyLlama's table."""
@@ -313,7 +338,8 @@ def eval_command(
         raise UserError(f"{output} already exists; choose another --output or pass --overwrite")
     options = {"num_fewshot": num_fewshot, "limit": int(limit) if limit and limit >= 1 else limit,
                "batch_size": batch_size, "dtype": dtype, "device": device, "seed": seed, "backend": backend,
-               "datasets": dataset, "tasks_dir": tasks_dir, "log_samples": samples, "verbose": verbose}
+               "datasets": dataset, "tasks_dir": tasks_dir, "log_samples": samples, "verbose": verbose,
+               "threads": threads}
     if all_checkpoints:
         series = ev.evaluate_series(
             checkpoint, tasks, out_dir=series_dir, overwrite=overwrite,
@@ -337,6 +363,7 @@ def eval_command(
         return
     console.print(_eval_table([result], list(result.scores), ev, title=f"lm-eval ({backend}), {result.checkpoint}"))
     console.print(f"{result.num_samples} samples, {result.samples_per_sec:.1f} samples/s"
+                  + (f", {result.threads[0]} CPU thread(s): {result.threads[1]}" if result.threads else "")
                   + (f"; full results in {output}" if output else ""))
 
 
@@ -382,7 +409,7 @@ def generate(
     dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on a bf16 GPU, else float32), float32, bfloat16 or float16."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA only)."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's; 1 is often fastest on a busy machine)."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores that are idle now, at most torch's count)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print the text only."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object with samples and stats, at the end."),
 ) -> None:
@@ -404,7 +431,9 @@ def generate(
         s = result.stats()
         err_console.print(
             f"{s['new_tokens']} tokens in {s['seconds']:.2f} s: [bold]{s['tokens_per_sec']:.1f} tokens/s[/] "
-            f"(prefill {s['prompt_tokens']} tokens in {s['prefill_s']:.3f} s; seed {result.seed})", highlight=False)
+            f"(prefill {s['prompt_tokens']} tokens in {s['prefill_s']:.3f} s; seed {result.seed}"
+            + (f"; {s['threads']} CPU thread(s): {s['threads_reason']}" if s["threads"] else "") + ")",
+            highlight=False)
 
 
 class _GenerateView:

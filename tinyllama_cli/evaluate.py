@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.units import si
 
 TINYLLAMA_TASKS = ("hellaswag", "openbookqa", "winogrande", "arc_challenge", "arc_easy", "boolq", "piqa")
@@ -72,6 +73,7 @@ class EvalResult:
     tokens_seen: int | None = None
     samples_per_sec: float = 0.0
     num_samples: int = 0
+    threads: tuple[int, str] | None = None  # CPU intra-op threads and why (None on CUDA)
 
     @property
     def average(self) -> float | None:
@@ -356,11 +358,15 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
              num_fewshot: int | None = None, limit: float | None = None, batch_size: int = 16,
              dtype: str = "float32", device: str | None = None, seed: int = 1234,
              datasets: list[str] | dict[str, Path] | None = None, tasks_dir: str | Path | None = None,
-             log_samples: bool = False, bootstrap_iters: int = 100000, verbose: bool = False) -> EvalResult:
-    """Evaluate one model (run, checkpoint or HF directory) on lm-eval tasks."""
+             log_samples: bool = False, bootstrap_iters: int = 100000, verbose: bool = False,
+             threads: int | None = None) -> EvalResult:
+    """Evaluate one model (run, checkpoint or HF directory) on lm-eval tasks.
+
+    On CPU, `threads` (default: the idle cores, `hardware.set_cpu_threads`) sets torch's threads."""
     names = expand_tasks(tasks)
     local = datasets if isinstance(datasets, dict) else parse_datasets(datasets)
     device = resolve_device(device)
+    threads_used = set_cpu_threads(threads) if device == "cpu" else None
     with tempfile.TemporaryDirectory(prefix="tinyllama-eval-") as tmp, _quiet_lm_eval(verbose), \
             offline_mode(decide_offline(names, local)):
         workdir = Path(tmp)
@@ -372,6 +378,7 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
                            log_samples=log_samples, bootstrap_iters=bootstrap_iters)
     start_state = _checkpoint_state(loaded.source) if loaded.kind == "native" else {}
     result.checkpoint = str(loaded.source)
+    result.threads = threads_used
     result.step = start_state.get("step")
     result.tokens_seen = start_state.get("tokens_seen")
     return result

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.model import Llama
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
@@ -258,6 +259,7 @@ class GenerationResult:
     prefill_s: float
     decode_s: float
     batches: int
+    threads: tuple[int, str] | None = None  # CPU intra-op threads and why (None on CUDA)
 
     @property
     def seconds(self) -> float:
@@ -274,6 +276,8 @@ class GenerationResult:
             "prefill_s": round(self.prefill_s, 4), "decode_s": round(self.decode_s, 4),
             "seconds": round(self.seconds, 4), "tokens_per_sec": round(self.tokens_per_sec, 2),
             "prefill_tokens_per_sec": round(self.prompt_tokens / self.prefill_s, 2) if self.prefill_s else None,
+            "threads": self.threads[0] if self.threads else None,
+            "threads_reason": self.threads[1] if self.threads else None,
         }
 
     def to_dict(self) -> dict:
@@ -397,24 +401,17 @@ def resolve_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
         raise UserError(f"unknown --dtype {name!r}; use auto, float32, bfloat16 or float16") from None
 
 
-def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile: bool = False,
-                        threads: int | None = None):
+def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile: bool = False):
     """(LoadedModel, decode-step forward or None, notes for the user).
 
     The model's q/k/v projections are fused (`Llama.fuse_projections`): the loaded model is for
     inference only.
 
     torch.compile is applied to the one-token decode step, and only on CUDA: on CPU the
-    compile time (tens of seconds) outweighs the gain for a single command. `threads` sets
-    torch's intra-op threads: decoding one token is many small ops, and on a busy machine one
-    thread can be several times faster than threads that wait for each other.
+    compile time (tens of seconds) outweighs the gain for a single command.
     """
     from tinyllama_cli.load import load_model
 
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
     resolved = resolve_device(device)
     loaded = load_model(path, device=resolved, dtype=resolve_dtype(dtype, resolved))
     loaded.model.fuse_projections()  # fewer, larger matrix-vector products per decode step
@@ -443,11 +440,15 @@ def run(ckpt, prompts: Sequence[str], prompt_file: str | None, params: SamplingP
     params.validate()
     if num_samples < 1 or batch_size < 1:
         raise UserError("--num-samples and --batch-size must be at least 1")
-    loaded, forward, notes = load_for_generation(ckpt, device=device, dtype=dtype, compile=compile, threads=threads)
+    # On CPU only idle cores get a thread unless --threads says otherwise: decoding is many small
+    # ops, and threads waiting for a core another process holds made it 50x slower.
+    threads_used = set_cpu_threads(threads) if resolve_device(device).type == "cpu" else None
+    loaded, forward, notes = load_for_generation(ckpt, device=device, dtype=dtype, compile=compile)
     if on_start is not None:
         on_start(prompts, notes)
     result = generate(loaded, prompts, params, num_samples=num_samples, batch_size=batch_size,
                       truncate=truncate, on_text=on_text, on_done=on_done, forward=forward)
+    result.threads = threads_used
     return result, str(loaded.source)
 
 

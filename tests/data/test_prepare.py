@@ -291,3 +291,8 @@ def test_cli_prints_a_summary_table(tmp_path, tok_path):
     r = cli("prepare-data", f"web={src}", "--tokenizer", str(tok_path), "--out", str(tmp_path / "d"))
     assert r.returncode == 0, r.stderr
     assert "web" in r.stdout and "missing_text 1" in r.stdout and "tokens train" in r.stdout
+    # Five documents at the default --val-fraction 0.001: none is held out, and it says so.
+    assert "warning: source(s) web got 0 validation documents at --val-fraction 0.001" in r.stderr
+    r = cli("prepare-data", f"web={src}", "--tokenizer", str(tok_path), "--out", str(tmp_path / "j"),
+            "--val-fraction", "0.5", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["warnings"] == [] and "warning" not in r.stderr

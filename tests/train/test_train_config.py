@@ -110,3 +110,68 @@ def test_cli_error_is_one_line_and_exit_2(token_data, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not a multiple" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_warmup_as_long_as_the_run_warns(token_data, tmp_path):
+    base = {"data": str(token_data), "out": str(tmp_path / "r"), "model": "cpu-tiny", "seq_len": 16,
+                "global_batch_size": 4, "micro_batch_size": 2}
+    assert resolve(TrainConfig(**base, max_steps=10, warmup_steps=2), None).notes == []
+    notes = resolve(TrainConfig(**base, max_steps=10), None).notes  # default warmup: 2000
+    assert len(notes) == 1 and "--warmup-steps 2000 >= --max-steps 10" in notes[0]
+    assert "2.00e-06" in notes[0]  # lr reaches 10/2000 of 4e-4 at the last step
+    proc = subprocess.run([sys.executable, "-m", "tinyllama_cli", "pretrain", "--data", str(token_data),
+                           "--out", str(tmp_path / "cli"), "--max-steps", "1", *FAST],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0 and "warning: --warmup-steps" in proc.stdout
+
+
+def test_resume_that_re_stretches_the_cosine_says_how_the_lr_changes(token_data, tmp_path):
+    out = tmp_path / "run"
+    launch.pretrain(TrainConfig(data=str(token_data), out=str(out), model="cpu-tiny", seq_len=16,
+                                global_batch_size=4, micro_batch_size=2, max_steps=4, warmup_steps=1,
+                                tensorboard=False, num_threads=1))
+    from tinyllama_cli.train.optim import lr_at
+
+    run = prepare_resume(out, {"max_steps": 8}, write=False)
+    old = load_train_config(out / "config.yaml", {})[0]
+    before, after = lr_at(4, old, 4), lr_at(4, run.train, 8)
+    assert before != after
+    assert run.notes == [(f"the schedule changes at step 4: lr {before:.3e} -> {after:.3e} (--max-steps 4 -> 8 "
+                         "re-stretches the cosine from here; steps up to 4 are unchanged)")]
+    assert prepare_resume(out, {"max_steps": 8, "devices": 1}, write=False).notes  # still said
+    assert prepare_resume(out, {"max_steps": 8, "log_every": 2, "lr": 4e-4}, write=False).notes
+
+
+def test_resume_has_no_flags_for_what_it_cannot_change(token_data, tmp_path):
+    import re
+
+    text = CliRunner().invoke(app, ["resume", "--help"], env={"COLUMNS": "200"}).output
+    shown = set(re.findall(r"--[a-z][a-z0-9-]*", text))
+    for fixed in ("--config", "--out", "--seed", "--mix", "--model", "--vocab-size", "--init-from",
+                  "--seq-len", "--global-batch-size", "--overwrite"):
+        assert fixed not in shown, fixed
+    assert {"--max-steps", "--devices", "--save-every", "--data"} <= shown
+    result = CliRunner().invoke(app, ["resume", str(tmp_path), "--seed", "3"])
+    assert result.exit_code == 2 and "No such option" in result.output
+
+
+def test_pretrain_help_shows_the_defaults():
+    text = CliRunner().invoke(app, ["pretrain", "--help"], env={"COLUMNS": "200"}).output
+    assert "Linear warmup steps. [default: 2000]" in text
+    assert "[default: tensorboard]" in text and "[default: auto]" in text
+
+
+def test_data_without_validation_windows_warns(tmp_path):
+    from tests.train.tokendata import make_tokenizer, write_token_data
+
+    tok = make_tokenizer(tmp_path / "tok.model")
+    data = write_token_data(tmp_path / "d", tok, {"web": {"train": 4000, "val": 400}, "code": {"train": 4000}})
+    base = {"data": str(data), "out": str(tmp_path / "r"), "model": "cpu-tiny", "seq_len": 16, "global_batch_size": 4,
+                "micro_batch_size": 2, "max_steps": 4, "warmup_steps": 1}
+    assert resolve(TrainConfig(**base), None).notes == [
+        ("source(s) code have no validation window of 17 tokens: val_loss covers web only; re-run "
+        "prepare-data with a larger --val-fraction")]
+    none = write_token_data(tmp_path / "n", tok, {"web": {"train": 4000}})
+    notes = resolve(TrainConfig(**{**base, "data": str(none)}), None).notes
+    assert len(notes) == 1 and "has no validation data" in notes[0]
+    assert resolve(TrainConfig(**{**base, "data": str(none), "eval_samples": 0}), None).notes == []

@@ -125,7 +125,8 @@ class PretrainData:
                 raise UserError(f"source {name!r} has fewer than seq_len + 1 = {seq_len + 1} training "
                                 "tokens; add data, lower --seq-len, or leave it out of --mix")
         self.mixture = Mixture([self.weights[n] for n in self.names], seed)
-        self.val_streams = [TokenStream(self.manifest, name, "val") for name in sorted(self.manifest.sources)]
+        self.val_names = sorted(self.manifest.sources)
+        self.val_streams = [TokenStream(self.manifest, name, "val") for name in self.val_names]
 
     def sample(self, k: int) -> np.ndarray:
         """Training sample k: seq_len + 1 tokens of one source."""

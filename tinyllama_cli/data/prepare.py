@@ -99,6 +99,21 @@ class PrepareResult:
     log_lines: int = 0
     extra: dict = field(default_factory=dict)
 
+    @property
+    def warnings(self) -> list[str]:
+        return manifest_warnings(self.manifest)
+
+
+def manifest_warnings(manifest: dict) -> list[str]:
+    """What a user should fix before training on this data: sources without validation data
+    (a small source at --val-fraction 0.001 gets none, and its val_loss is then missing)."""
+    fraction = manifest.get("settings", {}).get("val_fraction")
+    empty = [name for name, s in manifest["sources"].items() if not s["documents"]["val"]]
+    if not empty or not fraction:
+        return []
+    return [(f"source(s) {', '.join(empty)} got 0 validation documents at --val-fraction {fraction:g}; "
+            "their val_loss will be missing: raise --val-fraction (the split is a hash of each document)")]
+
 
 # --- checks before anything is written --------------------------------------------------------
 

@@ -55,9 +55,18 @@ def launched_externally_env() -> bool:
         int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ)
 
 
+def warn(run: Run, console: Any) -> None:
+    """Print the run's notes (once: not on every worker started by torchrun or srun)."""
+    if console is None or os.environ.get("RANK", "0") != "0":
+        return
+    for note in run.notes:
+        console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
+
+
 def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = None) -> int:
     """Create the run dir from the config and train it; returns the process exit status."""
     run = resolve(cfg, model)
+    warn(run, console)
     if launched_externally(cfg):
         from tinyllama_cli.train.loop import train
 
@@ -78,9 +87,11 @@ def resume(run_dir: str | Path, overrides: dict[str, Any], model: ModelConfig | 
         from tinyllama_cli.train.loop import train
 
         run = prepare_resume(run_dir, overrides, model, write=False)
+        warn(run, console)
         train(run.dir, run.train.accelerator, setup=lambda: write_config(run), console=console)
         return 0
     run = prepare_resume(run_dir, overrides, model, write=int(overrides.get("node_rank") or 0) == 0)
+    warn(run, console)
     return start(run, console)
 
 

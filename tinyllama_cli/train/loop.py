@@ -27,6 +27,7 @@ import torch
 
 from tinyllama_cli.data.dataset import PretrainData
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.load import list_checkpoints
 from tinyllama_cli.model import Llama
 from tinyllama_cli.train import checkpoint
@@ -126,15 +127,26 @@ def _train(run: Run, world: World, console: Any) -> int:
         trainer.logger.close()
 
 
+def cpu_threads(num_threads: int | None) -> tuple[int, str]:
+    """(threads, why) for this CPU worker, set in torch: --num-threads, else for one worker the
+    idle cores (`hardware.set_cpu_threads`: a thread on a core another process holds stalls the
+    rest), and for several on one machine an equal share of the cores (they start together, so
+    none can tell another worker's start-up from a foreign load)."""
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if num_threads is not None or per_node == 1:
+        return set_cpu_threads(num_threads)
+    threads = max(1, (os.cpu_count() or 1) // per_node)
+    torch.set_num_threads(threads)
+    return threads, f"{os.cpu_count()} CPUs / {per_node} workers"
+
+
 class Trainer:
     """One worker's model, optimizer, data and logger, and the loop over them."""
 
     def __init__(self, run: Run, world: World, console: Any = None):
         cfg = self.cfg = run.train
         self.run, self.world = run, world
-        if world.device.type == "cpu":
-            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-            torch.set_num_threads(cfg.num_threads or max(1, (os.cpu_count() or 1) // per_node))
+        self.threads = cpu_threads(cfg.num_threads) if world.device.type == "cpu" else None
         self.precision = resolve_precision(cfg.precision, world.device)
         self.accum = check_batch(cfg, world.world_size)
         self.data = PretrainData(cfg.data, cfg.seq_len, cfg.seed, cfg.mix)
@@ -209,14 +221,16 @@ class Trainer:
         """Train to --max-steps (or --stop-at-step, or a signal); returns the last step done."""
         cfg, world = self.cfg, self.world
         end = min(cfg.max_steps, cfg.stop_at_step or cfg.max_steps)
-        peak, peak_source = peak_flops_per_device(world.device, cfg.peak_flops,
-                                                  torch.bfloat16 if self.precision == "bf16" else torch.float32)
+        peak, peak_source = peak_flops_per_device(world.device, cfg.peak_flops, self.precision,
+                                                  torch.get_num_threads())
         flops_per_token = self.run.model.flops_per_token(cfg.seq_len)
         self.logger.print(
             f"training {self.run.model.name} ({self.run.model.num_params():,} params) on {world.world_size} "
             f"{world.device.type} worker(s), {self.precision}, global batch {cfg.global_batch_size} x "
             f"{cfg.seq_len} tokens (micro {cfg.micro_batch_size}, accumulation {self.accum}), steps "
-            f"{self.step} -> {end} of {cfg.max_steps}; MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
+            f"{self.step} -> {end} of {cfg.max_steps}"
+            + (f"; {self.threads[0]} CPU thread(s) per worker ({self.threads[1]})" if self.threads else "")
+            + f"; MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
         start_step, run_start = self.step, time.perf_counter()
         interval_start, interval_steps = run_start, 0
         stopped = False

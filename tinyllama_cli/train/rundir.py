@@ -12,7 +12,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from tinyllama_cli.load import list_checkpoints
 
 # Fields that define the data order: changing them on resume would replay or skip samples.
 ORDER_FIELDS = ("seed", "mix", "seq_len", "global_batch_size", "global_batch_tokens")
+# What `resume` cannot change (the model, the data order, where the run lives): no resume flags.
+RESUME_FIXED = ORDER_FIELDS + ("model", "vocab_size", "init_from", "out", "overwrite")
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Run:
     train: TrainConfig
     model: ModelConfig
     data_fingerprint: str
+    # Things the user should know before training starts (printed by the launcher as warnings).
+    notes: list[str] = field(default_factory=list)
 
 
 def world_size_of(cfg: TrainConfig) -> int:
@@ -122,8 +126,36 @@ def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
 
     resolve_accelerator(cfg.accelerator)  # --gpus without CUDA: say so before creating anything
     check_batch(cfg, world_size_of(cfg))
-    PretrainData(cfg.data, seq_len, cfg.seed, cfg.mix)  # checks mix, shards and sizes now
-    return Run(Path(cfg.out), cfg, model, manifest.fingerprint())
+    data = PretrainData(cfg.data, seq_len, cfg.seed, cfg.mix)  # checks mix, shards and sizes now
+    notes = schedule_notes(cfg) + validation_notes(data, cfg)
+    return Run(Path(cfg.out), cfg, model, manifest.fingerprint(), notes)
+
+
+def schedule_notes(cfg: TrainConfig) -> list[str]:
+    """Warn about a schedule that is surely not what was meant: warmup as long as the run."""
+    if cfg.warmup_steps >= cfg.max_steps:
+        from tinyllama_cli.train.optim import lr_at
+
+        return [(f"--warmup-steps {cfg.warmup_steps} >= --max-steps {cfg.max_steps}: the learning rate "
+                f"only warms up (to {lr_at(cfg.max_steps - 1, cfg, cfg.max_steps):.2e} of --lr "
+                f"{cfg.lr:.2e}) and never decays; lower --warmup-steps (TinyLlama: 2000 of 1.43M steps)")]
+    return []
+
+
+def validation_notes(data: PretrainData, cfg: TrainConfig) -> list[str]:
+    """Warn when validation loss will be missing or will not cover every source."""
+    if cfg.eval_samples < 1:
+        return []
+    windows = {name: s.num_windows(cfg.seq_len) for name, s in zip(data.val_names, data.val_streams)}
+    empty = [name for name, n in windows.items() if n == 0]
+    if len(empty) == len(windows):
+        return [(f"{cfg.data} has no validation data of {cfg.seq_len + 1}+ tokens in any source: no "
+                "val_loss will be logged; re-run prepare-data with a larger --val-fraction")]
+    if empty:
+        return [(f"source(s) {', '.join(empty)} have no validation window of {cfg.seq_len + 1} tokens: "
+                f"val_loss covers {', '.join(n for n in windows if n not in empty)} only; re-run "
+                "prepare-data with a larger --val-fraction")]
+    return []
 
 
 def write_config(run: Run) -> None:
@@ -168,6 +200,20 @@ def load_run(run_dir: Path) -> Run:
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def resume_schedule_notes(old: TrainConfig, new: TrainConfig, step: int) -> list[str]:
+    """Say so when a resume changes the learning rate at the step it continues from: the cosine
+    is fixed by --max-steps, so raising it re-stretches the decay from this step on (finished
+    steps keep the lr they had; the continuation is exact for everything else)."""
+    from tinyllama_cli.train.optim import lr_at
+
+    before, after = lr_at(step, old, old.max_steps), lr_at(step, new, new.max_steps)
+    if math.isclose(before, after, rel_tol=1e-12):
+        return []
+    return [(f"the schedule changes at step {step}: lr {before:.3e} -> {after:.3e} (--max-steps "
+            f"{old.max_steps} -> {new.max_steps} re-stretches the cosine from here; steps up to {step} "
+            "are unchanged)")]
 
 
 def prepare_resume(run_dir: str | Path, overrides: dict[str, Any], model_override: ModelConfig | None = None,
@@ -218,7 +264,7 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any], model_overrid
         raise UserError(f"{run_dir} is already at step {step} of --max-steps {cfg.max_steps}; raise "
                         "--max-steps (or --max-tokens) to train further")
     check_batch(cfg, world_size_of(cfg))
-    resumed = Run(run.dir, cfg, run.model, fingerprint)
+    resumed = Run(run.dir, cfg, run.model, fingerprint, resume_schedule_notes(run.train, cfg, step))
     if write:
         write_config(resumed)
     return resumed
