@@ -304,5 +304,29 @@ def test_auto_dtype_is_float32_off_gpu_and_names_are_checked():
 
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    with pytest.raises(UserError, match="unknown --dtype 'fp8'; use auto"):
+    with pytest.raises(UserError, match="--dtype 'fp8' is not a dtype this command takes; use auto"):
         resolve_dtype("fp8")
+
+
+@pytest.mark.parametrize("spelling, dtype", [
+    ("auto", torch.float32), ("fp32", torch.float32), ("float32", torch.float32),
+    ("bf16", torch.bfloat16), ("bfloat16", torch.bfloat16), ("fp16", torch.float16),
+    ("float16", torch.float16)])
+def test_cli_dtype_takes_every_spelling(run_dir, monkeypatch, spelling, dtype):
+    from typer.testing import CliRunner
+
+    from tinyllama_cli import generate as gen
+    from tinyllama_cli.cli import app
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        result = load_for_generation(*args, **kwargs)
+        seen.append(result[0].model.output.weight.dtype)
+        return result
+
+    monkeypatch.setattr(gen, "load_for_generation", spy)
+    result = CliRunner().invoke(app, ["generate", str(run_dir / "run"), "--prompt", "a cat", "-n", "3",
+                                      "--temperature", "0", "--device", "cpu", "--dtype", spelling, "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen == [dtype] and len(json.loads(result.stdout)["samples"][0]["tokens"]) > 0

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tinyllama_cli import __version__
+from tinyllama_cli.dtypes import accepted as dtype_spellings
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.units import si
 
@@ -287,7 +288,7 @@ def eval_command(
     num_fewshot: int | None = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: the task's, else 0)."),
     limit: float | None = typer.Option(None, "--limit", help="At most N samples per task (a fraction if < 1)."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Sequences per forward pass."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32 (TinyLlama's table), bfloat16 or float16."),
+    dtype: str = typer.Option("fp32", "--dtype", help=f"{dtype_spellings()} (fp32: TinyLlama's table)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."),
     seed: int = typer.Option(1234, "--seed", help="Seed for lm-eval's sampling, few-shot choice and generation."),
     backend: str = typer.Option("native", "--backend", help="native, or hf: lm-eval's own HF model on a converted copy."),
@@ -379,7 +380,7 @@ def generate(
     stop: Annotated[list[str] | None, typer.Option("--stop", help="End a sample at this string (repeatable).")] = None,
     batch_size: int = typer.Option(8, "--batch-size", help="Rows (prompt x sample) decoded together."),
     truncate: bool = typer.Option(False, "--truncate", help="Drop the oldest prompt tokens that do not fit the context."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on a bf16 GPU, else float32), float32, bfloat16 or float16."),
+    dtype: str = typer.Option("auto", "--dtype", help=f"{dtype_spellings(auto=True)}; auto: bf16 on a bf16 GPU, else fp32."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA only)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's; 1 is often fastest on a busy machine)."),
@@ -450,7 +451,7 @@ def convert(
     src: str = typer.Argument(..., help="A run dir (its newest checkpoint), a checkpoint dir or a Hugging Face Llama dir."),
     to: str = typer.Option(..., "--to", help="Target format: hf, native or gguf."),
     out: str = typer.Option(..., "--out", help="Output directory (for gguf also a path ending in .gguf)."),
-    dtype: str | None = typer.Option(None, "--dtype", help="fp32 (default), bf16 or fp16; native is always fp32."),
+    dtype: str | None = typer.Option(None, "--dtype", help=f"{dtype_spellings()} (default fp32); native is always fp32."),
     max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="HF: split safetensors above this size (2GB, 500MB, 1GiB)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     verify: bool | None = typer.Option(None, "--verify/--no-verify",

@@ -26,11 +26,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from tinyllama_cli.dtypes import parse_dtype
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.model import Llama
-
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
 @dataclass
@@ -386,15 +384,14 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
-    """`auto`: bfloat16 on a CUDA GPU that supports it (half the bytes per token, flash-attn),
-    float32 elsewhere (CPUs without native bf16 run it slower than fp32)."""
-    if name == "auto":
+    """Any spelling `dtypes` accepts, or `auto`: bfloat16 on a CUDA GPU that supports it (half
+    the bytes per token, flash-attn), float32 elsewhere (CPUs without native bf16 run it slower
+    than fp32)."""
+    _, dtype = parse_dtype(name, "--dtype", auto=True)
+    if dtype is None:
         on_bf16_gpu = device is not None and device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if on_bf16_gpu else torch.float32
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise UserError(f"unknown --dtype {name!r}; use auto, float32, bfloat16 or float16") from None
+    return dtype
 
 
 def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile: bool = False,

@@ -161,6 +161,26 @@ def test_cli_prints_table_and_json(run_dir, tmp_path):
     assert {f["name"] for f in data["files"]} == HF_FILES
 
 
+@pytest.mark.parametrize("spelling, name, torch_name", [
+    ("fp32", "fp32", "float32"), ("float32", "fp32", "float32"), ("bf16", "bf16", "bfloat16"),
+    ("bfloat16", "bf16", "bfloat16"), ("fp16", "fp16", "float16"), ("float16", "fp16", "float16")])
+def test_cli_dtype_takes_every_spelling(run_dir, tmp_path, spelling, name, torch_name):
+    from safetensors import safe_open
+    from typer.testing import CliRunner
+
+    from tinyllama_cli.cli import app
+
+    src, _ = run_dir
+    out = tmp_path / "hf"
+    result = CliRunner().invoke(app, ["convert", str(src), "--to", "hf", "--out", str(out),
+                                      "--dtype", spelling, "--json", "--no-verify"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dtype"] == name  # the canonical spelling is reported
+    assert json.loads((out / "config.json").read_text())["dtype"] == torch_name
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert f.get_tensor("lm_head.weight").dtype == getattr(torch, torch_name)
+
+
 def test_tokenizer_json_follows_sentencepiece_defaults(tmp_path):
     """A SentencePiece BPE with the library defaults (NFKC, collapsed whitespace, no byte
     fallback) still gives AutoTokenizer ids equal to SentencePiece's."""

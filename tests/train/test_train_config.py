@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -110,3 +111,38 @@ def test_cli_error_is_one_line_and_exit_2(token_data, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not a multiple" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("spelling, stored", [
+    ("auto", "auto"), ("fp32", "fp32"), ("float32", "fp32"), ("bf16", "bf16"), ("bfloat16", "bf16")])
+def test_precision_spellings_are_stored_canonically(token_data, tmp_path, spelling, stored):
+    from tinyllama_cli.train.distributed import resolve_precision
+
+    base = {"data": str(token_data), "out": str(tmp_path / "run"), "model": "cpu-tiny", "max_steps": 2}
+    assert resolve(TrainConfig(**base, precision=spelling), None).train.precision == stored
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"precision: {spelling}\n")
+    assert load_train_config(recipe, {})[0].precision == stored
+    if stored != "auto":
+        assert resolve_precision(spelling, torch.device("cpu")) == stored
+
+
+def test_pretrain_precision_bfloat16_is_stored_as_bf16_and_resume_keeps_it(token_data, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["pretrain", "--data", str(token_data), "--out", str(out),
+                                      "--max-steps", "1", "--precision", "bfloat16", *FAST])
+    assert result.exit_code == 0, result.output
+    assert ", bf16, " in result.output  # the trainer ran in bf16
+
+    def saved() -> str:
+        return yaml.safe_load((out / "config.yaml").read_text())["train"]["precision"]
+
+    assert saved() == "bf16"
+    assert prepare_resume(out, {"precision": "bfloat16", "max_steps": 2}).train.precision == "bf16"
+    assert saved() == "bf16"
+    assert prepare_resume(out, {"precision": "float32", "max_steps": 2}).train.precision == "fp32"
+    assert saved() == "fp32"
+    with pytest.raises(UserError, match="--precision fp16 is not supported: training in fp16 needs a "
+                                        "gradient scaler"):
+        prepare_resume(out, {"precision": "fp16", "max_steps": 2})
+    assert saved() == "fp32"  # the refused resume wrote nothing

@@ -116,8 +116,6 @@ def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if cfg.eval_every < 0 or cfg.keep_last < 0:
         raise UserError("--eval-every and --keep-last must be >= 0")
-    if cfg.precision not in ("auto", "bf16", "fp32"):
-        raise UserError(f"--precision {cfg.precision!r} is not one of auto, bf16, fp32")
     from tinyllama_cli.train.distributed import resolve_accelerator
 
     resolve_accelerator(cfg.accelerator)  # --gpus without CUDA: say so before creating anything
