@@ -299,6 +299,16 @@ def test_cli_user_errors_exit_2(run_dir):
     assert result.returncode == 2 and "no prompt given" in result.stderr
 
 
+@pytest.mark.parametrize("prompts", [["a cat " * 60], ["a cat", "a cat " * 60]])
+def test_cli_too_long_prompt_is_the_only_output(run_dir, prompts):
+    """The prompt is checked before anything is printed: no echo of it before the error line."""
+    args = [a for p in prompts for a in ("--prompt", p)]
+    result = run_cli("generate", str(run_dir / "run"), *args, "--temperature", "0", "-n", "4")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert len(lines) == 1 and f"prompt {len(prompts)} has" in lines[0] and "--truncate" in lines[0]
+
+
 def test_auto_dtype_is_float32_off_gpu_and_names_are_checked():
     from tinyllama_cli.generate import resolve_dtype
 
