@@ -146,3 +146,28 @@ def test_pretrain_precision_bfloat16_is_stored_as_bf16_and_resume_keeps_it(token
                                         "gradient scaler"):
         prepare_resume(out, {"precision": "fp16", "max_steps": 2})
     assert saved() == "fp32"  # the refused resume wrote nothing
+
+
+def test_config_records_the_hardware_and_plan_from_reports_it(token_data, tmp_path):
+    """A real CPU run: config.yaml says what `--accelerator auto` became, and `plan --from`
+    reports 1 x cpu at the median MFU the trainer logged (not 1 x a100-40g at 0.0%)."""
+    import json
+    import statistics
+
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", str(token_data), "--out", str(out), "--max-steps", "3",
+            "--log-every", "1", *FAST]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["hardware"] == {"accelerator": "cpu", "world_size": 1}
+    assert saved["train"]["accelerator"] == "auto"  # the user's choice is kept for resume
+    logged = [json.loads(line)["mfu"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if "mfu" in line]
+    result = CliRunner().invoke(app, ["plan", "--from", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["gpu"], data["gpus"], data["hardware"]) == ("cpu", 1, "run")
+    assert data["compute"]["mfu"] == pytest.approx(statistics.median(logged)) and len(logged) == 3
+    assert data["memory"] is None
+    table = CliRunner().invoke(app, ["plan", "--from", str(out)]).output
+    assert "1 x cpu (the run's own" in table and "a100" not in table
