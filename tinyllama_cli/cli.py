@@ -593,6 +593,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         )
     console.print(table)
     console.print("FLOPs/token = 6 x (params - input embedding) + 12 x layers x width x context (torchtitan's convention)")
+    console.print("vocab: the preset's; pretrain uses the data's tokenizer size unless --vocab-size is given")
 
 
 # --- entry point -------------------------------------------------------------------------------
