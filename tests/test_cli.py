@@ -37,6 +37,10 @@ def test_models_table_shows_the_1_1b_count():
     result = run_cli("models")
     assert result.returncode == 0
     assert "1,100,048,384" in result.stdout
+    # the vocab column is the preset's; training takes the data's tokenizer size
+    note = [line for line in result.stdout.splitlines() if line.startswith("vocab:")]
+    assert len(note) == 1 and "data's tokenizer size" in note[0] and "--vocab-size" in note[0]
+    assert "vocab:" not in run_cli("models", "--json").stdout
 
 
 def test_unknown_command_is_a_usage_error():

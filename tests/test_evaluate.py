@@ -239,6 +239,24 @@ def test_aliases_run_through_the_cli_with_local_data(env, tmp_path):
     assert "acc_norm,none" in results["results"]["openbookqa"]
 
 
+@pytest.mark.parametrize("spelling, dtype", [
+    ("fp32", "torch.float32"), ("float32", "torch.float32"), ("bf16", "torch.bfloat16"),
+    ("bfloat16", "torch.bfloat16"), ("fp16", "torch.float16"), ("float16", "torch.float16")])
+def test_cli_dtype_takes_every_spelling(env, tmp_path, spelling, dtype):
+    from typer.testing import CliRunner
+
+    from tinyllama_cli.cli import app
+
+    out = tmp_path / "results.json"
+    result = CliRunner().invoke(app, [
+        "eval", str(env["run"]), "--tasks", "arc_e", "--dataset", f"arc_e={env['files']['arc_easy']}",
+        "--limit", "1", "--batch-size", "2", "--device", "cpu", "--dtype", spelling,
+        "--output", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert "arc_easy" in json.loads(result.stdout)["scores"]
+    assert json.loads(out.read_text())["config"]["model_dtype"] == dtype  # the weights as held
+
+
 def test_missing_data_is_one_line_naming_dataset(env, tmp_path):
     cmd = [sys.executable, "-m", "tinyllama_cli", "eval", str(env["run"]), "--tasks", "piqa,boolq",
            "--dataset", f"piqa={env['files']['piqa']}"]

@@ -317,10 +317,44 @@ def test_cli_user_errors_exit_2(run_dir):
     assert result.returncode == 2 and "--threads must be at least 1" in result.stderr
 
 
+@pytest.mark.parametrize("prompts", [["a cat " * 60], ["a cat", "a cat " * 60]])
+def test_cli_too_long_prompt_is_the_only_output(run_dir, prompts):
+    """The prompt is checked before anything is printed: no echo of it before the error line."""
+    args = [a for p in prompts for a in ("--prompt", p)]
+    result = run_cli("generate", str(run_dir / "run"), *args, "--temperature", "0", "-n", "4")
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and result.stdout == "", result.stdout
+    assert len(lines) == 1 and f"prompt {len(prompts)} has" in lines[0] and "--truncate" in lines[0]
+
+
 def test_auto_dtype_is_float32_off_gpu_and_names_are_checked():
     from tinyllama_cli.generate import resolve_dtype
 
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    with pytest.raises(UserError, match="unknown --dtype 'fp8'; use auto"):
+    with pytest.raises(UserError, match="--dtype 'fp8' is not a dtype this command takes; use auto"):
         resolve_dtype("fp8")
+
+
+@pytest.mark.parametrize("spelling, dtype", [
+    ("auto", torch.float32), ("fp32", torch.float32), ("float32", torch.float32),
+    ("bf16", torch.bfloat16), ("bfloat16", torch.bfloat16), ("fp16", torch.float16),
+    ("float16", torch.float16)])
+def test_cli_dtype_takes_every_spelling(run_dir, monkeypatch, spelling, dtype):
+    from typer.testing import CliRunner
+
+    from tinyllama_cli import generate as gen
+    from tinyllama_cli.cli import app
+
+    seen = []
+
+    def spy(*args, **kwargs):
+        result = load_for_generation(*args, **kwargs)
+        seen.append(result[0].model.output.weight.dtype)
+        return result
+
+    monkeypatch.setattr(gen, "load_for_generation", spy)
+    result = CliRunner().invoke(app, ["generate", str(run_dir / "run"), "--prompt", "a cat", "-n", "3",
+                                      "--temperature", "0", "--device", "cpu", "--dtype", spelling, "--json"])
+    assert result.exit_code == 0, result.output
+    assert seen == [dtype] and len(json.loads(result.stdout)["samples"][0]["tokens"]) > 0

@@ -143,6 +143,20 @@ def test_largest_micro_batch_is_the_boundary():
         assert fits(at) and not fits(above)
 
 
+def test_a_tenth_of_memory_is_kept_free_when_choosing_the_micro_batch():
+    """TinyLlama on 16 A100-40G: 9 sequences leave only 0.7 GiB of 40; with the default 10%
+    margin the choice is 8, TinyLlama's own micro batch (35.45 GiB, 4.55 GiB free)."""
+    m = plan(tinyllama(gpus=16)).memory
+    assert m.margin_fraction == 0.10 and m.margin == 4 * GIB
+    assert m.micro_batch == m.max_micro_batch == 8 and m.fits
+    assert m.total <= m.capacity - m.margin < plan(tinyllama(gpus=16, micro_batch=9)).memory.total
+    assert not plan(tinyllama(gpus=16, micro_batch=9)).memory.fits
+    bare = plan(tinyllama(gpus=16, memory_margin=0.0)).memory
+    assert bare.micro_batch == 9 and bare.capacity - bare.total == pytest.approx(0.70 * GIB, abs=0.01 * GIB)
+    with pytest.raises(UserError, match="--memory-margin must be in"):
+        plan(tinyllama(memory_margin=1.0))
+
+
 def test_sharding_divides_the_states_and_one_gpu_needs_checkpointing():
     one = plan(tinyllama(gpus=1, micro_batch=8)).memory
     many = plan(tinyllama(gpus=64, micro_batch=8)).memory
@@ -272,22 +286,27 @@ def test_model_from_a_yaml_file(tmp_path):
 # --- --from RUN_DIR -------------------------------------------------------------------------
 
 
-def write_run(tmp_path, *, rate=5000.0, elapsed=True, steps=10, tokens_per_step=4096, extra_lines=""):
-    """A synthetic run dir in the pretrain format: config.yaml + metrics.jsonl at a known throughput."""
+def write_run(tmp_path, *, rate=5000.0, elapsed=True, steps=10, tokens_per_step=4096, extra_lines="",
+              hardware=None):
+    """A synthetic run dir in the pretrain format: config.yaml + metrics.jsonl at a known throughput.
+    The logged mfu is 0.01 x the logged rate / `rate`: its median is 0.0125 (0.02 and 0.005
+    alternate), and every record implies the same peak FLOP/s."""
     run = tmp_path / "run"
     run.mkdir()
     config = get_preset("cpu-tiny")
     (run / "config.yaml").write_text(yaml.safe_dump({
         "model": config.to_dict(),
         "train": {"max_steps": 100, "global_batch_size": 32, "micro_batch_size": 4, "seq_len": 128,
-                  "devices": 2},
+                  "devices": 2, "accelerator": "auto"},
+        **({"hardware": hardware} if hardware else {}),
     }))
     lines = []
     for step in range(1, steps + 1):
         seen = step * tokens_per_step
+        factor = 2.0 if step % 2 else 0.5
         record = {"step": step, "loss": 6.0 - 0.1 * step, "lr": 1e-3, "grad_norm": 1.0, "tokens_seen": seen,
                   # logged per-step rates are noisy; the wall clock is the truth
-                  "tokens_per_sec": rate * (2.0 if step % 2 else 0.5), "mfu": 0.01}
+                  "tokens_per_sec": rate * factor, "mfu": 0.01 * factor}
         if elapsed:
             record["elapsed_s"] = 7.0 + seen / rate
         lines.append(json.dumps(record))
@@ -309,9 +328,11 @@ def test_from_run_projects_the_rest_at_the_measured_throughput(tmp_path):
     assert g.remaining_gpu_hours == pytest.approx(g.remaining_s * 2 / 3600)
     assert g.remaining_cost == pytest.approx(g.remaining_gpu_hours * 3.0)
     assert p.gpus == 2 and p.compute.tokens_per_sec_per_gpu == pytest.approx(2500.0)
-    assert p.compute.mfu_source.startswith("measured in")
-    assert p.memory.micro_batch == 4 and p.memory.seq_len == 128
+    assert p.compute.mfu_source.startswith(f"median logged in {run}, 10 records")
+    assert p.memory is None  # its own (unknown) devices: no GPU memory model
     assert p.compute.flops_per_token == get_preset("cpu-tiny").flops_per_token(128)
+    projected = plan_from_run(run, gpu="a100-40g")
+    assert projected.memory.micro_batch == 4 and projected.memory.seq_len == 128
 
 
 def test_from_run_without_elapsed_uses_median_logged_rate_and_token_override(tmp_path):
@@ -346,9 +367,69 @@ def test_from_run_reads_checkpointing_peak_and_max_tokens_from_the_config(tmp_pa
                          max_tokens=2_000_000)
     (run / "config.yaml").write_text(yaml.safe_dump(data))
     p = plan_from_run(run)
-    assert p.memory.activation_checkpointing and p.peak_tflops == pytest.approx(100.0)
+    assert p.peak_tflops == pytest.approx(100.0)  # the peak the trainer's mfu was against
     assert p.progress.target_tokens == 2_000_000
-    assert p.compute.mfu == pytest.approx(2500.0 * p.compute.flops_per_token / 100e12)
+    assert p.compute.mfu == pytest.approx(0.0125)  # the logged one, not recomputed
+    projected = plan_from_run(run, gpu="h100")
+    assert projected.memory.activation_checkpointing
+    assert projected.peak_tflops == pytest.approx(989.0)  # the GPU's, not the run's peak_flops
+
+
+def test_from_a_cpu_run_reports_its_own_hardware_and_median_mfu(tmp_path):
+    """Not "1 x a100-40g, MFU 0.0%": the devices config.yaml records and the MFU the trainer logged."""
+    run = write_run(tmp_path, hardware={"accelerator": "cpu", "world_size": 2})
+    p = plan_from_run(run)
+    fpt = get_preset("cpu-tiny").flops_per_token(128)
+    assert (p.hardware, p.gpu, p.gpus, p.device) == ("run", "cpu", 2, "worker")
+    assert p.compute.mfu == pytest.approx(statistics.median([0.02, 0.005] * 5))
+    assert p.run_hardware.mfu_records == 10
+    # every record: mfu = tokens/s x FLOPs/token / (peak x world), so the implied peak is exact
+    assert p.peak_tflops * 1e12 == pytest.approx(10000.0 * fpt / (0.02 * 2))
+    assert p.compute.tokens_per_sec == pytest.approx(5000.0) and p.memory is None
+    text = _rendered(p)
+    assert "2 x cpu (the run's own" in text and "a100" not in text and "0.0%" not in text
+    assert "1.2% (median logged in" in text and "measured matmul peak" in text
+    assert "tokens/s per worker" in text
+    assert "add --gpu NAME" in text
+
+
+def test_from_run_with_gpu_is_a_projection_at_the_runs_mfu(tmp_path):
+    run = write_run(tmp_path, hardware={"accelerator": "cpu", "world_size": 2})
+    p = plan_from_run(run, gpu="a100-40g", gpus=16)
+    fpt = get_preset("cpu-tiny").flops_per_token(128)
+    per_gpu = 0.0125 * 312e12 / fpt
+    assert (p.hardware, p.gpu, p.gpus) == ("projection", "a100-40g", 16)
+    assert p.compute.mfu == pytest.approx(0.0125)
+    assert p.compute.tokens_per_sec_per_gpu == pytest.approx(per_gpu)
+    g = p.progress
+    assert g.tokens_per_sec == pytest.approx(5000.0)  # measured, on the run's 2 CPU workers
+    assert g.remaining_s == pytest.approx((100 * 32 * 128 - 40960) / (16 * per_gpu))
+    assert p.memory is not None and p.memory.micro_batch == 4
+    text = _rendered(p)
+    assert "16 x a100-40g (312 TFLOP/s bf16): a projection; the run used 2 x cpu" in text
+    assert "the run's measured 1.2% on 2 x cpu, applied to a100-40g" in text
+    assert "at the projected rate" in text
+    # --mfu is a projection parameter: allowed with --gpu
+    assert plan_from_run(run, gpu="a100-40g", mfu=0.5).compute.mfu == 0.5
+
+
+def test_from_run_without_a_recorded_accelerator_says_unknown(tmp_path):
+    run = write_run(tmp_path)  # accelerator auto, no hardware section (an older run)
+    p = plan_from_run(run)
+    assert p.gpu == "unknown" and p.gpus == 2 and "2 x unknown (the run's own" in _rendered(p)
+
+
+def _rendered(p) -> str:
+    import io
+
+    from rich.console import Console
+
+    from tinyllama_cli.plan import render
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    for part in render(p):
+        console.print(part)
+    return console.export_text()
 
 
 def test_from_run_errors(tmp_path):
@@ -358,8 +439,10 @@ def test_from_run_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         plan_from_run(tmp_path / "missing")
     run = write_run(tmp_path)
-    with pytest.raises(UserError, match="measured throughput"):
+    with pytest.raises(UserError, match="measured throughput on its own hardware; drop --mfu.*--gpu"):
         plan_from_run(run, mfu=0.5)
+    with pytest.raises(UserError, match="drop --peak-tflops"):
+        plan_from_run(run, peak_tflops=100.0)
     (run / "metrics.jsonl").write_text("not json\n{}\n")
     with pytest.raises(UserError, match="line 1"):
         plan_from_run(run)
@@ -385,6 +468,16 @@ def test_cli_json_and_table():
     assert "90.4 days" in table.output and "136.4x" in table.output and "yes" in table.output
 
 
+def test_cli_memory_margin_flag_and_row():
+    runner = CliRunner()
+    args = ["plan", "--model", "tinyllama-1.1b", "--gpus", "16", "--gpu", "a100-40g"]
+    assert json.loads(runner.invoke(app, [*args, "--json"]).output)["memory"]["micro_batch"] == 8
+    bare = json.loads(runner.invoke(app, [*args, "--memory-margin", "0", "--json"]).output)["memory"]
+    assert bare["micro_batch"] == 9 and bare["margin"] == 0
+    table = runner.invoke(app, [*args, "--memory-margin", "15%"]).output
+    assert "safety margin (15%, --memory-margin)" in table and "6.00 GiB" in table
+
+
 def test_cli_from_run(tmp_path):
     run = write_run(tmp_path)
     result = CliRunner().invoke(app, ["plan", "--from", str(run), "--json"])
@@ -395,7 +488,7 @@ def test_cli_from_run(tmp_path):
 
 
 def test_cli_user_errors_are_one_line_exit_2():
-    for args in (["--mfu", "150%"], ["--gpu", "tpu-v9"], ["--tokens", "lots"]):
+    for args in (["--mfu", "150%"], ["--gpu", "tpu-v9"], ["--tokens", "lots"], ["--memory-margin", "100%"]):
         result = subprocess.run([sys.executable, "-m", "tinyllama_cli", "plan", *args],
                                 check=False, capture_output=True, text=True)
         assert result.returncode == 2, result.stderr

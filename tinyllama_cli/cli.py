@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tinyllama_cli import __version__
+from tinyllama_cli.dtypes import accepted as dtype_spellings
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.units import si
 
@@ -311,7 +312,7 @@ def eval_command(
     num_fewshot: int | None = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: the task's, else 0)."),
     limit: float | None = typer.Option(None, "--limit", help="At most N samples per task (a fraction if < 1)."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Sequences per forward pass."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32 (TinyLlama's table), bfloat16 or float16."),
+    dtype: str = typer.Option("fp32", "--dtype", help=f"{dtype_spellings()} (fp32: TinyLlama's table)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."),
     seed: int = typer.Option(1234, "--seed", help="Seed for lm-eval's sampling, few-shot choice and generation."),
     backend: str = typer.Option("native", "--backend", help="native, or hf: lm-eval's own HF model on a converted copy."),
@@ -406,7 +407,7 @@ def generate(
     stop: Annotated[list[str] | None, typer.Option("--stop", help="End a sample at this string (repeatable).")] = None,
     batch_size: int = typer.Option(8, "--batch-size", help="Rows (prompt x sample) decoded together."),
     truncate: bool = typer.Option(False, "--truncate", help="Drop the oldest prompt tokens that do not fit the context."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto (bfloat16 on a bf16 GPU, else float32), float32, bfloat16 or float16."),
+    dtype: str = typer.Option("auto", "--dtype", help=f"{dtype_spellings(auto=True)}; auto: bf16 on a bf16 GPU, else fp32."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA only)."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores that are idle now, at most torch's count)."),
@@ -479,7 +480,7 @@ def convert(
     src: str = typer.Argument(..., help="A run dir (its newest checkpoint), a checkpoint dir or a Hugging Face Llama dir."),
     to: str = typer.Option(..., "--to", help="Target format: hf, native or gguf."),
     out: str = typer.Option(..., "--out", help="Output directory (for gguf also a path ending in .gguf)."),
-    dtype: str | None = typer.Option(None, "--dtype", help="fp32 (default), bf16 or fp16; native is always fp32."),
+    dtype: str | None = typer.Option(None, "--dtype", help=f"{dtype_spellings()} (default fp32); native is always fp32."),
     max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="HF: split safetensors above this size (2GB, 500MB, 1GiB)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     verify: bool | None = typer.Option(None, "--verify/--no-verify",
@@ -549,7 +550,7 @@ def plan_command(
                                         help="Preset (default tinyllama-1.1b), YAML config (a run's config.yaml works), or a parameter count such as 1.1B."),
     tokens: str | None = typer.Option(None, "--tokens", help="Training tokens: 3T, 300B, 2.5e12. Default: Chinchilla-optimal (20 x params)."),
     gpus: int | None = typer.Option(None, "--gpus", help="Number of GPUs (default 1; with --from, the run's world size)."),
-    gpu: str = typer.Option("a100-40g", "--gpu", help="GPU type: a100-40g, a100-80g, h100, h100-pcie, h200, b200, l40s, rtx-3090, rtx-4090, mi300x."),
+    gpu: str | None = typer.Option(None, "--gpu", help="GPU type: a100-40g (default), a100-80g, h100, h100-pcie, h200, b200, l40s, rtx-3090, rtx-4090, mi300x. With --from: project the run onto it."),
     peak_tflops: float | None = typer.Option(None, "--peak-tflops", help="Override the GPU's dense bf16 peak, TFLOP/s."),
     gpu_memory_gib: float | None = typer.Option(None, "--gpu-memory-gib", help="Override the GPU's memory, GiB."),
     mfu: str | None = typer.Option(None, "--mfu", help="Model FLOPs utilisation, 0.56 or 56% (default: TinyLlama's measured 56%; x 6/8 with checkpointing)."),
@@ -558,28 +559,31 @@ def plan_command(
     seq_len: int | None = typer.Option(None, "--seq-len", help="Sequence length (default: the model's block_size)."),
     micro_batch: int | None = typer.Option(None, "--micro-batch", help="Sequences per GPU per step (default: the largest that fits)."),
     activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing", help="Plan with per-block activation checkpointing."),
-    overhead_gib: float = typer.Option(2.0, "--overhead-gib", help="Memory for the CUDA context, NCCL and fragmentation, GiB."),
-    from_run: str | None = typer.Option(None, "--from", help="A run directory: project the rest of it from its measured throughput."),
+    overhead_gib: float = typer.Option(2.0, "--overhead-gib", help="Memory for the CUDA context, NCCL and library workspaces, GiB."),
+    memory_margin: str = typer.Option("10%", "--memory-margin", help="GPU memory kept free when choosing the micro batch (fragmentation, estimate error): 0.1 or 10%."),
+    from_run: str | None = typer.Option(None, "--from", help="A run directory: the rest of it at its measured throughput and MFU, on its own hardware (or --gpu's)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Training FLOPs, days, GPU-hours, cost, Chinchilla comparison and FSDP memory per GPU."""
     from tinyllama_cli import plan as planner
 
     options = {
-        "gpu": gpu, "peak_tflops": peak_tflops, "gpu_memory_gib": gpu_memory_gib,
+        "peak_tflops": peak_tflops, "gpu_memory_gib": gpu_memory_gib,
         "mfu": planner.parse_fraction(mfu) if mfu is not None else None,
         "tokens_per_sec_per_gpu": tokens_per_sec_per_gpu, "price_per_gpu_hour": price,
         "seq_len": seq_len, "micro_batch": micro_batch,
         "activation_checkpointing": activation_checkpointing, "overhead_gib": overhead_gib,
+        "memory_margin": planner.parse_fraction(memory_margin, "--memory-margin", allow_zero=True),
     }
     count = planner.parse_count(tokens, "--tokens") if tokens is not None else None
     if from_run is not None:
         if model is not None:
             raise UserError("--from takes the model from the run's config.yaml; drop --model")
-        result = planner.plan_from_run(from_run, tokens=count, gpus=gpus, **options)
+        result = planner.plan_from_run(from_run, tokens=count, gpus=gpus, gpu=gpu, **options)
     else:
         config, params = planner.resolve_model(model or "tinyllama-1.1b")
-        result = planner.plan(planner.PlanRequest(model=config, params=params, tokens=count, gpus=gpus or 1, **options))
+        result = planner.plan(planner.PlanRequest(model=config, params=params, tokens=count, gpus=gpus or 1,
+                                                  gpu=gpu or "a100-40g", **options))
     if as_json:
         print(result.to_json())
         return
@@ -618,6 +622,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         )
     console.print(table)
     console.print("FLOPs/token = 6 x (params - input embedding) + 12 x layers x width x context (torchtitan's convention)")
+    console.print("vocab: the preset's; pretrain uses the data's tokenizer size unless --vocab-size is given")
 
 
 # --- entry point -------------------------------------------------------------------------------

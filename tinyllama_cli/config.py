@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from tinyllama_cli.dtypes import TRAIN_PRECISIONS, accepted, canonical_precision
 from tinyllama_cli.errors import UserError
 
 
@@ -217,7 +218,8 @@ class TrainConfig:
     save_every: int = _opt(1000, "Checkpoint every N steps (and always at the end).")
     keep_last: int = _opt(3, "Keep the newest K checkpoints (0: keep all).")
     # precision and speed
-    precision: str = _opt("auto", "auto|bf16|fp32. auto: bf16 on CUDA, and on CPUs with "
+    precision: str = _opt("auto", f"{accepted(TRAIN_PRECISIONS, auto=True)} (fp16 is refused: no "
+                                  "grad scaler). auto: bf16 on CUDA, and on CPUs with "
                                   "AMX/AVX512-BF16; fp32 otherwise.")
     compile: bool = _opt(False, "torch.compile each transformer block.")
     activation_checkpointing: bool = _opt(False, "Recompute block activations in backward.")
@@ -239,6 +241,11 @@ class TrainConfig:
     wandb: bool = _opt(False, "Log to Weights & Biases (needs `pip install wandb`).")
     wandb_project: str = _opt("tinyllama", "W&B project.")
     overwrite: bool = _opt(False, "Replace an existing run directory.")
+
+    def __post_init__(self) -> None:
+        # One spelling per precision whatever the user typed (`bfloat16` is stored as `bf16`), so
+        # config.yaml, resume and the trainer compare and act on the same names.
+        self.precision = canonical_precision(self.precision)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

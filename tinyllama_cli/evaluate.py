@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from tinyllama_cli.dtypes import TORCH_NAMES, canonical_dtype, parse_dtype
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.units import si
@@ -57,8 +58,6 @@ BUILTIN = {
 }
 DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 SPLIT_KEYS = {"training_split": "train", "validation_split": "validation", "test_split": "test"}
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
 METRIC_PREFERENCE = ("acc_norm", "acc", "exact_match", "word_perplexity", "perplexity")
 
 
@@ -272,14 +271,6 @@ def offline_mode(enabled: bool) -> Iterator[None]:
 # --- running -------------------------------------------------------------------------------------
 
 
-def resolve_dtype(name: str):
-    import torch
-
-    if name not in DTYPES:
-        raise UserError(f"unknown --dtype {name!r}; choose float32, bfloat16 or float16")
-    return getattr(torch, DTYPES[name])
-
-
 def resolve_device(name: str | None) -> str:
     import torch
 
@@ -327,7 +318,7 @@ def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batc
     """(lm-eval LM, LoadedModel) for the native adapter or lm-eval's HFLM on a converted copy."""
     from tinyllama_cli.load import load_model
 
-    torch_dtype = resolve_dtype(dtype)
+    dtype, torch_dtype = parse_dtype(dtype, "--dtype")
     if backend not in ("native", "hf"):
         raise UserError(f"unknown --backend {backend!r}; choose native or hf")
     if backend == "native":
@@ -350,19 +341,20 @@ def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batc
         if loaded.tokenizer is None:
             raise UserError(f"{loaded.source} has no tokenizer.model beside it or in its run directory; copy the tokenizer there")
         hf_dir = save_hf(loaded.model, workdir / "hf", loaded.tokenizer, dtype=torch_dtype)
-    lm = HFLM(pretrained=str(hf_dir), dtype=DTYPES[dtype], batch_size=batch_size, device=device)
+    lm = HFLM(pretrained=str(hf_dir), dtype=TORCH_NAMES[dtype], batch_size=batch_size, device=device)
     return lm, loaded
 
 
 def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "native",
              num_fewshot: int | None = None, limit: float | None = None, batch_size: int = 16,
-             dtype: str = "float32", device: str | None = None, seed: int = 1234,
+             dtype: str = "fp32", device: str | None = None, seed: int = 1234,
              datasets: list[str] | dict[str, Path] | None = None, tasks_dir: str | Path | None = None,
              log_samples: bool = False, bootstrap_iters: int = 100000, verbose: bool = False,
              threads: int | None = None) -> EvalResult:
     """Evaluate one model (run, checkpoint or HF directory) on lm-eval tasks.
 
     On CPU, `threads` (default: the idle cores, `hardware.set_cpu_threads`) sets torch's threads."""
+    dtype = canonical_dtype(dtype, "--dtype")  # a bad spelling fails before any task is built
     names = expand_tasks(tasks)
     local = datasets if isinstance(datasets, dict) else parse_datasets(datasets)
     device = resolve_device(device)

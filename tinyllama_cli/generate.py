@@ -26,12 +26,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from tinyllama_cli.dtypes import parse_dtype
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.model import Llama
-
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
 
 @dataclass
@@ -314,28 +312,47 @@ def encode_prompts(tokenizer, prompts: Sequence[str], block_size: int, max_new_t
     return out
 
 
-def generate(loaded, prompts: Sequence[str], params: SamplingParams, *, num_samples: int = 1,
-             batch_size: int = 8, truncate: bool = False, on_text: TextCallback | None = None,
-             on_done: Callable[[Sample], None] | None = None, forward: Callable | None = None) -> GenerationResult:
-    """Sample `num_samples` completions of every prompt with a LoadedModel (model + tokenizer).
+EncodedPrompts = list[tuple[list[int], bool]]  # (BOS + ids, truncated) per prompt
 
-    Rows (prompt x sample, prompt-major) are decoded `batch_size` at a time; sample number n in
-    the callbacks is the row's index in that order.
+
+def prepare_prompts(loaded, prompts: Sequence[str], params: SamplingParams,
+                    truncate: bool = False) -> EncodedPrompts:
+    """Every check that needs the loaded model and tokenizer, and the encoded prompts.
+
+    `run` calls this before anything is shown, so that a bad prompt (too long for the context,
+    say) is the command's only output rather than an error after the prompt was echoed.
     """
-    params.validate()
-    if num_samples < 1 or batch_size < 1:
-        raise UserError("--num-samples and --batch-size must be at least 1")
     if not prompts:
         raise UserError("no prompt given; pass --prompt TEXT (repeatable) or --prompt-file FILE")
     tokenizer, model = loaded.tokenizer, loaded.model
     if tokenizer is None:
-        raise UserError(f"{loaded.source} has no tokenizer.model beside it or in its run directory; copy the tokenizer there")
+        raise UserError(f"{loaded.source} has no tokenizer.model beside it or in its run directory; "
+                        "copy the tokenizer there")
     if tokenizer.vocab_size > model.config.vocab_size:
-        raise UserError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model only {model.config.vocab_size}; use the run's own tokenizer.model")
+        raise UserError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model only "
+                        f"{model.config.vocab_size}; use the run's own tokenizer.model")
+    return encode_prompts(tokenizer, prompts, model.config.block_size, params.max_new_tokens, truncate)
+
+
+def generate(loaded, prompts: Sequence[str], params: SamplingParams, *, num_samples: int = 1,
+             batch_size: int = 8, truncate: bool = False, on_text: TextCallback | None = None,
+             on_done: Callable[[Sample], None] | None = None, forward: Callable | None = None,
+             encoded: EncodedPrompts | None = None) -> GenerationResult:
+    """Sample `num_samples` completions of every prompt with a LoadedModel (model + tokenizer).
+
+    Rows (prompt x sample, prompt-major) are decoded `batch_size` at a time; sample number n in
+    the callbacks is the row's index in that order. `encoded` is `prepare_prompts`' result when
+    the caller has already checked the prompts.
+    """
+    params.validate()
+    if num_samples < 1 or batch_size < 1:
+        raise UserError("--num-samples and --batch-size must be at least 1")
+    if encoded is None:
+        encoded = prepare_prompts(loaded, prompts, params, truncate)
+    tokenizer, model = loaded.tokenizer, loaded.model
     seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(4), "little")
     generator = torch.Generator(device=model.output.weight.device).manual_seed(seed)
 
-    encoded = encode_prompts(tokenizer, prompts, model.config.block_size, params.max_new_tokens, truncate)
     rows = [(p, s) for p in range(len(prompts)) for s in range(num_samples)]
     samples: list[Sample] = []
     prefill_s = decode_s = 0.0
@@ -390,15 +407,14 @@ def resolve_device(device: str) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
-    """`auto`: bfloat16 on a CUDA GPU that supports it (half the bytes per token, flash-attn),
-    float32 elsewhere (CPUs without native bf16 run it slower than fp32)."""
-    if name == "auto":
+    """Any spelling `dtypes` accepts, or `auto`: bfloat16 on a CUDA GPU that supports it (half
+    the bytes per token, flash-attn), float32 elsewhere (CPUs without native bf16 run it slower
+    than fp32)."""
+    _, dtype = parse_dtype(name, "--dtype", auto=True)
+    if dtype is None:
         on_bf16_gpu = device is not None and device.type == "cuda" and torch.cuda.is_bf16_supported()
         return torch.bfloat16 if on_bf16_gpu else torch.float32
-    try:
-        return DTYPES[name]
-    except KeyError:
-        raise UserError(f"unknown --dtype {name!r}; use auto, float32, bfloat16 or float16") from None
+    return dtype
 
 
 def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile: bool = False):
@@ -432,7 +448,8 @@ def run(ckpt, prompts: Sequence[str], prompt_file: str | None, params: SamplingP
         on_text: TextCallback | None = None,
         on_done: Callable[[Sample], None] | None = None) -> tuple[GenerationResult, str]:
     """Everything `tinyllama generate` does: gather prompts, check flags (before the slow load),
-    load, generate. `on_start(prompts, notes)` runs once the model is loaded. Returns the result
+    load, check every prompt, generate. `on_start(prompts, notes)` runs once the model is loaded
+    and the prompts are known to fit, so nothing is shown before an error. Returns the result
     and the directory the weights came from."""
     prompts = list(prompts) + (read_prompt_file(prompt_file) if prompt_file is not None else [])
     if not prompts:
@@ -444,10 +461,12 @@ def run(ckpt, prompts: Sequence[str], prompt_file: str | None, params: SamplingP
     # ops, and threads waiting for a core another process holds made it 50x slower.
     threads_used = set_cpu_threads(threads) if resolve_device(device).type == "cpu" else None
     loaded, forward, notes = load_for_generation(ckpt, device=device, dtype=dtype, compile=compile)
+    encoded = prepare_prompts(loaded, prompts, params, truncate)
     if on_start is not None:
         on_start(prompts, notes)
     result = generate(loaded, prompts, params, num_samples=num_samples, batch_size=batch_size,
-                      truncate=truncate, on_text=on_text, on_done=on_done, forward=forward)
+                      truncate=truncate, on_text=on_text, on_done=on_done, forward=forward,
+                      encoded=encoded)
     result.threads = threads_used
     return result, str(loaded.source)
 

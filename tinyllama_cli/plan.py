@@ -28,7 +28,7 @@ from typing import Any
 from tinyllama_cli.config import PRESETS, ModelConfig, load_yaml
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import GPU, GPUS
-from tinyllama_cli.runmetrics import read_metrics
+from tinyllama_cli.runmetrics import latest_job, median_mfu, read_metrics
 from tinyllama_cli.units import si
 
 GIB = 2**30
@@ -44,6 +44,13 @@ RECOMPUTE_MFU_FACTOR = 6 / 8
 # Table 2 gives a = b = 0.50, so the optimal tokens-per-parameter ratio does not depend on the
 # budget; Table 3 reads 400M params -> 8.0B tokens and 1.0B -> 20.2B tokens, i.e. 20 tokens/param.
 CHINCHILLA_TOKENS_PER_PARAM = 20.0
+
+# Memory kept free when choosing the largest micro batch, as a fraction of the GPU's memory
+# (`--memory-margin`). The caching allocator's fragmentation grows with the activations (block
+# sizes differ per tensor) and is not modelled, and the gradient temporaries and bf16 buffers of
+# `memory` are estimates, not measurements. 10% is a judgement: it makes TinyLlama 1.1B on 16
+# A100-40G come out at micro batch 8 (TinyLlama's own, 4.55 GiB free) instead of 9 (0.70 GiB).
+MEMORY_MARGIN = 0.10
 
 # Rows of logits the fused loss holds at once (model.LOSS_CHUNK_ELEMENTS; a test keeps them equal
 # without making this module import torch).
@@ -121,6 +128,7 @@ class PlanRequest:
     micro_batch: int | None = None
     activation_checkpointing: bool = False
     overhead_gib: float = 2.0
+    memory_margin: float = MEMORY_MARGIN
 
 
 @dataclass(frozen=True)
@@ -128,7 +136,7 @@ class Compute:
     seq_len: int | None
     flops_per_token: float
     total_flops: float
-    mfu: float
+    mfu: float | None  # None: a run (--from) that logged no mfu
     mfu_source: str
     tokens_per_sec_per_gpu: float
     tokens_per_sec: float
@@ -153,12 +161,15 @@ class Chinchilla:
 
 @dataclass(frozen=True)
 class Memory:
-    """Bytes per GPU; `activations` is for `micro_batch` sequences of `seq_len` tokens."""
+    """Bytes per GPU; `activations` is for `micro_batch` sequences of `seq_len` tokens. A micro
+    batch fits when its total leaves `margin` (`margin_fraction` of `capacity`) free."""
 
     micro_batch: int
     micro_batch_source: str
     seq_len: int
     capacity: float
+    margin_fraction: float
+    margin: float
     params_fp32: float
     grads_fp32: float
     adamw_state: float
@@ -193,6 +204,19 @@ class Progress:
     remaining_days: float
     remaining_gpu_hours: float
     remaining_cost: float | None
+    remaining_tokens_per_sec: float  # the measured rate, or the projected one with --gpu
+
+
+@dataclass(frozen=True)
+class RunHardware:
+    """What a run (`--from`) trained on: accelerator and world size from config.yaml, and the
+    median of the MFU the trainer logged, with the peak FLOP/s per device that MFU is against."""
+
+    accelerator: str  # "cpu", "cuda", or "unknown" (accelerator auto, not recorded)
+    world_size: int
+    mfu: float | None
+    mfu_records: int
+    peak_flops_per_device: float | None
 
 
 @dataclass(frozen=True)
@@ -202,13 +226,16 @@ class Plan:
     tokens: float
     tokens_source: str
     gpus: int
-    gpu: str
-    peak_tflops: float
+    gpu: str  # with --from and no --gpu: the run's accelerator (cpu, cuda or unknown)
+    peak_tflops: float | None
     price_per_gpu_hour: float | None
     compute: Compute
     chinchilla: Chinchilla
     memory: Memory | None
     progress: Progress | None = None
+    hardware: str = "given"  # "given", "run" (--from: the run's own) or "projection" (--from --gpu)
+    run_hardware: RunHardware | None = None
+    device: str = "GPU"  # what one of `gpus` is called in the tables: GPU, or worker
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -254,6 +281,8 @@ def _check_request(req: PlanRequest) -> None:
                         ("--peak-tflops", req.peak_tflops), ("--gpu-memory-gib", req.gpu_memory_gib)):
         if value is not None and value <= 0:
             raise UserError(f"{name} must be positive, got {value}")
+    if not 0 <= req.memory_margin < 1:
+        raise UserError(f"--memory-margin must be in [0, 1) (10% is 0.1), got {req.memory_margin}")
     if req.price_per_gpu_hour is not None and req.price_per_gpu_hour < 0:
         raise UserError(f"--price must not be negative, got {req.price_per_gpu_hour}")
     if req.model is not None and req.seq_len is not None and req.seq_len > req.model.block_size:
@@ -365,8 +394,10 @@ def memory(req: PlanRequest, gpu: GPU) -> Memory:
     # is recomputed (its saved tensors) and back-propagated (its temporaries).
     per_seq_ac = seq_len * (config.n_layer * 2 * config.n_embd + head + 2 * layer)
 
-    max_b = max(0, int((capacity - fixed) // per_seq))
-    max_b_ac = max(0, int((capacity - fixed) // per_seq_ac))
+    margin = req.memory_margin * capacity
+    usable = capacity - margin
+    max_b = max(0, int((usable - fixed) // per_seq))
+    max_b_ac = max(0, int((usable - fixed) // per_seq_ac))
     if req.micro_batch is not None:
         micro, source = req.micro_batch, "given"
     else:
@@ -375,11 +406,12 @@ def memory(req: PlanRequest, gpu: GPU) -> Memory:
     total, total_ac = fixed + micro * per_seq, fixed + micro * per_seq_ac
     return Memory(
         micro_batch=micro, micro_batch_source=source, seq_len=seq_len, capacity=capacity,
+        margin_fraction=req.memory_margin, margin=margin,
         params_fp32=params_fp32, grads_fp32=grads_fp32, adamw_state=adamw,
         bf16_buffers=bf16_buffers, loss_buffers=loss_buffers, overhead=overhead,
         activations=micro * per_seq, activations_checkpointed=micro * per_seq_ac,
         total=total, total_checkpointed=total_ac,
-        fits=total <= capacity, fits_checkpointed=total_ac <= capacity,
+        fits=total <= usable, fits_checkpointed=total_ac <= usable,
         max_micro_batch=max_b, max_micro_batch_checkpointed=max_b_ac,
         activation_checkpointing=req.activation_checkpointing,
     )
@@ -399,24 +431,19 @@ def measured_throughput(records: list[dict[str, Any]]) -> tuple[float, str]:
     """Tokens per second of the whole run (all GPUs).
 
     With elapsed_s (seconds since the job started): the wall clock between the first and last
-    training records of the latest job - a resumed job restarts its clock, seen as elapsed_s or
-    step going backwards. This includes the evaluation and checkpoint pauses the rest of the run
-    will have too, and leaves out start-up and compilation before the first record. Otherwise,
-    or with fewer than two records in that job, the median logged tokens_per_sec of the last 20.
+    training records of the latest job (`runmetrics.latest_job`). This includes the evaluation
+    and checkpoint pauses the rest of the run will have too, and leaves out start-up and
+    compilation before the first record. Otherwise, or with fewer than two records in that job,
+    the median logged tokens_per_sec of its last 20 records.
     """
-    train = [r for r in records if _is_number(r.get("tokens_seen")) and "val_loss" not in r]
-    timed = [r for r in train if _is_number(r.get("elapsed_s")) and _is_number(r.get("step"))]
-    start = 0
-    for i in range(1, len(timed)):
-        if timed[i]["elapsed_s"] <= timed[i - 1]["elapsed_s"] or timed[i]["step"] <= timed[i - 1]["step"]:
-            start = i  # a new job (resume) begins here
-    job = timed[start:]
-    if len(job) >= 2:
-        dt = job[-1]["elapsed_s"] - job[0]["elapsed_s"]
-        dtok = job[-1]["tokens_seen"] - job[0]["tokens_seen"]
+    job = latest_job(records)
+    timed = [r for r in job if _is_number(r.get("elapsed_s"))]
+    if len(timed) >= 2:
+        dt = timed[-1]["elapsed_s"] - timed[0]["elapsed_s"]
+        dtok = timed[-1]["tokens_seen"] - timed[0]["tokens_seen"]
         if dt > 0 and dtok > 0:
-            return dtok / dt, f"elapsed_s over the last {len(job)} records"
-    rates = [r["tokens_per_sec"] for r in train if _is_number(r.get("tokens_per_sec")) and r["tokens_per_sec"] > 0]
+            return dtok / dt, f"elapsed_s over the last {len(timed)} records"
+    rates = [r["tokens_per_sec"] for r in job if _is_number(r.get("tokens_per_sec")) and r["tokens_per_sec"] > 0]
     if not rates:
         raise UserError("metrics.jsonl has no tokens_per_sec or elapsed_s yet; let the run log a few steps")
     return statistics.median(rates[-20:]), f"median tokens_per_sec of the last {len(rates[-20:])} records"
@@ -426,64 +453,145 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def run_hardware(data: dict[str, Any], records: list[dict[str, Any]], flops_per_token: float,
+                 world_size: int | None = None) -> RunHardware:
+    """What a run trained on, from its config.yaml and metrics.jsonl (see RunHardware).
+
+    The accelerator is config.yaml's `hardware.accelerator` (what `auto` resolved to, written by
+    pretrain), else an explicit `train.accelerator`. The peak per device is `train.peak_flops`
+    when set, else what the logged mfu implies: tokens/s x FLOPs/token / (mfu x world).
+    """
+    train = data.get("train") or {}
+    recorded = (data.get("hardware") or {}).get("accelerator") or train.get("accelerator")
+    accelerator = recorded if recorded in ("cpu", "cuda") else "unknown"
+    world = world_size or _world_size(data)
+    mfu = median_mfu(records)
+    peak = float(train["peak_flops"]) if _is_number(train.get("peak_flops")) else None
+    if peak is None:
+        implied = [r["tokens_per_sec"] * flops_per_token / (r["mfu"] * world) for r in latest_job(records)
+                   if _is_number(r.get("tokens_per_sec")) and _is_number(r.get("mfu")) and r["mfu"] > 0]
+        peak = statistics.median(implied) if implied else None
+    return RunHardware(accelerator=accelerator, world_size=world, mfu=mfu[0] if mfu else None,
+                       mfu_records=mfu[1] if mfu else 0, peak_flops_per_device=peak)
+
+
 def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int | None = None,
-                  **overrides: Any) -> Plan:
-    """Plan the rest of a run from its config.yaml and measured metrics.jsonl throughput.
+                  gpu: str | None = None, **overrides: Any) -> Plan:
+    """Plan the rest of a run from its config.yaml and measured metrics.jsonl.
 
     The model, sequence length, micro batch, world size (train.world_size, else devices x
     nodes), activation checkpointing and peak_flops come from config.yaml (explicit arguments
     win); the target is `tokens`, else max_steps x global batch x seq_len, else max_tokens.
-    The per-GPU throughput is the measured one divided by the world size.
+
+    Without `gpu` the plan is of the run's own hardware (`gpus` = its world size if config.yaml
+    lacks it): its measured throughput and its median logged MFU, and no GPU memory section.
+    With `gpu` it is a projection onto `gpus` (default: the run's world size) of that GPU at the
+    run's measured MFU, or at `mfu` / `tokens_per_sec_per_gpu` when given.
     """
-    if overrides.get("mfu") is not None or overrides.get("tokens_per_sec_per_gpu") is not None:
-        raise UserError("--from uses the run's measured throughput; drop --mfu / --tokens-per-sec-per-gpu")
-    overrides.pop("mfu", None)
-    overrides.pop("tokens_per_sec_per_gpu", None)
     run_dir = Path(run_dir)
     records = read_metrics(run_dir)
+    data = _run_config(run_dir)
+    config = ModelConfig.from_dict(data["model"])
+    train = data.get("train") or {}
+    seq_len = overrides.pop("seq_len", None) or _first(train, "seq_len", "block_size") or config.block_size
+    target = tokens if tokens is not None else _target_tokens(train, seq_len)
+    if target is None:
+        raise UserError(f"{run_dir / 'config.yaml'} sets no max_tokens or max_steps; pass --tokens")
+    rate, source = measured_throughput(records)
+    fpt = float(config.flops_per_token(seq_len))
+    if gpu is None:
+        hw = run_hardware(data, records, fpt, gpus)
+        result = _plan_on_run_hardware(config, target, hw, rate, source, seq_len, run_dir, overrides)
+    else:
+        hw = run_hardware(data, records, fpt)
+        micro = overrides.pop("micro_batch", None) or _first(train, "micro_batch_size", "micro_batch")
+        overrides["activation_checkpointing"] = bool(
+            overrides.get("activation_checkpointing") or train.get("activation_checkpointing"))
+        result = _project_run(config, target, hw, gpu, gpus or hw.world_size, seq_len, micro,
+                              run_dir, overrides)
+    if tokens is None:
+        result = dataclasses.replace(result, tokens_source=f"schedule in {run_dir / 'config.yaml'}")
+    return dataclasses.replace(result, progress=_progress(result, records, rate, source, run_dir))
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
     if not (run_dir / "config.yaml").is_file():
         raise UserError(f"{run_dir} has no config.yaml; pass a run directory written by `tinyllama pretrain`")
     data = load_yaml(run_dir / "config.yaml")
     if "model" not in data:
         raise UserError(f"{run_dir / 'config.yaml'} has no model: section; is {run_dir} a run directory?")
-    config = ModelConfig.from_dict(data["model"])
-    train = data.get("train") or {}
-    seq_len = overrides.pop("seq_len", None) or _first(train, "seq_len", "block_size") or config.block_size
-    world = gpus or _world_size(data)
-    target = tokens if tokens is not None else _target_tokens(train, seq_len)
-    if target is None:
-        raise UserError(f"{run_dir / 'config.yaml'} sets no max_tokens or max_steps; pass --tokens")
-    rate, source = measured_throughput(records)
+    return data
+
+
+def _plan_on_run_hardware(config: ModelConfig, target: float, hw: RunHardware, rate: float,
+                          source: str, seq_len: int, run_dir: Path, options: dict[str, Any]) -> Plan:
+    """The run's own devices at the throughput and MFU it measured; no GPU memory model."""
+    given = [flag for key, flag in (("mfu", "--mfu"), ("tokens_per_sec_per_gpu", "--tokens-per-sec-per-gpu"),
+                                    ("peak_tflops", "--peak-tflops"), ("gpu_memory_gib", "--gpu-memory-gib"))
+             if options.get(key) is not None]
+    if given:
+        raise UserError(f"--from reports the run's measured throughput on its own hardware; drop "
+                        f"{' / '.join(given)}, or add --gpu NAME to project the run onto that GPU")
+    price = options.get("price_per_gpu_hour")
+    req = PlanRequest(model=config, params=config.num_params(), tokens=target, gpus=hw.world_size,
+                      seq_len=seq_len, price_per_gpu_hour=price)
+    _check_request(req)
+    fpt = float(config.flops_per_token(seq_len))
+    seconds = target / rate
+    hours = seconds * hw.world_size / 3600
+    mfu_source = f"median logged in {run_dir}, {hw.mfu_records} records"
+    if hw.accelerator == "cpu":
+        mfu_source += "; against the CPU's measured matmul peak"
+    compute = Compute(seq_len, fpt, fpt * target, hw.mfu, mfu_source if hw.mfu is not None else
+                      f"metrics.jsonl in {run_dir} logs no mfu", rate / hw.world_size, rate,
+                      seconds, seconds / 86400, hours, hours * price if price is not None else None)
+    peak = hw.peak_flops_per_device
+    return Plan(model=config.name, params=req.params, tokens=target, tokens_source="given",
+                gpus=hw.world_size, gpu=hw.accelerator, peak_tflops=peak / 1e12 if peak else None,
+                price_per_gpu_hour=price, compute=compute,
+                chinchilla=chinchilla(req.params, target, rate), memory=None,
+                hardware="run", run_hardware=hw, device="GPU" if hw.accelerator == "cuda" else "worker")
+
+
+def _project_run(config: ModelConfig, target: float, hw: RunHardware, gpu: str, gpus: int,
+                 seq_len: int, micro: int | None, run_dir: Path, options: dict[str, Any]) -> Plan:
+    """`gpus` x `gpu` at the run's measured MFU (unless --mfu / --tokens-per-sec-per-gpu)."""
+    own_mfu = options.get("mfu") is None and options.get("tokens_per_sec_per_gpu") is None
+    if own_mfu:
+        if hw.mfu is None:
+            raise UserError(f"metrics.jsonl in {run_dir} logs no mfu to project with; pass --mfu "
+                            "(or --tokens-per-sec-per-gpu) for the projection")
+        options = {**options, "mfu": hw.mfu}
+    req = PlanRequest(model=config, params=config.num_params(), tokens=target, gpus=gpus, gpu=gpu,
+                      seq_len=seq_len, micro_batch=micro, **options)
+    result = plan(req)
+    if own_mfu:
+        source = (f"the run's measured {hw.mfu:.1%} on {hw.world_size} x {hw.accelerator}, "
+                  f"applied to {result.gpu}")
+        result = dataclasses.replace(result, compute=dataclasses.replace(result.compute, mfu_source=source))
+    return dataclasses.replace(result, hardware="projection", run_hardware=hw)
+
+
+def _progress(p: Plan, records: list[dict[str, Any]], rate: float, source: str, run_dir: Path) -> Progress:
+    """Where the run stands, and the rest at the plan's throughput (measured, or projected)."""
     last = [r for r in records if "tokens_seen" in r][-1]
     tokens_seen = float(last["tokens_seen"])
-    micro = overrides.pop("micro_batch", None) or _first(train, "micro_batch_size", "micro_batch")
-    overrides["activation_checkpointing"] = bool(
-        overrides.get("activation_checkpointing") or train.get("activation_checkpointing"))
-    if overrides.get("peak_tflops") is None and _is_number(train.get("peak_flops")):
-        overrides["peak_tflops"] = train["peak_flops"] / 1e12
-    req = PlanRequest(model=config, params=config.num_params(), tokens=target, gpus=world,
-                      seq_len=seq_len, micro_batch=micro, tokens_per_sec_per_gpu=rate / world,
-                      **overrides)
-    result = plan(req)
-    if tokens is None:
-        result = dataclasses.replace(result, tokens_source=f"schedule in {run_dir / 'config.yaml'}")
-    measured = dataclasses.replace(result.compute, mfu_source=f"measured in {run_dir}: {source}")
-    remaining = max(0.0, target - tokens_seen)
-    remaining_s = remaining / rate
-    hours = remaining_s * world / 3600
-    progress = Progress(
+    remaining = max(0.0, p.tokens - tokens_seen)
+    remaining_s = remaining / p.compute.tokens_per_sec
+    hours = remaining_s * p.gpus / 3600
+    return Progress(
         run_dir=str(run_dir), step=int(last.get("step", 0)), tokens_seen=tokens_seen,
-        target_tokens=target, fraction_done=min(1.0, tokens_seen / target), tokens_per_sec=rate,
+        target_tokens=p.tokens, fraction_done=min(1.0, tokens_seen / p.tokens), tokens_per_sec=rate,
         throughput_source=source, elapsed_s=_first(last, "elapsed_s"), remaining_tokens=remaining,
         remaining_s=remaining_s, remaining_days=remaining_s / 86400, remaining_gpu_hours=hours,
-        remaining_cost=hours * req.price_per_gpu_hour if req.price_per_gpu_hour is not None else None,
+        remaining_cost=hours * p.price_per_gpu_hour if p.price_per_gpu_hour is not None else None,
+        remaining_tokens_per_sec=p.compute.tokens_per_sec,
     )
-    return dataclasses.replace(result, compute=measured, progress=progress)
 
 
 def _world_size(data: dict[str, Any]) -> int:
     train = data.get("train") or {}
-    for section in (train, data.get("distributed") or {}, data):
+    for section in (data.get("hardware") or {}, train, data.get("distributed") or {}, data):
         world = _first(section, "world_size")
         if world:
             return int(world)
@@ -508,6 +616,7 @@ __all__ = [
     "CHINCHILLA_TOKENS_PER_PARAM",
     "GPU",
     "GPUS",
+    "MEMORY_MARGIN",
     "TINYLLAMA_MFU",
     "Plan",
     "PlanRequest",
@@ -520,20 +629,23 @@ __all__ = [
     "plan_from_run",
     "read_metrics",
     "resolve_model",
+    "run_hardware",
 ]
 
 
 # --- presentation ---------------------------------------------------------------------------
 
 
-def parse_fraction(text: str | float, what: str = "--mfu") -> float:
-    """'0.56' or '56%' -> 0.56."""
+def parse_fraction(text: str | float, what: str = "--mfu", allow_zero: bool = False) -> float:
+    """'0.56' or '56%' -> 0.56; in (0, 1], or [0, 1) with `allow_zero` (a margin)."""
     raw = str(text).strip()
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
         raise UserError(f"cannot read {what} {text!r}; write a fraction such as 0.56 or a percentage such as 56%") from None
-    if not 0 < value <= 1:
+    if allow_zero and not 0 <= value < 1:
+        raise UserError(f"{what} must be in [0, 1) or [0%, 100%), got {text!r}")
+    if not allow_zero and not 0 < value <= 1:
         raise UserError(f"{what} must be in (0, 1] or (0%, 100%], got {text!r}")
     return value
 
@@ -573,22 +685,22 @@ def render(p: Plan) -> list[Any]:
             table.add_row(*row)
         return table
 
-    c, ch = p.compute, p.chinchilla
+    c, ch, unit = p.compute, p.chinchilla, p.device
     out = [two_columns("Run", [
         ("model", f"{p.model} ({p.params:,} parameters)"),
         ("tokens", f"{_count(p.tokens)} ({p.tokens_source})"),
-        ("hardware", f"{p.gpus} x {p.gpu} ({p.peak_tflops:g} TFLOP/s bf16)"),
+        ("hardware", _hardware(p)),
         ("sequence length", str(c.seq_len) if c.seq_len else "-"),
     ])]
     out.append(two_columns("Compute", [
         ("FLOPs per token", _flop(c.flops_per_token)),
         ("training FLOPs", f"{c.total_flops:.3e}"),
-        ("MFU", f"{c.mfu:.1%} ({c.mfu_source})"),
-        ("tokens/s per GPU", f"{c.tokens_per_sec_per_gpu:,.0f}"),
+        ("MFU", f"{c.mfu:.1%} ({c.mfu_source})" if c.mfu is not None else f"- ({c.mfu_source})"),
+        (f"tokens/s per {unit}", f"{c.tokens_per_sec_per_gpu:,.0f}"),
         ("tokens/s in all", f"{c.tokens_per_sec:,.0f}"),
         ("wall clock", f"{c.days:,.1f} days ({c.seconds / 3600:,.1f} h)"),
-        ("GPU-hours", _hours(c.gpu_hours)),
-        ("cost", _money(c.cost) if c.cost is not None else "- (give --price per GPU-hour)"),
+        (f"{unit}-hours", _hours(c.gpu_hours)),
+        ("cost", _money(c.cost) if c.cost is not None else f"- (give --price per {unit}-hour)"),
     ]))
     out.append(two_columns("Chinchilla (Hoffmann et al. 2022, approach 1)", [
         ("tokens per parameter", f"{ch.tokens_per_param:,.1f}"),
@@ -600,20 +712,47 @@ def render(p: Plan) -> list[Any]:
     ]))
     if p.memory is not None:
         out.append(_memory_table(p.memory, p.gpus, p.gpu))
+    elif p.hardware == "run":
+        out.append(f"memory: not planned for the run's own {p.gpu} devices; add --gpu NAME "
+                   "to see its micro batch in that GPU's memory")
     else:
         out.append("memory: needs an architecture; pass a preset or a config file as --model")
     if p.progress is not None:
-        g = p.progress
-        out.append(two_columns(f"Progress of {g.run_dir}", [
-            ("step", f"{g.step:,}"),
-            ("tokens seen", f"{_count(g.tokens_seen)} of {_count(g.target_tokens)} ({g.fraction_done:.2%})"),
-            ("measured tokens/s", f"{g.tokens_per_sec:,.0f} ({g.throughput_source})"),
-            ("remaining", (f"{_count(g.remaining_tokens)} tokens, {g.remaining_days:,.2f} days "
-                          f"({g.remaining_s / 3600:,.1f} h)")),
-            ("remaining GPU-hours", _hours(g.remaining_gpu_hours)),
-            ("remaining cost", _money(g.remaining_cost)),
-        ]))
+        out.append(_progress_table(p, two_columns))
     return out
+
+
+def _hardware(p: Plan) -> str:
+    """The Run table's hardware line: given, the run's own (--from), or a projection onto a GPU."""
+    if p.hardware == "run":
+        peak = (f"; its mfu is against {p.peak_tflops:.3g} TFLOP/s per {p.device}"
+                if p.peak_tflops else "")
+        return f"{p.gpus} x {p.gpu} (the run's own{peak})"
+    line = f"{p.gpus} x {p.gpu} ({p.peak_tflops:g} TFLOP/s bf16)"
+    if p.hardware == "projection" and p.run_hardware is not None:
+        line += f": a projection; the run used {p.run_hardware.world_size} x {p.run_hardware.accelerator}"
+    return line
+
+
+def _progress_table(p: Plan, two_columns: Any) -> Any:
+    g, unit = p.progress, p.device
+    assert g is not None
+    rows = [
+        ("step", f"{g.step:,}"),
+        ("tokens seen", f"{_count(g.tokens_seen)} of {_count(g.target_tokens)} ({g.fraction_done:.2%})"),
+        ("measured tokens/s", f"{g.tokens_per_sec:,.0f} ({g.throughput_source})"),
+    ]
+    at = ""
+    if p.hardware == "projection":
+        rows.append(("projected tokens/s", f"{g.remaining_tokens_per_sec:,.0f} on {p.gpus} x {p.gpu}"))
+        at = " at the projected rate"
+    rows += [
+        ("remaining", (f"{_count(g.remaining_tokens)} tokens, {g.remaining_days:,.2f} days "
+                      f"({g.remaining_s / 3600:,.1f} h){at}")),
+        (f"remaining {unit}-hours", _hours(g.remaining_gpu_hours)),
+        ("remaining cost", _money(g.remaining_cost)),
+    ]
+    return two_columns(f"Progress of {g.run_dir}", rows)
 
 
 def _memory_table(m: Memory, gpus: int, gpu: str) -> Any:
@@ -633,13 +772,15 @@ def _memory_table(m: Memory, gpus: int, gpu: str) -> Any:
     sharded = " (sharded)" if gpus > 1 else ""
     same = [(f"fp32 parameters{sharded}", m.params_fp32), (f"fp32 gradients{sharded}", m.grads_fp32),
             (f"AdamW moments{sharded}", m.adamw_state), ("bf16 weights/gradients in flight" if gpus > 1 else "bf16 weight copies (autocast)", m.bf16_buffers),
-            ("fused-loss buffers", m.loss_buffers), ("CUDA context, NCCL, fragmentation", m.overhead)]
+            ("fused-loss buffers", m.loss_buffers), ("CUDA context, NCCL, workspaces", m.overhead)]
     for name, value in same:
         table.add_row(name, _gib(value), _gib(value))
     table.add_row("activations", _gib(m.activations), _gib(m.activations_checkpointed))
     table.add_row("total", _gib(m.total), _gib(m.total_checkpointed))
     table.add_row(f"capacity ({gpu})", _gib(m.capacity), _gib(m.capacity))
+    margin = f"safety margin ({m.margin_fraction:.0%}, --memory-margin)"
+    table.add_row(margin, _gib(m.margin), _gib(m.margin))
     yes_no = {True: "[green]yes[/]", False: "[red]no[/]"}
-    table.add_row("fits", yes_no[m.fits], yes_no[m.fits_checkpointed])
+    table.add_row("fits (total + margin)", yes_no[m.fits], yes_no[m.fits_checkpointed])
     table.add_row("largest micro batch that fits", str(m.max_micro_batch), str(m.max_micro_batch_checkpointed))
     return table

@@ -94,8 +94,9 @@ def test_existing_output_needs_overwrite(tmp_path, run_dir):
 
 @pytest.mark.parametrize("args,fragment", [
     (["--to", "onnx"], "is not a target"),
-    (["--to", "hf", "--dtype", "int8"], "is not supported"),
-    (["--to", "native", "--dtype", "bf16"], "fp32"),
+    (["--to", "hf", "--dtype", "int8"], "not a dtype this command takes; use fp32/float32, bf16/bfloat16"),
+    (["--to", "native", "--dtype", "bf16"], "native checkpoints hold fp32 weights"),
+    (["--to", "native", "--dtype", "bfloat16"], "native checkpoints hold fp32 weights"),
     (["--to", "hf", "--max-shard-size", "lots"], "is not a size"),
 ])
 def test_bad_arguments(tmp_path, run_dir, args, fragment):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -161,6 +163,88 @@ def test_cli_prints_table_and_json(run_dir, tmp_path):
     assert {f["name"] for f in data["files"]} == HF_FILES
 
 
+@pytest.mark.parametrize("spelling, name, torch_name", [
+    ("fp32", "fp32", "float32"), ("float32", "fp32", "float32"), ("bf16", "bf16", "bfloat16"),
+    ("bfloat16", "bf16", "bfloat16"), ("fp16", "fp16", "float16"), ("float16", "fp16", "float16")])
+def test_cli_dtype_takes_every_spelling(run_dir, tmp_path, spelling, name, torch_name):
+    from safetensors import safe_open
+    from typer.testing import CliRunner
+
+    from tinyllama_cli.cli import app
+
+    src, _ = run_dir
+    out = tmp_path / "hf"
+    result = CliRunner().invoke(app, ["convert", str(src), "--to", "hf", "--out", str(out),
+                                      "--dtype", spelling, "--json", "--no-verify"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["dtype"] == name  # the canonical spelling is reported
+    assert json.loads((out / "config.json").read_text())["dtype"] == torch_name
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert f.get_tensor("lm_head.weight").dtype == getattr(torch, torch_name)
+
+
+def test_hf_export_generates_without_warnings(run_dir, tmp_path):
+    """transformers' generate(max_new_tokens=...) on the export logs and warns nothing (a
+    max_length in generation_config.json made it log "Both max_new_tokens and max_length
+    seem to have been set" on every call)."""
+    import logging
+    import warnings
+
+    src, _ = run_dir
+    convert(src, "hf", tmp_path / "hf", verify=False)
+    assert json.loads((tmp_path / "hf" / "generation_config.json").read_text()) == {
+        "bos_token_id": 1, "eos_token_id": 2}
+    model = hf_model(tmp_path / "hf")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("transformers")  # does not propagate to the root logger
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = model.generate(**tokenizer("the quick brown", return_tensors="pt"), max_new_tokens=4,
+                                 do_sample=False)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert out.shape[1] > 4  # it did generate
+    assert [r.getMessage() for r in records] == [] and [str(w.message) for w in caught] == []
+
+
+def test_tokenizer_max_length_is_the_models_context(run_dir, tmp_path):
+    src, _ = run_dir
+    convert(src, "hf", tmp_path / "hf", verify=False)
+    saved = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
+    assert saved["model_max_length"] == 64  # CONVERT_CONFIG.block_size
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
+    assert tokenizer.model_max_length == 64
+    assert len(tokenizer("the quick brown fox " * 40, truncation=True)["input_ids"]) == 64
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+@pytest.mark.parametrize("to", ["hf", "native", "gguf"])
+def test_written_files_follow_the_umask(run_dir, tmp_path, umask, to):
+    """Every file as a plain open() would create it (safetensors' own files were 0600)."""
+    src, _ = run_dir
+    out = tmp_path / to
+    old = os.umask(umask)
+    try:
+        convert(src, to, out, verify=False, max_shard_size="100kB")  # hf: several shards
+    finally:
+        os.umask(old)
+    files = [p for p in [out, *out.rglob("*")] if p.is_file()]
+    dirs = [p for p in [out, *out.rglob("*")] if p.is_dir()]
+    if to == "hf":
+        assert len([p for p in files if p.suffix == ".safetensors"]) > 1
+    modes = {str(p.relative_to(tmp_path)): stat.S_IMODE(p.stat().st_mode) for p in files}
+    assert modes and set(modes.values()) == {0o666 & ~umask}, {k: oct(v) for k, v in modes.items()}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in dirs} <= {0o777 & ~umask}
+
+
 def test_tokenizer_json_follows_sentencepiece_defaults(tmp_path):
     """A SentencePiece BPE with the library defaults (NFKC, collapsed whitespace, no byte
     fallback) still gives AutoTokenizer ids equal to SentencePiece's."""
@@ -179,7 +263,7 @@ def test_tokenizer_json_follows_sentencepiece_defaults(tmp_path):
     (tmp_path / "sp.model").write_bytes(model.getvalue())
     sp = Tokenizer(tmp_path / "sp.model")
     (tmp_path / "hf").mkdir()
-    write_tokenizer_files(sp, tmp_path / "hf")
+    write_tokenizer_files(sp, tmp_path / "hf", model_max_length=64)
     auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
     for text in ["the quick  brown", "  leading", "ﬁle café 123", "trailing  ", "unknown ✓ char"]:
         assert auto(text)["input_ids"] == sp.encode(text, bos=True), text

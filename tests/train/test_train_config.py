@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -175,3 +176,63 @@ def test_data_without_validation_windows_warns(tmp_path):
     notes = resolve(TrainConfig(**{**base, "data": str(none)}), None).notes
     assert len(notes) == 1 and "has no validation data" in notes[0]
     assert resolve(TrainConfig(**{**base, "data": str(none), "eval_samples": 0}), None).notes == []
+
+
+@pytest.mark.parametrize("spelling, stored", [
+    ("auto", "auto"), ("fp32", "fp32"), ("float32", "fp32"), ("bf16", "bf16"), ("bfloat16", "bf16")])
+def test_precision_spellings_are_stored_canonically(token_data, tmp_path, spelling, stored):
+    from tinyllama_cli.train.distributed import resolve_precision
+
+    base = {"data": str(token_data), "out": str(tmp_path / "run"), "model": "cpu-tiny", "max_steps": 2}
+    assert resolve(TrainConfig(**base, precision=spelling), None).train.precision == stored
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"precision: {spelling}\n")
+    assert load_train_config(recipe, {})[0].precision == stored
+    if stored != "auto":
+        assert resolve_precision(spelling, torch.device("cpu")) == stored
+
+
+def test_pretrain_precision_bfloat16_is_stored_as_bf16_and_resume_keeps_it(token_data, tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["pretrain", "--data", str(token_data), "--out", str(out),
+                                      "--max-steps", "1", "--precision", "bfloat16", *FAST])
+    assert result.exit_code == 0, result.output
+    assert ", bf16, " in result.output  # the trainer ran in bf16
+
+    def saved() -> str:
+        return yaml.safe_load((out / "config.yaml").read_text())["train"]["precision"]
+
+    assert saved() == "bf16"
+    assert prepare_resume(out, {"precision": "bfloat16", "max_steps": 2}).train.precision == "bf16"
+    assert saved() == "bf16"
+    assert prepare_resume(out, {"precision": "float32", "max_steps": 2}).train.precision == "fp32"
+    assert saved() == "fp32"
+    with pytest.raises(UserError, match="--precision fp16 is not supported: training in fp16 needs a "
+                                        "gradient scaler"):
+        prepare_resume(out, {"precision": "fp16", "max_steps": 2})
+    assert saved() == "fp32"  # the refused resume wrote nothing
+
+
+def test_config_records_the_hardware_and_plan_from_reports_it(token_data, tmp_path):
+    """A real CPU run: config.yaml says what `--accelerator auto` became, and `plan --from`
+    reports 1 x cpu at the median MFU the trainer logged (not 1 x a100-40g at 0.0%)."""
+    import json
+    import statistics
+
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", str(token_data), "--out", str(out), "--max-steps", "3",
+            "--log-every", "1", *FAST]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["hardware"] == {"accelerator": "cpu", "world_size": 1}
+    assert saved["train"]["accelerator"] == "auto"  # the user's choice is kept for resume
+    logged = [json.loads(line)["mfu"] for line in (out / "metrics.jsonl").read_text().splitlines()
+              if "mfu" in line]
+    result = CliRunner().invoke(app, ["plan", "--from", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["gpu"], data["gpus"], data["hardware"]) == ("cpu", 1, "run")
+    assert data["compute"]["mfu"] == pytest.approx(statistics.median(logged)) and len(logged) == 3
+    assert data["memory"] is None
+    table = CliRunner().invoke(app, ["plan", "--from", str(out)]).output
+    assert "1 x cpu (the run's own" in table and "a100" not in table

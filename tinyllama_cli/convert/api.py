@@ -20,10 +20,10 @@ import torch
 
 from tinyllama_cli.convert import verify as verify_mod
 from tinyllama_cli.convert.output import check_output, list_files, parse_size, staged
+from tinyllama_cli.dtypes import parse_dtype
 from tinyllama_cli.errors import UserError
 
 TARGETS = ("hf", "native", "gguf")
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 GGUF_FILE = "model.gguf"  # inside --out when --out does not itself end in .gguf
 
 
@@ -49,7 +49,8 @@ def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
             on_stage: Callable[[str], None] | None = None) -> ConvertResult:
     """Convert the model at `src` to `to` ("hf", "native" or "gguf") at `out`.
 
-    dtype: "fp32" (default), "bf16" or "fp16"; native output is always fp32.
+    dtype: "fp32" (default), "bf16" or "fp16", or their long names (`dtypes`); native output is
+    always fp32. The result names the canonical (short) spelling.
     verify: None means "when transformers is importable" (it is the independent side of the check).
     Raises UserError for every bad input before writing anything, and when verification fails.
     """
@@ -57,7 +58,8 @@ def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
 
     stage = on_stage or (lambda _: None)
     started = time.perf_counter()
-    torch_dtype, shard_bytes, verify = _check_arguments(to, dtype or "fp32", max_shard_size, verify)
+    dtype, torch_dtype, shard_bytes, verify = _check_arguments(to, dtype or "fp32", max_shard_size,
+                                                               verify)
     out = Path(out)
     kind, directory = resolve_checkpoint(src)
     check_output(out, overwrite)
@@ -74,7 +76,7 @@ def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
         stage("computing reference logits")
         probe = _Probe.of(loaded, kind, to, directory, torch_dtype)
 
-    result = ConvertResult(source=str(directory), source_kind=kind, target=to, out=str(out), dtype=dtype or "fp32",
+    result = ConvertResult(source=str(directory), source_kind=kind, target=to, out=str(out), dtype=dtype,
                            params=loaded.model.num_params(), tokenizer=loaded.tokenizer is not None)
     with staged(out, overwrite) as tmp:
         stage(f"writing {to} to {out}")
@@ -88,18 +90,19 @@ def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
     return result
 
 
-def _check_arguments(to: str, dtype: str, max_shard_size: str | int, verify: bool | None) -> tuple[torch.dtype, int, bool]:
+def _check_arguments(to: str, dtype: str, max_shard_size: str | int,
+                     verify: bool | None) -> tuple[str, torch.dtype, int, bool]:
+    """(canonical dtype, torch dtype, shard bytes, verify) or a UserError, before any work."""
     if to not in TARGETS:
         raise UserError(f"--to {to!r} is not a target; choose one of {', '.join(TARGETS)}")
-    if dtype not in DTYPES:
-        raise UserError(f"--dtype {dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+    dtype, torch_dtype = parse_dtype(dtype, "--dtype")
     if to == "native" and dtype != "fp32":
         raise UserError("native checkpoints hold fp32 weights (the training precision); drop --dtype or use fp32")
     shard_bytes = parse_size(max_shard_size)
     has_transformers = verify_mod.transformers_available()
     if verify and to == "hf" and not has_transformers:
         raise UserError("--verify for --to hf needs transformers (pip install transformers); or pass --no-verify")
-    return DTYPES[dtype], shard_bytes, has_transformers if verify is None else verify
+    return dtype, torch_dtype, shard_bytes, has_transformers if verify is None else verify
 
 
 def _write(to: str, loaded, tmp: Path, out: Path, dtype: torch.dtype, shard_bytes: int, source: Path) -> Path:

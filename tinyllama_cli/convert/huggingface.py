@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from tinyllama_cli.convert.hf import hf_config_dict, native_to_hf_state_dict
-from tinyllama_cli.convert.output import staged
+from tinyllama_cli.convert.output import make_plain_file, staged
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import Tokenizer
@@ -38,33 +38,53 @@ def save_hf(model: Llama, out_dir: str | Path, tokenizer: Tokenizer | None = Non
 def write_hf(model: Llama, directory: Path, tokenizer: Tokenizer | None = None,
              dtype: torch.dtype = torch.float32, max_shard_bytes: int = 5 * 2**30) -> None:
     """Write the HF file set into `directory`, which must not exist yet."""
-    from safetensors.torch import save_file
-
     if dtype not in DTYPE_NAMES:
         raise UserError(f"dtype {dtype} is not supported for Hugging Face output; use fp32, bf16 or fp16")
     directory.mkdir(parents=True)
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in native_to_hf_state_dict(model.state_dict()).items()}
     shards = _split_shards(state, max_shard_bytes)
     if len(shards) == 1:
-        save_file(shards[0], str(directory / "model.safetensors"), metadata={"format": "pt"})
+        _save_safetensors(shards[0], directory / "model.safetensors")
     else:
         weight_map = {}
         for i, shard in enumerate(shards, start=1):
             name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-            save_file(shard, str(directory / name), metadata={"format": "pt"})
+            _save_safetensors(shard, directory / name)
             weight_map.update({key: name for key in shard})
         total = sum(t.numel() * t.element_size() for t in state.values())
         _write_json(directory / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
 
     bos, eos = (tokenizer.bos_id, tokenizer.eos_id) if tokenizer else (1, 2)
     _write_json(directory / "config.json", hf_config_dict(model.config, DTYPE_NAMES[dtype], bos, eos))
-    _write_json(directory / "generation_config.json", {"bos_token_id": bos, "eos_token_id": eos, "max_length": model.config.block_size})
+    _write_json(directory / "generation_config.json", generation_config(bos, eos))
     if tokenizer is not None:
-        write_tokenizer_files(tokenizer, directory)
+        write_tokenizer_files(tokenizer, directory, model_max_length=model.config.block_size)
 
 
-def write_tokenizer_files(tokenizer: Tokenizer, directory: Path) -> None:
-    """tokenizer.model, tokenizer.json and the two JSON files transformers needs offline."""
+def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata={"format": "pt"})
+    make_plain_file(path)  # safetensors leaves its temporary file's 0600
+
+
+def generation_config(bos_id: int, eos_id: int) -> dict:
+    """generation_config.json: the special tokens only.
+
+    No `max_length`: transformers treats a max_length from the model's generation config as set
+    by the user, so every `generate(max_new_tokens=...)` logged "Both max_new_tokens and
+    max_length seem to have been set". The context limit is config.json's
+    max_position_embeddings, which generate already caps its default length at.
+    """
+    return {"bos_token_id": bos_id, "eos_token_id": eos_id}
+
+
+def write_tokenizer_files(tokenizer: Tokenizer, directory: Path, model_max_length: int) -> None:
+    """tokenizer.model, tokenizer.json and the two JSON files transformers needs offline.
+
+    `model_max_length` is the model's context (block_size): transformers' tokenizer truncates
+    to it with `truncation=True` and warns about longer inputs, which a placeholder 1e9 hid.
+    """
     shutil.copyfile(tokenizer.path, directory / "tokenizer.model")
     fast = tokenizer_json(tokenizer)
     if fast is not None:
@@ -79,7 +99,7 @@ def write_tokenizer_files(tokenizer: Tokenizer, directory: Path) -> None:
         "add_eos_token": False,
         "legacy": False,
         "clean_up_tokenization_spaces": False,
-        "model_max_length": 1_000_000_000,
+        "model_max_length": model_max_length,
         "pad_token": None,
         **specials,
     })

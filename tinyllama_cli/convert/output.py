@@ -63,6 +63,29 @@ def staged(out: Path, overwrite: bool) -> Iterator[Path]:
     tmp.rename(out)
 
 
+def process_umask() -> int:
+    """The umask, read from /proc where it can be (os.umask can only be read by setting it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_plain_file(path: Path) -> None:
+    """Give `path` the mode a plain `open(path, "w")` would: 0666 minus the umask.
+
+    Why: safetensors writes through a private temporary file and keeps its 0600, so a
+    model exported for others to read (a shared cache, an upload) was readable by its owner
+    only, unlike the JSON files beside it.
+    """
+    os.chmod(path, 0o666 & ~process_umask())
+
+
 def list_files(path: Path) -> list[tuple[str, int]]:
     """(relative name, bytes) of every file under `path` (or of `path` itself), sorted."""
     path = Path(path)

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from tinyllama_cli.dtypes import canonical_precision
 from tinyllama_cli.errors import UserError
 
 
@@ -95,8 +96,8 @@ def has_native_bf16_cpu() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision not in ("auto", "bf16", "fp32"):
-        raise UserError(f"--precision {precision!r} is not one of auto, bf16, fp32")
+    """'bf16' or 'fp32' (any spelling `dtypes` accepts; auto decided by the device)."""
+    precision = canonical_precision(precision)
     if precision != "auto":
         return precision
     if device.type == "cuda":

@@ -120,8 +120,6 @@ def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1")
     if cfg.eval_every < 0 or cfg.keep_last < 0:
         raise UserError("--eval-every and --keep-last must be >= 0")
-    if cfg.precision not in ("auto", "bf16", "fp32"):
-        raise UserError(f"--precision {cfg.precision!r} is not one of auto, bf16, fp32")
     from tinyllama_cli.train.distributed import resolve_accelerator
 
     resolve_accelerator(cfg.accelerator)  # --gpus without CUDA: say so before creating anything
@@ -159,6 +157,14 @@ def validation_notes(data: PretrainData, cfg: TrainConfig) -> list[str]:
 
 
 def write_config(run: Run) -> None:
+    """config.yaml: the model, the resolved TrainConfig, the data, and the hardware of this job.
+
+    `hardware` records what `--accelerator auto` resolved to and the world size (rewritten by
+    each resume), so `plan --from` can report the devices a run really used; `train.accelerator`
+    keeps the user's choice, so a resume elsewhere decides `auto` again.
+    """
+    from tinyllama_cli.train.distributed import resolve_accelerator
+
     manifest = Manifest.load(run.train.data)
     data = PretrainData(run.train.data, run.train.seq_len, run.train.seed, run.train.mix)
     dump_yaml({
@@ -166,6 +172,8 @@ def write_config(run: Run) -> None:
         "train": run.train.to_dict(),
         "data": {"dir": str(Path(run.train.data).resolve()), "fingerprint": run.data_fingerprint,
                  "weights": data.weights, "tokenizer_sha256": manifest.raw["tokenizer"].get("sha256")},
+        "hardware": {"accelerator": resolve_accelerator(run.train.accelerator),
+                     "world_size": world_size_of(run.train)},
     }, run.dir / "config.yaml")
 
 
