@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 
 from tinyllama_cli.convert import verify as verify_mod
-from tinyllama_cli.convert.output import check_output, list_files, parse_size, staged
+from tinyllama_cli.convert.output import list_files, parse_size
 from tinyllama_cli.dtypes import parse_dtype
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.files import check_new_path, staged
 
 TARGETS = ("hf", "native", "gguf")
 GGUF_FILE = "model.gguf"  # inside --out when --out does not itself end in .gguf
@@ -62,7 +63,7 @@ def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
                                                                verify)
     out = Path(out)
     kind, directory = resolve_checkpoint(src)
-    check_output(out, overwrite)
+    check_new_path(out, overwrite)
     if directory.resolve() == out.resolve() or out.resolve() in directory.resolve().parents:
         raise UserError(f"--out {out} would replace the source {src}; choose another --out")
 

@@ -4,7 +4,7 @@ config.json (LlamaForCausalLM, both the 4.x and 5.x RoPE/dtype spellings),
 model.safetensors (sharded with model.safetensors.index.json above `max_shard_bytes`),
 generation_config.json, and, given a tokenizer, tokenizer.model + tokenizer_config.json +
 special_tokens_map.json so that `AutoTokenizer` gives [bos] + SentencePiece ids offline.
-The directory is assembled under a temporary name and renamed when complete (`output.staged`);
+The directory is assembled under a temporary name and renamed when complete (`files.staged`);
 `write_hf` writes into a given directory so `convert` can verify before the rename.
 """
 
@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 
 from tinyllama_cli.convert.hf import hf_config_dict, native_to_hf_state_dict
-from tinyllama_cli.convert.output import make_plain_file, staged
+from tinyllama_cli.convert.output import make_plain_file
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.files import staged, write_json
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import Tokenizer
 
@@ -52,11 +53,11 @@ def write_hf(model: Llama, directory: Path, tokenizer: Tokenizer | None = None,
             _save_safetensors(shard, directory / name)
             weight_map.update({key: name for key in shard})
         total = sum(t.numel() * t.element_size() for t in state.values())
-        _write_json(directory / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+        write_json(directory / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
 
     bos, eos = (tokenizer.bos_id, tokenizer.eos_id) if tokenizer else (1, 2)
-    _write_json(directory / "config.json", hf_config_dict(model.config, DTYPE_NAMES[dtype], bos, eos))
-    _write_json(directory / "generation_config.json", generation_config(bos, eos))
+    write_json(directory / "config.json", hf_config_dict(model.config, DTYPE_NAMES[dtype], bos, eos))
+    write_json(directory / "generation_config.json", generation_config(bos, eos))
     if tokenizer is not None:
         write_tokenizer_files(tokenizer, directory, model_max_length=model.config.block_size)
 
@@ -91,7 +92,7 @@ def write_tokenizer_files(tokenizer: Tokenizer, directory: Path, model_max_lengt
         (directory / "tokenizer.json").write_text(json.dumps(fast, ensure_ascii=False) + "\n")
     piece = tokenizer.id_to_piece
     specials = {"bos_token": piece(tokenizer.bos_id), "eos_token": piece(tokenizer.eos_id), "unk_token": piece(tokenizer.sp.unk_id())}
-    _write_json(directory / "tokenizer_config.json", {
+    write_json(directory / "tokenizer_config.json", {
         # transformers 5's LlamaTokenizer replaces tokenizer.json's normalizer (see tokenizer_json);
         # the generic fast class loads it as written, in 4.x and 5.x alike.
         "tokenizer_class": "PreTrainedTokenizerFast" if fast is not None else "LlamaTokenizer",
@@ -103,7 +104,7 @@ def write_tokenizer_files(tokenizer: Tokenizer, directory: Path, model_max_lengt
         "pad_token": None,
         **specials,
     })
-    _write_json(directory / "special_tokens_map.json", specials)
+    write_json(directory / "special_tokens_map.json", specials)
 
 
 def tokenizer_json(tokenizer: Tokenizer) -> dict | None:
@@ -190,6 +191,3 @@ def _split_shards(state: dict[str, torch.Tensor], max_bytes: int) -> list[dict[s
         size += nbytes
     return shards
 
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from tinyllama_cli.config import dump_yaml
-from tinyllama_cli.convert.output import staged
+from tinyllama_cli.files import staged
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import Tokenizer
 

@@ -1,17 +1,14 @@
-"""Writing conversion outputs safely: staged under a hidden temporary name, renamed when complete.
+"""Conversion outputs: shard sizes, file modes and listings.
 
-A conversion writes everything into `.<name>.tmp-<pid>` beside the requested output, verifies it
-there, and only then renames it into place, so a failed write or a failed verification leaves
-nothing behind and an existing output is replaced only with `overwrite`.
+A conversion writes everything into `.<name>.tmp-<pid>` beside the requested output
+(`files.staged`), verifies it there, and only then publishes it, so a failed write or a failed
+verification leaves nothing behind and an existing output is replaced only with `overwrite`.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from tinyllama_cli.errors import UserError
@@ -31,36 +28,6 @@ def parse_size(text: str | int) -> int:
     if match is None or unit not in _UNITS or float(match.group(1)) <= 0:
         raise UserError(f"--max-shard-size {text!r} is not a size; write it like 2GB, 500MB or 1GiB")
     return int(float(match.group(1)) * _UNITS[unit])
-
-
-def check_output(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite:
-        raise UserError(f"output {out} already exists; choose another --out or pass --overwrite")
-
-
-def remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-@contextmanager
-def staged(out: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary path beside `out` (not yet created); on success it replaces `out`."""
-    out = Path(out)
-    check_output(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    remove(tmp)
-    try:
-        yield tmp
-    except BaseException:
-        remove(tmp)
-        raise
-    if out.exists():
-        remove(out)
-    tmp.rename(out)
 
 
 def process_umask() -> int:

@@ -51,6 +51,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.files import check_new_dir, publish
 
 DEFAULT_TOKENS_TARGET = 3_000_000
 TEXT_SHARE = 0.7                      # TinyLlama's SlimPajama:Starcoderdata = 7:3
@@ -792,24 +793,6 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
 # --- putting it together ------------------------------------------------------------------------
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished tree into place; an old tree is removed only after the new one is in."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old)
-
-
 def build_sample_corpus(out: str | Path, tokens_target: int = DEFAULT_TOKENS_TARGET,
                         overwrite: bool = False, seed: int = 0, root: str | Path | None = None,
                         library: Library | None = None) -> CorpusSummary:
@@ -823,7 +806,7 @@ def build_sample_corpus(out: str | Path, tokens_target: int = DEFAULT_TOKENS_TAR
     out = Path(out)
     if tokens_target < 1000:
         raise UserError(f"--tokens-target {tokens_target} is too small; use at least 1000")
-    _check_out(out, overwrite)
+    check_new_dir(out, overwrite)
     root = Path(root) if root is not None else (library.root if library else stdlib_root())
     if not (root / "os.py").is_file():
         raise UserError(f"{root} is not a Python standard library (no os.py); pass the Lib directory")
@@ -864,7 +847,7 @@ def build_sample_corpus(out: str | Path, tokens_target: int = DEFAULT_TOKENS_TAR
         write_jsonl(arc, tmp / "eval" / "arc_easy.jsonl")
         write_jsonl(pages, tmp / "eval" / "wikitext.jsonl")
         (tmp / "README.md").write_text(render_readme(summary), encoding="utf-8")
-        _replace(tmp, out)
+        publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -46,6 +46,8 @@ from tinyllama_cli.data.sources import (
     resolve_sources,
 )
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.files import check_new_dir, publish, write_json
+from tinyllama_cli.files import copy as copy_file
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -135,13 +137,6 @@ def _check_options(o: PrepareOptions) -> None:
         raise UserError("--train-tokenizer needs --vocab-size N with N >= 260 (256 byte pieces + specials)")
     if o.tokenizer_sample_mb <= 0:
         raise UserError("--tokenizer-sample-mb must be positive")
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another --out")
 
 
 def _load_tokenizer(path: Path):
@@ -339,14 +334,8 @@ def _encode_file(task: UnitTask, encoder, report) -> dict:
     }
     for split in SPLITS:
         os.replace(f"{stem}.{split}.bin.tmp", f"{stem}.{split}.bin")
-    _write_json_atomic(Path(f"{stem}.json"), stats)
+    write_json(Path(f"{stem}.json"), stats, indent=None)
     return stats
-
-
-def _write_json_atomic(path: Path, obj, indent: int | None = None) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=indent) + ("\n" if indent else ""))
-    os.replace(tmp, path)
 
 
 # --- running the units --------------------------------------------------------------------------
@@ -544,19 +533,8 @@ def _assemble(work: Path, sources: list[Source], units: list[Unit], stats: list[
         manifest["slice"] = slice_info
     (work / LOG).write_text("".join(line + "\n" for line in log_lines))
     (work / FILES).write_text("".join(line + "\n" for line in files_lines))
-    _write_json_atomic(work / MANIFEST, manifest, indent=2)
+    write_json(work / MANIFEST, manifest, indent=2)
     return manifest
-
-
-def _publish(work: Path, out: Path) -> None:
-    """Move the finished `work` dir to `out`, replacing an old one only after success."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(work, out)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 # --- the entry point ----------------------------------------------------------------------------
@@ -573,7 +551,7 @@ def prepare_data(specs: list[str], o: PrepareOptions, progress: ProgressSink | N
             for reason, where, detail in s.problems:
                 raise UserError(f"{where}: {reason} ({detail}); fix the pattern or run with --on-error skip")
     tok = _load_tokenizer(Path(o.tokenizer)) if o.tokenizer else None
-    _check_out(out, o.overwrite)
+    check_new_dir(out, o.overwrite)
     read_options = ReadOptions(o.text_field, tuple(o.exclude))
     tokenizer_key = ({"sha256": tok.sha256} if tok else
                      {"train_vocab_size": o.vocab_size, "sample_mb": o.tokenizer_sample_mb})
@@ -586,7 +564,7 @@ def prepare_data(specs: list[str], o: PrepareOptions, progress: ProgressSink | N
     tok_path = work / TOKENIZER
     if tok is not None:
         if not tok_path.is_file():
-            _copy_atomic(Path(o.tokenizer), tok_path)
+            copy_file(Path(o.tokenizer), tok_path)
     elif not tok_path.is_file():
         if progress:
             progress.stage("training the tokenizer")
@@ -617,7 +595,7 @@ def prepare_data(specs: list[str], o: PrepareOptions, progress: ProgressSink | N
     manifest = _assemble(work, sources, units, stats, o, settings, tok, dtype, slice_info)
     shutil.rmtree(work / "units")
     (work / "settings.json").unlink()
-    _publish(work, out)
+    publish(work, out)
     if progress:
         progress.stage("done")
     new_tokens = sum(sum(stats[i]["tokens"].values()) for i in todo)
@@ -640,13 +618,7 @@ def _open_work_dir(work: Path, fingerprint: str, settings: dict, o: PrepareOptio
                             "to discard it, or rerun with the same settings to resume")
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    _write_json_atomic(marker, {"fingerprint": fingerprint, "settings": settings}, indent=2)
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    write_json(marker, {"fingerprint": fingerprint, "settings": settings}, indent=2)
 
 
 # --- merging slices -----------------------------------------------------------------------------
@@ -676,7 +648,7 @@ def merge_data(slice_dirs: Iterable[str | Path], out: str | Path, overwrite: boo
     if sorted(by_index) != list(range(count)) or len(dirs) != count:
         got = sorted(m["slice"]["index"] for m in manifests)
         raise UserError(f"need each of the {count} slices exactly once, got indices {got}")
-    _check_out(out, overwrite)
+    check_new_dir(out, overwrite)
     ordered = [by_index[i] for i in range(count)]
     first = ordered[0][1]
     shard_tokens = shard_tokens or first["settings"]["shard_tokens"]
@@ -685,7 +657,7 @@ def merge_data(slice_dirs: Iterable[str | Path], out: str | Path, overwrite: boo
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    _copy_atomic(ordered[0][0] / TOKENIZER, work / TOKENIZER)
+    copy_file(ordered[0][0] / TOKENIZER, work / TOKENIZER)
     sources = {}
     for name, spec_entry in first["sources"].items():
         entry = _new_source_entry(spec_entry["spec"])
@@ -705,7 +677,7 @@ def merge_data(slice_dirs: Iterable[str | Path], out: str | Path, overwrite: boo
         with open(work / name, "wb") as fh:
             for d, _ in ordered:
                 fh.write((d / name).read_bytes())
-    _write_json_atomic(work / MANIFEST, manifest, indent=2)
-    _publish(work, out)
+    write_json(work / MANIFEST, manifest, indent=2)
+    publish(work, out)
     return manifest
 

@@ -1,0 +1,56 @@
+"""files.py: atomic writes and outputs that never destroy what was there before they are complete."""
+
+import json
+
+import pytest
+
+from tinyllama_cli import files
+from tinyllama_cli.errors import UserError
+
+
+def test_write_json_replaces_the_file_whole_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "a.json"
+    files.write_json(path, {"x": 1})
+    files.write_json(path, {"x": 2}, indent=None, fsync=True)
+    assert json.loads(path.read_text()) == {"x": 2} and path.read_text() == '{"x": 2}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_staged_output_is_published_only_on_success(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("the user's")
+    with pytest.raises(RuntimeError), files.staged(out, overwrite=True) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("half")
+        raise RuntimeError("crash mid-write")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (out / "old.txt").is_file()
+    with files.staged(out, overwrite=True) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("complete")
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the old copy is gone after the swap
+
+
+def test_existing_outputs_need_overwrite(tmp_path):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("x")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="already exists; pass --overwrite"):
+        files.check_new_dir(tmp_path / "full", overwrite=False)
+    files.check_new_dir(tmp_path / "empty", overwrite=False)
+    files.check_new_dir(tmp_path / "full", overwrite=True)
+    with pytest.raises(UserError, match="is not a directory"):
+        files.check_new_dir(tmp_path / "file", overwrite=True)
+    with pytest.raises(UserError, match="choose another --to-dir or pass --overwrite"):
+        with files.staged(tmp_path / "file", overwrite=False, flag="--to-dir"):
+            pass
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_publish_moves_a_file_over_an_old_one(tmp_path):
+    (tmp_path / "new").write_text("new")
+    (tmp_path / "dst").write_text("old")
+    files.publish(tmp_path / "new", tmp_path / "dst")
+    assert (tmp_path / "dst").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["dst"]

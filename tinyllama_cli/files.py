@@ -1,0 +1,112 @@
+"""Writing files so that nothing is ever half-written and nothing the user had is lost.
+
+Every file the tool writes goes to a temporary name beside its destination and is renamed over
+it when complete (a rename within a directory is atomic on POSIX file systems), so a crash or
+`kill -9` leaves the old file or the new one, never a torn one. Whole output directories are
+built under a hidden temporary name and published by `publish`: the old directory is moved
+aside, the new one moved in, and only then is the old one deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from tinyllama_cli.errors import UserError
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
+    """Write `data` to `path` atomically; with `fsync`, durably (for checkpoint metadata)."""
+    path = Path(path)
+    tmp = _tmp(path)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_text(path: str | Path, text: str, fsync: bool = False) -> None:
+    write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def write_json(path: str | Path, data: Any, indent: int | None = 2, fsync: bool = False) -> None:
+    """JSON with a trailing newline when indented (a file a person may read)."""
+    text = json.dumps(data, indent=indent)
+    write_text(path, text + "\n" if indent is not None else text, fsync=fsync)
+
+
+def copy(src: str | Path, dst: str | Path) -> None:
+    """Copy a file so that `dst` appears complete or not at all."""
+    dst = Path(dst)
+    tmp = _tmp(dst)
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def remove(path: Path) -> None:
+    """Delete a file, link or directory tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def check_new_dir(out: Path, overwrite: bool, flag: str = "--out") -> None:
+    """Refuse an output directory that would destroy something: a file in its place, or a
+    non-empty directory without --overwrite (an empty one is fine to fill)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory; choose another {flag}")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another {flag}")
+
+
+def check_new_path(out: Path, overwrite: bool, flag: str = "--out") -> None:
+    """Refuse an existing output (file or directory) without --overwrite."""
+    if out.exists() and not overwrite:
+        raise UserError(f"output {out} already exists; choose another {flag} or pass --overwrite")
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Move the finished `tmp` (file or directory) to `out`. An old `out` is moved aside first
+    and deleted only once the new one is in place, so a crash never leaves neither."""
+    old = None
+    if out.exists() or out.is_symlink():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        remove(old)
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        remove(old)
+
+
+def staging_path(out: Path) -> Path:
+    """The hidden temporary name an output is built under, beside it (same file system)."""
+    return out.with_name(f".{out.name}.tmp-{os.getpid()}")
+
+
+@contextmanager
+def staged(out: str | Path, overwrite: bool, flag: str = "--out") -> Iterator[Path]:
+    """Yield a temporary path beside `out` (not yet created) to build the output in; on success
+    it is published as `out`, on any error it is removed and `out` is untouched."""
+    out = Path(out)
+    check_new_path(out, overwrite, flag)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = staging_path(out)
+    remove(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        remove(tmp)
+        raise
+    publish(tmp, out)
