@@ -43,9 +43,9 @@ def test_existing_outputs_need_overwrite(tmp_path):
     files.check_new_dir(tmp_path / "full", overwrite=True)
     with pytest.raises(UserError, match="is not a directory"):
         files.check_new_dir(tmp_path / "file", overwrite=True)
-    with pytest.raises(UserError, match="choose another --to-dir or pass --overwrite"):
-        with files.staged(tmp_path / "file", overwrite=False, flag="--to-dir"):
-            pass
+    with pytest.raises(UserError, match="choose another --to-dir or pass --overwrite"), \
+            files.staged(tmp_path / "file", overwrite=False, flag="--to-dir"):
+        pass
     assert (tmp_path / "file").read_text() == "x"
 
 
