@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -352,6 +353,30 @@ def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batc
     return lm, loaded
 
 
+@contextlib.contextmanager
+def _quiet_git_hash() -> Iterator[None]:
+    """lm-eval records `git describe --always` of the working directory in its results, with
+    git's stderr left on ours: outside a git checkout every eval printed "fatal: not a git
+    repository". The same lookup with git's stderr discarded, for the duration of the block."""
+    from lm_eval import evaluator
+    from lm_eval.loggers.utils import get_commit_from_path
+
+    def quiet_git_commit_hash() -> str | None:
+        try:
+            out = subprocess.check_output(["git", "describe", "--always"],
+                                          stderr=subprocess.DEVNULL)
+            return out.strip().decode()
+        except (subprocess.CalledProcessError, FileNotFoundError):
+            return get_commit_from_path(os.getcwd())
+
+    original = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = quiet_git_commit_hash
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = original
+
+
 def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "native",
              num_fewshot: int | None = None, limit: float | None = None, batch_size: int = 16,
              dtype: str = "float32", device: str | None = None, seed: int = 1234,
@@ -385,11 +410,13 @@ def run_tasks(lm: Any, task_objects: list[Any], manager: Any, *, num_fewshot: in
     import lm_eval
 
     start = time.perf_counter()
-    results = lm_eval.simple_evaluate(
-        model=lm, tasks=task_objects, num_fewshot=num_fewshot, limit=limit, task_manager=manager,
-        log_samples=log_samples, bootstrap_iters=bootstrap_iters, random_seed=seed,
-        numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-    )
+    with _quiet_git_hash():
+        results = lm_eval.simple_evaluate(
+            model=lm, tasks=task_objects, num_fewshot=num_fewshot, limit=limit,
+            task_manager=manager, log_samples=log_samples, bootstrap_iters=bootstrap_iters,
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
     elapsed = time.perf_counter() - start
     scores = {}
     for task, metrics in results["results"].items():
