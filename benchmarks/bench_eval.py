@@ -121,7 +121,7 @@ def main() -> None:
             for backend in order:
                 result = evaluate(run, ",".join(TINYLLAMA_TASKS), backend=backend, datasets=datasets,
                                   batch_size=args.batch_size, dtype=args.dtype, device=args.device,
-                                  bootstrap_iters=0)
+                                  bootstrap_iters=0, baseline=False)
                 if repeat >= 0:
                     rates[backend].append(result.samples_per_sec)
                 scores[backend] = {t: round(v, 6) for t, (_, v) in result.scores.items()}

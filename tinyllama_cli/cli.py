@@ -329,8 +329,14 @@ def eval_command(
     verbose: bool = typer.Option(False, "--verbose", help="Show lm-eval's own log messages."),
     threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores that are idle now, at most torch's count)."),
     as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON instead of a table."),
+    no_baseline: bool = typer.Option(
+        False, "--no-baseline",
+        help="Skip the unigram baseline (token frequencies of the run's training data)."),
 ) -> None:
-    """Evaluate a model with lm-evaluation-harness (offline with --dataset), TinyLlama's table."""
+    """Evaluate a model with lm-evaluation-harness (offline with --dataset), TinyLlama's table.
+
+    Beside each score: lm-eval's standard error, the task's chance level and a unigram model of
+    the run's training data scored on the same tasks."""
     from pathlib import Path
 
     from tinyllama_cli import evaluate as ev
@@ -340,7 +346,7 @@ def eval_command(
     options = {"num_fewshot": num_fewshot, "limit": int(limit) if limit and limit >= 1 else limit,
                "batch_size": batch_size, "dtype": dtype, "device": device, "seed": seed, "backend": backend,
                "datasets": dataset, "tasks_dir": tasks_dir, "log_samples": samples, "verbose": verbose,
-               "threads": threads}
+               "threads": threads, "baseline": not no_baseline}
     if all_checkpoints:
         series = ev.evaluate_series(
             checkpoint, tasks, out_dir=series_dir, overwrite=overwrite,
@@ -352,41 +358,73 @@ def eval_command(
             print(json.dumps(records, indent=2))
         else:
             console.print(_eval_table(series.rows, series.tasks, ev, title="Intermediate checkpoints"))
+            _print_eval_notes(series.rows[0])
             console.print("wrote " + ", ".join(str(p) for p in series.files))
         return
     result = ev.evaluate(checkpoint, tasks, **options)
     if output:
         ev.write_json(result.results, output, overwrite=True)
     if as_json:
-        print(json.dumps({"checkpoint": result.checkpoint, "step": result.step, "tokens_seen": result.tokens_seen,
-                          "scores": {t: {"metric": m, "value": v} for t, (m, v) in result.scores.items()},
-                          "avg": result.average, "samples_per_sec": result.samples_per_sec}, indent=2))
+        print(json.dumps(ev.summary(result), indent=2))
         return
     console.print(_eval_table([result], list(result.scores), ev, title=f"lm-eval ({backend}), {result.checkpoint}"))
+    _print_eval_notes(result)
     console.print(f"{result.num_samples} samples, {result.samples_per_sec:.1f} samples/s"
                   + (f", {result.threads[0]} CPU thread(s): {result.threads[1]}" if result.threads else "")
                   + (f"; full results in {output}" if output else ""))
 
 
 def _eval_table(rows, tasks: list[str], ev, title: str) -> Table:
-    """TinyLlama's layout: one row per checkpoint, its metric per task (in %), then the average."""
+    """TinyLlama's layout: one row per checkpoint, its metric per task (in %, ± lm-eval's
+    standard error), the average; below a rule, the chance and unigram rows to compare with."""
     table = Table(title=title, box=box.SIMPLE_HEAD)
     table.add_column("step", justify="right")
     table.add_column("tokens", justify="right")
+    metrics = {t: next((r.scores[t][0] for r in rows if t in r.scores), "") for t in tasks}
     for task in tasks:
-        metric = next((r.scores[task][0] for r in rows if task in r.scores), "")
-        table.add_column(f"{ev.TITLES.get(task, task)}\n{metric}", justify="right")
+        table.add_column(f"{ev.TITLES.get(task, task)}\n{metrics[task]}", justify="right")
     table.add_column("avg", justify="right")
-    for r in rows:
-        cells = [_score_cell(*r.scores[t]) if t in r.scores else "-" for t in tasks]
-        avg = f"{100 * r.average:.2f}" if r.average is not None else "-"
-        table.add_row("-" if r.step is None else str(r.step), ev.human_tokens(r.tokens_seen), *cells, avg)
+    for i, r in enumerate(rows):
+        cells = [_score_cell(ev, *r.scores[t], r.stderr.get(t)) if t in r.scores else "-"
+                 for t in tasks]
+        step = "-" if r.step is None else str(r.step)
+        table.add_row(step, ev.human_tokens(r.tokens_seen), *cells, _percent(r.average),
+                      end_section=i == len(rows) - 1)
+    last = rows[-1]
+    references = [("chance", last.chance)]
+    if rows[0].baseline is not None:
+        references.append(("unigram", rows[0].unigram))
+    for name, values in references:
+        cells = [_score_cell(ev, metrics[t], values[t]) if t in values else "-" for t in tasks]
+        table.add_row(name, "", *cells, _percent(last.reference_average(values)), style="dim")
     return table
 
 
-def _score_cell(metric: str, value: float) -> str:
-    """Accuracies in percent (TinyLlama's table); perplexities and bits per byte as they are."""
-    return f"{100 * value:.2f}" if metric in ("acc", "acc_norm", "exact_match") else f"{value:.3f}"
+def _print_eval_notes(result) -> None:
+    """What the ± and the reference rows are, in one line; why the unigram cells are "-"."""
+    base = result.baseline
+    line = "± lm-eval's standard error; chance: 1/choices, mean over the scored documents"
+    if base is not None and not base.note:
+        line += (f"; unigram: token frequencies of {si(base.tokens_counted, '.3g')} training "
+                 f"tokens ({base.data_dir}), scored by lm-eval like the model")
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if base is not None and base.note:
+        console.print(f"unigram baseline: - ({base.note})", markup=False, highlight=False,
+                      soft_wrap=True)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _score_cell(ev, metric: str, value: float, stderr: float | None = None) -> str:
+    """Accuracies in percent (TinyLlama's table); perplexities and bits per byte as they are;
+    `value ±stderr` when lm-eval gave a standard error."""
+    percent = metric in ev.PERCENT
+    cell = f"{100 * value:.2f}" if percent else f"{value:.3f}"
+    if stderr is None:
+        return cell
+    return cell + (f" ±{100 * stderr:.2f}" if percent else f" ±{stderr:.3g}")
 
 
 # --- generate ----------------------------------------------------------------------------------

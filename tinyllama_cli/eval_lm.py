@@ -1,7 +1,9 @@
 """lm-evaluation-harness adapter over the native model: `NativeLM`, a `TemplateLM`.
 
 It follows the conventions of lm-eval's Hugging Face backend (`HFLM`) for a Llama tokenizer, so
-the two give the same per-sample log-likelihoods on the same weights:
+the two give the same per-sample log-likelihoods on the same weights. The tokenization half
+(and the rolling windows) is the base class `LlamaTokenLM`, which the unigram baseline
+(`eval_baseline.UnigramLM`) shares, so both models are asked exactly the same requests:
 
 - every encoded context starts with BOS (the HF Llama tokenizer adds it); an empty context is
   replaced by BOS alone (`prefix_token_id`); the end-of-text token is EOS;
@@ -47,25 +49,16 @@ from tinyllama_cli.tokenizer import Tokenizer
 Request = tuple[tuple[str, str], list[int], list[int]]  # ((context, continuation), ctx ids, cont ids)
 
 
-class NativeLM(TemplateLM):
-    """A native `Llama` + SentencePiece `Tokenizer` as an lm-eval language model."""
+class LlamaTokenLM(TemplateLM):
+    """The tokenization side of an lm-eval LM over a SentencePiece `Tokenizer`, HFLM's Llama
+    conventions: shared by `NativeLM` and the unigram baseline (`eval_baseline.UnigramLM`), so
+    both see identical requests. Subclasses score: `_loglikelihood_tokens`, `max_length`."""
 
-    def __init__(self, model: Llama, tokenizer: Tokenizer, batch_size: int = 16,
-                 max_gen_toks: int = 256, seed: int = 1234):
+    def __init__(self, tokenizer: Tokenizer):
         super().__init__()
-        self.model = model.eval()
         self.tok = tokenizer
-        self._batch_size = int(batch_size)
-        self._max_gen_toks = max_gen_toks
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.bos_piece = tokenizer.id_to_piece(tokenizer.bos_id)
         self.eos_piece = tokenizer.id_to_piece(tokenizer.eos_id)
-
-    # --- the properties lm-eval reads ----------------------------------------------------------
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.output.weight.device
 
     @property
     def eot_token_id(self) -> int:
@@ -76,24 +69,8 @@ class NativeLM(TemplateLM):
         return self.tok.bos_id
 
     @property
-    def max_length(self) -> int:
-        return self.model.config.block_size
-
-    @property
-    def max_gen_toks(self) -> int:
-        return self._max_gen_toks
-
-    @property
-    def batch_size(self) -> int:
-        return self._batch_size
-
-    @property
     def tokenizer_name(self) -> str:
         return str(self.tok.path)
-
-    def get_model_info(self) -> dict:
-        return {"model_num_parameters": self.model.num_params(),
-                "model_dtype": str(self.model.output.weight.dtype), "tokenizer": str(self.tok.path)}
 
     # --- tokenization ------------------------------------------------------------------------
 
@@ -131,6 +108,58 @@ class NativeLM(TemplateLM):
         parts.append(_utf8_or_replacement(pending))
         text = "".join(parts)
         return text.removeprefix(" ")
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        """Perplexity-style total log-likelihood of each string, in disjoint context-length windows."""
+        windows: list[Request] = []
+        owners: list[int] = []
+        for i, (string,) in enumerate(req.args for req in requests):
+            for ctx, cont in map(make_disjoint_window, get_rolling_token_windows(
+                    token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length, context_len=1)):
+                windows.append(((None, None), ctx, cont))  # type: ignore[arg-type]
+                owners.append(i)
+        scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)
+        totals = [0.0] * len(requests)
+        for i, (logprob, _) in zip(owners, scores):
+            totals[i] += logprob
+        for req, total in zip(requests, totals):
+            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
+        return totals
+
+
+class NativeLM(LlamaTokenLM):
+    """A native `Llama` + SentencePiece `Tokenizer` as an lm-eval language model."""
+
+    def __init__(self, model: Llama, tokenizer: Tokenizer, batch_size: int = 16,
+                 max_gen_toks: int = 256, seed: int = 1234):
+        super().__init__(tokenizer)
+        self.model = model.eval()
+        self._batch_size = int(batch_size)
+        self._max_gen_toks = max_gen_toks
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    # --- the properties lm-eval reads ----------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.output.weight.device
+
+    @property
+    def max_length(self) -> int:
+        return self.model.config.block_size
+
+    @property
+    def max_gen_toks(self) -> int:
+        return self._max_gen_toks
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    def get_model_info(self) -> dict:
+        return {"model_num_parameters": self.model.num_params(),
+                "model_dtype": str(self.model.output.weight.dtype), "tokenizer": str(self.tok.path)}
 
     # --- scoring -----------------------------------------------------------------------------
 
@@ -277,24 +306,6 @@ class NativeLM(TemplateLM):
         for layer in model.layers:
             x = layer(x, cos, sin, start, mask)
         return model.norm(x)
-
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
-        """Perplexity-style total log-likelihood of each string, in disjoint context-length windows."""
-        windows: list[Request] = []
-        owners: list[int] = []
-        for i, (string,) in enumerate(req.args for req in requests):
-            for ctx, cont in map(make_disjoint_window, get_rolling_token_windows(
-                    token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
-                    max_seq_len=self.max_length, context_len=1)):
-                windows.append(((None, None), ctx, cont))  # type: ignore[arg-type]
-                owners.append(i)
-        scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)
-        totals = [0.0] * len(requests)
-        for i, (logprob, _) in zip(owners, scores):
-            totals[i] += logprob
-        for req, total in zip(requests, totals):
-            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
-        return totals
 
     # --- generation --------------------------------------------------------------------------
 

@@ -21,8 +21,10 @@ import csv
 import difflib
 import json
 import logging
+import math
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -59,14 +61,33 @@ BUILTIN = {
 DATA_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 SPLIT_KEYS = {"training_split": "train", "validation_split": "validation", "test_split": "test"}
 METRIC_PREFERENCE = ("acc_norm", "acc", "exact_match", "word_perplexity", "perplexity")
+ACCURACY = ("acc", "acc_norm")  # the metrics the average (and chance) is about
+PERCENT = ("acc", "acc_norm", "exact_match")  # shown in percent; perplexities as they are
+
+
+@dataclass
+class Baseline:
+    """The unigram model's table numbers (the same metric per task as the model's), or, with no
+    numbers, the one line saying why there is no baseline."""
+
+    scores: dict[str, tuple[str, float]] = field(default_factory=dict)
+    stderr: dict[str, float | None] = field(default_factory=dict)
+    note: str = ""
+    data_dir: str | None = None
+    tokens_counted: int = 0
+    results: dict[str, Any] | None = None  # lm-eval's results of the baseline run
 
 
 @dataclass
 class EvalResult:
-    """lm-eval's full results plus the one number per task TinyLlama's table shows."""
+    """lm-eval's full results plus the one number per task TinyLlama's table shows, its standard
+    error, the task's chance level and the unigram baseline (None when turned off)."""
 
     results: dict[str, Any]
     scores: dict[str, tuple[str, float]]  # task -> (metric, value in [0, 1])
+    stderr: dict[str, float | None] = field(default_factory=dict)  # lm-eval's <metric>_stderr
+    chance: dict[str, float] = field(default_factory=dict)  # multiple-choice acc tasks only
+    baseline: Baseline | None = None
     checkpoint: str = ""
     step: int | None = None
     tokens_seen: int | None = None
@@ -76,8 +97,21 @@ class EvalResult:
 
     @property
     def average(self) -> float | None:
-        values = [v for m, v in self.scores.values() if m in ("acc", "acc_norm")]
+        values = [v for m, v in self.scores.values() if m in ACCURACY]
         return sum(values) / len(values) if values else None
+
+    def reference_average(self, values: dict[str, float]) -> float | None:
+        """The mean of a reference (chance, unigram) over the tasks `average` covers; None
+        unless every one of them has a value (a partial mean would not be comparable)."""
+        tasks = [t for t, (m, _) in self.scores.items() if m in ACCURACY]
+        if not tasks or any(values.get(t) is None for t in tasks):
+            return None
+        return sum(values[t] for t in tasks) / len(tasks)
+
+    @property
+    def unigram(self) -> dict[str, float]:
+        """task -> the unigram baseline's value of the table's metric."""
+        return {t: v for t, (_, v) in self.baseline.scores.items()} if self.baseline else {}
 
 
 @dataclass
@@ -291,6 +325,37 @@ def pick_metric(task: str, metrics: dict[str, Any]) -> tuple[str, float] | None:
     return None
 
 
+def metric_stderr(metric: str, metrics: dict[str, Any]) -> float | None:
+    """lm-eval's `<metric>_stderr,<filter>` of the picked metric; None where lm-eval wrote "N/A"
+    (bootstrap_iters=0, a single document, or a metric without a standard error)."""
+    for key, value in metrics.items():
+        name, _, _ = key.partition(",")
+        if name == f"{metric}_stderr" and isinstance(value, (int, float)) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def leaf_tasks(task_objects: list[Any]) -> list[Any]:
+    """The tasks themselves: groups replaced by their (recursive) member tasks, each once."""
+    out: dict[int, Any] = {}
+    for obj in task_objects:
+        for task in obj.get_all_tasks() if hasattr(obj, "get_all_tasks") else [obj]:
+            out.setdefault(id(task), task)
+    return list(out.values())
+
+
+def chance_levels(task_objects: list[Any]) -> dict[str, float]:
+    """task -> the accuracy of picking a choice at random: the mean of 1/len(choices) over the
+    documents lm-eval scored (its instances, so --limit counts), for multiple-choice tasks."""
+    out = {}
+    for task in leaf_tasks(task_objects):
+        if getattr(task, "OUTPUT_TYPE", None) != "multiple_choice" or not task.instances:
+            continue
+        docs = {inst.doc_id: inst.doc for inst in task.instances}
+        out[task.task_name] = sum(1 / len(task.doc_to_choice(d)) for d in docs.values()) / len(docs)
+    return out
+
+
 @contextlib.contextmanager
 def _quiet_lm_eval(verbose: bool) -> Iterator[None]:
     """lm-eval's INFO/WARNING logs and datasets' progress bars off unless --verbose; lm-eval's
@@ -345,13 +410,39 @@ def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batc
     return lm, loaded
 
 
+@contextlib.contextmanager
+def _quiet_git_hash() -> Iterator[None]:
+    """lm-eval records `git describe --always` of the working directory in its results, with
+    git's stderr left on ours: outside a git checkout every eval printed "fatal: not a git
+    repository". The same lookup with git's stderr discarded, for the duration of the block."""
+    from lm_eval import evaluator
+    from lm_eval.loggers.utils import get_commit_from_path
+
+    def quiet_git_commit_hash() -> str | None:
+        try:
+            out = subprocess.check_output(["git", "describe", "--always"],
+                                          stderr=subprocess.DEVNULL)
+            return out.strip().decode()
+        except (subprocess.CalledProcessError, FileNotFoundError):
+            return get_commit_from_path(os.getcwd())
+
+    original = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = quiet_git_commit_hash
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = original
+
+
 def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "native",
              num_fewshot: int | None = None, limit: float | None = None, batch_size: int = 16,
              dtype: str = "fp32", device: str | None = None, seed: int = 1234,
              datasets: list[str] | dict[str, Path] | None = None, tasks_dir: str | Path | None = None,
              log_samples: bool = False, bootstrap_iters: int = 100000, verbose: bool = False,
+             baseline: bool = True, baseline_tokens: int | None = None,
              threads: int | None = None) -> EvalResult:
-    """Evaluate one model (run, checkpoint or HF directory) on lm-eval tasks.
+    """Evaluate one model (run, checkpoint or HF directory) on lm-eval tasks; with `baseline`,
+    also the unigram model of the run's training data on the same tasks (`unigram_baseline`).
 
     On CPU, `threads` (default: the idle cores, `hardware.set_cpu_threads`) sets torch's threads."""
     dtype = canonical_dtype(dtype, "--dtype")  # a bad spelling fails before any task is built
@@ -359,6 +450,8 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
     local = datasets if isinstance(datasets, dict) else parse_datasets(datasets)
     device = resolve_device(device)
     threads_used = set_cpu_threads(threads) if device == "cpu" else None
+    run_options = {"num_fewshot": num_fewshot, "limit": limit, "seed": seed,
+                   "bootstrap_iters": bootstrap_iters}
     with tempfile.TemporaryDirectory(prefix="tinyllama-eval-") as tmp, _quiet_lm_eval(verbose), \
             offline_mode(decide_offline(names, local)):
         workdir = Path(tmp)
@@ -366,8 +459,10 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
         manager, setup = prepare_tasks(names, local, tasks_dir, workdir / "tasks")
         task_objects = load_tasks(manager, setup)
         lm, loaded = build_lm(checkpoint, backend, dtype, device, batch_size, seed, workdir)
-        result = run_tasks(lm, task_objects, manager, num_fewshot=num_fewshot, limit=limit, seed=seed,
-                           log_samples=log_samples, bootstrap_iters=bootstrap_iters)
+        result = run_tasks(lm, task_objects, manager, log_samples=log_samples, **run_options)
+        if baseline:
+            result.baseline = unigram_baseline(loaded, task_objects, manager,
+                                               budget=baseline_tokens, **run_options)
     start_state = _checkpoint_state(loaded.source) if loaded.kind == "native" else {}
     result.checkpoint = str(loaded.source)
     result.threads = threads_used
@@ -384,20 +479,74 @@ def run_tasks(lm: Any, task_objects: list[Any], manager: Any, *, num_fewshot: in
     import lm_eval
 
     start = time.perf_counter()
-    results = lm_eval.simple_evaluate(
-        model=lm, tasks=task_objects, num_fewshot=num_fewshot, limit=limit, task_manager=manager,
-        log_samples=log_samples, bootstrap_iters=bootstrap_iters, random_seed=seed,
-        numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,
-    )
+    with _quiet_git_hash():
+        results = lm_eval.simple_evaluate(
+            model=lm, tasks=task_objects, num_fewshot=num_fewshot, limit=limit,
+            task_manager=manager, log_samples=log_samples, bootstrap_iters=bootstrap_iters,
+            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
     elapsed = time.perf_counter() - start
-    scores = {}
+    scores, stderr = {}, {}
     for task, metrics in results["results"].items():
         picked = pick_metric(task, metrics)
         if picked is not None:
             scores[task] = picked
+            stderr[task] = metric_stderr(picked[0], metrics)
+    chance = {t: c for t, c in chance_levels(task_objects).items()
+              if t in scores and scores[t][0] in ACCURACY}
     num = sum(int(n.get("effective", n.get("original", 0))) for n in results.get("n-samples", {}).values())
-    return EvalResult(results=results, scores=scores, num_samples=num,
+    return EvalResult(results=results, scores=scores, stderr=stderr, chance=chance, num_samples=num,
                       samples_per_sec=num / elapsed if elapsed > 0 else 0.0)
+
+
+def unigram_baseline(loaded: Any, task_objects: list[Any], manager: Any, *,
+                     budget: int | None = None, **run_options: Any) -> Baseline:
+    """The unigram model of the run's training data run through lm-eval on the same (already
+    built) tasks, same few-shot, limit and seed; a Baseline with only a note when the training
+    data cannot be found or read. Generation tasks are left out (it scores log-likelihoods)."""
+    from tinyllama_cli.eval_baseline import (
+        DEFAULT_BUDGET,
+        UnigramLM,
+        count_unigrams,
+        find_training_data,
+    )
+
+    training, note = find_training_data(loaded.source, loaded.kind, loaded.tokenizer)
+    if training is None:
+        return Baseline(note=note)
+    try:
+        unigram = count_unigrams(training, loaded.config.vocab_size, budget or DEFAULT_BUDGET)
+    except UserError as exc:
+        return Baseline(note=str(exc))
+    tasks = [t for t in leaf_tasks(task_objects)
+             if getattr(t, "OUTPUT_TYPE", None) != "generate_until"]
+    if not tasks:
+        return Baseline(note="every task generates text; the unigram model only scores")
+    lm = UnigramLM(unigram, loaded.tokenizer, loaded.config.block_size)
+    run = run_tasks(lm, tasks, manager, log_samples=False, **run_options)
+    return Baseline(scores=run.scores, stderr=run.stderr, data_dir=str(unigram.data_dir),
+                    tokens_counted=unigram.tokens_counted, results=run.results)
+
+
+def summary(result: EvalResult) -> dict[str, Any]:
+    """The table's numbers for programs (`--json`): per task the score, its standard error, the
+    chance level and the unigram baseline's score (None where there is none)."""
+    unigram = result.unigram
+    scores = {}
+    for task, (metric, value) in result.scores.items():
+        scores[task] = {"metric": metric, "value": value, "stderr": result.stderr.get(task),
+                        "chance": result.chance.get(task), "unigram": unigram.get(task)}
+    base = result.baseline
+    return {
+        "checkpoint": result.checkpoint, "step": result.step, "tokens_seen": result.tokens_seen,
+        "scores": scores, "avg": result.average,
+        "chance_avg": result.reference_average(result.chance),
+        "unigram": None if base is None else {
+            "avg": result.reference_average(unigram), "data_dir": base.data_dir,
+            "tokens_counted": base.tokens_counted, "note": base.note or None},
+        "samples_per_sec": result.samples_per_sec,
+    }
 
 
 def _checkpoint_state(checkpoint: Path) -> dict[str, Any]:
@@ -428,12 +577,18 @@ class SeriesResult:
     tasks: list[str]
     files: list[Path]
 
+    @property
+    def baseline(self) -> Baseline | None:
+        """The run's unigram baseline (computed once, with the first checkpoint)."""
+        return self.rows[0].baseline if self.rows else None
+
 
 def evaluate_series(run_dir: str | Path, tasks: str | list[str], out_dir: str | Path | None = None,
                     on_checkpoint: Callable[[int, int, Path], None] | None = None,
-                    overwrite: bool = False, **kwargs: Any) -> SeriesResult:
+                    overwrite: bool = False, baseline: bool = True, **kwargs: Any) -> SeriesResult:
     """Every checkpoint of a run, oldest first: TinyLlama's intermediate-checkpoint table as
-    JSON, CSV and one PNG per task metric (and the average) against tokens seen."""
+    JSON, CSV and one PNG per task metric (and the average) against tokens seen. The unigram
+    baseline does not depend on the checkpoint: it runs once, with the first one."""
     from tinyllama_cli.load import list_checkpoints
 
     checkpoints = list_checkpoints(run_dir)
@@ -447,20 +602,29 @@ def evaluate_series(run_dir: str | Path, tasks: str | list[str], out_dir: str | 
     for i, checkpoint in enumerate(checkpoints):
         if on_checkpoint is not None:
             on_checkpoint(i, len(checkpoints), checkpoint)
-        rows.append(evaluate(checkpoint, tasks, **kwargs))
+        rows.append(evaluate(checkpoint, tasks, baseline=baseline and i == 0, **kwargs))
     names = [t for t in expand_tasks(tasks) if any(t in r.scores for r in rows)]
     files = write_series(rows, names, out)
     return SeriesResult(rows=rows, tasks=names, files=files)
 
 
 def series_records(rows: list[EvalResult], tasks: list[str]) -> list[dict[str, Any]]:
+    """One record per checkpoint: per task its metric and standard error, then the task's chance
+    level and the unigram baseline (the same in every record), then the averages."""
+    unigram = rows[0].unigram if rows else {}
     records = []
     for r in rows:
         record: dict[str, Any] = {"checkpoint": r.checkpoint, "step": r.step, "tokens_seen": r.tokens_seen}
         for task in tasks:
             metric, value = r.scores.get(task, ("", None))
-            record[f"{task}/{metric}" if metric else task] = value
+            column = f"{task}/{metric}" if metric else task
+            record[column] = value
+            record[f"{column}_stderr"] = r.stderr.get(task)
+            record[f"{task}/chance"] = r.chance.get(task)
+            record[f"{task}/unigram"] = unigram.get(task)
         record["avg"] = r.average
+        record["avg/chance"] = r.reference_average(r.chance)
+        record["avg/unigram"] = r.reference_average(unigram)
         records.append(record)
     return records
 
@@ -476,11 +640,15 @@ def write_series(rows: list[EvalResult], tasks: list[str], out: Path) -> list[Pa
         writer.writerows(records)
     tmp.replace(out / "series.csv")
     files.append(out / "series.csv")
-    return files + plot_series(records, out)
+    metrics = {t: next(r.scores[t][0] for r in rows if t in r.scores) for t in tasks}
+    plots = [(f"{t}/{m}", t, m in PERCENT) for t, m in metrics.items()] + [("avg", "avg", True)]
+    return files + plot_series(records, out, plots)
 
 
-def plot_series(records: list[dict[str, Any]], out: Path) -> list[Path]:
-    """One PNG per metric column: the metric against tokens seen (step when unknown)."""
+def plot_series(records: list[dict[str, Any]], out: Path,
+                plots: list[tuple[str, str, bool]]) -> list[Path]:
+    """One PNG per (metric column, prefix, in percent): the metric against tokens seen (step when
+    unknown), with the `prefix/chance` and `prefix/unigram` columns as horizontal lines."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -489,16 +657,25 @@ def plot_series(records: list[dict[str, Any]], out: Path) -> list[Path]:
     use_tokens = all(r["tokens_seen"] is not None for r in records)
     xs = [r["tokens_seen"] if use_tokens else r["step"] for r in records]
     files = []
-    for column in [c for c in records[0] if c not in ("checkpoint", "step", "tokens_seen")]:
+    for column, prefix, percent in plots:
         points = [(x, r[column]) for x, r in zip(xs, records) if r[column] is not None and x is not None]
         if not points:
             continue
+        scale = 100 if percent else 1
         fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot([p[0] for p in points], [100 * p[1] for p in points], marker="o")
+        ax.plot([p[0] for p in points], [scale * p[1] for p in points], marker="o", label="model")
+        for ref, style in (("chance", "--"), ("unigram", ":")):
+            value = records[0].get(f"{prefix}/{ref}")
+            if value is not None:
+                ax.axhline(scale * value, linestyle=style, color="gray", label=ref)
         ax.set_xlabel("tokens seen" if use_tokens else "step")
-        ax.set_ylabel(f"{column} (%)")
+        ax.set_ylabel(f"{column} (%)" if percent else column)
+        if "perplexity" in column:
+            ax.set_yscale("log")  # a unigram's perplexity is orders of magnitude above a model's
         ax.set_title(column)
         ax.grid(alpha=0.3)
+        if len(ax.get_lines()) > 1:
+            ax.legend(fontsize="small")
         fig.tight_layout()
         path = out / (column.replace("/", "_") + ".png")
         tmp = path.with_name(path.stem + ".tmp.png")
