@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole TinyLlama journey on a CPU, from nothing, in about ten minutes:
+# The whole TinyLlama journey on a CPU, from nothing, in 7-10 minutes:
 #
 #   corpus -> trained tokenizer -> prepare-data -> pretrain (7:3 text:code mix) -> loss curves
 #          -> eval with lm-eval, offline -> generate
@@ -58,5 +58,5 @@ tinyllama generate "$OUT/run" --prompt "def read_config(path):" --prompt "The mo
 
 step "Done in $((SECONDS - T0)) s (after set-up). Everything is in $OUT/:"
 echo "  corpus/  data/  run/ (config.yaml, metrics.jsonl, checkpoints/, curves.png, eval.json)"
-echo "Next: tinyllama resume $OUT/run --max-steps $((STEPS * 2))   # continue the same schedule longer"
+echo "Next: tinyllama resume $OUT/run --max-steps $((STEPS * 2))   # train longer (re-stretches the cosine)"
 echo "      tinyllama convert $OUT/run --to hf --out $OUT/hf        # a Hugging Face model"
