@@ -85,8 +85,15 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
 
 
 def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None,
-                seen: torch.Tensor | None = None) -> torch.Tensor:
-    """The next token of every row, (B,), from the last position's logits (B, V)."""
+                seen: torch.Tensor | None = None, vocab_limit: int | None = None) -> torch.Tensor:
+    """The next token of every row, (B,), from the last position's logits (B, V).
+
+    Only ids below `vocab_limit` can be chosen: a model whose vocabulary was padded beyond its
+    tokenizer's (to round the embedding up, or to keep a preset's shape) has rows no text maps
+    to, and an untrained row can still win an argmax."""
+    if vocab_limit is not None and vocab_limit < logits.size(-1):
+        logits = logits[:, :vocab_limit]
+        seen = seen[:, :vocab_limit] if seen is not None else None
     logits = logits.float()
     if seen is not None and params.repetition_penalty != 1.0:
         logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
@@ -116,11 +123,13 @@ RowCallback = Callable[[int, list[int]], bool]
 @torch.inference_mode()
 def generate_tokens(model: Llama, prompts: Sequence[Sequence[int]], params: SamplingParams, *,
                     eos_id: int | None = None, generator: torch.Generator | None = None,
-                    on_token: RowCallback | None = None, forward: Callable | None = None) -> TokenResult:
+                    on_token: RowCallback | None = None, forward: Callable | None = None,
+                    vocab_limit: int | None = None) -> TokenResult:
     """Continue every prompt (token ids, BOS included by the caller) as one left-padded batch.
 
     Each row ends at EOS, when `on_token` returns True, after `max_new_tokens`, or when the
     context is full. `forward` replaces `model` for the one-token decode steps (torch.compile).
+    `vocab_limit` (the tokenizer's size) bounds the ids that can be generated.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (BOS)")
@@ -158,7 +167,7 @@ def generate_tokens(model: Llama, prompts: Sequence[Sequence[int]], params: Samp
         t1 = time.perf_counter()
         steps = 0
         for pos in range(prompt_len, total):
-            nxt = sample_next(logits, params, generator, seen)
+            nxt = sample_next(logits, params, generator, seen, vocab_limit)
             tokens[:, pos] = nxt
             if seen is not None:
                 seen.scatter_(1, nxt[:, None], True)
@@ -370,7 +379,7 @@ def generate(loaded, prompts: Sequence[str], params: SamplingParams, *, num_samp
             return stopped
 
         result = generate_tokens(model, ids, params, eos_id=tokenizer.eos_id, generator=generator,
-                                 on_token=on_token, forward=forward)
+                                 on_token=on_token, forward=forward, vocab_limit=tokenizer.vocab_size)
         prefill_s, decode_s = prefill_s + result.prefill_s, decode_s + result.decode_s
         for row, (p, s) in enumerate(chunk):
             stream = streams[row]
