@@ -12,7 +12,13 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 from tinyllama_cli.config import ModelConfig
-from tinyllama_cli.generate import SamplingParams, generate, generate_tokens, load_for_generation, sample_next
+from tinyllama_cli.generate import (
+    SamplingParams,
+    generate,
+    generate_tokens,
+    load_for_generation,
+    sample_next,
+)
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import train_tokenizer
 
