@@ -128,7 +128,7 @@ def measure(variant: str, files: list[Path], tokenizer: Path, tmp: str) -> dict:
 
 def train(files: list[Path], vocab_size: int, path: Path) -> Path:
     sys.path.insert(0, str(ROOT))
-    from tinyllama_cli.data.prepare import tokenizer_sample
+    from tinyllama_cli.data.prepare.tokenizer_training import tokenizer_sample
     from tinyllama_cli.data.sources import ReadOptions, resolve_sources
     from tinyllama_cli.tokenizer import train_tokenizer
 

@@ -65,7 +65,7 @@ def sample_corpus(
 
     Text goes in SlimPajama's layout, code in Starcoderdata's; eval/ holds small hellaswag,
     arc_easy and wikitext (held-out perplexity) files in the hub schemas."""
-    from tinyllama_cli.data.builtin_corpus import build_sample_corpus
+    from tinyllama_cli.data.sample_corpus import build_sample_corpus
 
     with err_console.status("Reading the standard library..."):
         s = build_sample_corpus(out, tokens_target=tokens_target, overwrite=overwrite, seed=seed)

@@ -1,0 +1,157 @@
+"""`prepare_data`: one run from the checks to the published data dir, resumable in
+`OUT.partial/` (see the package docstring for the steps)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from tinyllama_cli.data.prepare.assemble import assemble
+from tinyllama_cli.data.prepare.datadir import LOG, TOKENIZER, manifest_warnings, work_dir
+from tinyllama_cli.data.prepare.options import (
+    PrepareOptions,
+    check_options,
+    dtype_for,
+    load_tokenizer,
+)
+from tinyllama_cli.data.prepare.pool import run_units
+from tinyllama_cli.data.prepare.slices import Unit, all_units, fingerprint, run_settings, slice_of
+from tinyllama_cli.data.prepare.tokenizer_training import train_on_sample
+from tinyllama_cli.data.prepare.units import UnitTask, unit_done
+from tinyllama_cli.data.sources import ReadOptions, Source, resolve_sources
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.files import check_new_dir, publish, remove, write_json
+from tinyllama_cli.files import copy as copy_file
+
+if TYPE_CHECKING:
+    from tinyllama_cli.tokenizer import Tokenizer
+
+SETTINGS = "settings.json"  # in OUT.partial: the fingerprint a rerun must match to resume
+
+
+class ProgressSink(Protocol):
+    """What `prepare_data` reports to (the CLI's rich progress bar implements it)."""
+
+    def start(self, total_bytes: int, done_bytes: int, files: int, resumed: int) -> None: ...
+    def advance(self, documents: int, tokens: int, nbytes: int) -> None: ...
+    def stage(self, text: str) -> None: ...
+
+
+@dataclass
+class PrepareResult:
+    out: Path
+    manifest: dict
+    files_processed: int
+    files_resumed: int
+    elapsed_s: float
+    tokens_per_s: float = 0.0
+    log_lines: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def warnings(self) -> list[str]:
+        return manifest_warnings(self.manifest)
+
+
+def prepare_data(specs: list[str], o: PrepareOptions,
+                 progress: ProgressSink | None = None) -> PrepareResult:
+    """Tokenize the sources `specs` ([NAME=]PATH...) into the data dir `o.out` (see the package
+    docstring)."""
+    t0 = time.perf_counter()
+    check_options(o)
+    out = Path(o.out)
+    sources = resolve_sources(specs)
+    if o.on_error == "fail":
+        _fail_on_listing_problems(sources)
+    tok = load_tokenizer(Path(o.tokenizer)) if o.tokenizer else None
+    check_new_dir(out, o.overwrite)
+    read_options = ReadOptions(o.text_field, tuple(o.exclude))
+    tokenizer_key = ({"sha256": tok.sha256} if tok else
+                     {"train_vocab_size": o.vocab_size, "sample_mb": o.tokenizer_sample_mb})
+    settings = run_settings(sources, o, tokenizer_key)
+    units = slice_of(all_units(sources), o.shard_index, o.num_shards)
+
+    work = work_dir(out)
+    _open_work_dir(work, fingerprint({**settings, "shard_index": o.shard_index}), settings, o)
+    tok = _run_tokenizer(work / TOKENIZER, sources, read_options, o, progress)
+    dtype = dtype_for(tok.vocab_size)
+    stats, todo, encode_s = _encode_units(work, sources, units, read_options, o, dtype, progress)
+    if progress:
+        progress.stage("writing shards")
+    slice_info = ({"index": o.shard_index, "count": o.num_shards,
+                   "fingerprint": fingerprint(settings)} if o.num_shards > 1 else None)
+    manifest = assemble(work, sources, units, stats, o, settings, tok, dtype, slice_info)
+    remove(work / "units")
+    (work / SETTINGS).unlink()
+    publish(work, out)
+    if progress:
+        progress.stage("done")
+    new_tokens = sum(sum(stats[i]["tokens"].values()) for i in todo)
+    return PrepareResult(
+        out=out, manifest=manifest, files_processed=len(todo), files_resumed=len(units) - len(todo),
+        elapsed_s=time.perf_counter() - t0,
+        tokens_per_s=new_tokens / encode_s if encode_s > 0 else 0.0,
+        log_lines=(out / LOG).read_text().count("\n"),
+    )
+
+
+def _fail_on_listing_problems(sources: list[Source]) -> None:
+    """--on-error fail: a glob that matched nothing stops the run before anything is written."""
+    for s in sources:
+        for reason, where, detail in s.problems:
+            raise UserError(f"{where}: {reason} ({detail}); fix the pattern or run with "
+                            "--on-error skip")
+
+
+def _open_work_dir(work: Path, fingerprint: str, settings: dict, o: PrepareOptions) -> None:
+    """Create `work`, or resume it when an earlier run with the same settings left it."""
+    marker = work / SETTINGS
+    if work.exists():
+        previous = json.loads(marker.read_text()).get("fingerprint") if marker.is_file() else None
+        if previous == fingerprint:
+            return
+        if not o.overwrite:
+            raise UserError(f"{work} holds an unfinished run with other settings; pass --overwrite "
+                            "to discard it, or rerun with the same settings to resume")
+        remove(work)
+    work.mkdir(parents=True)
+    write_json(marker, {"fingerprint": fingerprint, "settings": settings}, indent=2)
+
+
+def _run_tokenizer(path: Path, sources: list[Source], read_options: ReadOptions,
+                   o: PrepareOptions, progress: ProgressSink | None) -> Tokenizer:
+    """The run's tokenizer at `path` in the work dir: `--tokenizer` copied, or one trained on a
+    sample; done once, so a resumed run finds it there."""
+    if o.tokenizer:
+        if not path.is_file():
+            copy_file(Path(o.tokenizer), path)
+    elif not path.is_file():
+        if progress:
+            progress.stage("training the tokenizer")
+        train_on_sample(sources, read_options, o, path)
+    return load_tokenizer(path)
+
+
+def _encode_units(work: Path, sources: list[Source], units: list[Unit], read_options: ReadOptions,
+                  o: PrepareOptions, dtype: str,
+                  progress: ProgressSink | None) -> tuple[list[dict], list[int], float]:
+    """Encode every unit an earlier run did not finish. Returns the counts of all units, the
+    indices of those encoded now, and the seconds that took."""
+    for s in sources:
+        (work / "units" / s.name).mkdir(parents=True, exist_ok=True)
+    stats: list[dict | None] = [unit_done(work / "units" / u.source, u) for u in units]
+    todo = [i for i, st in enumerate(stats) if st is None]
+    threshold = round(o.val_fraction * 2**64)
+    tasks = [UnitTask(units[i], str(work / "units" / units[i].source), str(work / TOKENIZER),
+                      threshold, read_options, o.on_error, o.fast_encode, dtype) for i in todo]
+    if progress:
+        progress.start(sum(u.size for u in units), sum(u.size for u, st in zip(units, stats) if st),
+                       len(units), len(units) - len(todo))
+    report = progress.advance if progress else (lambda *a: None)
+    t_encode = time.perf_counter()
+    for i, st in zip(todo, run_units(tasks, o.workers, report)):
+        stats[i] = st
+    return stats, todo, time.perf_counter() - t_encode

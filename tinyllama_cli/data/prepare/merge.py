@@ -1,0 +1,95 @@
+"""`merge-data`: the data dirs of `--shard-index 0..K-1 --num-shards K` combined into one.
+
+Slices are contiguous runs of the global file order, so concatenating their shards, logs and
+file listings in slice order gives, byte for byte, the data dir an unsliced run would write.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from tinyllama_cli.data.prepare.datadir import (
+    FILES,
+    LOG,
+    MANIFEST,
+    SPLITS,
+    TOKENIZER,
+    add_counts,
+    new_source_entry,
+    work_dir,
+    write_split,
+)
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.files import check_new_dir, publish, remove, write_json
+from tinyllama_cli.files import copy as copy_file
+
+Slice = tuple[Path, dict]  # (data dir, its manifest)
+
+
+def merge_data(slice_dirs: Iterable[str | Path], out: str | Path, overwrite: bool = False,
+               shard_tokens: int | None = None) -> dict:
+    """Combine the data dirs of `--shard-index 0..K-1 --num-shards K` into one data dir, byte for
+    byte the one an unsliced run would have written."""
+    out = Path(out)
+    ordered = _read_slices([Path(d) for d in slice_dirs])
+    check_new_dir(out, overwrite)
+    first = ordered[0][1]
+    shard_tokens = shard_tokens or first["settings"]["shard_tokens"]
+    itemsize = np.dtype(first["dtype"]).itemsize
+    work = work_dir(out)
+    remove(work)
+    work.mkdir(parents=True)
+    copy_file(ordered[0][0] / TOKENIZER, work / TOKENIZER)
+    sources = {name: _merge_source(work, name, entry["spec"], ordered, shard_tokens, itemsize)
+               for name, entry in first["sources"].items()}
+    settings = dict(first["settings"], shard_tokens=shard_tokens)
+    manifest = {k: v for k, v in first.items() if k != "slice"}
+    manifest.update(settings=settings, sources=sources)
+    for name in (LOG, FILES):
+        with open(work / name, "wb") as fh:
+            fh.writelines((d / name).read_bytes() for d, _ in ordered)
+    write_json(work / MANIFEST, manifest, indent=2)
+    publish(work, out)
+    return manifest
+
+
+def _read_slices(dirs: list[Path]) -> list[Slice]:
+    """The slices in index order, after checking that they are all of one run, each once."""
+    manifests = []
+    for d in dirs:
+        if not (d / MANIFEST).is_file():
+            raise UserError(f"{d} has no {MANIFEST}; pass the --out dirs of finished sliced runs")
+        m = json.loads((d / MANIFEST).read_text())
+        if "slice" not in m:
+            raise UserError(f"{d} is not a slice (it was not written with --num-shards); "
+                            "nothing to merge")
+        manifests.append(m)
+    count = manifests[0]["slice"]["count"]
+    fingerprints = {m["slice"]["fingerprint"] for m in manifests}
+    if len(fingerprints) > 1:
+        raise UserError("the slices were prepared with different inputs or settings; "
+                        "rerun them alike")
+    if len({m["tokenizer"]["sha256"] for m in manifests}) > 1:
+        raise UserError("the slices used different tokenizers; prepare them all with the same "
+                        "--tokenizer")
+    by_index = {m["slice"]["index"]: (d, m) for d, m in zip(dirs, manifests)}
+    if sorted(by_index) != list(range(count)) or len(dirs) != count:
+        got = sorted(m["slice"]["index"] for m in manifests)
+        raise UserError(f"need each of the {count} slices exactly once, got indices {got}")
+    return [by_index[i] for i in range(count)]
+
+
+def _merge_source(work: Path, name: str, spec: str, ordered: list[Slice], shard_tokens: int,
+                  itemsize: int) -> dict:
+    """One source's shards re-cut from every slice's, and its counts summed."""
+    entry = new_source_entry(spec)
+    for split in SPLITS:
+        shards = (d / s["file"] for d, m in ordered for s in m["sources"][name]["shards"][split])
+        entry["shards"][split] = write_split(work, name, split, shard_tokens, itemsize, shards)
+    for _, m in ordered:
+        add_counts(entry, m["sources"][name])
+    return entry
