@@ -54,3 +54,21 @@ def test_publish_moves_a_file_over_an_old_one(tmp_path):
     (tmp_path / "dst").write_text("old")
     files.publish(tmp_path / "new", tmp_path / "dst")
     assert (tmp_path / "dst").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["dst"]
+
+
+def test_a_failed_publish_restores_the_old_output_and_removes_the_new(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("the user's")
+    real_replace = files.os.replace
+
+    def fail_on_the_swap(src, dst):
+        if str(src).endswith(f".tmp-{files.os.getpid()}"):
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", fail_on_the_swap)
+    with pytest.raises(OSError, match="disk full"), files.staged(out, overwrite=True) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (out / "old.txt").read_text() == "the user's"

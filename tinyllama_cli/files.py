@@ -85,7 +85,12 @@ def publish(tmp: Path, out: Path) -> None:
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         remove(old)
         os.replace(out, old)
-    os.replace(tmp, out)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)  # put the user's output back
+        raise
     if old is not None:
         remove(old)
 
@@ -106,7 +111,7 @@ def staged(out: str | Path, overwrite: bool, flag: str = "--out") -> Iterator[Pa
     remove(tmp)
     try:
         yield tmp
+        publish(tmp, out)
     except BaseException:
         remove(tmp)
         raise
-    publish(tmp, out)
