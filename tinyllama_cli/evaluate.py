@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 from tinyllama_cli.dtypes import TORCH_NAMES, canonical_dtype, parse_dtype
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
+from tinyllama_cli.rundir import list_checkpoints, read_state
 from tinyllama_cli.units import si
 
 TINYLLAMA_TASKS = ("hellaswag", "openbookqa", "winogrande", "arc_challenge", "arc_easy", "boolq", "piqa")
@@ -463,7 +464,7 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
         if baseline:
             result.baseline = unigram_baseline(loaded, task_objects, manager,
                                                budget=baseline_tokens, **run_options)
-    start_state = _checkpoint_state(loaded.source) if loaded.kind == "native" else {}
+    start_state = read_state(loaded.source) if loaded.kind == "native" else {}
     result.checkpoint = str(loaded.source)
     result.threads = threads_used
     result.step = start_state.get("step")
@@ -549,11 +550,6 @@ def summary(result: EvalResult) -> dict[str, Any]:
     }
 
 
-def _checkpoint_state(checkpoint: Path) -> dict[str, Any]:
-    path = Path(checkpoint) / "state.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def write_json(data: Any, path: str | Path, overwrite: bool = True) -> Path:
     """JSON (lm-eval's non-serialisable values as strings), written atomically."""
     from lm_eval.utils import handle_non_serializable
@@ -589,8 +585,6 @@ def evaluate_series(run_dir: str | Path, tasks: str | list[str], out_dir: str | 
     """Every checkpoint of a run, oldest first: TinyLlama's intermediate-checkpoint table as
     JSON, CSV and one PNG per task metric (and the average) against tokens seen. The unigram
     baseline does not depend on the checkpoint: it runs once, with the first one."""
-    from tinyllama_cli.load import list_checkpoints
-
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise UserError(f"{run_dir} has no complete checkpoints/step-*; --all-checkpoints needs a run directory")

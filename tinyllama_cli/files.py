@@ -77,6 +77,15 @@ def check_new_path(out: Path, overwrite: bool, flag: str = "--out") -> None:
         raise UserError(f"output {out} already exists; choose another {flag} or pass --overwrite")
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (the directory entry, not only the files)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def publish(tmp: Path, out: Path) -> None:
     """Move the finished `tmp` (file or directory) to `out`. An old `out` is moved aside first
     and deleted only once the new one is in place, so a crash never leaves neither."""

@@ -16,18 +16,16 @@ no process group. Hugging Face weights are read from safetensors (never pickled 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from tinyllama_cli.config import ModelConfig, load_yaml
+from tinyllama_cli import rundir
+from tinyllama_cli.config import ModelConfig
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import Tokenizer
-
-CHECKPOINT_DIR_RE = re.compile(r"step-(\d+)")
 
 
 @dataclass
@@ -39,27 +37,10 @@ class LoadedModel:
     kind: str  # "native" or "hf"
 
 
-def is_native_checkpoint(path: Path) -> bool:
-    return (path / ".metadata").is_file() and (path / "state.json").is_file()
-
-
 def is_hf_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and (
         (path / "model.safetensors").is_file() or (path / "model.safetensors.index.json").is_file()
     )
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first, ordered by step number (not by name)."""
-    root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        match = CHECKPOINT_DIR_RE.fullmatch(child.name)
-        if match and child.is_dir() and is_native_checkpoint(child):
-            found.append((int(match.group(1)), child))
-    return [path for _, path in sorted(found)]
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[str, Path]:
@@ -67,12 +48,12 @@ def resolve_checkpoint(path: str | Path) -> tuple[str, Path]:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path} does not exist; pass a run directory, a checkpoint directory or a Hugging Face model directory")
-    if is_native_checkpoint(path):
+    if rundir.is_complete(path):
         return "native", path
     if is_hf_dir(path):
         return "hf", path
-    if (path / "checkpoints").is_dir():
-        checkpoints = list_checkpoints(path)
+    if rundir.checkpoints_root(path).is_dir():
+        checkpoints = rundir.list_checkpoints(path)
         if not checkpoints:
             raise UserError(f"run directory {path} has no complete checkpoint yet; train with --save-every or wait for the first save")
         return "native", checkpoints[-1]
@@ -81,19 +62,10 @@ def resolve_checkpoint(path: str | Path) -> tuple[str, Path]:
     raise UserError(f"{path} is not a model directory (no checkpoints/, state.json + .metadata, or config.json + model.safetensors)")
 
 
-def native_model_config(checkpoint: Path) -> ModelConfig:
-    state = json.loads((checkpoint / "state.json").read_text())
-    if "model_config" in state:
-        return ModelConfig.from_dict(state["model_config"])
-    run_config = checkpoint.parent.parent / "config.yaml"
-    if run_config.is_file():
-        return ModelConfig.from_dict(load_yaml(run_config)["model"])
-    raise UserError(f"checkpoint {checkpoint} records no model config (state.json model_config or ../../config.yaml)")
-
-
 def find_tokenizer(directory: Path) -> Tokenizer | None:
     """tokenizer.model beside the weights, or in the run directory two levels up."""
-    for candidate in (directory / "tokenizer.model", directory.parent.parent / "tokenizer.model"):
+    for candidate in (rundir.tokenizer_path(directory),
+                      rundir.tokenizer_path(rundir.run_dir_of(directory))):
         if candidate.is_file():
             return Tokenizer(candidate)
     return None
@@ -158,7 +130,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
 
     kind, directory = resolve_checkpoint(path)
     if kind == "native":
-        config = native_model_config(directory)
+        config = rundir.checkpoint_model_config(directory)
         state = read_native_state(directory, config)
     else:
         config = model_config_from_hf(json.loads((directory / "config.json").read_text()), name=directory.name)

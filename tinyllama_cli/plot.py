@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.runmetrics import read_metrics
+from tinyllama_cli.rundir import metrics_path, read_metrics
 
 # metric name in metrics.jsonl -> the panel it goes to
 PANELS = {"loss": "loss", "val_loss": "loss", "lr": "learning rate", "tokens_per_sec": "tokens/s"}
@@ -47,7 +47,7 @@ def run_series(run_dir: str | Path, x: str = "step", label: str | None = None) -
             series.curves[metric] = ([float(a) for a, _ in points], [float(b) for _, b in points])
     if not series.curves:
         raise UserError(
-            f"{Path(run_dir) / 'metrics.jsonl'} has no {key} with loss, val_loss, lr or tokens_per_sec; "
+            f"{metrics_path(run_dir)} has no {key} with loss, val_loss, lr or tokens_per_sec; "
             "is it a metrics file written by `tinyllama pretrain`?"
         )
     return series

@@ -28,8 +28,8 @@ import torch
 from tinyllama_cli.data.dataset import PretrainData
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
-from tinyllama_cli.load import list_checkpoints
 from tinyllama_cli.model import Llama
+from tinyllama_cli.rundir import list_checkpoints
 from tinyllama_cli.train import checkpoint
 from tinyllama_cli.train.distributed import (
     World,
