@@ -14,7 +14,7 @@ from tinyllama_cli.cli import app
 from tinyllama_cli.config import TrainConfig, load_train_config
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.train import launch
-from tinyllama_cli.train.rundir import prepare_resume, resolve
+from tinyllama_cli.train.setup import prepare_resume, resolve
 
 FAST = ["--model", "cpu-tiny", "--seq-len", "16", "--micro-batch-size", "2", "--global-batch-size", "4",
         "--num-threads", "1", "--no-tensorboard", "--eval-samples", "2"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from tinyllama_cli.config import ModelConfig, TrainConfig
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.train.rundir import (
+from tinyllama_cli.train.setup import (
     Run,
     create_run_dir,
     load_run,

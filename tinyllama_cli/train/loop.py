@@ -42,7 +42,7 @@ from tinyllama_cli.train.distributed import (
 )
 from tinyllama_cli.train.metrics import MetricsLogger, format_row, peak_flops_per_device
 from tinyllama_cli.train.optim import build_optimizer, lr_at, set_lr
-from tinyllama_cli.train.rundir import Run, check_batch, load_run
+from tinyllama_cli.train.setup import Run, check_batch, load_run
 
 
 class StopFlag:

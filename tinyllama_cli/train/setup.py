@@ -1,9 +1,10 @@
-"""Resolving a run: config + data + model -> a complete, checked plan written to RUN_DIR.
+"""Setting a run up: config + data + model -> a complete, checked plan written to RUN_DIR.
 
-`prepare_pretrain` turns a TrainConfig (flags over YAML) into the fully resolved config.yaml of
-a new run dir; `prepare_resume` reloads it, applies the flags a resumed run may change, and
-refuses the ones that would make it a different run (model, data, data order), naming what
-differs. Both run before any worker starts, so user errors exit 2 with one line.
+`resolve` turns a TrainConfig (flags over YAML) into a checked `Run`, and `create_run_dir`
+writes it as the fully resolved config.yaml of a new run dir; `prepare_resume` reloads it,
+applies the flags a resumed run may change, and refuses the ones that would make it a different
+run (model, data, data order), naming what differs. Both run before any worker starts, so user
+errors exit 2 with one line. The run dir's paths and files are `rundir`'s.
 """
 
 from __future__ import annotations
