@@ -92,7 +92,7 @@ def hf_worker(steps: int, warmup: int, precision: str) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from tinyllama_cli.config import get_preset
-    from tinyllama_cli.convert.hf import hf_config_dict
+    from tinyllama_cli.formats.hf import hf_config_dict
 
     cfg = get_preset(PRESET)
     torch.manual_seed(0)

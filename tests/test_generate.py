@@ -46,7 +46,7 @@ def corpus(n: int = 400) -> list[str]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A run dir (checkpoint + tokenizer) of a model trained 60 steps, and its HF conversion."""
-    from tinyllama_cli.convert.huggingface import save_hf
+    from tinyllama_cli.formats.hf import save_hf
     from tinyllama_cli.model import Llama
 
     root = tmp_path_factory.mktemp("gen")

@@ -398,7 +398,7 @@ def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batc
         from lm_eval.models.huggingface import HFLM
     except ImportError as exc:
         raise UserError(f"--backend hf needs transformers and accelerate ({exc}); pip install transformers accelerate") from None
-    from tinyllama_cli.convert.huggingface import save_hf
+    from tinyllama_cli.formats.hf import save_hf
 
     loaded = load_model(checkpoint)
     if loaded.kind == "hf":

@@ -54,6 +54,29 @@ def copy(src: str | Path, dst: str | Path) -> None:
     os.replace(tmp, dst)
 
 
+def process_umask() -> int:
+    """The umask, read from /proc where it can be (os.umask can only be read by setting it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_plain_file(path: Path) -> None:
+    """Give `path` the mode a plain `open(path, "w")` would: 0666 minus the umask.
+
+    Why: safetensors writes through a private temporary file and keeps its 0600, so a
+    model exported for others to read (a shared cache, an upload) was readable by its owner
+    only, unlike the JSON files beside it.
+    """
+    os.chmod(path, 0o666 & ~process_umask())
+
+
 def remove(path: Path) -> None:
     """Delete a file, link or directory tree if it exists."""
     if path.is_dir() and not path.is_symlink():

@@ -3,7 +3,7 @@
 Pre-norm transformer blocks (RMSNorm -> grouped-query attention with rotary embeddings ->
 residual; RMSNorm -> SwiGLU MLP -> residual), a final RMSNorm and an untied output head. No
 biases anywhere. Module names follow Meta's Llama code (`tok_embeddings`, `layers.N.attention.wq`,
-`feed_forward.w1/w2/w3`, `output`); `convert/hf.py` maps them to Hugging Face's names, and the two
+`feed_forward.w1/w2/w3`, `output`); `formats/hf.py` maps them to Hugging Face's names, and the two
 give the same logits (tests/test_model.py checks this against `transformers`).
 
 RoPE uses the half-split ("rotate_half") pairing, as Hugging Face Llama does, so q/k weights need
@@ -284,6 +284,17 @@ class Llama(nn.Module):
     def num_params(self, include_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
         return n if include_embedding else n - self.tok_embeddings.weight.numel()
+
+
+def empty_model(config: ModelConfig, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> Llama:
+    """A model with uninitialised weights, for loading into: built on the meta device, so no
+    time is spent on a random init that the loaded weights overwrite; the RoPE tables are set."""
+    with torch.device("meta"):
+        model = Llama(config)
+    model = model.to_empty(device=device).to(dtype)
+    model.init_rope()
+    return model
 
 
 def _stack_weights(*linears: nn.Linear) -> torch.Tensor:

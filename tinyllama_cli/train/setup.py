@@ -9,7 +9,6 @@ errors exit 2 with one line. The run dir's paths and files are `rundir`'s.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -82,14 +81,9 @@ def _model_config(cfg: TrainConfig, model: ModelConfig | None, manifest: Manifes
 
 
 def init_model_config(path: str) -> ModelConfig:
-    from tinyllama_cli.load import resolve_checkpoint
+    from tinyllama_cli.load import model_config_of, resolve_checkpoint
 
-    kind, directory = resolve_checkpoint(path)
-    if kind == "native":
-        return rundir.checkpoint_model_config(directory)
-    from tinyllama_cli.convert.hf import model_config_from_hf
-
-    return model_config_from_hf(json.loads((directory / "config.json").read_text()), name=directory.name)
+    return model_config_of(*resolve_checkpoint(path))
 
 
 def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
