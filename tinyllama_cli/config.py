@@ -17,6 +17,11 @@ import yaml
 from tinyllama_cli.dtypes import TRAIN_PRECISIONS, accepted, canonical_precision
 from tinyllama_cli.errors import UserError
 
+# Logits elements per chunk of the fused output-projection + cross-entropy (`model.py`): 1024
+# rows of a 32000 vocabulary, 128 MiB in fp32. Here rather than in model.py because `plan`
+# counts these buffers in its memory model and must not import torch.
+LOSS_CHUNK_ELEMENTS = 2**25
+
 
 @dataclass(frozen=True)
 class ModelConfig:

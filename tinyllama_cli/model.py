@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyllama_cli.config import ModelConfig
+from tinyllama_cli.config import LOSS_CHUNK_ELEMENTS, ModelConfig
 
 try:  # flash-attn 2: CUDA only, optional (`pip install tinyllama-cli[gpu]`)
     from flash_attn import flash_attn_func
@@ -309,9 +309,6 @@ def _stack_weights(*linears: nn.Linear) -> torch.Tensor:
 
 
 # --- loss ---------------------------------------------------------------------------------------
-
-LOSS_CHUNK_ELEMENTS = 2**25  # logits elements per chunk: 1024 rows of a 32000 vocabulary, 128 MiB fp32
-
 
 def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                          ignore_index: int = -100) -> torch.Tensor:

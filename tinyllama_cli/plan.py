@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyllama_cli.config import PRESETS, ModelConfig, load_yaml
+from tinyllama_cli.config import LOSS_CHUNK_ELEMENTS, PRESETS, ModelConfig, load_yaml
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import GPU, GPUS
 from tinyllama_cli.rundir import config_path, latest_job, median_mfu, read_metrics
@@ -51,11 +51,6 @@ CHINCHILLA_TOKENS_PER_PARAM = 20.0
 # `memory` are estimates, not measurements. 10% is a judgement: it makes TinyLlama 1.1B on 16
 # A100-40G come out at micro batch 8 (TinyLlama's own, 4.55 GiB free) instead of 9 (0.70 GiB).
 MEMORY_MARGIN = 0.10
-
-# Rows of logits the fused loss holds at once (model.LOSS_CHUNK_ELEMENTS; a test keeps them equal
-# without making this module import torch).
-LOSS_CHUNK_ELEMENTS = 2**25
-
 
 _SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
