@@ -327,15 +327,6 @@ def test_cli_too_long_prompt_is_the_only_output(run_dir, prompts):
     assert len(lines) == 1 and f"prompt {len(prompts)} has" in lines[0] and "--truncate" in lines[0]
 
 
-def test_auto_dtype_is_float32_off_gpu_and_names_are_checked():
-    from tinyllama_cli.generate import resolve_dtype
-
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    with pytest.raises(UserError, match="--dtype 'fp8' is not a dtype this command takes; use auto"):
-        resolve_dtype("fp8")
-
-
 @pytest.mark.parametrize("spelling, dtype", [
     ("auto", torch.float32), ("fp32", torch.float32), ("float32", torch.float32),
     ("bf16", torch.bfloat16), ("bfloat16", torch.bfloat16), ("fp16", torch.float16),

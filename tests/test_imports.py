@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "generate", "plan", "plot")),
     ("finding and loading a model", ("load",)),
     ("formats and the run-dir format", ("formats.", "rundir")),
-    ("model, config and helpers", ("model", "config", "tokenizer", "dtypes",
+    ("model, config and helpers", ("model", "config", "tokenizer", "dtypes", "devices",
                                    "hardware", "files", "errors", "units", "__init__")),
 ]
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from tinyllama_cli.devices import resolve_device
 from tinyllama_cli.dtypes import TORCH_NAMES, canonical_dtype, parse_dtype
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
@@ -306,16 +307,6 @@ def offline_mode(enabled: bool) -> Iterator[None]:
 # --- running -------------------------------------------------------------------------------------
 
 
-def resolve_device(name: str | None) -> str:
-    import torch
-
-    if name in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for CUDA, which this machine lacks; use --device cpu")
-    return name
-
-
 def pick_metric(task: str, metrics: dict[str, Any]) -> tuple[str, float] | None:
     """TinyLlama's metric for its tasks; otherwise the first of acc_norm, acc, exact_match, ..."""
     wanted = [TABLE_METRIC[task]] if task in TABLE_METRIC else list(METRIC_PREFERENCE)
@@ -449,7 +440,7 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
     dtype = canonical_dtype(dtype, "--dtype")  # a bad spelling fails before any task is built
     names = expand_tasks(tasks)
     local = datasets if isinstance(datasets, dict) else parse_datasets(datasets)
-    device = resolve_device(device)
+    device = str(resolve_device(device))  # a string, as lm-eval's HFLM takes it
     threads_used = set_cpu_threads(threads) if device == "cpu" else None
     run_options = {"num_fewshot": num_fewshot, "limit": limit, "seed": seed,
                    "bootstrap_iters": bootstrap_iters}
