@@ -10,7 +10,6 @@ errors exit 2 with one line. The run dir's paths and files are `rundir`'s.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from tinyllama_cli import files, rundir
 from tinyllama_cli.config import ModelConfig, TrainConfig, dump_yaml, get_preset, load_train_config
 from tinyllama_cli.data.dataset import Manifest, PretrainData
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.train.launch_env import LaunchEnv
 
 # Fields that define the data order: changing them on resume would replay or skip samples.
 ORDER_FIELDS = ("seed", "mix", "seq_len", "global_batch_size", "global_batch_tokens")
@@ -38,18 +38,18 @@ class Run:
 
 
 def world_size_of(cfg: TrainConfig) -> int:
-    if "WORLD_SIZE" in os.environ:
-        return int(os.environ["WORLD_SIZE"])
-    return cfg.devices * cfg.nodes
+    """torchrun's WORLD_SIZE when it started this process, else devices x nodes."""
+    world = LaunchEnv.read().world_size
+    return cfg.devices * cfg.nodes if world is None else world
 
 
 def with_actual_world(cfg: TrainConfig) -> TrainConfig:
     """Under torchrun the world comes from its variables: record it as devices x nodes."""
-    if "WORLD_SIZE" not in os.environ:
+    env = LaunchEnv.read()
+    if env.world_size is None:
         return cfg
-    world = int(os.environ["WORLD_SIZE"])
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    return cfg.replace(devices=local, nodes=max(1, world // local))
+    local = env.world_size if env.local_world_size is None else env.local_world_size
+    return cfg.replace(devices=local, nodes=max(1, env.world_size // local))
 
 
 def check_batch(cfg: TrainConfig, world_size: int) -> int:
