@@ -36,5 +36,5 @@ def test_eval_and_generate_keep_their_own_words_for_a_missing_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="^--device cuda asked for CUDA, which this machine lacks"):
         evaluate("unused", "hellaswag", device="cuda")
-    with pytest.raises(UserError, match="^--device cuda was asked for but no CUDA GPU is available"):
+    with pytest.raises(UserError, match="^--device cuda was asked for but no CUDA GPU is avail"):
         generate.load_for_generation("unused", device="cuda")

@@ -48,6 +48,6 @@ def resolve_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
 
     _, dtype = parse_dtype(name, "--dtype", auto=True)
     if dtype is None:
-        on_bf16_gpu = device is not None and device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if on_bf16_gpu else torch.float32
+        on_gpu = device is not None and device.type == "cuda"
+        return torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
     return dtype

@@ -125,7 +125,8 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
 
 
 def write_state(checkpoint: Path, state: dict[str, Any], fsync: bool = False) -> None:
-    """state.json, atomically; with `fsync`, durably (the trainer's last write before the rename)."""
+    """state.json, atomically; with `fsync`, durably (the trainer's last write before its
+    rename)."""
     files.write_json(checkpoint / STATE_FILE, state, fsync=fsync)
 
 

@@ -53,7 +53,8 @@ def write_native(model: Llama, directory: Path, tokenizer: Tokenizer | None = No
 
     checkpoint = rundir.checkpoint_dir(directory, 0)
     checkpoint.mkdir(parents=True)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", torch.float32).contiguous()
+             for k, v in model.state_dict().items()}
     with _single_process_dcp():
         dcp.save({"model": state}, checkpoint_id=str(checkpoint), no_dist=True)
     config = model.config.to_dict()
@@ -67,7 +68,8 @@ def write_native(model: Llama, directory: Path, tokenizer: Tokenizer | None = No
 
 
 def read_native_state(checkpoint: Path, config: ModelConfig) -> dict[str, torch.Tensor]:
-    """The model's fp32 tensors from a (possibly sharded) DCP checkpoint; no process group needed."""
+    """The model's fp32 tensors from a (possibly sharded) DCP checkpoint; no process group
+    needed."""
     import torch.distributed.checkpoint as dcp
 
     state = dict(empty_model(config).state_dict())
