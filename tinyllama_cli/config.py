@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from tinyllama_cli import files
 from tinyllama_cli.dtypes import TRAIN_PRECISIONS, accepted, canonical_precision
 from tinyllama_cli.errors import UserError
 
@@ -164,11 +165,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def dump_yaml(data: dict[str, Any], path: str | Path) -> None:
-    """Write YAML atomically: a temporary name, then a rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    tmp.replace(path)
+    """Write YAML atomically (`files.write_text`), keys in the order given."""
+    files.write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 

@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 from tinyllama_cli.devices import resolve_device
 from tinyllama_cli.dtypes import TORCH_NAMES, canonical_dtype, parse_dtype
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.files import write_json as write_json_file
 from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.rundir import list_checkpoints, read_state
 from tinyllama_cli.units import si
@@ -549,9 +550,7 @@ def write_json(data: Any, path: str | Path, overwrite: bool = True) -> Path:
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists; choose another --output or pass --overwrite")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=handle_non_serializable, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    write_json_file(path, data, default=handle_non_serializable, ensure_ascii=False)
     return path
 
 

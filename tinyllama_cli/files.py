@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,34 +24,44 @@ def _tmp(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
-def write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
-    """Write `data` to `path` atomically; with `fsync`, durably (for checkpoint metadata)."""
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary name beside `path` for a writer that wants a file name of its own (matplotlib,
+    a CSV writer): renamed over `path` when the block completes, removed when it raises."""
     path = Path(path)
     tmp = _tmp(path)
-    with open(tmp, "wb") as f:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
+    """Write `data` to `path` atomically; with `fsync`, durably (for checkpoint metadata)."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
         if fsync:
             f.flush()
             os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_text(path: str | Path, text: str, fsync: bool = False) -> None:
     write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 
-def write_json(path: str | Path, data: Any, indent: int | None = 2, fsync: bool = False) -> None:
-    """JSON with a trailing newline when indented (a file a person may read)."""
-    text = json.dumps(data, indent=indent)
+def write_json(path: str | Path, data: Any, indent: int | None = 2, fsync: bool = False,
+               default: Callable[[Any], Any] | None = None, ensure_ascii: bool = True) -> None:
+    """JSON with a trailing newline when indented (a file a person may read); `default` and
+    `ensure_ascii` as in `json.dumps`."""
+    text = json.dumps(data, indent=indent, default=default, ensure_ascii=ensure_ascii)
     write_text(path, text + "\n" if indent is not None else text, fsync=fsync)
 
 
 def copy(src: str | Path, dst: str | Path) -> None:
     """Copy a file so that `dst` appears complete or not at all."""
-    dst = Path(dst)
-    tmp = _tmp(dst)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with replacing(dst) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def process_umask() -> int:

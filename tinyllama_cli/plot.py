@@ -8,11 +8,11 @@ so it can be checked without looking at pixels.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinyllama_cli import files
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.rundir import metrics_path, read_metrics
 
@@ -112,12 +112,8 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step",
         raise UserError(f"the folder of --out {out} does not exist; create it first")
     runs = [run_series(d, x=x, label=name) for d, name in zip(run_dirs, labels_for(run_dirs))]
     fig = build_figure(runs, x=x)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with files.replacing(out) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return runs
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from tinyllama_cli import files
 from tinyllama_cli.errors import UserError
 
 
@@ -90,9 +91,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_path: str | Path,
         )
     except RuntimeError as exc:
         raise UserError(f"tokenizer training failed ({exc}); use a smaller --vocab-size or more text") from None
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_bytes(_without_thread_count(model.getvalue()))
-    tmp.replace(out_path)
+    files.write_bytes(out_path, _without_thread_count(model.getvalue()))
     return Tokenizer(out_path)
 
 
