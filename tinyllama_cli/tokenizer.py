@@ -51,10 +51,6 @@ class Tokenizer:
         ids = self.sp.encode(text)
         return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
 
-    def encode_batch(self, texts: list[str], num_threads: int = -1) -> list[list[int]]:
-        """Encode many texts in SentencePiece's C++ thread pool (no BOS/EOS)."""
-        return self.sp.encode(texts, num_threads=num_threads)
-
     def decode(self, ids: Iterable[int]) -> str:
         return self.sp.decode(list(ids))
 
