@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tinyllama_cli import rundir
 from tinyllama_cli.config import ModelConfig, TrainConfig
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.train.launch_env import LaunchEnv
@@ -69,7 +70,7 @@ def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = 
     if cfg.node_rank == 0:
         create_run_dir(run)
     else:
-        _wait_for(run.dir / "config.yaml")
+        _wait_for(rundir.config_path(run.dir))
     return start(run, console)
 
 
