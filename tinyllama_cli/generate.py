@@ -440,7 +440,8 @@ def run(ckpt, prompts: Sequence[str], prompt_file: str | None, params: SamplingP
         raise UserError("--num-samples and --batch-size must be at least 1")
     # On CPU only idle cores get a thread unless --threads says otherwise: decoding is many small
     # ops, and threads waiting for a core another process holds made it 50x slower.
-    threads_used = set_cpu_threads(threads) if resolve_device(device, NO_CUDA).type == "cpu" else None
+    on_cpu = resolve_device(device, NO_CUDA).type == "cpu"
+    threads_used = set_cpu_threads(threads) if on_cpu else None
     loaded, forward, notes = load_for_generation(ckpt, device=device, dtype=dtype, compile=compile)
     encoded = prepare_prompts(loaded, prompts, params, truncate)
     if on_start is not None:
