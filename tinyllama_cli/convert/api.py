@@ -129,7 +129,8 @@ class _Probe:
     reference_name: str
 
     @classmethod
-    def of(cls, loaded: LoadedModel, kind: str, to: str, directory: Path, dtype: torch.dtype) -> _Probe:
+    def of(cls, loaded: LoadedModel, kind: str, to: str, directory: Path,
+           dtype: torch.dtype) -> _Probe:
         idx = verify_mod.probe_batch(loaded.config)
         verify_mod.round_weights_(loaded.model, dtype)  # what the output holds; writing it again is exact
         if kind == "hf" and to == "native" and verify_mod.transformers_available():  # fp32: no rounding

@@ -43,7 +43,7 @@ def env_world() -> tuple[int, int, int]:
     ranks = env.torchrun_ranks()
     if ranks is not None:
         return ranks
-    ranks = env.srun_ranks()  # reached only with one srun task per worker (launch.launched_externally)
+    ranks = env.srun_ranks()  # only with one srun task per worker (launch.launched_externally)
     if ranks is None:
         return 0, 1, 0
     if env.master_addr is None:

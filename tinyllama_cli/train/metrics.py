@@ -51,7 +51,8 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_dir / rundir.TENSORBOARD_DIR), purge_step=resume_step + 1 if resume_step else None)
+            self.tb = SummaryWriter(str(run_dir / rundir.TENSORBOARD_DIR),
+                                    purge_step=resume_step + 1 if resume_step else None)
         if wandb:
             try:
                 import wandb as wandb_lib
