@@ -100,7 +100,7 @@ def make_model(root: Path) -> tuple[Path, Path]:
     import torch
 
     from tinyllama_cli.config import get_preset
-    from tinyllama_cli.convert.native import save_native
+    from tinyllama_cli.formats.native import save_native
     from tinyllama_cli.model import Llama
     from tinyllama_cli.tokenizer import Tokenizer, train_tokenizer
 

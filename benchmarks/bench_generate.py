@@ -3,7 +3,7 @@
     PYTHONPATH=$PWD python benchmarks/bench_generate.py --preset cpu-small --preset cpu-bench \
         --batch-sizes 1,8 --prompt-len 32 --new-tokens 64 --repeats 5 --threads 2
 
-Both sides get the same randomly initialised model (ours converted with `convert/hf.py`'s name
+Both sides get the same randomly initialised model (ours converted with `formats/hf.py`'s name
 map into `LlamaForCausalLM`), the same dtype, the same thread count and allocator, the same
 prompts (random token ids, equal lengths) and decode greedily for exactly --new-tokens tokens
 (EOS ignored) with their KV cache: ours `generate.generate_tokens` (a preallocated cache),
@@ -29,7 +29,7 @@ def build(preset: str, dtype: torch.dtype, seed: int = 0):
     import transformers
 
     from tinyllama_cli.config import get_preset
-    from tinyllama_cli.convert.hf import hf_config_dict, native_to_hf_state_dict
+    from tinyllama_cli.formats.hf import hf_config_dict, native_to_hf_state_dict
     from tinyllama_cli.model import Llama
 
     config = get_preset(preset)

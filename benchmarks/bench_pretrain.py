@@ -92,7 +92,7 @@ def hf_worker(steps: int, warmup: int, precision: str) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from tinyllama_cli.config import get_preset
-    from tinyllama_cli.convert.hf import hf_config_dict
+    from tinyllama_cli.formats.hf import hf_config_dict
 
     cfg = get_preset(PRESET)
     torch.manual_seed(0)
@@ -133,14 +133,16 @@ def main() -> None:
 
     from tinyllama_cli.config import get_preset
     from tinyllama_cli.train.distributed import has_native_bf16_cpu
-    from tinyllama_cli.train.metrics import measure_cpu_matmul_flops
+    from tinyllama_cli.hardware import cpu_peak_flops
 
     bf16 = has_native_bf16_cpu()
     settings = args.settings.split(",") if args.settings != "auto" else (["default", "fp32", "bf16"] if bf16 else ["fp32"])
     # (tinyllama precision, transformers precision) per setting; "default" == fp32 without bf16 hardware.
     pairs = {"default": ("auto", "fp32"), "fp32": ("fp32", "fp32"), "bf16": ("bf16", "bf16")}
     flops = get_preset(PRESET).flops_per_token(SEQ)
-    peaks = {"fp32": measure_cpu_matmul_flops(torch.float32), "bf16": measure_cpu_matmul_flops(torch.bfloat16)}
+    # The trainer's own peak (one core's matmul rate in CPU time x threads), so both MFU columns
+    # are against what `tinyllama pretrain` logs.
+    peaks = {p: cpu_peak_flops(p, torch.get_num_threads()) for p in ("fp32", "bf16")}
     allocator = "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc"
     print(f"cpu-bench (vocab 32000, seq {SEQ}, micro batch {MICRO}), {torch.get_num_threads()} threads, "
           f"{allocator}, native bf16: {bf16}, steps {args.steps} (median of the last {args.steps - args.warmup}), "

@@ -198,8 +198,8 @@ def test_generate_until_and_rolling_match_hf(env, tmp_path):
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    from tinyllama_cli.convert.huggingface import save_hf
     from tinyllama_cli.eval_lm import NativeLM
+    from tinyllama_cli.formats.hf import save_hf
     from tinyllama_cli.load import load_model
 
     loaded = load_model(env["run"])
@@ -220,8 +220,8 @@ def test_generate_until_and_rolling_match_hf(env, tmp_path):
 def test_tokenization_follows_hf_llama_tokenizer(env, tmp_path):
     from transformers import AutoTokenizer
 
-    from tinyllama_cli.convert.huggingface import save_hf
     from tinyllama_cli.eval_lm import NativeLM
+    from tinyllama_cli.formats.hf import save_hf
     from tinyllama_cli.load import load_model
 
     loaded = load_model(env["run"])

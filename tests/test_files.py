@@ -72,3 +72,21 @@ def test_a_failed_publish_restores_the_old_output_and_removes_the_new(tmp_path, 
         tmp.mkdir()
         (tmp / "new.txt").write_text("new")
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and (out / "old.txt").read_text() == "the user's"
+
+
+def test_a_writer_that_wants_a_file_name_replaces_the_file_or_leaves_it(tmp_path):
+    path = tmp_path / "plot.png"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError), files.replacing(path) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("crash mid-write")
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["plot.png"]
+    with files.replacing(path) as tmp:
+        tmp.write_bytes(b"new")
+    assert path.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["plot.png"]
+
+
+def test_write_json_passes_json_options_on(tmp_path):
+    path = tmp_path / "r.json"
+    files.write_json(path, {"x": {1, 2}, "é": 1}, default=sorted, ensure_ascii=False)
+    assert path.read_text(encoding="utf-8") == '{\n  "x": [\n    1,\n    2\n  ],\n  "é": 1\n}\n'

@@ -46,7 +46,7 @@ def corpus(n: int = 400) -> list[str]:
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A run dir (checkpoint + tokenizer) of a model trained 60 steps, and its HF conversion."""
-    from tinyllama_cli.convert.huggingface import save_hf
+    from tinyllama_cli.formats.hf import save_hf
     from tinyllama_cli.model import Llama
 
     root = tmp_path_factory.mktemp("gen")
@@ -325,15 +325,6 @@ def test_cli_too_long_prompt_is_the_only_output(run_dir, prompts):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and result.stdout == "", result.stdout
     assert len(lines) == 1 and f"prompt {len(prompts)} has" in lines[0] and "--truncate" in lines[0]
-
-
-def test_auto_dtype_is_float32_off_gpu_and_names_are_checked():
-    from tinyllama_cli.generate import resolve_dtype
-
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    with pytest.raises(UserError, match="--dtype 'fp8' is not a dtype this command takes; use auto"):
-        resolve_dtype("fp8")
 
 
 @pytest.mark.parametrize("spelling, dtype", [

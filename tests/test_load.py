@@ -7,10 +7,11 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 from tinyllama_cli.config import ModelConfig
-from tinyllama_cli.convert.hf import hf_config_dict, native_to_hf_state_dict
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.load import list_checkpoints, load_model, resolve_checkpoint
+from tinyllama_cli.formats.hf import hf_config_dict, native_to_hf_state_dict
+from tinyllama_cli.load import load_model, resolve_checkpoint
 from tinyllama_cli.model import Llama
+from tinyllama_cli.rundir import list_checkpoints
 
 CONFIG = ModelConfig(name="t", vocab_size=97, n_layer=2, n_embd=32, n_head=4, n_kv_head=2,
                      intermediate_size=64, block_size=32)

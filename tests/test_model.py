@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from tinyllama_cli.config import ModelConfig
-from tinyllama_cli.convert.hf import hf_config_dict, native_to_hf_state_dict
+from tinyllama_cli.formats.hf import hf_config_dict, native_to_hf_state_dict
 from tinyllama_cli.model import Llama, apply_rope, attention, linear_cross_entropy, rope_tables
 
 CONFIG = ModelConfig(name="t", vocab_size=97, n_layer=3, n_embd=64, n_head=8, n_kv_head=2,

@@ -235,13 +235,6 @@ def test_activation_formula_matches_what_autograd_saves():
     assert ckpt + 8 == config.n_layer * 2 * config.n_embd + head
 
 
-def test_loss_chunk_constant_matches_the_model():
-    from tinyllama_cli import model
-    from tinyllama_cli import plan as planner
-
-    assert planner.LOSS_CHUNK_ELEMENTS == model.LOSS_CHUNK_ELEMENTS
-
-
 # --- parsing and errors ---------------------------------------------------------------------
 
 

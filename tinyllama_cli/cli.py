@@ -272,7 +272,7 @@ def pretrain(
 
 
 def _resume_fixed() -> tuple[str, ...]:
-    from tinyllama_cli.train.rundir import RESUME_FIXED
+    from tinyllama_cli.train.setup import RESUME_FIXED
 
     return RESUME_FIXED
 

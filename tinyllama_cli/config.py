@@ -14,8 +14,14 @@ from typing import Any
 
 import yaml
 
+from tinyllama_cli import files
 from tinyllama_cli.dtypes import TRAIN_PRECISIONS, accepted, canonical_precision
 from tinyllama_cli.errors import UserError
+
+# Logits elements per chunk of the fused output-projection + cross-entropy (`model.py`): 1024
+# rows of a 32000 vocabulary, 128 MiB in fp32. Here rather than in model.py because `plan`
+# counts these buffers in its memory model and must not import torch.
+LOSS_CHUNK_ELEMENTS = 2**25
 
 
 @dataclass(frozen=True)
@@ -159,11 +165,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def dump_yaml(data: dict[str, Any], path: str | Path) -> None:
-    """Write YAML atomically: a temporary name, then a rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    tmp.replace(path)
+    """Write YAML atomically (`files.write_text`), keys in the order given."""
+    files.write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 
@@ -249,10 +252,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def field_names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -16,10 +16,14 @@ the two give the same per-sample log-likelihoods on the same weights. The tokeni
 
 Where it is faster than HFLM (same model, same dtype):
 
-- requests are sorted by length (longest first) and right-padded, which needs no attention mask
-  (causal attention never looks right), so flash-attn can serve it on GPU;
-- requests with identical inputs (multiple choice with one-token answers, e.g. boolq's
-  " no"/" yes") run once;
+- requests are grouped by context, longest first: each context runs once, left-padded to a
+  common end with a key mask (RoPE is relative, so the padding changes nothing but rounding), and
+  its keys and values are copied into one KV-cache row per distinct continuation, after which
+  only the continuations run (multiple choice shares the question between its choices);
+- continuations that differ only in their last token share a row, and one-token answers (boolq's
+  " no"/" yes") run nothing after the context: its last position predicts them;
+- requests longer than the context are truncated from the left and right-padded, as HFLM does
+  (no mask needed: causal attention never looks right);
 - the output projection and the log-softmax are applied only at the continuation positions, not
   to every (batch x length x vocabulary) logit.
 

@@ -33,9 +33,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from tinyllama_cli.devices import resolve_device
 from tinyllama_cli.dtypes import TORCH_NAMES, canonical_dtype, parse_dtype
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.files import write_json as write_json_file
 from tinyllama_cli.hardware import set_cpu_threads
+from tinyllama_cli.rundir import list_checkpoints, read_state
 from tinyllama_cli.units import si
 
 TINYLLAMA_TASKS = ("hellaswag", "openbookqa", "winogrande", "arc_challenge", "arc_easy", "boolq", "piqa")
@@ -305,16 +308,6 @@ def offline_mode(enabled: bool) -> Iterator[None]:
 # --- running -------------------------------------------------------------------------------------
 
 
-def resolve_device(name: str | None) -> str:
-    import torch
-
-    if name in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name} asked for CUDA, which this machine lacks; use --device cpu")
-    return name
-
-
 def pick_metric(task: str, metrics: dict[str, Any]) -> tuple[str, float] | None:
     """TinyLlama's metric for its tasks; otherwise the first of acc_norm, acc, exact_match, ..."""
     wanted = [TABLE_METRIC[task]] if task in TABLE_METRIC else list(METRIC_PREFERENCE)
@@ -397,7 +390,7 @@ def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batc
         from lm_eval.models.huggingface import HFLM
     except ImportError as exc:
         raise UserError(f"--backend hf needs transformers and accelerate ({exc}); pip install transformers accelerate") from None
-    from tinyllama_cli.convert.huggingface import save_hf
+    from tinyllama_cli.formats.hf import save_hf
 
     loaded = load_model(checkpoint)
     if loaded.kind == "hf":
@@ -448,7 +441,7 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
     dtype = canonical_dtype(dtype, "--dtype")  # a bad spelling fails before any task is built
     names = expand_tasks(tasks)
     local = datasets if isinstance(datasets, dict) else parse_datasets(datasets)
-    device = resolve_device(device)
+    device = str(resolve_device(device))  # a string, as lm-eval's HFLM takes it
     threads_used = set_cpu_threads(threads) if device == "cpu" else None
     run_options = {"num_fewshot": num_fewshot, "limit": limit, "seed": seed,
                    "bootstrap_iters": bootstrap_iters}
@@ -463,7 +456,7 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
         if baseline:
             result.baseline = unigram_baseline(loaded, task_objects, manager,
                                                budget=baseline_tokens, **run_options)
-    start_state = _checkpoint_state(loaded.source) if loaded.kind == "native" else {}
+    start_state = read_state(loaded.source) if loaded.kind == "native" else {}
     result.checkpoint = str(loaded.source)
     result.threads = threads_used
     result.step = start_state.get("step")
@@ -549,11 +542,6 @@ def summary(result: EvalResult) -> dict[str, Any]:
     }
 
 
-def _checkpoint_state(checkpoint: Path) -> dict[str, Any]:
-    path = Path(checkpoint) / "state.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def write_json(data: Any, path: str | Path, overwrite: bool = True) -> Path:
     """JSON (lm-eval's non-serialisable values as strings), written atomically."""
     from lm_eval.utils import handle_non_serializable
@@ -562,9 +550,7 @@ def write_json(data: Any, path: str | Path, overwrite: bool = True) -> Path:
     if path.exists() and not overwrite:
         raise UserError(f"{path} already exists; choose another --output or pass --overwrite")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=handle_non_serializable, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    write_json_file(path, data, default=handle_non_serializable, ensure_ascii=False)
     return path
 
 
@@ -589,8 +575,6 @@ def evaluate_series(run_dir: str | Path, tasks: str | list[str], out_dir: str | 
     """Every checkpoint of a run, oldest first: TinyLlama's intermediate-checkpoint table as
     JSON, CSV and one PNG per task metric (and the average) against tokens seen. The unigram
     baseline does not depend on the checkpoint: it runs once, with the first one."""
-    from tinyllama_cli.load import list_checkpoints
-
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
         raise UserError(f"{run_dir} has no complete checkpoints/step-*; --all-checkpoints needs a run directory")

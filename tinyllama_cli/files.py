@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,34 +24,67 @@ def _tmp(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
-def write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
-    """Write `data` to `path` atomically; with `fsync`, durably (for checkpoint metadata)."""
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary name beside `path` for a writer that wants a file name of its own (matplotlib,
+    a CSV writer): renamed over `path` when the block completes, removed when it raises."""
     path = Path(path)
     tmp = _tmp(path)
-    with open(tmp, "wb") as f:
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> None:
+    """Write `data` to `path` atomically; with `fsync`, durably (for checkpoint metadata)."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
         if fsync:
             f.flush()
             os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_text(path: str | Path, text: str, fsync: bool = False) -> None:
     write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 
-def write_json(path: str | Path, data: Any, indent: int | None = 2, fsync: bool = False) -> None:
-    """JSON with a trailing newline when indented (a file a person may read)."""
-    text = json.dumps(data, indent=indent)
+def write_json(path: str | Path, data: Any, indent: int | None = 2, fsync: bool = False,
+               default: Callable[[Any], Any] | None = None, ensure_ascii: bool = True) -> None:
+    """JSON with a trailing newline when indented (a file a person may read); `default` and
+    `ensure_ascii` as in `json.dumps`."""
+    text = json.dumps(data, indent=indent, default=default, ensure_ascii=ensure_ascii)
     write_text(path, text + "\n" if indent is not None else text, fsync=fsync)
 
 
 def copy(src: str | Path, dst: str | Path) -> None:
     """Copy a file so that `dst` appears complete or not at all."""
-    dst = Path(dst)
-    tmp = _tmp(dst)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with replacing(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def process_umask() -> int:
+    """The umask, read from /proc where it can be (os.umask can only be read by setting it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def make_plain_file(path: Path) -> None:
+    """Give `path` the mode a plain `open(path, "w")` would: 0666 minus the umask.
+
+    Why: safetensors writes through a private temporary file and keeps its 0600, so a
+    model exported for others to read (a shared cache, an upload) was readable by its owner
+    only, unlike the JSON files beside it.
+    """
+    os.chmod(path, 0o666 & ~process_umask())
 
 
 def remove(path: Path) -> None:
@@ -75,6 +108,15 @@ def check_new_path(out: Path, overwrite: bool, flag: str = "--out") -> None:
     """Refuse an existing output (file or directory) without --overwrite."""
     if out.exists() and not overwrite:
         raise UserError(f"output {out} already exists; choose another {flag} or pass --overwrite")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside `path` durable (the directory entry, not only the files)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def publish(tmp: Path, out: Path) -> None:

@@ -26,10 +26,14 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from tinyllama_cli.dtypes import parse_dtype
+from tinyllama_cli.devices import resolve_device, resolve_dtype
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.model import Llama
+
+# generate's wording of `devices.NO_CUDA` (the two commands worded it differently before they
+# shared `resolve_device`; each keeps its own).
+NO_CUDA = "--device cuda was asked for but no CUDA GPU is available; use --device cpu"
 
 
 @dataclass
@@ -403,29 +407,6 @@ def generate(loaded, prompts: Sequence[str], params: SamplingParams, *, num_samp
 # --- loading ------------------------------------------------------------------------------------
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"unknown --device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    return resolved
-
-
-def resolve_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
-    """Any spelling `dtypes` accepts, or `auto`: bfloat16 on a CUDA GPU that supports it (half
-    the bytes per token, flash-attn), float32 elsewhere (CPUs without native bf16 run it slower
-    than fp32)."""
-    _, dtype = parse_dtype(name, "--dtype", auto=True)
-    if dtype is None:
-        on_bf16_gpu = device is not None and device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if on_bf16_gpu else torch.float32
-    return dtype
-
-
 def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile: bool = False):
     """(LoadedModel, decode-step forward or None, notes for the user).
 
@@ -437,7 +418,7 @@ def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile
     """
     from tinyllama_cli.load import load_model
 
-    resolved = resolve_device(device)
+    resolved = resolve_device(device, NO_CUDA)
     loaded = load_model(path, device=resolved, dtype=resolve_dtype(dtype, resolved))
     loaded.model.fuse_projections()  # fewer, larger matrix-vector products per decode step
     notes = []
@@ -468,7 +449,8 @@ def run(ckpt, prompts: Sequence[str], prompt_file: str | None, params: SamplingP
         raise UserError("--num-samples and --batch-size must be at least 1")
     # On CPU only idle cores get a thread unless --threads says otherwise: decoding is many small
     # ops, and threads waiting for a core another process holds made it 50x slower.
-    threads_used = set_cpu_threads(threads) if resolve_device(device).type == "cpu" else None
+    on_cpu = resolve_device(device, NO_CUDA).type == "cpu"
+    threads_used = set_cpu_threads(threads) if on_cpu else None
     loaded, forward, notes = load_for_generation(ckpt, device=device, dtype=dtype, compile=compile)
     encoded = prepare_prompts(loaded, prompts, params, truncate)
     if on_start is not None:

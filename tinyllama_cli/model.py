@@ -3,7 +3,7 @@
 Pre-norm transformer blocks (RMSNorm -> grouped-query attention with rotary embeddings ->
 residual; RMSNorm -> SwiGLU MLP -> residual), a final RMSNorm and an untied output head. No
 biases anywhere. Module names follow Meta's Llama code (`tok_embeddings`, `layers.N.attention.wq`,
-`feed_forward.w1/w2/w3`, `output`); `convert/hf.py` maps them to Hugging Face's names, and the two
+`feed_forward.w1/w2/w3`, `output`); `formats/hf.py` maps them to Hugging Face's names, and the two
 give the same logits (tests/test_model.py checks this against `transformers`).
 
 RoPE uses the half-split ("rotate_half") pairing, as Hugging Face Llama does, so q/k weights need
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tinyllama_cli.config import ModelConfig
+from tinyllama_cli.config import LOSS_CHUNK_ELEMENTS, ModelConfig
 
 try:  # flash-attn 2: CUDA only, optional (`pip install tinyllama-cli[gpu]`)
     from flash_attn import flash_attn_func
@@ -286,6 +286,17 @@ class Llama(nn.Module):
         return n if include_embedding else n - self.tok_embeddings.weight.numel()
 
 
+def empty_model(config: ModelConfig, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> Llama:
+    """A model with uninitialised weights, for loading into: built on the meta device, so no
+    time is spent on a random init that the loaded weights overwrite; the RoPE tables are set."""
+    with torch.device("meta"):
+        model = Llama(config)
+    model = model.to_empty(device=device).to(dtype)
+    model.init_rope()
+    return model
+
+
 def _stack_weights(*linears: nn.Linear) -> torch.Tensor:
     """The linears' weights stacked along the output dim; each linear's weight becomes a view."""
     stacked = torch.cat([lin.weight.detach() for lin in linears])
@@ -298,9 +309,6 @@ def _stack_weights(*linears: nn.Linear) -> torch.Tensor:
 
 
 # --- loss ---------------------------------------------------------------------------------------
-
-LOSS_CHUNK_ELEMENTS = 2**25  # logits elements per chunk: 1024 rows of a 32000 vocabulary, 128 MiB fp32
-
 
 def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
                          ignore_index: int = -100) -> torch.Tensor:

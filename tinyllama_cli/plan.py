@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyllama_cli.config import PRESETS, ModelConfig, load_yaml
+from tinyllama_cli.config import LOSS_CHUNK_ELEMENTS, PRESETS, ModelConfig, load_yaml
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import GPU, GPUS
-from tinyllama_cli.runmetrics import latest_job, median_mfu, read_metrics
+from tinyllama_cli.rundir import config_path, latest_job, median_mfu, read_metrics
 from tinyllama_cli.units import si
 
 GIB = 2**30
@@ -51,11 +51,6 @@ CHINCHILLA_TOKENS_PER_PARAM = 20.0
 # `memory` are estimates, not measurements. 10% is a judgement: it makes TinyLlama 1.1B on 16
 # A100-40G come out at micro batch 8 (TinyLlama's own, 4.55 GiB free) instead of 9 (0.70 GiB).
 MEMORY_MARGIN = 0.10
-
-# Rows of logits the fused loss holds at once (model.LOSS_CHUNK_ELEMENTS; a test keeps them equal
-# without making this module import torch).
-LOSS_CHUNK_ELEMENTS = 2**25
-
 
 _SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
 
@@ -431,7 +426,7 @@ def measured_throughput(records: list[dict[str, Any]]) -> tuple[float, str]:
     """Tokens per second of the whole run (all GPUs).
 
     With elapsed_s (seconds since the job started): the wall clock between the first and last
-    training records of the latest job (`runmetrics.latest_job`). This includes the evaluation
+    training records of the latest job (`rundir.latest_job`). This includes the evaluation
     and checkpoint pauses the rest of the run will have too, and leaves out start-up and
     compilation before the first record. Otherwise, or with fewer than two records in that job,
     the median logged tokens_per_sec of its last 20 records.
@@ -496,7 +491,7 @@ def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int
     seq_len = overrides.pop("seq_len", None) or _first(train, "seq_len", "block_size") or config.block_size
     target = tokens if tokens is not None else _target_tokens(train, seq_len)
     if target is None:
-        raise UserError(f"{run_dir / 'config.yaml'} sets no max_tokens or max_steps; pass --tokens")
+        raise UserError(f"{config_path(run_dir)} sets no max_tokens or max_steps; pass --tokens")
     rate, source = measured_throughput(records)
     fpt = float(config.flops_per_token(seq_len))
     if gpu is None:
@@ -510,16 +505,17 @@ def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int
         result = _project_run(config, target, hw, gpu, gpus or hw.world_size, seq_len, micro,
                               run_dir, overrides)
     if tokens is None:
-        result = dataclasses.replace(result, tokens_source=f"schedule in {run_dir / 'config.yaml'}")
+        result = dataclasses.replace(result, tokens_source=f"schedule in {config_path(run_dir)}")
     return dataclasses.replace(result, progress=_progress(result, records, rate, source, run_dir))
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
-    if not (run_dir / "config.yaml").is_file():
+    path = config_path(run_dir)
+    if not path.is_file():
         raise UserError(f"{run_dir} has no config.yaml; pass a run directory written by `tinyllama pretrain`")
-    data = load_yaml(run_dir / "config.yaml")
+    data = load_yaml(path)
     if "model" not in data:
-        raise UserError(f"{run_dir / 'config.yaml'} has no model: section; is {run_dir} a run directory?")
+        raise UserError(f"{path} has no model: section; is {run_dir} a run directory?")
     return data
 
 

@@ -8,13 +8,13 @@ so it can be checked without looking at pixels.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinyllama_cli import files
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.runmetrics import read_metrics
+from tinyllama_cli.rundir import metrics_path, read_metrics
 
 # metric name in metrics.jsonl -> the panel it goes to
 PANELS = {"loss": "loss", "val_loss": "loss", "lr": "learning rate", "tokens_per_sec": "tokens/s"}
@@ -47,7 +47,7 @@ def run_series(run_dir: str | Path, x: str = "step", label: str | None = None) -
             series.curves[metric] = ([float(a) for a, _ in points], [float(b) for _, b in points])
     if not series.curves:
         raise UserError(
-            f"{Path(run_dir) / 'metrics.jsonl'} has no {key} with loss, val_loss, lr or tokens_per_sec; "
+            f"{metrics_path(run_dir)} has no {key} with loss, val_loss, lr or tokens_per_sec; "
             "is it a metrics file written by `tinyllama pretrain`?"
         )
     return series
@@ -112,12 +112,8 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step",
         raise UserError(f"the folder of --out {out} does not exist; create it first")
     runs = [run_series(d, x=x, label=name) for d, name in zip(run_dirs, labels_for(run_dirs))]
     fig = build_figure(runs, x=x)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
+    with files.replacing(out) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return runs
 
 

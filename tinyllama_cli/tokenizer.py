@@ -10,6 +10,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from tinyllama_cli import files
 from tinyllama_cli.errors import UserError
 
 
@@ -50,10 +51,6 @@ class Tokenizer:
         ids = self.sp.encode(text)
         return ([self.bos_id] if bos else []) + ids + ([self.eos_id] if eos else [])
 
-    def encode_batch(self, texts: list[str], num_threads: int = -1) -> list[list[int]]:
-        """Encode many texts in SentencePiece's C++ thread pool (no BOS/EOS)."""
-        return self.sp.encode(texts, num_threads=num_threads)
-
     def decode(self, ids: Iterable[int]) -> str:
         return self.sp.decode(list(ids))
 
@@ -90,9 +87,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_path: str | Path,
         )
     except RuntimeError as exc:
         raise UserError(f"tokenizer training failed ({exc}); use a smaller --vocab-size or more text") from None
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_bytes(_without_thread_count(model.getvalue()))
-    tmp.replace(out_path)
+    files.write_bytes(out_path, _without_thread_count(model.getvalue()))
     return Tokenizer(out_path)
 
 

@@ -14,8 +14,8 @@ import torch
 
 from tinyllama_cli.config import ModelConfig
 from tinyllama_cli.convert.api import convert
-from tinyllama_cli.convert.hf import hf_config_dict, native_to_hf_state_dict
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.formats.hf import hf_config_dict, native_to_hf_state_dict
 from tinyllama_cli.model import Llama
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,8 +116,8 @@ def test_gguf_needs_a_tokenizer(tmp_path, run_dir):
 
 def test_a_verification_mismatch_fails_and_writes_nothing(tmp_path, run_dir, monkeypatch):
     """Break each writer on purpose: verification must catch it and leave no output behind."""
-    import tinyllama_cli.convert.gguf as gguf_mod
-    import tinyllama_cli.convert.huggingface as hf_mod
+    import tinyllama_cli.formats.gguf as gguf_mod
+    import tinyllama_cli.formats.hf as hf_mod
 
     src, _ = run_dir
     monkeypatch.setattr(gguf_mod, "permute_for_gguf", lambda w, n_heads: w)  # forget the permutation

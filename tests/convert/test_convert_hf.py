@@ -12,7 +12,8 @@ import yaml
 
 from tinyllama_cli.convert.api import convert
 from tinyllama_cli.convert.output import parse_size
-from tinyllama_cli.load import load_model, read_native_state
+from tinyllama_cli.formats.native import read_native_state
+from tinyllama_cli.load import load_model
 from tinyllama_cli.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -245,30 +246,6 @@ def test_written_files_follow_the_umask(run_dir, tmp_path, umask, to):
     assert {stat.S_IMODE(p.stat().st_mode) for p in dirs} <= {0o777 & ~umask}
 
 
-def test_tokenizer_json_follows_sentencepiece_defaults(tmp_path):
-    """A SentencePiece BPE with the library defaults (NFKC, collapsed whitespace, no byte
-    fallback) still gives AutoTokenizer ids equal to SentencePiece's."""
-    import io
-    import random
-
-    import sentencepiece as spm
-
-    from tinyllama_cli.convert.huggingface import write_tokenizer_files
-
-    rng = random.Random(0)
-    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "reading", "ﬁle", "café", "1234", "or", "56"]
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(" ".join(rng.choice(words) for _ in range(30)) for _ in range(300)),
-                                   model_writer=model, model_type="bpe", vocab_size=120, minloglevel=2)
-    (tmp_path / "sp.model").write_bytes(model.getvalue())
-    sp = Tokenizer(tmp_path / "sp.model")
-    (tmp_path / "hf").mkdir()
-    write_tokenizer_files(sp, tmp_path / "hf", model_max_length=64)
-    auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
-    for text in ["the quick  brown", "  leading", "ﬁle café 123", "trailing  ", "unknown ✓ char"]:
-        assert auto(text)["input_ids"] == sp.encode(text, bos=True), text
-
-
 def test_tinyllama_style_bf16_checkpoint_to_native(tmp_path, convert_tokenizer):
     """A config.json as TinyLlama publishes it (transformers 4.35 keys: rope_theta, torch_dtype,
     no head_dim or rope_parameters) with bf16 safetensors, shrunk to test size."""
@@ -276,7 +253,7 @@ def test_tinyllama_style_bf16_checkpoint_to_native(tmp_path, convert_tokenizer):
 
     from safetensors.torch import save_file
 
-    from tinyllama_cli.convert.hf import native_to_hf_state_dict
+    from tinyllama_cli.formats.hf import native_to_hf_state_dict
     from tinyllama_cli.model import Llama
 
     from .conftest import CONVERT_CONFIG

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import fields
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from tinyllama_cli.cli import app
 from tinyllama_cli.config import TrainConfig, load_train_config
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.train import launch
-from tinyllama_cli.train.rundir import prepare_resume, resolve
+from tinyllama_cli.train.setup import prepare_resume, resolve
 
 FAST = ["--model", "cpu-tiny", "--seq-len", "16", "--micro-batch-size", "2", "--global-batch-size", "4",
         "--num-threads", "1", "--no-tensorboard", "--eval-samples", "2"]
@@ -34,7 +35,8 @@ def test_yaml_with_flag_overrides_is_written_fully_resolved(token_data, tmp_path
     assert saved["train"]["lr"] == 2e-3 and saved["train"]["warmup_steps"] == 1  # flag wins, YAML kept
     assert saved["train"]["mix"] == "web=3,code=1" and saved["data"]["weights"] == {"code": 0.25, "web": 0.75}
     assert saved["model"]["n_layer"] == 1 and saved["model"]["vocab_size"] == 320  # vocab from the data
-    assert saved["train"]["seq_len"] == 16 and set(saved["train"]) == set(TrainConfig.field_names())
+    assert saved["train"]["seq_len"] == 16
+    assert set(saved["train"]) == {f.name for f in fields(TrainConfig)}
     assert (out / "tokenizer.model").read_bytes() == (token_data / "tokenizer.model").read_bytes()
     # The resolved file is itself a valid --config, giving the same run.
     cfg, model = load_train_config(out / "config.yaml", {})

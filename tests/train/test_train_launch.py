@@ -9,7 +9,7 @@ import pytest
 from tinyllama_cli.config import TrainConfig, get_preset
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.train.launch import launched_externally, torchrun_command
-from tinyllama_cli.train.rundir import Run
+from tinyllama_cli.train.setup import Run
 
 
 def run_of(**cfg) -> Run:

@@ -7,7 +7,7 @@ import json
 import torch
 
 from tinyllama_cli.config import ModelConfig, TrainConfig
-from tinyllama_cli.convert.huggingface import save_hf
+from tinyllama_cli.formats.hf import save_hf
 from tinyllama_cli.load import load_model
 from tinyllama_cli.model import Llama
 from tinyllama_cli.train import launch

@@ -15,7 +15,8 @@ import torch
 
 from tinyllama_cli.config import TrainConfig
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.load import list_checkpoints, load_model
+from tinyllama_cli.load import load_model
+from tinyllama_cli.rundir import list_checkpoints
 from tinyllama_cli.train import launch
 
 STEPS = 24
@@ -228,22 +229,22 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(token_data, precision
 
 
 def test_crash_during_save_leaves_the_previous_checkpoint_usable(token_data, precision, tmp_path, monkeypatch):
-    from tinyllama_cli.train import checkpoint
+    from tinyllama_cli import rundir
 
     out = tmp_path / "run"
-    real = checkpoint._write_json
+    real = rundir.write_state
     calls = {"n": 0}
 
-    def crash_on_second_save(path, data):
+    def crash_on_second_save(checkpoint, state, fsync=False):
         calls["n"] += 1
         if calls["n"] == 2:  # shards of step 12 are written, state.json is not: a crash mid-save
             raise KeyboardInterrupt("simulated crash")
-        real(path, data)
+        real(checkpoint, state, fsync=fsync)
 
-    monkeypatch.setattr(checkpoint, "_write_json", crash_on_second_save)
+    monkeypatch.setattr(rundir, "write_state", crash_on_second_save)
     with pytest.raises(KeyboardInterrupt):
         pretrain(token_data, out, precision, max_steps=18)
-    monkeypatch.setattr(checkpoint, "_write_json", real)
+    monkeypatch.setattr(rundir, "write_state", real)
     assert [p.name for p in list_checkpoints(out)] == ["step-00000006"]
     assert (out / "checkpoints" / "step-00000012.tmp").is_dir()  # the partial save, ignored
     assert load_model(out).source.name == "step-00000006"

@@ -10,7 +10,6 @@ there, and rename it into place only when verification passed.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,8 @@ from tinyllama_cli.convert.output import list_files, parse_size
 from tinyllama_cli.dtypes import parse_dtype
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.files import check_new_path, staged
+from tinyllama_cli.formats import gguf, hf, native
+from tinyllama_cli.load import LoadedModel, load_model, resolve_checkpoint
 
 TARGETS = ("hf", "native", "gguf")
 GGUF_FILE = "model.gguf"  # inside --out when --out does not itself end in .gguf
@@ -55,8 +56,6 @@ def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
     verify: None means "when transformers is importable" (it is the independent side of the check).
     Raises UserError for every bad input before writing anything, and when verification fails.
     """
-    from tinyllama_cli.load import load_model, resolve_checkpoint
-
     stage = on_stage or (lambda _: None)
     started = time.perf_counter()
     dtype, torch_dtype, shard_bytes, verify = _check_arguments(to, dtype or "fp32", max_shard_size,
@@ -106,23 +105,18 @@ def _check_arguments(to: str, dtype: str, max_shard_size: str | int,
     return dtype, torch_dtype, shard_bytes, has_transformers if verify is None else verify
 
 
-def _write(to: str, loaded, tmp: Path, out: Path, dtype: torch.dtype, shard_bytes: int, source: Path) -> Path:
+def _write(to: str, loaded: LoadedModel, tmp: Path, out: Path, dtype: torch.dtype, shard_bytes: int,
+           source: Path) -> Path:
     """Write the target format at `tmp`; returns the path to verify (the GGUF file itself)."""
     if to == "hf":
-        from tinyllama_cli.convert.huggingface import write_hf
-
-        write_hf(loaded.model, tmp, loaded.tokenizer, dtype, shard_bytes)
+        hf.write_hf(loaded.model, tmp, loaded.tokenizer, dtype, shard_bytes)
         return tmp
     if to == "native":
-        from tinyllama_cli.convert.native import write_native
-
-        write_native(loaded.model, tmp, loaded.tokenizer, source=str(source.resolve()))
+        native.write_native(loaded.model, tmp, loaded.tokenizer, source=str(source.resolve()))
         return tmp
-    from tinyllama_cli.convert.gguf import write_gguf
-
     target = tmp if out.suffix == ".gguf" else tmp / GGUF_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
-    write_gguf(loaded.model, target, loaded.tokenizer, dtype)
+    gguf.write_gguf(loaded.model, target, loaded.tokenizer, dtype)
     return target
 
 
@@ -135,14 +129,15 @@ class _Probe:
     reference_name: str
 
     @classmethod
-    def of(cls, loaded, kind: str, to: str, directory: Path, dtype: torch.dtype) -> _Probe:
+    def of(cls, loaded: LoadedModel, kind: str, to: str, directory: Path,
+           dtype: torch.dtype) -> _Probe:
         idx = verify_mod.probe_batch(loaded.config)
         verify_mod.round_weights_(loaded.model, dtype)  # what the output holds; writing it again is exact
         if kind == "hf" and to == "native" and verify_mod.transformers_available():  # fp32: no rounding
             return cls(idx, verify_mod.transformers_logits(directory, idx), "transformers")
         return cls(idx, verify_mod.native_logits(loaded.model, idx), "tinyllama")
 
-    def check(self, to: str, written: Path, loaded) -> verify_mod.VerifyResult:
+    def check(self, to: str, written: Path, loaded: LoadedModel) -> verify_mod.VerifyResult:
         if to == "hf":
             return verify_mod.verify_hf(written, self.reference, self.idx, loaded.tokenizer)
         if to == "native":
@@ -161,9 +156,8 @@ def _raise_if_failed(v: verify_mod.VerifyResult) -> None:
     raise UserError(f"verification failed ({'; '.join(details)}); nothing was written")
 
 
-def _tie_if_configured(model, directory: Path) -> None:
+def _tie_if_configured(model: torch.nn.Module, directory: Path) -> None:
     """HF configs with tie_word_embeddings use the embedding as the head whatever the file holds."""
-    hf = json.loads((directory / "config.json").read_text())
-    if hf.get("tie_word_embeddings"):
+    if hf.read_config(directory).get("tie_word_embeddings"):
         with torch.no_grad():
             model.output.weight.copy_(model.tok_embeddings.weight)

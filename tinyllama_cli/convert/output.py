@@ -1,4 +1,4 @@
-"""Conversion outputs: shard sizes, file modes and listings.
+"""Conversion outputs: shard sizes and file listings (file modes: `files.make_plain_file`).
 
 A conversion writes everything into `.<name>.tmp-<pid>` beside the requested output
 (`files.staged`), verifies it there, and only then publishes it, so a failed write or a failed
@@ -7,7 +7,6 @@ verification leaves nothing behind and an existing output is replaced only with 
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -28,29 +27,6 @@ def parse_size(text: str | int) -> int:
     if match is None or unit not in _UNITS or float(match.group(1)) <= 0:
         raise UserError(f"--max-shard-size {text!r} is not a size; write it like 2GB, 500MB or 1GiB")
     return int(float(match.group(1)) * _UNITS[unit])
-
-
-def process_umask() -> int:
-    """The umask, read from /proc where it can be (os.umask can only be read by setting it)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def make_plain_file(path: Path) -> None:
-    """Give `path` the mode a plain `open(path, "w")` would: 0666 minus the umask.
-
-    Why: safetensors writes through a private temporary file and keeps its 0600, so a
-    model exported for others to read (a shared cache, an upload) was readable by its owner
-    only, unlike the JSON files beside it.
-    """
-    os.chmod(path, 0o666 & ~process_umask())
 
 
 def list_files(path: Path) -> list[tuple[str, int]]:

@@ -20,7 +20,9 @@ from pathlib import Path
 import torch
 
 from tinyllama_cli.config import ModelConfig
-from tinyllama_cli.model import Llama
+from tinyllama_cli.formats.gguf import read_gguf, token_table
+from tinyllama_cli.load import load_model
+from tinyllama_cli.model import Llama, empty_model
 from tinyllama_cli.tokenizer import Tokenizer
 
 PROBE_TEXTS = (
@@ -112,8 +114,6 @@ def verify_hf(directory: Path, reference: torch.Tensor, idx: torch.Tensor, token
 
 
 def verify_native(directory: Path, reference: torch.Tensor, idx: torch.Tensor, reference_name: str) -> VerifyResult:
-    from tinyllama_cli.load import load_model
-
     candidate = native_logits(load_model(directory).model, idx)
     return compare(f"tinyllama load_model on the output vs {reference_name} on the source", reference, candidate)
 
@@ -122,9 +122,6 @@ def verify_gguf(path: Path, reference: torch.Tensor, idx: torch.Tensor, source: 
                 tokenizer: Tokenizer) -> VerifyResult:
     """Read back with GGUFReader (exact tensors, token table, logits); when transformers is
     importable also run its GGUF loader, whose llama q/k un-permutation is independent of ours."""
-    from tinyllama_cli.convert.gguf import read_gguf, token_table
-    from tinyllama_cli.load import empty_model
-
     config, state, meta, _ = read_gguf(path)
     expected = source.state_dict()
     tensor_diff = max((state[k] - v.float()).abs().max().item() for k, v in expected.items())

@@ -18,6 +18,7 @@ from torch import nn
 
 from tinyllama_cli.dtypes import canonical_precision
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.train.launch_env import LaunchEnv
 
 
 @dataclass
@@ -34,20 +35,24 @@ class World:
 
 
 def env_world() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's variables, else SLURM's, else (0, 1, 0)."""
-    if "WORLD_SIZE" in os.environ and "RANK" in os.environ:
-        return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
-        # Reached only when srun started one task per worker (see launch.launched_externally).
-        rank, world = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_NTASKS"])
-        local = int(os.environ.get("SLURM_LOCALID", "0"))
-        if "MASTER_ADDR" not in os.environ:
-            raise UserError("under srun with several tasks, set MASTER_ADDR (the first node) and "
-                            "MASTER_PORT, or start workers with `srun torchrun ...`")
-        os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
-        os.environ.setdefault("MASTER_PORT", "29500")
-        return rank, world, local
-    return 0, 1, 0
+    """(rank, world size, local rank) from torchrun's variables, else SLURM's, else (0, 1, 0).
+
+    An srun task's ranks are exported as torchrun's variables, which `init_process_group`'s
+    env:// rendezvous reads."""
+    env = LaunchEnv.read()
+    ranks = env.torchrun_ranks()
+    if ranks is not None:
+        return ranks
+    ranks = env.srun_ranks()  # only with one srun task per worker (launch.launched_externally)
+    if ranks is None:
+        return 0, 1, 0
+    if env.master_addr is None:
+        raise UserError("under srun with several tasks, set MASTER_ADDR (the first node) and "
+                        "MASTER_PORT, or start workers with `srun torchrun ...`")
+    rank, world, local = ranks
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
+    os.environ.setdefault("MASTER_PORT", "29500")
+    return ranks
 
 
 def resolve_accelerator(accelerator: str) -> str:

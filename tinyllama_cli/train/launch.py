@@ -20,9 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tinyllama_cli import rundir
 from tinyllama_cli.config import ModelConfig, TrainConfig
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.train.rundir import (
+from tinyllama_cli.train.launch_env import LaunchEnv
+from tinyllama_cli.train.setup import (
     Run,
     create_run_dir,
     load_run,
@@ -33,31 +35,24 @@ from tinyllama_cli.train.rundir import (
 
 
 def launched_externally(cfg: TrainConfig) -> bool:
-    """True when this process is already one of several workers: started by torchrun, or by srun
-    with one task per worker (srun with one task per node instead runs this launcher per node)."""
-    if "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return True
-    tasks = int(os.environ.get("SLURM_NTASKS", "1"))
-    return tasks > 1 and "SLURM_PROCID" in os.environ and tasks == cfg.devices * cfg.nodes
+    """True when this process is already one of the run's workers: started by torchrun, or by
+    srun with one task per worker (srun with one task per node instead runs this launcher per
+    node)."""
+    return LaunchEnv.read().is_worker_of(cfg.devices * cfg.nodes)
 
 
 def end_worker_process(code: int) -> None:
     """Under torchrun/srun, leave with os._exit once training is done: gloo can abort in its
     destructors at interpreter exit ("terminate called without an active exception")."""
-    if launched_externally_env():
+    if LaunchEnv.read().is_worker:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
 
 
-def launched_externally_env() -> bool:
-    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1 or (
-        int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ)
-
-
 def warn(run: Run, console: Any) -> None:
     """Print the run's notes (once: not on every worker started by torchrun or srun)."""
-    if console is None or os.environ.get("RANK", "0") != "0":
+    if console is None or not LaunchEnv.read().is_main:
         return
     for note in run.notes:
         console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
@@ -75,7 +70,7 @@ def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = 
     if cfg.node_rank == 0:
         create_run_dir(run)
     else:
-        _wait_for(run.dir / "config.yaml")
+        _wait_for(rundir.config_path(run.dir))
     return start(run, console)
 
 

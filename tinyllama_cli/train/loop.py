@@ -28,8 +28,8 @@ import torch
 from tinyllama_cli.data.dataset import PretrainData
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
-from tinyllama_cli.load import list_checkpoints
 from tinyllama_cli.model import Llama
+from tinyllama_cli.rundir import list_checkpoints
 from tinyllama_cli.train import checkpoint
 from tinyllama_cli.train.distributed import (
     World,
@@ -40,9 +40,10 @@ from tinyllama_cli.train.distributed import (
     resolve_precision,
     shutdown,
 )
+from tinyllama_cli.train.launch_env import LaunchEnv
 from tinyllama_cli.train.metrics import MetricsLogger, format_row, peak_flops_per_device
 from tinyllama_cli.train.optim import build_optimizer, lr_at, set_lr
-from tinyllama_cli.train.rundir import Run, check_batch, load_run
+from tinyllama_cli.train.setup import Run, check_batch, load_run
 
 
 class StopFlag:
@@ -132,7 +133,7 @@ def cpu_threads(num_threads: int | None) -> tuple[int, str]:
     idle cores (`hardware.set_cpu_threads`: a thread on a core another process holds stalls the
     rest), and for several on one machine an equal share of the cores (they start together, so
     none can tell another worker's start-up from a foreign load)."""
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    per_node = LaunchEnv.read().workers_here()
     if num_threads is not None or per_node == 1:
         return set_cpu_threads(num_threads)
     threads = max(1, (os.cpu_count() or 1) // per_node)

@@ -9,12 +9,12 @@ busy machine as on a quiet one) times the worker's threads.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from tinyllama_cli import files, rundir
 from tinyllama_cli.hardware import cpu_bf16_kind, cpu_peak_flops, gpu_for_device_name
 from tinyllama_cli.units import si
 
@@ -42,16 +42,17 @@ class MetricsLogger:
     def __init__(self, run_dir: Path, enabled: bool, resume_step: int, tensorboard: bool,
                  wandb: bool, wandb_project: str, config: dict[str, Any], console: Any = None):
         self.enabled = enabled
-        self.path = run_dir / "metrics.jsonl"
+        self.run_dir = run_dir
         self.console = console
         self.tb = self.wb = None
         if not enabled:
             return
-        self._truncate_after(resume_step)
+        rundir.truncate_metrics(run_dir, resume_step)  # the steps after the checkpoint are redone
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step + 1 if resume_step else None)
+            self.tb = SummaryWriter(str(run_dir / rundir.TENSORBOARD_DIR),
+                                    purge_step=resume_step + 1 if resume_step else None)
         if wandb:
             try:
                 import wandb as wandb_lib
@@ -62,26 +63,10 @@ class MetricsLogger:
             self.wb = wandb_lib.init(project=wandb_project, dir=str(run_dir), config=config,
                                      name=run_dir.name, resume="allow", id=_wandb_id(run_dir))
 
-    def _truncate_after(self, step: int) -> None:
-        """On resume, drop records of steps the checkpoint does not hold (they are redone)."""
-        if not self.path.exists():
-            return
-        keep = []
-        for line in self.path.read_text().splitlines():
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    keep.append(line)
-            except json.JSONDecodeError:  # a line torn by kill -9 mid-write
-                continue
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep))
-        tmp.replace(self.path)
-
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        rundir.append_metrics(self.run_dir, record)
         step = record["step"]
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)) and self.tb is not None:
@@ -101,11 +86,11 @@ class MetricsLogger:
 
 
 def _wandb_id(run_dir: Path) -> str:
-    path = run_dir / "wandb_id"
+    path = run_dir / rundir.WANDB_ID_FILE
     if not path.exists():
         import uuid
 
-        path.write_text(uuid.uuid4().hex[:12])
+        files.write_text(path, uuid.uuid4().hex[:12])
     return path.read_text().strip()
 
 

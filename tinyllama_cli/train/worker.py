@@ -16,6 +16,7 @@ import sys
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.train.launch_env import LaunchEnv
 
 
 @record
@@ -33,7 +34,7 @@ def main() -> None:
     try:
         _main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "auto")
     except UserError as exc:
-        print(f"error (rank {os.environ.get('RANK', '0')}): {exc}", file=sys.stderr)
+        print(f"error (rank {LaunchEnv.read().rank or 0}): {exc}", file=sys.stderr)
         code = 2
     sys.stdout.flush()
     sys.stderr.flush()

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from tinyllama_cli.config import ModelConfig
-from tinyllama_cli.convert.names import NameMap
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.formats.names import NameMap
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import Tokenizer
 

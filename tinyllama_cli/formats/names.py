@@ -2,7 +2,7 @@
 
 Every Llama format names the same tensors: three top-level ones and nine per layer under some
 `PREFIX.N.` path. A `NameMap` holds the two tables and the layer prefix and maps both ways, so
-`hf.py` and `gguf.py` state only their tables.
+`formats/hf.py` and `formats/gguf.py` state only their tables.
 """
 
 from __future__ import annotations

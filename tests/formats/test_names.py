@@ -3,8 +3,8 @@
 import pytest
 
 from tinyllama_cli.config import ModelConfig
-from tinyllama_cli.convert import gguf, hf
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.formats import gguf, hf
 from tinyllama_cli.model import Llama
 
 CONFIG = ModelConfig(name="t", vocab_size=64, n_layer=3, n_embd=32, n_head=4, n_kv_head=2,

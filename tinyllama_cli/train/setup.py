@@ -1,25 +1,25 @@
-"""Resolving a run: config + data + model -> a complete, checked plan written to RUN_DIR.
+"""Setting a run up: config + data + model -> a complete, checked plan written to RUN_DIR.
 
-`prepare_pretrain` turns a TrainConfig (flags over YAML) into the fully resolved config.yaml of
-a new run dir; `prepare_resume` reloads it, applies the flags a resumed run may change, and
-refuses the ones that would make it a different run (model, data, data order), naming what
-differs. Both run before any worker starts, so user errors exit 2 with one line.
+`resolve` turns a TrainConfig (flags over YAML) into a checked `Run`, and `create_run_dir`
+writes it as the fully resolved config.yaml of a new run dir; `prepare_resume` reloads it,
+applies the flags a resumed run may change, and refuses the ones that would make it a different
+run (model, data, data order), naming what differs. Both run before any worker starts, so user
+errors exit 2 with one line. The run dir's paths and files are `rundir`'s.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tinyllama_cli import files, rundir
 from tinyllama_cli.config import ModelConfig, TrainConfig, dump_yaml, get_preset, load_train_config
 from tinyllama_cli.data.dataset import Manifest, PretrainData
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.load import list_checkpoints
+from tinyllama_cli.train.launch_env import LaunchEnv
 
 # Fields that define the data order: changing them on resume would replay or skip samples.
 ORDER_FIELDS = ("seed", "mix", "seq_len", "global_batch_size", "global_batch_tokens")
@@ -38,18 +38,18 @@ class Run:
 
 
 def world_size_of(cfg: TrainConfig) -> int:
-    if "WORLD_SIZE" in os.environ:
-        return int(os.environ["WORLD_SIZE"])
-    return cfg.devices * cfg.nodes
+    """torchrun's WORLD_SIZE when it started this process, else devices x nodes."""
+    world = LaunchEnv.read().world_size
+    return cfg.devices * cfg.nodes if world is None else world
 
 
 def with_actual_world(cfg: TrainConfig) -> TrainConfig:
     """Under torchrun the world comes from its variables: record it as devices x nodes."""
-    if "WORLD_SIZE" not in os.environ:
+    env = LaunchEnv.read()
+    if env.world_size is None:
         return cfg
-    world = int(os.environ["WORLD_SIZE"])
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    return cfg.replace(devices=local, nodes=max(1, world // local))
+    local = env.world_size if env.local_world_size is None else env.local_world_size
+    return cfg.replace(devices=local, nodes=max(1, env.world_size // local))
 
 
 def check_batch(cfg: TrainConfig, world_size: int) -> int:
@@ -81,14 +81,9 @@ def _model_config(cfg: TrainConfig, model: ModelConfig | None, manifest: Manifes
 
 
 def init_model_config(path: str) -> ModelConfig:
-    from tinyllama_cli.load import native_model_config, resolve_checkpoint
+    from tinyllama_cli.load import model_config_of, resolve_checkpoint
 
-    kind, directory = resolve_checkpoint(path)
-    if kind == "native":
-        return native_model_config(directory)
-    from tinyllama_cli.convert.hf import model_config_from_hf
-
-    return model_config_from_hf(json.loads((directory / "config.json").read_text()), name=directory.name)
+    return model_config_of(*resolve_checkpoint(path))
 
 
 def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
@@ -174,7 +169,7 @@ def write_config(run: Run) -> None:
                  "weights": data.weights, "tokenizer_sha256": manifest.raw["tokenizer"].get("sha256")},
         "hardware": {"accelerator": resolve_accelerator(run.train.accelerator),
                      "world_size": world_size_of(run.train)},
-    }, run.dir / "config.yaml")
+    }, rundir.config_path(run.dir))
 
 
 def create_run_dir(run: Run) -> None:
@@ -188,13 +183,12 @@ def create_run_dir(run: Run) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = Manifest.load(run.train.data).tokenizer_file
     if tokenizer.is_file():
-        shutil.copyfile(tokenizer, out / "tokenizer.model.tmp")
-        (out / "tokenizer.model.tmp").replace(out / "tokenizer.model")
+        files.copy(tokenizer, rundir.tokenizer_path(out))
     write_config(run)
 
 
 def load_run(run_dir: Path) -> Run:
-    path = run_dir / "config.yaml"
+    path = rundir.config_path(run_dir)
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.yaml); start one with `tinyllama pretrain`")
     from tinyllama_cli.config import load_yaml
@@ -257,8 +251,8 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any], model_overrid
     if manifest is None:
         raise UserError(f"the run's data dir {cfg.data} does not exist; pass --data with the same data")
     fingerprint = manifest.fingerprint()
-    checkpoints = list_checkpoints(run.dir)
-    state = json.loads((checkpoints[-1] / "state.json").read_text()) if checkpoints else {}
+    checkpoints = rundir.list_checkpoints(run.dir)
+    state = rundir.read_state(checkpoints[-1]) if checkpoints else {}
     expected = state.get("data_fingerprint", run.data_fingerprint)
     if fingerprint != expected:
         raise UserError(f"cannot resume {run_dir}: data dir {cfg.data} is not the data it was trained on "
