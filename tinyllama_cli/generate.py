@@ -341,9 +341,6 @@ def prepare_prompts(loaded, prompts: Sequence[str], params: SamplingParams,
     if tokenizer is None:
         raise UserError(f"{loaded.source} has no tokenizer.model beside it or in its run directory; "
                         "copy the tokenizer there")
-    if tokenizer.vocab_size > model.config.vocab_size:
-        raise UserError(f"the tokenizer has {tokenizer.vocab_size} pieces but the model only "
-                        f"{model.config.vocab_size}; use the run's own tokenizer.model")
     return encode_prompts(tokenizer, prompts, model.config.block_size, params.max_new_tokens, truncate)
 
 

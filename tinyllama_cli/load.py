@@ -72,6 +72,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
     """Load weights, config and tokenizer from a run, checkpoint or HF directory, in eval mode."""
     kind, directory = resolve_checkpoint(path)
     config = model_config_of(kind, directory)
+    tokenizer = find_tokenizer(directory)
+    _check_vocabulary(directory, tokenizer, config)
     if kind == "native":
         state = native.read_native_state(directory, config)
     else:
@@ -80,8 +82,16 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
     _check_tensors(directory, state, model.state_dict())
     model.load_state_dict(state, strict=True)
     model.eval()
-    return LoadedModel(model=model, config=config, tokenizer=find_tokenizer(directory),
-                       source=directory, kind=kind)
+    return LoadedModel(model=model, config=config, tokenizer=tokenizer, source=directory, kind=kind)
+
+
+def _check_vocabulary(directory: Path, tokenizer: Tokenizer | None, config: ModelConfig) -> None:
+    """A tokenizer may be smaller than the model's vocabulary (a padded embedding: generation
+    masks the unused rows) but never larger: its top ids would have no embedding."""
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise UserError(f"{directory}: its tokenizer has {tokenizer.vocab_size} pieces but the model's "
+                        f"vocabulary is {config.vocab_size}, so some ids have no embedding; put the "
+                        "tokenizer.model the model was trained with beside it")
 
 
 def _check_tensors(directory: Path, state: dict[str, torch.Tensor],

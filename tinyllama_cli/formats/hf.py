@@ -224,7 +224,8 @@ def write_hf(model: Llama, directory: Path, tokenizer: Tokenizer | None = None,
 
     bos, eos = (tokenizer.bos_id, tokenizer.eos_id) if tokenizer else (1, 2)
     write_json(directory / CONFIG_FILE, hf_config_dict(model.config, DTYPE_NAMES[dtype], bos, eos))
-    write_json(directory / "generation_config.json", generation_config(bos, eos))
+    unused = range(tokenizer.vocab_size, model.config.vocab_size) if tokenizer else range(0)
+    write_json(directory / "generation_config.json", generation_config(bos, eos, list(unused)))
     if tokenizer is not None:
         write_tokenizer_files(tokenizer, directory, model_max_length=model.config.block_size)
 
@@ -236,15 +237,22 @@ def _save_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     make_plain_file(path)  # safetensors leaves its temporary file's 0600
 
 
-def generation_config(bos_id: int, eos_id: int) -> dict:
-    """generation_config.json: the special tokens only.
+def generation_config(bos_id: int, eos_id: int, unused_ids: list[int] | None = None) -> dict:
+    """generation_config.json: the special tokens, and the ids no text maps to.
+
+    `unused_ids` are the embedding rows past the tokenizer's last piece (a padded vocabulary).
+    transformers' `suppress_tokens` sets their logits to -inf before any sampling, exactly as
+    `tinyllama generate` leaves them out, so both generate the same text from the export.
 
     No `max_length`: transformers treats a max_length from the model's generation config as set
     by the user, so every `generate(max_new_tokens=...)` logged "Both max_new_tokens and
     max_length seem to have been set". The context limit is config.json's
     max_position_embeddings, which generate already caps its default length at.
     """
-    return {"bos_token_id": bos_id, "eos_token_id": eos_id}
+    config: dict = {"bos_token_id": bos_id, "eos_token_id": eos_id}
+    if unused_ids:
+        config["suppress_tokens"] = unused_ids
+    return config
 
 
 def write_tokenizer_files(tokenizer: Tokenizer, directory: Path, model_max_length: int) -> None:
