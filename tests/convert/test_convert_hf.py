@@ -194,7 +194,8 @@ def test_hf_export_generates_without_warnings(run_dir, tmp_path):
     src, _ = run_dir
     convert(src, "hf", tmp_path / "hf", verify=False)
     assert json.loads((tmp_path / "hf" / "generation_config.json").read_text()) == {
-        "bos_token_id": 1, "eos_token_id": 2}
+        "bos_token_id": 1, "eos_token_id": 2,
+        "suppress_tokens": list(range(300, 320))}  # the fixture's padded rows (vocab 320, 300 pieces)
     model = hf_model(tmp_path / "hf")
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
     records: list[logging.LogRecord] = []
