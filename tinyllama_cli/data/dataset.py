@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,37 +75,75 @@ class Manifest:
         return {name: int(src["tokens"].get("train", 0)) for name, src in self.sources.items()}
 
 
-class TokenStream:
-    """One source's split as one logical array over its shards (memory-mapped, read lazily)."""
+class OpenShards:
+    """A bounded set of open shard files, shared by every TokenStream of the process.
 
-    def __init__(self, manifest: Manifest, source: str, split: str):
-        shards = manifest.sources[source].get("shards", {}).get(split, [])
-        self.files = [manifest.root / s["file"] for s in shards]
-        sizes = [int(s["tokens"]) for s in shards]
+    TinyLlama's corpus is ~6,000 shards of 2^27 tokens; a reader that kept every shard it
+    touched open (one memmap, so one file descriptor, per shard) died with "Too many open files"
+    within a few steps under `ulimit -n 200`, and crossed a 1024 limit after ~20 steps of real
+    data. Reads are positional (`os.pread`: no seek, so safe from several threads), and only the
+    `capacity` most recently used files stay open.
+    """
+
+    def __init__(self, capacity: int = 64):
+        self.capacity = capacity
+        self._fds: OrderedDict[Path, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def read(self, path: Path, offset: int, nbytes: int) -> bytes:
+        with self._lock:
+            fd = self._fds.pop(path, None)
+            if fd is None:
+                fd = os.open(path, os.O_RDONLY)
+                while len(self._fds) >= self.capacity:
+                    os.close(self._fds.popitem(last=False)[1])
+            self._fds[path] = fd  # most recently used last
+            data = os.pread(fd, nbytes, offset)
+        if len(data) != nbytes:
+            raise UserError(f"shard {path} ended after {offset + len(data)} bytes, the manifest implies "
+                            f"at least {offset + nbytes}; the data dir is damaged: re-run prepare-data")
+        return data
+
+    def open_count(self) -> int:
+        return len(self._fds)
+
+    def close(self) -> None:
+        with self._lock:
+            while self._fds:
+                os.close(self._fds.popitem()[1])
+
+
+SHARDS = OpenShards()
+
+
+class TokenStream:
+    """One source's split as one logical array over its shards, read lazily (`OpenShards`)."""
+
+    def __init__(self, manifest: Manifest, source: str, split: str, shards: OpenShards = SHARDS):
+        entries = manifest.sources[source].get("shards", {}).get(split, [])
+        self.files = [manifest.root / s["file"] for s in entries]
+        sizes = [int(s["tokens"]) for s in entries]
         self.starts = np.cumsum([0] + sizes)
         self.n_tokens = int(self.starts[-1])
         self.dtype = manifest.dtype
+        self.shards = shards
         for file, size in zip(self.files, sizes):
             if not file.is_file():
                 raise UserError(f"shard {file} listed in the manifest is missing; re-run prepare-data")
             if file.stat().st_size != size * self.dtype.itemsize:
                 raise UserError(f"shard {file} holds {file.stat().st_size} bytes, the manifest says "
                                 f"{size} {self.dtype.name} tokens; the data dir is damaged: re-run prepare-data")
-        self._maps: dict[int, np.ndarray] = {}
-
-    def _map(self, i: int) -> np.ndarray:
-        if i not in self._maps:
-            self._maps[i] = np.memmap(self.files[i], dtype=self.dtype, mode="r")
-        return self._maps[i]
 
     def read(self, start: int, length: int) -> np.ndarray:
+        """Tokens [start, start + length) of the stream, as int64 (a window may span shards)."""
         out = np.empty(length, dtype=np.int64)
-        pos, done = start, 0
+        pos, done, item = start, 0, self.dtype.itemsize
         while done < length:
             i = int(np.searchsorted(self.starts, pos, side="right")) - 1
             offset = pos - int(self.starts[i])
             take = min(length - done, int(self.starts[i + 1]) - pos)
-            out[done : done + take] = self._map(i)[offset : offset + take]
+            data = self.shards.read(self.files[i], offset * item, take * item)
+            out[done : done + take] = np.frombuffer(data, dtype=self.dtype)
             pos, done = pos + take, done + take
         return out
 
