@@ -41,3 +41,25 @@ def tiny_config():
     from tinyllama_cli.config import get_preset
 
     return get_preset("cpu-tiny")
+
+
+@pytest.fixture(scope="session")
+def token_data(tmp_path_factory):
+    """One tokenizer and one two-source token data dir (the prepare-data format) per session."""
+    from tests.train.tokendata import make_tokenizer, write_token_data
+
+    root = tmp_path_factory.mktemp("tokens")
+    tokenizer = make_tokenizer(root / "tok.model")
+    return write_token_data(root / "data", tokenizer, {"web": {"train": 24000, "val": 700},
+                                                       "code": {"train": 9000, "val": 300}})
+
+
+@pytest.fixture(scope="session")
+def other_token_data(tmp_path_factory):
+    """Same shape as token_data, other tokens: a different manifest fingerprint."""
+    from tests.train.tokendata import make_tokenizer, write_token_data
+
+    root = tmp_path_factory.mktemp("tokens2")
+    tokenizer = make_tokenizer(root / "tok.model")
+    return write_token_data(root / "data", tokenizer, {"web": {"train": 24000, "val": 700},
+                                                       "code": {"train": 9000, "val": 300}}, seed=5)

@@ -70,21 +70,20 @@ def write_native(model: Llama, directory: Path, tokenizer: Tokenizer | None = No
 def read_native_state(checkpoint: Path, config: ModelConfig) -> dict[str, torch.Tensor]:
     """The model's fp32 tensors from a (possibly sharded) DCP checkpoint; no process group
     needed."""
-    import torch.distributed.checkpoint as dcp
+    from tinyllama_cli.formats import dcp as safe_dcp
 
     state = dict(empty_model(config).state_dict())
     _check_native_shapes(checkpoint, state)
-    with _single_process_dcp():
-        dcp.load({"model": state}, checkpoint_id=str(checkpoint))
+    safe_dcp.load({"model": state}, checkpoint)
     return state
 
 
 def _check_native_shapes(checkpoint: Path, expected: dict[str, torch.Tensor]) -> None:
     """Compare the checkpoint's recorded tensor shapes with the config's before DCP loads (DCP
     would otherwise fail with a ValueError traceback for a mismatched or incomplete checkpoint)."""
-    import torch.distributed.checkpoint as dcp
+    from tinyllama_cli.formats import dcp as safe_dcp
 
-    stored = dcp.FileSystemReader(str(checkpoint)).read_metadata().state_dict_metadata
+    stored = safe_dcp.read_metadata(checkpoint).state_dict_metadata
     for name, tensor in expected.items():
         meta = stored.get(f"model.{name}")
         if meta is None or not hasattr(meta, "size"):

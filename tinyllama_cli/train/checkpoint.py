@@ -24,6 +24,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 
 from tinyllama_cli import files, rundir
+from tinyllama_cli.formats import dcp as safe_dcp
 from tinyllama_cli.train.distributed import World
 
 
@@ -77,7 +78,7 @@ def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     """Restore model and optimizer (resharded to this world) and RNG; return state.json."""
     model_sd, optim_sd = get_state_dict(model, optimizer)  # also creates the optimizer's state
     sd = {"model": model_sd, "optim": optim_sd}
-    _quiet(dcp.load, sd, checkpoint_id=str(checkpoint))
+    safe_dcp.load(sd, checkpoint)  # a downloaded checkpoint runs none of its own code
     set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
     state = rundir.read_state(checkpoint)
     if "rng" in state:
