@@ -274,3 +274,39 @@ def test_bf16_two_process_fsdp_tracks_one_process_and_fp32(token_data, reference
     for step in range(1, STEPS + 1):
         assert bf16[step] == pytest.approx(fp32[step], rel=2e-3), step
     assert bf16[STEPS] < bf16[1] - 0.1  # bf16 learns as fp32 does
+
+
+def test_logged_loss_is_the_interval_mean_and_survives_a_resume_mid_interval(token_data, references, tmp_path):
+    """--log-every 4: each record's loss is the mean of its four steps; a job that ends at step 6
+    (logging there) and a resumed one log the same records at 4, 8, ... as one uninterrupted run."""
+    every_step, _ = records(references("fp32"))
+    whole, out = tmp_path / "whole", tmp_path / "split"
+    pretrain(token_data, whole, "fp32", log_every=4)
+    pretrain(token_data, out, "fp32", log_every=4, stop_at_step=6)
+    launch.resume(out, {})
+    losses, _ = records(whole)
+    assert sorted(losses) == list(range(4, STEPS + 1, 4))
+    for step, loss in losses.items():
+        assert loss == sum(every_step[s] for s in range(step - 3, step + 1)) / 4, step
+    resumed, _ = records(out)
+    assert sorted(resumed) == sorted([*losses, 6])
+    assert {s: v for s, v in resumed.items() if s % 4 == 0} == losses
+
+
+def test_throughput_leaves_out_saves_and_validation(token_data, tmp_path, monkeypatch):
+    """A save that takes 2 s between two records is not training time."""
+    from tinyllama_cli.train import checkpoint
+
+    real_save = checkpoint.save
+
+    def slow_save(*args, **kwargs):
+        time.sleep(2.0)
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save", slow_save)
+    out = tmp_path / "run"
+    pretrain(token_data, out, "fp32", max_steps=6, log_every=2, save_every=1, eval_every=0)
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if "tokens_per_sec" in r:
+            assert 2 * 8 * 32 / r["tokens_per_sec"] < 2.0, r  # two steps' tokens at the logged rate

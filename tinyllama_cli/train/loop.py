@@ -41,7 +41,7 @@ from tinyllama_cli.train.distributed import (
     shutdown,
 )
 from tinyllama_cli.train.launch_env import LaunchEnv
-from tinyllama_cli.train.metrics import MetricsLogger, format_row, peak_flops_per_device
+from tinyllama_cli.train.metrics import Interval, MetricsLogger, format_row, peak_flops_per_device
 from tinyllama_cli.train.optim import build_optimizer, lr_at, set_lr
 from tinyllama_cli.train.setup import Run, check_batch, load_run
 
@@ -155,10 +155,11 @@ class Trainer:
         self.model = build_model(run, world, self.precision)
         self.optimizer = build_optimizer(self.model, cfg, world.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.step = 0
+        self.step, self.interval = 0, Interval()
         checkpoints = list_checkpoints(run.dir)
         if checkpoints:
-            self.step = checkpoint.load(checkpoints[-1], self.model, self.optimizer)["step"]
+            state = checkpoint.load(checkpoints[-1], self.model, self.optimizer)
+            self.step, self.interval = state["step"], Interval.from_dict(state.get("log_interval"))
         self.logger = MetricsLogger(run.dir, world.is_main, self.step, cfg.tensorboard, cfg.wandb,
                                     cfg.wandb_project, {"model": run.model.to_dict(), "train": cfg.to_dict()},
                                     console)
@@ -208,7 +209,7 @@ class Trainer:
         state = {"step": self.step, "tokens_seen": self.step * self.tokens_per_step,
                  "samples_seen": self.step * self.cfg.global_batch_size,
                  "data_fingerprint": self.run.data_fingerprint, "model_config": self.run.model.to_dict(),
-                 "world_size": self.world.world_size}
+                 "world_size": self.world.world_size, "log_interval": self.interval.to_dict()}
         path = checkpoint.save(self.run.dir, self.model, self.optimizer, state, self.world, self.cfg.keep_last)
         self.logger.print(f"saved {path}")
 
@@ -233,23 +234,24 @@ class Trainer:
             + (f"; {self.threads[0]} CPU thread(s) per worker ({self.threads[1]})" if self.threads else "")
             + f"; MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
         start_step, run_start = self.step, time.perf_counter()
-        interval_start, interval_steps = run_start, 0
         stopped = False
         while self.step < end:
             lr = lr_at(self.step, cfg, cfg.max_steps)
+            started = time.perf_counter()
             loss, grad_norm, stopped = self.train_step()
-            interval_steps += 1
+            self.interval.add(loss, time.perf_counter() - started)
             step = self.step
             if step % cfg.log_every == 0 or step == end:
                 now = time.perf_counter()
-                tps = interval_steps * self.tokens_per_step / (now - interval_start)
-                record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                tps = self.interval.steps * self.tokens_per_step / self.interval.seconds
+                record = {"step": step, "loss": self.interval.mean_loss, "lr": lr, "grad_norm": grad_norm,
                           "tokens_seen": step * self.tokens_per_step, "tokens_per_sec": tps,
                           "mfu": tps * flops_per_token / (peak * world.world_size), "elapsed_s": now - run_start}
                 self.logger.log(record)
                 rate = (step - start_step) / (now - run_start)
                 self.logger.print(format_row(record, cfg.max_steps, (cfg.max_steps - step) / rate))
-                interval_start, interval_steps = time.perf_counter(), 0
+                if step % cfg.log_every == 0:  # an early end (--stop-at-step) keeps the interval open
+                    self.interval = Interval()
             # Validation depends only on the step, so interrupted and uninterrupted runs log the same.
             if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
                 self.validate()

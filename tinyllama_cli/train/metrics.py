@@ -9,6 +9,7 @@ busy machine as on a quiet one) times the worker's threads.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,37 @@ def peak_flops_per_device(device: torch.device, override: float | None, precisio
     kind = f"{precision} ({bf16} CPU)" if bf16 else f"{precision} (CPU without native bf16)"
     return (cpu_peak_flops(precision, threads),
             f"one core's best {kind} matmul in CPU time x {threads} thread(s)")
+
+
+@dataclass
+class Interval:
+    """The optimizer steps since the last logged record, which the next record averages.
+
+    `seconds` counts training steps only: validation and checkpoint saves between two records
+    are not in the throughput (they made periodic dips of the logged tokens/s). The pending
+    interval is saved in each checkpoint's state.json, so a run resumed mid-interval logs the
+    same mean loss at the next --log-every step as the uninterrupted run.
+    """
+
+    loss_sum: float = 0.0
+    steps: int = 0
+    seconds: float = 0.0
+
+    def add(self, loss: float, seconds: float) -> None:
+        self.loss_sum += loss
+        self.steps += 1
+        self.seconds += seconds
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / self.steps
+
+    def to_dict(self) -> dict[str, float]:
+        return {"loss_sum": self.loss_sum, "steps": self.steps, "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Interval:
+        return cls(**data) if data else cls()
 
 
 class MetricsLogger:
