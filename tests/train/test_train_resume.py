@@ -310,3 +310,16 @@ def test_throughput_leaves_out_saves_and_validation(token_data, tmp_path, monkey
         r = json.loads(line)
         if "tokens_per_sec" in r:
             assert 2 * 8 * 32 / r["tokens_per_sec"] < 2.0, r  # two steps' tokens at the logged rate
+
+
+def test_validation_logs_each_source_and_their_mix_weighted_mean(token_data, references):
+    from tinyllama_cli.data.dataset import PretrainData
+
+    weights = PretrainData(token_data, 32, 1337).weights
+    rows = [json.loads(line) for line in (references("fp32") / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in rows if "val_loss" in r]
+    assert [r["step"] for r in vals] == [12, 24]
+    for r in vals:
+        per_source = {k.split("/")[1]: v for k, v in r.items() if k.startswith("val_loss/")}
+        assert set(per_source) == {"web", "code"}
+        assert r["val_loss"] == pytest.approx(sum(weights[s] * v for s, v in per_source.items()), rel=1e-12)

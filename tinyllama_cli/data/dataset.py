@@ -25,7 +25,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinyllama_cli.data.mixture import Mixture, feistel_permutation, parse_mix, window_key
+from tinyllama_cli.data.mixture import (
+    Mixture,
+    capped_quotas,
+    feistel_permutation,
+    parse_mix,
+    validation_key,
+    window_key,
+)
 from tinyllama_cli.errors import UserError
 
 DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
@@ -181,22 +188,33 @@ class PretrainData:
         tokens = torch.from_numpy(np.stack([self.sample(k) for k in range(first, first + size)]))
         return tokens[:, :-1], tokens[:, 1:]
 
-    def validation_windows(self, limit: int) -> list[tuple[int, int]]:
-        """(source, window) pairs of the val split: the first windows of each source in turn."""
-        counts = [s.num_windows(self.seq_len) for s in self.val_streams]
-        out: list[tuple[int, int]] = []
-        window = 0
-        while len(out) < limit and window < max(counts, default=0):
-            out += [(s, window) for s, n in enumerate(counts) if window < n][: limit - len(out)]
-            window += 1
-        return out
+    def validation_windows(self, limit: int) -> dict[str, list[int]]:
+        """The run's fixed validation set: per source, window indices into its val stream.
 
-    def validation_batch(self, windows: list[tuple[int, int]], size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A micro batch of val windows, padded to `size` rows whose targets are all ignored (-100),
-        so every worker runs the same number of forward passes even with fewer windows than workers."""
+        At most `limit` windows in all, shared out by the mix weights (a source with fewer
+        windows than its share gives the rest to the others), so the pooled loss is the loss on
+        the training mixture. Within a source they are spread over the whole stream by a seeded
+        permutation, not its first windows (files are in sorted order, so the first windows of
+        Starcoderdata are the alphabetically first languages). A pure function of the seed, the
+        mix and the data, like the training order."""
+        names = [n for n in self.val_names if n in self.weights]
+        capacity = [self.val_streams[self.val_names.index(n)].num_windows(self.seq_len) for n in names]
+        quotas = capped_quotas(limit, [self.weights[n] for n in names], capacity)
+        chosen = {}
+        for name, n, q in zip(names, capacity, quotas):
+            if q:
+                picks = feistel_permutation(np.arange(q), n, validation_key(self.seed, name))
+                chosen[name] = sorted(int(w) for w in picks)
+        return chosen
+
+    def validation_batch(self, source: str, windows: list[int], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A micro batch of one source's val windows, padded to `size` rows whose targets are all
+        ignored (-100), so every worker runs the same number of forward passes even with fewer
+        windows than workers."""
         x = torch.zeros(size, self.seq_len, dtype=torch.long)
         y = torch.full((size, self.seq_len), -100, dtype=torch.long)
-        for row, (s, w) in enumerate(windows):
-            tokens = torch.from_numpy(self.val_streams[s].read(w * self.seq_len, self.seq_len + 1))
+        stream = self.val_streams[self.val_names.index(source)]
+        for row, w in enumerate(windows):
+            tokens = torch.from_numpy(stream.read(w * self.seq_len, self.seq_len + 1))
             x[row], y[row] = tokens[:-1], tokens[1:]
         return x, y

@@ -62,6 +62,26 @@ def block_quotas(weights: list[float], block: int = MIX_BLOCK) -> np.ndarray:
     return quotas
 
 
+def capped_quotas(total: int, weights: list[float], capacity: list[int]) -> list[int]:
+    """`total` items split by `weights` (largest remainder), no share above its `capacity`; what
+    a capped share cannot take goes to the others by their weights. Each round either places
+    everything or fills at least one share, so it ends after at most len(weights) rounds."""
+    quotas = [0] * len(weights)
+    while True:
+        open_ = [i for i, (w, c) in enumerate(zip(weights, capacity)) if w > 0 and quotas[i] < c]
+        left = total - sum(quotas)
+        if left <= 0 or not open_:
+            return quotas
+        scale = sum(weights[i] for i in open_)
+        exact = {i: left * weights[i] / scale for i in open_}
+        give = {i: int(exact[i]) for i in open_}
+        by_remainder = sorted(open_, key=lambda i: (int(exact[i]) - exact[i], i))
+        for i in by_remainder[: left - sum(give.values())]:
+            give[i] += 1
+        for i in open_:
+            quotas[i] += min(give[i], capacity[i] - quotas[i])
+
+
 def _key(*parts: object) -> int:
     """A 64-bit key from arbitrary parts, the same on every machine and Python version."""
     digest = hashlib.sha256("/".join(str(p) for p in parts).encode()).digest()
@@ -137,3 +157,7 @@ def feistel_permutation(index: np.ndarray | int, n: int, key: int, rounds: int =
 
 def window_key(seed: int, source: str, epoch: int) -> int:
     return _key("window", seed, source, epoch)
+
+
+def validation_key(seed: int, source: str) -> int:
+    return _key("validation", seed, source)

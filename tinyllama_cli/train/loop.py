@@ -78,25 +78,34 @@ def build_model(run: Run, world: World, precision: str) -> torch.nn.Module:
     return parallelize(model, world, precision, run.train.compile, run.train.activation_checkpointing)
 
 
-def evaluate(model: torch.nn.Module, data: PretrainData, windows: list, world: World,
-             micro: int, autocast: Any) -> float | None:
-    """Mean validation loss over `windows`, split across workers. Every worker runs the same
-    number of forward passes (padding rows are ignored), so FSDP never waits on a missing peer."""
-    mine = windows[world.rank :: world.world_size]
-    n_batches = math.ceil(math.ceil(len(windows) / world.world_size) / micro)
-    loss_sum, count = 0.0, 0.0
+def evaluate(model: torch.nn.Module, data: PretrainData, windows: dict[str, list[int]], world: World,
+             micro: int, autocast: Any) -> dict[str, float]:
+    """Validation loss per source over the run's windows, and `val_loss`: their mix-weighted mean
+    (the loss on the training mixture). Windows are split across workers; every worker runs the
+    same number of forward passes (padding rows are ignored), so FSDP never waits on a peer."""
+    sums: list[float] = []
     model.eval()
     with torch.no_grad():
-        for b in range(n_batches):
-            x, y = data.validation_batch(mine[b * micro : (b + 1) * micro], micro)
-            x, y = x.to(world.device), y.to(world.device)
-            with autocast():
-                loss = model(x, y)
-            n = int((y != -100).sum())
-            loss_sum, count = loss_sum + float(loss) * n, count + n
+        for source, source_windows in windows.items():
+            mine = source_windows[world.rank :: world.world_size]
+            n_batches = math.ceil(math.ceil(len(source_windows) / world.world_size) / micro)
+            loss_sum, count = 0.0, 0.0
+            for b in range(n_batches):
+                x, y = data.validation_batch(source, mine[b * micro : (b + 1) * micro], micro)
+                x, y = x.to(world.device), y.to(world.device)
+                with autocast():
+                    loss = model(x, y)
+                n = int((y != -100).sum())
+                loss_sum, count = loss_sum + (float(loss) * n if n else 0.0), count + n
+            sums += [loss_sum, count]
     model.train()
-    loss_sum, count = all_reduce_sum([loss_sum, count], world)
-    return loss_sum / count if count else None
+    sums = all_reduce_sum(sums, world)
+    per_source = {s: sums[2 * i] / sums[2 * i + 1] for i, s in enumerate(windows) if sums[2 * i + 1]}
+    if not per_source:
+        return {}
+    weight = sum(data.weights[s] for s in per_source)
+    return {"val_loss": sum(data.weights[s] * v for s, v in per_source.items()) / weight,
+            **{f"val_loss/{s}": v for s, v in per_source.items()}}
 
 
 def train(run_dir: str | Path, accelerator: str = "auto", setup: Callable[[], None] | None = None,
@@ -215,9 +224,10 @@ class Trainer:
 
     def validate(self) -> None:
         val = evaluate(self.model, self.data, self.val_windows, self.world, self.cfg.micro_batch_size, self.autocast)
-        if val is not None:
-            self.logger.log({"step": self.step, "val_loss": val, "tokens_seen": self.step * self.tokens_per_step})
-            self.logger.print(f"step {self.step:>7}  [bold magenta]val loss {val:.4f}[/]")
+        if val:
+            self.logger.log({"step": self.step, **val, "tokens_seen": self.step * self.tokens_per_step})
+            sources = "  ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in val.items() if "/" in k)
+            self.logger.print(f"step {self.step:>7}  [bold magenta]val loss {val['val_loss']:.4f}[/]  ({sources})")
 
     def fit(self) -> int:
         """Train to --max-steps (or --stop-at-step, or a signal); returns the last step done."""

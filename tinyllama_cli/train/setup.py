@@ -139,7 +139,8 @@ def validation_notes(data: PretrainData, cfg: TrainConfig) -> list[str]:
     """Warn when validation loss will be missing or will not cover every source."""
     if cfg.eval_samples < 1:
         return []
-    windows = {name: s.num_windows(cfg.seq_len) for name, s in zip(data.val_names, data.val_streams)}
+    windows = {name: s.num_windows(cfg.seq_len) for name, s in zip(data.val_names, data.val_streams)
+               if name in data.weights}  # the sources the run trains on
     empty = [name for name, n in windows.items() if n == 0]
     if len(empty) == len(windows):
         return [(f"{cfg.data} has no validation data of {cfg.seq_len + 1}+ tokens in any source: no "
