@@ -20,6 +20,8 @@ def test_single_node_spawns_standalone_torchrun():
     cmd = torchrun_command(run_of(devices=4, accelerator="cpu"))
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=4" in cmd
     assert "--standalone" in cmd and cmd[-4:] == ["-m", "tinyllama_cli.train.worker", "/runs/x", "cpu"]
+    # torchrun's own 30 s would SIGKILL workers in the middle of a large checkpoint save
+    assert "--shutdown-timeout=900" in cmd
 
 
 def test_multi_node_uses_the_rendezvous_and_needs_an_endpoint():

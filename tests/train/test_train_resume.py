@@ -323,3 +323,29 @@ def test_validation_logs_each_source_and_their_mix_weighted_mean(token_data, ref
         per_source = {k.split("/")[1]: v for k, v in r.items() if k.startswith("val_loss/")}
         assert set(per_source) == {"web", "code"}
         assert r["val_loss"] == pytest.approx(sum(weights[s] * v for s, v in per_source.items()), rel=1e-12)
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_whole_process_group_saves_exits_0_and_resumes_exactly(token_data, references, tmp_path):
+    """What SLURM does at a time limit: SIGTERM to every process of the job step at once (the
+    launcher, torchrun and both workers). They finish the step, save, exit 0; the resumed run
+    is the uninterrupted one."""
+    import os
+
+    out = tmp_path / "run"
+    proc = cli("pretrain", "--data", str(token_data), "--out", str(out), *flags("fp32"), "--devices", "2",
+               "--accelerator", "cpu", start_new_session=True)
+    _wait_for_lines(out / "metrics.jsonl", 3, proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    assert "stopped by SIGTERM" in output
+    stopped = json.loads((list_checkpoints(out)[-1] / "state.json").read_text())["step"]
+    assert 3 <= stopped < STEPS
+    launch.resume(out, {"devices": 1})
+    ref_losses, ref_vals = records(references("fp32"))
+    losses, vals = records(out)
+    assert sorted(losses) == list(range(1, STEPS + 1))
+    for step, loss in losses.items():  # 2 workers, then 1: fp32 equal to 1e-5
+        assert loss == pytest.approx(ref_losses[step], rel=1e-5, abs=1e-6), step
+    assert vals == pytest.approx(ref_vals, rel=1e-5)

@@ -99,10 +99,18 @@ def _wait_for(path: Path, timeout_s: float = 600) -> None:
         time.sleep(2)
 
 
+# How long torchrun waits, after a SIGTERM (SLURM's time limit, scancel), for its workers to
+# finish the step and save before it kills them. Its default, 30 s, is less than a 1.1B save
+# takes: ~17.6 GB of weights and AdamW state (16 bytes per parameter) written to a shared file
+# system at a few hundred MB/s per node is minutes. SLURM itself kills after its KillWait, so the
+# sbatch example signals 15 minutes before the limit.
+SHUTDOWN_TIMEOUT_S = 900
+
+
 def torchrun_command(run: Run) -> list[str]:
     cfg = run.train
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={cfg.devices}",
-           f"--nnodes={cfg.nodes}"]
+           f"--nnodes={cfg.nodes}", f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}"]
     if cfg.nodes == 1:
         cmd.append("--standalone")
     else:
