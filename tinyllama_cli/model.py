@@ -15,6 +15,7 @@ applied from outside (`tinyllama_cli/train/`).
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -175,22 +176,19 @@ class Llama(nn.Module):
         self.init_weights()
 
     @torch.no_grad()
-    def init_weights(self) -> None:
+    def init_weights(self, seed: int | None = None) -> None:
         """TinyLlama's init: N(0, sqrt(2/(5d))) everywhere, the two residual output projections
         (attention wo, MLP w2) N(0, 1/sqrt(d)/n_layer), norms at one.
 
-        Also (re)computes the RoPE tables, so a model built on the meta device and then
-        `to_empty()`-ed is complete after this call (loading weights instead: `init_rope()`).
+        With a `seed`, each parameter comes from its own generator, seeded by (seed, its name):
+        its values then depend on nothing else, so a sharded model can initialise its shards
+        one parameter at a time and get exactly what one device gets (`train.distributed`).
+        Without one, the global RNG is used in parameter order. Also (re)computes the RoPE
+        tables, so a model built on the meta device and `to_empty()`-ed is complete after this
+        call (loading weights instead: `init_rope()`).
         """
-        d, n_layer = self.config.n_embd, self.config.n_layer
-        std, residual_std = math.sqrt(2.0 / (5 * d)), 1.0 / math.sqrt(d) / n_layer
         for name, param in self.named_parameters():
-            if name.endswith("norm.weight"):
-                nn.init.ones_(param)
-            elif name.endswith(("attention.wo.weight", "feed_forward.w2.weight")):
-                nn.init.normal_(param, mean=0.0, std=residual_std)
-            else:
-                nn.init.normal_(param, mean=0.0, std=std)
+            init_parameter(self.config, name, param, None if seed is None else param_generator(seed, name))
         self.init_rope()
 
     @torch.no_grad()
@@ -284,6 +282,28 @@ class Llama(nn.Module):
     def num_params(self, include_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
         return n if include_embedding else n - self.tok_embeddings.weight.numel()
+
+
+def param_generator(seed: int, name: str) -> torch.Generator:
+    """The CPU generator of parameter `name` for a run seeded with `seed`."""
+    digest = hashlib.sha256(f"init/{seed}/{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+
+
+@torch.no_grad()
+def init_parameter(config: ModelConfig, name: str, param: torch.Tensor,
+                   generator: torch.Generator | None = None) -> None:
+    """Fill one parameter (a full, unsharded tensor) by TinyLlama's rule for its name; with a
+    (CPU) `generator`, the values are drawn on the CPU whatever the parameter's device."""
+    if name.endswith("norm.weight"):
+        param.fill_(1.0)
+        return
+    residual = name.endswith(("attention.wo.weight", "feed_forward.w2.weight"))
+    std = 1.0 / math.sqrt(config.n_embd) / config.n_layer if residual else math.sqrt(2.0 / (5 * config.n_embd))
+    if generator is None:
+        param.normal_(0.0, std)
+    else:
+        param.copy_(torch.empty(param.shape, dtype=torch.float32).normal_(0.0, std, generator=generator))
 
 
 def empty_model(config: ModelConfig, device: torch.device | str = "cpu",

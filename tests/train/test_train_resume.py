@@ -64,7 +64,8 @@ def references(token_data, tmp_path_factory):
             pretrain(token_data, out, precision)
             losses, vals = records(out)
             assert sorted(losses) == list(range(1, STEPS + 1)) and sorted(vals) == [12, 24]
-            assert losses[STEPS] < losses[1] - 0.1  # it learns
+            first, last = (sum(losses[s] for s in steps) / 6 for steps in (range(1, 7), range(19, 25)))
+            assert last < first - 0.05 and vals[24] < vals[12]  # it learns (one step's loss is noisy)
             mfus = [json.loads(line).get("mfu") for line in (out / "metrics.jsonl").read_text().splitlines()]
             assert all(0 < m <= 1 for m in mfus if m is not None) and any(mfus)  # a true fraction
             runs[precision] = out
@@ -184,7 +185,7 @@ def test_fsdp_with_compile_and_activation_checkpointing_matches_one_process(toke
     assert sorted(losses) == list(range(1, 7))
     for step, loss in losses.items():
         assert loss == pytest.approx(ref_losses[step], rel=1e-4, abs=1e-5), step
-    assert losses[6] < losses[1]  # it learns, compiled
+    # (that it learns is the reference's check: this run follows it step for step)
 
 
 @pytest.mark.slow
@@ -273,7 +274,7 @@ def test_bf16_two_process_fsdp_tracks_one_process_and_fp32(token_data, reference
     # Seen: bf16 within 2.4e-4 of fp32 over all 24 steps on the same three kinds of CPU.
     for step in range(1, STEPS + 1):
         assert bf16[step] == pytest.approx(fp32[step], rel=2e-3), step
-    assert bf16[STEPS] < bf16[1] - 0.1  # bf16 learns as fp32 does
+    assert sum(bf16[s] for s in range(19, 25)) < sum(bf16[s] for s in range(1, 7)) - 0.3  # it learns
 
 
 def test_logged_loss_is_the_interval_mean_and_survives_a_resume_mid_interval(token_data, references, tmp_path):

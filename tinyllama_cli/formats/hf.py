@@ -190,6 +190,45 @@ def read_hf_state(directory: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+class HFTensors:
+    """The tensors of an HF directory read one at a time by native name (safetensors are memory
+    mapped, so nothing but the tensor asked for is read): for loading shard by shard, where
+    `read_hf_state` would hold the whole model in memory on every rank."""
+
+    def __init__(self, directory: Path):
+        index = directory / WEIGHTS_INDEX_FILE
+        if index.is_file():
+            self._file_of = json.loads(index.read_text())["weight_map"]
+        else:
+            from safetensors import safe_open
+
+            with safe_open(str(directory / WEIGHTS_FILE), "pt") as f:
+                self._file_of = {key: WEIGHTS_FILE for key in f.keys()}  # noqa: SIM118 (no __contains__)
+        self._directory, self._open = directory, {}
+
+    def __enter__(self) -> HFTensors:  # noqa: PYI034 (py3.10 has no typing.Self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._open.values():
+            handle.__exit__(None, None, None)
+        self._open.clear()
+
+    def native(self, name: str) -> torch.Tensor:
+        """The tensor of native parameter `name` (a tied checkpoint's head is its embedding)."""
+        key = native_to_hf_name(name)
+        if key not in self._file_of and name == "output.weight":
+            key = native_to_hf_name("tok_embeddings.weight")
+        if key not in self._file_of:
+            raise UserError(f"{self._directory} lacks tensor {key}; it is not a complete Llama checkpoint")
+        file = self._file_of[key]
+        if file not in self._open:
+            from safetensors import safe_open
+
+            self._open[file] = safe_open(str(self._directory / file), "pt").__enter__()
+        return self._open[file].get_tensor(key)
+
+
 # --- writing -------------------------------------------------------------------------------------
 
 

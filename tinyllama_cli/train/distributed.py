@@ -112,7 +112,8 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def parallelize(model: nn.Module, world: World, precision: str, compile: bool,
                 activation_checkpointing: bool) -> nn.Module:
-    """Apply AC, compile and FSDP2 to a full model that is identical on every worker."""
+    """Apply AC, compile and FSDP2 to a model (usually on the meta device: `train.build`
+    allocates and fills it afterwards, shard by shard)."""
     blocks = model.layers
     for i, block in enumerate(list(blocks)):
         if activation_checkpointing:
@@ -125,7 +126,7 @@ def parallelize(model: nn.Module, world: World, precision: str, compile: bool,
             block = torch.compile(block)
         blocks.register_module(str(i), block)
     if world.world_size == 1:
-        return model.to(world.device)
+        return model
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     # On CUDA: bf16 parameters for compute, fp32 gradient reduction and fp32 master weights.
@@ -134,7 +135,6 @@ def parallelize(model: nn.Module, world: World, precision: str, compile: bool,
     mp = MixedPrecisionPolicy()
     if world.device.type == "cuda" and precision == "bf16":
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    model.to(world.device)
     for block in blocks:
         fully_shard(block, mesh=world.mesh, mp_policy=mp)
     fully_shard(model, mesh=world.mesh, mp_policy=mp)

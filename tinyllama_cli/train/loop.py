@@ -28,15 +28,14 @@ import torch
 from tinyllama_cli.data.dataset import PretrainData
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
-from tinyllama_cli.model import Llama
 from tinyllama_cli.rundir import list_checkpoints
 from tinyllama_cli.train import checkpoint
+from tinyllama_cli.train.build import build_model
 from tinyllama_cli.train.distributed import (
     World,
     all_reduce_sum,
     clip_grad_norm,
     init_world,
-    parallelize,
     resolve_precision,
     shutdown,
 )
@@ -62,20 +61,6 @@ class StopFlag:
     def _handler(self, signum: int, frame: Any) -> None:
         self.signal = signal.Signals(signum).name
         signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def build_model(run: Run, world: World, precision: str) -> torch.nn.Module:
-    """The same full model on every worker (seeded init, or --init-from weights), then sharded."""
-    torch.manual_seed(run.train.seed)
-    model = Llama(run.model)
-    if run.train.init_from:
-        from tinyllama_cli.load import load_model
-
-        loaded = load_model(run.train.init_from)
-        model.load_state_dict(loaded.model.state_dict())
-        del loaded
-    model.train()
-    return parallelize(model, world, precision, run.train.compile, run.train.activation_checkpointing)
 
 
 def evaluate(model: torch.nn.Module, data: PretrainData, windows: dict[str, list[int]], world: World,
