@@ -43,8 +43,8 @@ def on_workers(tmp_path, n: int, preset: str = "cpu-tiny", vocab: int = 320, ini
 
 def assert_equal_states(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
+    for name, tensor in a.items():
+        assert torch.equal(tensor, b[name]), name
 
 
 def test_one_device_init_is_tinyllamas_and_seeded():
