@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from tinyllama_cli.data.dataset import PretrainData
+from tinyllama_cli.data.prefetch import Batches, Prefetcher, StepSlice
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.rundir import list_checkpoints
@@ -167,16 +168,13 @@ class Trainer:
             return torch.autocast(self.world.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
-    def train_step(self) -> tuple[float, float, bool]:
-        """One optimizer step over this worker's slice of the global batch.
+    def train_step(self, batches: Batches) -> tuple[float, float, bool]:
+        """One optimizer step over this worker's micro batches of the global batch.
 
         Returns (mean loss over all workers, global grad norm, whether any worker got a signal)."""
         cfg, world, model = self.cfg, self.world, self.model
-        micro = cfg.micro_batch_size
-        first = self.step * cfg.global_batch_size + world.rank * (cfg.global_batch_size // world.world_size)
         loss_acc = torch.zeros((), device=world.device)
-        for a in range(self.accum):
-            x, y = self.data.batch(first + a * micro, micro)
+        for a, (x, y) in enumerate(batches):
             x, y = x.to(world.device, non_blocking=True), y.to(world.device, non_blocking=True)
             if world.world_size > 1:  # reduce-scatter gradients only after the last micro batch
                 model.set_requires_gradient_sync(a == self.accum - 1)
@@ -229,11 +227,28 @@ class Trainer:
             + (f"; {self.threads[0]} CPU thread(s) per worker ({self.threads[1]})" if self.threads else "")
             + f"; MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
         start_step, run_start = self.step, time.perf_counter()
+        where = StepSlice(cfg.global_batch_size, cfg.micro_batch_size, world.rank, world.world_size)
+        prefetch = Prefetcher(self.data, where, self.step, end, pin=world.device.type == "cuda")
+        try:
+            stopped = self._loop(end, prefetch, peak, flops_per_token, start_step, run_start)
+        finally:
+            prefetch.close()
+        if stopped:
+            self.logger.print(f"stopped by {self.stop.signal or 'a signal on another worker'} at step "
+                              f"{self.step}; continue with `tinyllama resume {self.run.dir}`")
+        elif self.step < cfg.max_steps:
+            self.logger.print(f"stopped at --stop-at-step {self.step}; continue with `tinyllama resume {self.run.dir}`")
+        return self.step
+
+    def _loop(self, end: int, prefetch: Prefetcher, peak: float, flops_per_token: int, start_step: int,
+              run_start: float) -> bool:
+        """Steps until `end` or a stop signal; returns whether a signal stopped it."""
+        cfg, world = self.cfg, self.world
         stopped = False
         while self.step < end:
             lr = lr_at(self.step, cfg, cfg.max_steps)
-            started = time.perf_counter()
-            loss, grad_norm, stopped = self.train_step()
+            started = time.perf_counter()  # waiting for data counts as training time
+            loss, grad_norm, stopped = self.train_step(prefetch.get(self.step))
             self.interval.add(loss, time.perf_counter() - started)
             step = self.step
             if step % cfg.log_every == 0 or step == end:
@@ -254,9 +269,4 @@ class Trainer:
                 self.save()
             if stopped:
                 break
-        if stopped:
-            self.logger.print(f"stopped by {self.stop.signal or 'a signal on another worker'} at step "
-                              f"{self.step}; continue with `tinyllama resume {self.run.dir}`")
-        elif self.step < cfg.max_steps:
-            self.logger.print(f"stopped at --stop-at-step {self.step}; continue with `tinyllama resume {self.run.dir}`")
-        return self.step
+        return stopped
