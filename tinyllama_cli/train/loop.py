@@ -257,6 +257,8 @@ class Trainer:
                 record = {"step": step, "loss": self.interval.mean_loss, "lr": lr, "grad_norm": grad_norm,
                           "tokens_seen": step * self.tokens_per_step, "tokens_per_sec": tps,
                           "mfu": tps * flops_per_token / (peak * world.world_size), "elapsed_s": now - run_start}
+                if world.device.type == "cuda":  # this worker's high-water mark since the start
+                    record["peak_mem_gib"] = torch.cuda.max_memory_allocated(world.device) / 2**30
                 self.logger.log(record)
                 rate = (step - start_step) / (now - run_start)
                 self.logger.print(format_row(record, cfg.max_steps, (cfg.max_steps - step) / rate))
