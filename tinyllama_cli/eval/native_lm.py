@@ -1,20 +1,8 @@
-"""lm-evaluation-harness adapter over the native model: `NativeLM`, a `TemplateLM`.
+"""The lm-evaluation-harness adapter over the native model: `NativeLM`, a `TemplateLM`.
 
-It follows the conventions of lm-eval's Hugging Face backend (`HFLM`) for a Llama tokenizer, so
-the two give the same per-sample log-likelihoods on the same weights. The tokenization half
-(and the rolling windows) is the base class `LlamaTokenLM`, which the unigram baseline
-(`eval_baseline.UnigramLM`) shares, so both models are asked exactly the same requests:
-
-- every encoded context starts with BOS (the HF Llama tokenizer adds it); an empty context is
-  replaced by BOS alone (`prefix_token_id`); the end-of-text token is EOS;
-- the continuation's tokens are `encode(context + continuation)[len(encode(context)):]`, with
-  trailing context spaces moved onto the continuation (`TemplateLM._encode_pair`);
-- text is encoded as SentencePiece does, which is what the Llama 2-style tokenizer.json that
-  `convert` writes gives in transformers too (leading spaces included); a leading "<s>" is BOS;
-- inputs longer than the context are truncated from the left; rolling log-likelihoods use
-  lm-eval's own disjoint windows of the context length.
-
-Where it is faster than HFLM (same model, same dtype):
+Its tokenization is `tokenization.LlamaTokenLM`'s (lm-eval's HF backend's Llama conventions), so
+it gives the same per-sample log-likelihoods as `HFLM` on the same weights. Where it is faster
+than HFLM (same model, same dtype):
 
 - requests are grouped by context, longest first: each context runs once, left-padded to a
   common end with a key mask (RoPE is relative, so the padding changes nothing but rounding), and
@@ -38,98 +26,16 @@ from collections import defaultdict
 
 import torch
 import torch.nn.functional as F
-from lm_eval.api.model import TemplateLM
 from lm_eval.models.utils import (
     handle_stop_sequences,
     normalize_gen_kwargs,
     postprocess_generated_text,
 )
-from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from tqdm import tqdm
 
+from tinyllama_cli.eval.tokenization import LlamaTokenLM, Request
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import Tokenizer
-
-Request = tuple[tuple[str, str], list[int], list[int]]  # ((context, continuation), ctx ids, cont ids)
-
-
-class LlamaTokenLM(TemplateLM):
-    """The tokenization side of an lm-eval LM over a SentencePiece `Tokenizer`, HFLM's Llama
-    conventions: shared by `NativeLM` and the unigram baseline (`eval_baseline.UnigramLM`), so
-    both see identical requests. Subclasses score: `_loglikelihood_tokens`, `max_length`."""
-
-    def __init__(self, tokenizer: Tokenizer):
-        super().__init__()
-        self.tok = tokenizer
-        self.bos_piece = tokenizer.id_to_piece(tokenizer.bos_id)
-        self.eos_piece = tokenizer.id_to_piece(tokenizer.eos_id)
-
-    @property
-    def eot_token_id(self) -> int:
-        return self.tok.eos_id
-
-    @property
-    def prefix_token_id(self) -> int:
-        return self.tok.bos_id
-
-    @property
-    def tokenizer_name(self) -> str:
-        return str(self.tok.path)
-
-    # --- tokenization ------------------------------------------------------------------------
-
-    def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
-        """Ids as HF's Llama tokenizer gives them: BOS unless told not to (or already present)."""
-        bos = add_special_tokens is not False
-        if add_special_tokens is None and string.startswith(self.bos_piece):
-            return [self.tok.bos_id] + self._encode_text(string[len(self.bos_piece):])
-        return ([self.tok.bos_id] if bos else []) + self._encode_text(string)
-
-    def _encode_text(self, text: str) -> list[int]:
-        # The HF directories `convert` writes carry a tokenizer.json that, like Llama 2's, prepends
-        # the dummy-prefix "▁" in its normalizer: exactly SentencePiece's ids, leading spaces too.
-        return self.tok.encode(text) if text else []
-
-    def tok_decode(self, tokens: list[int], skip_special_tokens: bool = True) -> str:
-        """Text as HF's Llama decoder gives it (SentencePiece's own decode differs on bad bytes).
-
-        Pieces with "▁" -> " "; runs of byte pieces decoded as UTF-8, or one U+FFFD per byte
-        when invalid (HF's ByteFallback); control and unknown pieces skipped; one leading space
-        stripped.
-        """
-        sp = self.tok.sp
-        parts: list[str] = []
-        pending = bytearray()
-        for t in tokens:
-            if sp.is_byte(t):
-                pending.append(int(sp.id_to_piece(t)[3:5], 16))
-                continue
-            if skip_special_tokens and (sp.is_control(t) or sp.is_unknown(t)):
-                continue
-            parts.append(_utf8_or_replacement(pending))
-            pending.clear()
-            parts.append(sp.id_to_piece(t).replace("\u2581", " "))
-        parts.append(_utf8_or_replacement(pending))
-        text = "".join(parts)
-        return text.removeprefix(" ")
-
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
-        """Perplexity-style total log-likelihood of each string, in disjoint context-length windows."""
-        windows: list[Request] = []
-        owners: list[int] = []
-        for i, (string,) in enumerate(req.args for req in requests):
-            for ctx, cont in map(make_disjoint_window, get_rolling_token_windows(
-                    token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
-                    max_seq_len=self.max_length, context_len=1)):
-                windows.append(((None, None), ctx, cont))  # type: ignore[arg-type]
-                owners.append(i)
-        scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)
-        totals = [0.0] * len(requests)
-        for i, (logprob, _) in zip(owners, scores):
-            totals[i] += logprob
-        for req, total in zip(requests, totals):
-            self.cache_hook.add_partial("loglikelihood_rolling", req.args, total)
-        return totals
 
 
 class NativeLM(LlamaTokenLM):
@@ -392,10 +298,3 @@ class NativeLM(LlamaTokenLM):
             logits = logits.scatter(1, order, sorted_logits.masked_fill(remove, float("-inf")))
         probs = logits.softmax(-1)
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
-
-
-def _utf8_or_replacement(data: bytes | bytearray) -> str:
-    try:
-        return bytes(data).decode("utf-8")
-    except UnicodeDecodeError:
-        return "\ufffd" * len(data)
