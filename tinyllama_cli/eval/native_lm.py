@@ -86,11 +86,13 @@ class NativeLM(LlamaTokenLM):
         for _, ctx, cont in requests:
             if not ctx or not cont:
                 raise ValueError("lm-eval passed an empty context or continuation")
-        fits = [i for i, (_, ctx, cont) in enumerate(requests) if len(ctx) + len(cont) <= self.max_length + 1]
+        fits = [i for i, (_, ctx, cont) in enumerate(requests)
+                if len(ctx) + len(cont) <= self.max_length + 1]
         too_long = sorted(set(range(len(requests))) - set(fits))
         results: list[tuple[float, bool] | None] = [None] * len(requests)
         batch_size = override_bs or self.batch_size
-        with tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood", leave=False) as bar:
+        with tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood",
+                  leave=False) as bar:
             for batch in self._shared_batches(requests, fits, batch_size):
                 for i, value in self._score_shared(requests, batch).items():
                     results[i] = value
@@ -106,7 +108,8 @@ class NativeLM(LlamaTokenLM):
         """Batches as {context: {continuation[:-1]: [request indices]}}, longest contexts first,
         at most `batch_size` continuation rows (a larger group goes alone) and context +
         continuation width within the model's context length."""
-        groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = defaultdict(lambda: defaultdict(list))
+        groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = defaultdict(
+            lambda: defaultdict(list))
         for i in indices:
             _, ctx, cont = requests[i]
             groups[tuple(ctx)][tuple(cont[:-1])].append(i)
@@ -127,61 +130,72 @@ class NativeLM(LlamaTokenLM):
 
     @torch.no_grad()
     def _score_shared(self, requests: list[Request], batch: dict) -> dict[int, tuple[float, bool]]:
-        """Contexts left-padded to a common end (stage 1), then every continuation row from there
-        with the context's cached keys/values (stage 2). RoPE is relative, so the padding
-        changes nothing but float rounding."""
-        model, device = self.model, self.device
+        """Each request of a batch scored from `_shared_hidden`'s hidden states: the context's
+        last position predicts the first continuation token, the row's (k-1)-th continuation
+        position the k-th."""
         contexts = list(batch)
         rows = [(g, cont) for g, ctx in enumerate(contexts) for cont in batch[ctx]]
-        n_ctx, n_cont = max(len(c) for c in contexts), max(len(c) for _, c in rows)
-        key_mask = torch.ones((len(rows), n_ctx + n_cont), dtype=torch.bool)
-        idx = torch.zeros((len(contexts), n_ctx), dtype=torch.long)
-        for g, ctx in enumerate(contexts):
-            idx[g, n_ctx - len(ctx):] = torch.tensor(ctx)
-        ctx_mask = torch.zeros((len(contexts), n_ctx), dtype=torch.bool)
-        for g, ctx in enumerate(contexts):
-            ctx_mask[g, n_ctx - len(ctx):] = True
-        group_of_row = torch.tensor([g for g, _ in rows])
-        key_mask[:, :n_ctx] = ctx_mask[group_of_row]
-        model.setup_kv_cache(len(rows), n_ctx + n_cont)
-        try:
-            last = self._hidden_states(idx.to(device), 0, ctx_mask.to(device))[:, -1]  # predicts cont[0]
-            if n_cont:
-                rows_on_device = group_of_row.to(device)
-                for layer in model.layers:
-                    cache = layer.attention.kv_cache
-                    cache.k[:len(rows), :n_ctx] = cache.k[:len(contexts), :n_ctx][rows_on_device]
-                    cache.v[:len(rows), :n_ctx] = cache.v[:len(contexts), :n_ctx][rows_on_device]
-                idx2 = torch.zeros((len(rows), n_cont), dtype=torch.long)
-                for r, (_, cont) in enumerate(rows):
-                    idx2[r, :len(cont)] = torch.tensor(cont)
-                rest = self._hidden_states(idx2.to(device), n_ctx, key_mask.to(device))
-        finally:
-            model.clear_kv_cache()
-        # Hidden state predicting each continuation token: the context's last position for the
-        # first token, the row's (k-1)-th stage-2 position for the k-th; rows of `hidden` below.
-        hidden = last if not n_cont else torch.cat([last, rest.reshape(-1, rest.size(-1))])
+        hidden, n_cont = self._shared_hidden(contexts, rows)
         picks, targets, owners, order = [], [], [], []
         for r, (g, cont_head) in enumerate(rows):
+            first = len(contexts) + r * n_cont  # the row's first continuation position
             for i in batch[contexts[g]][cont_head]:
                 cont = requests[i][2]
                 picks.append(g)
-                picks += range(len(contexts) + r * n_cont, len(contexts) + r * n_cont + len(cont) - 1)
+                picks += range(first, first + len(cont) - 1)
                 targets += cont
                 owners += [len(order)] * len(cont)
                 order.append(i)
-        values = self._score_hidden(hidden[torch.tensor(picks, device=device)], targets, owners, len(order))
+        values = self._score_hidden(hidden[torch.tensor(picks, device=self.device)], targets,
+                                    owners, len(order))
         return dict(zip(order, values))
+
+    def _shared_hidden(self, contexts: list[tuple[int, ...]],
+                       rows: list[tuple[int, tuple[int, ...]]]) -> tuple[torch.Tensor, int]:
+        """(hidden states, continuation width): the contexts left-padded to a common end
+        (stage 1), then every continuation row from there with its context's cached keys and
+        values (stage 2). Rows of the result: each context's last position, then each row's
+        continuation positions. RoPE is relative, so the padding changes nothing but rounding."""
+        model, device = self.model, self.device
+        n_ctx, n_cont = max(len(c) for c in contexts), max(len(c) for _, c in rows)
+        idx = torch.zeros((len(contexts), n_ctx), dtype=torch.long)
+        ctx_mask = torch.zeros((len(contexts), n_ctx), dtype=torch.bool)
+        for g, ctx in enumerate(contexts):
+            idx[g, n_ctx - len(ctx):] = torch.tensor(ctx)
+            ctx_mask[g, n_ctx - len(ctx):] = True
+        group_of_row = torch.tensor([g for g, _ in rows])
+        key_mask = torch.ones((len(rows), n_ctx + n_cont), dtype=torch.bool)
+        key_mask[:, :n_ctx] = ctx_mask[group_of_row]
+        model.setup_kv_cache(len(rows), n_ctx + n_cont)
+        try:
+            last = model.hidden_states(idx.to(device), input_pos=0,
+                                       key_mask=ctx_mask.to(device))[:, -1]
+            if not n_cont:
+                return last, n_cont
+            rows_on_device = group_of_row.to(device)
+            for layer in model.layers:
+                cache = layer.attention.kv_cache
+                cache.k[:len(rows), :n_ctx] = cache.k[:len(contexts), :n_ctx][rows_on_device]
+                cache.v[:len(rows), :n_ctx] = cache.v[:len(contexts), :n_ctx][rows_on_device]
+            idx2 = torch.zeros((len(rows), n_cont), dtype=torch.long)
+            for r, (_, cont) in enumerate(rows):
+                idx2[r, :len(cont)] = torch.tensor(cont)
+            rest = model.hidden_states(idx2.to(device), input_pos=n_ctx,
+                                       key_mask=key_mask.to(device))
+        finally:
+            model.clear_kv_cache()
+        return torch.cat([last, rest.reshape(-1, rest.size(-1))]), n_cont
 
     @torch.no_grad()
     def _score_truncated(self, reqs: list[Request]) -> list[tuple[float, bool]]:
         """Inputs (ctx + cont)[-(max_length + 1):][:-1], right-padded; the last len(cont)
-        positions predict the continuation."""
+        positions predict the continuation. No key mask and no cache: attention is plainly
+        causal, so a real token never sees the padding after it."""
         inputs = [(ctx + cont)[-(self.max_length + 1):][:-1] for _, ctx, cont in reqs]
         idx = torch.zeros((len(inputs), max(len(x) for x in inputs)), dtype=torch.long)
         for r, inp in enumerate(inputs):
             idx[r, :len(inp)] = torch.tensor(inp)
-        hidden = self._hidden_states(idx.to(self.device))
+        hidden = self.model.hidden_states(idx.to(self.device))
         width = idx.size(1)
         picks, targets, owners = [], [], []
         for r, ((_, _, cont), inp) in enumerate(zip(reqs, inputs)):
@@ -189,7 +203,8 @@ class NativeLM(LlamaTokenLM):
             targets += cont
             owners += [r] * len(cont)
         flat = hidden.reshape(-1, hidden.size(-1))
-        return self._score_hidden(flat[torch.tensor(picks, device=self.device)], targets, owners, len(reqs))
+        return self._score_hidden(flat[torch.tensor(picks, device=self.device)], targets, owners,
+                                  len(reqs))
 
     def _score_hidden(self, h: torch.Tensor, targets: list[int], owners: list[int],
                       n: int) -> list[tuple[float, bool]]:
@@ -199,23 +214,11 @@ class NativeLM(LlamaTokenLM):
         target = torch.tensor(targets, device=device)
         owner = torch.tensor(owners, device=device)
         token_lp = logprobs.gather(1, target[:, None]).squeeze(1)
-        misses = torch.zeros(n, dtype=torch.long, device=device).index_add_(0, owner, (logprobs.argmax(-1) != target).long())
-        sums = torch.zeros(n, dtype=torch.float64, device=device).index_add_(0, owner, token_lp.double())
+        wrong = (logprobs.argmax(-1) != target).long()
+        misses = torch.zeros(n, dtype=torch.long, device=device).index_add_(0, owner, wrong)
+        sums = torch.zeros(n, dtype=torch.float64, device=device).index_add_(
+            0, owner, token_lp.double())
         return [(float(s), m == 0) for s, m in zip(sums.tolist(), misses.tolist())]
-
-    def _hidden_states(self, idx: torch.Tensor, start: int = 0, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Final-norm hidden states: `Llama.forward` without the output head, which the callers
-        apply only where a continuation token is predicted. With no key mask and start 0
-        (right padding) attention is plainly causal: a real token never sees the padding after it.
-        """
-        model = self.model
-        T = idx.size(1)
-        cos, sin = model.rope_cos[start:start + T], model.rope_sin[start:start + T]
-        mask = model._attention_mask(T, start, key_mask, idx.device)
-        x = model.tok_embeddings(idx)
-        for layer in model.layers:
-            x = layer(x, cos, sin, start, mask)
-        return model.norm(x)
 
     # --- generation --------------------------------------------------------------------------
 
