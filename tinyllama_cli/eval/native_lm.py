@@ -15,8 +15,9 @@ than HFLM (same model, same dtype):
 - the output projection and the log-softmax are applied only at the continuation positions, not
   to every (batch x length x vocabulary) logit.
 
-`generate_until` decodes with the model's KV cache: left-padded prompts with a key mask, greedy
-or sampled per the task's generation kwargs, stopping per row at EOS or at a stop string.
+`generate_until` decodes with generate.py's `generate_tokens` (left-padded prompts with a key
+mask, the KV cache, only ids the tokenizer has: a model's vocabulary may be padded beyond it),
+greedy or sampled per the task's generation kwargs, stopping per row at EOS or at a stop string.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from lm_eval.models.utils import (
 from tqdm import tqdm
 
 from tinyllama_cli.eval.tokenization import LlamaTokenLM, Request
+from tinyllama_cli.generate import SamplingParams, generate_tokens
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import Tokenizer
 
@@ -223,81 +225,59 @@ class NativeLM(LlamaTokenLM):
     # --- generation --------------------------------------------------------------------------
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        """Greedy or sampled continuations, cut at the first stop string (EOS included)."""
+        """Greedy or sampled continuations, cut at the first stop string (EOS included) by
+        lm-eval's own `postprocess_generated_text`. Requests with the same generation kwargs
+        are decoded together, longest prompts first, `batch_size` at a time."""
         groups: dict[str, list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
             groups[json.dumps(req.args[1], sort_keys=True, default=str)].append(i)
         out: list[str] = [""] * len(requests)
-        with tqdm(total=len(requests), disable=disable_tqdm, desc="generate_until", leave=False) as bar:
+        with tqdm(total=len(requests), disable=disable_tqdm, desc="generate_until",
+                  leave=False) as bar:
             for members in groups.values():
                 kwargs = normalize_gen_kwargs(requests[members[0]].args[1], self.max_gen_toks)
                 until = handle_stop_sequences(kwargs.pop("until", None), eos=self.eos_piece)
-                max_new = kwargs.pop("max_gen_toks")
-                max_ctx = self.max_length - max_new
+                params = sampling_params(kwargs)
+                max_ctx = self.max_length - params.max_new_tokens
                 if max_ctx <= 0:
-                    raise ValueError(f"max_gen_toks {max_new} leaves no room in the context length {self.max_length}")
+                    raise ValueError(f"max_gen_toks {params.max_new_tokens} leaves no room in the "
+                                     f"context length {self.max_length}")
                 prompts = {i: self.tok_encode(requests[i].args[0])[-max_ctx:] for i in members}
                 order = sorted(members, key=lambda i: -len(prompts[i]))
                 for start in range(0, len(order), self.batch_size):
                     chunk = order[start:start + self.batch_size]
-                    texts = self._generate([prompts[i] for i in chunk], max_new, until, kwargs)
+                    texts = self._generate([prompts[i] for i in chunk], params, until)
                     for i, text in zip(chunk, texts):
                         out[i] = postprocess_generated_text(text, until, None)
                         self.cache_hook.add_partial("generate_until", requests[i].args, out[i])
                     bar.update(len(chunk))
         return out
 
-    @torch.no_grad()
-    def _generate(self, prompts: list[list[int]], max_new: int, until: list[str], kwargs: dict) -> list[str]:
-        """Decode a left-padded batch with the KV cache; each row stops at EOS or a stop string."""
-        model, device = self.model, self.device
-        B, width = len(prompts), max(len(p) for p in prompts)
-        total = width + max_new
-        idx = torch.zeros((B, width), dtype=torch.long)
-        key_mask = torch.zeros((B, total), dtype=torch.bool)
-        for r, p in enumerate(prompts):
-            idx[r, width - len(p):] = torch.tensor(p)
-            key_mask[r, width - len(p):] = True
-        idx, key_mask = idx.to(device), key_mask.to(device)
+    def _generate(self, prompts: list[list[int]], params: SamplingParams,
+                  until: list[str]) -> list[str]:
+        """One batch through generate.py's decoder (a left-padded batch, the KV cache, only ids
+        the tokenizer has); each row stops at EOS or once its text holds a stop string."""
+        if params.max_new_tokens < 1:  # nothing to generate (lm-eval's max_gen_toks: 0)
+            return [""] * len(prompts)
         stops = [s for s in until if s]
-        generated: list[list[int]] = [[] for _ in range(B)]
-        done = [False] * B
-        model.setup_kv_cache(B, total)
-        try:
-            logits = model(idx, input_pos=0, key_mask=key_mask)[:, -1]
-            for step in range(max_new):
-                token = self._next_token(logits.float(), kwargs)
-                for r in range(B):
-                    if done[r]:
-                        continue
-                    t = int(token[r])
-                    if t == self.tok.eos_id:
-                        done[r] = True
-                        continue
-                    generated[r].append(t)
-                    if stops and any(s in self.tok_decode(generated[r]) for s in stops):
-                        done[r] = True
-                if all(done) or step == max_new - 1:
-                    break
-                logits = model(token[:, None], input_pos=width + step, key_mask=key_mask)[:, -1]
-        finally:
-            model.clear_kv_cache()
-        return [self.tok_decode(g) for g in generated]
 
-    def _next_token(self, logits: torch.Tensor, kwargs: dict) -> torch.Tensor:
-        temperature = float(kwargs.get("temperature", 0.0))
-        if not kwargs.get("do_sample") or temperature <= 0.0:
-            return logits.argmax(dim=-1)
-        logits = logits / temperature
-        top_k = int(kwargs.get("top_k") or 0)
-        if top_k > 0:
-            kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        top_p = float(kwargs.get("top_p") or 1.0)
-        if top_p < 1.0:
-            sorted_logits, order = torch.sort(logits, descending=True)
-            cumulative = sorted_logits.softmax(-1).cumsum(-1)
-            remove = cumulative - sorted_logits.softmax(-1) > top_p  # keep the first token past top_p
-            logits = logits.scatter(1, order, sorted_logits.masked_fill(remove, float("-inf")))
-        probs = logits.softmax(-1)
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        def reached_stop(row: int, ids: list[int]) -> bool:
+            return any(s in self.tok_decode(ids) for s in stops)
+
+        result = generate_tokens(self.model, prompts, params, eos_id=self.tok.eos_id,
+                                 generator=self.generator,
+                                 on_token=reached_stop if stops else None,
+                                 vocab_limit=self.tok.vocab_size)
+        return [self.tok_decode(ids) for ids in result.tokens]
+
+
+def sampling_params(gen_kwargs: dict) -> SamplingParams:
+    """generate.py's SamplingParams for lm-eval's normalized generation kwargs: greedy unless
+    `do_sample` with a positive temperature; top_k and top_p when they cut anything."""
+    temperature = float(gen_kwargs.get("temperature", 0.0))
+    top_k = int(gen_kwargs.get("top_k") or 0)
+    top_p = float(gen_kwargs.get("top_p") or 1.0)
+    return SamplingParams(
+        max_new_tokens=gen_kwargs["max_gen_toks"],
+        temperature=temperature if gen_kwargs.get("do_sample") and temperature > 0.0 else 0.0,
+        top_k=top_k if top_k > 0 else None, top_p=top_p if top_p < 1.0 else None)
