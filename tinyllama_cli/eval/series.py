@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tinyllama_cli import files
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.eval.results import PERCENT, Baseline, EvalResult, write_json
 from tinyllama_cli.eval.run import evaluate
@@ -79,59 +80,67 @@ def series_records(rows: list[EvalResult], tasks: list[str]) -> list[dict[str, A
 
 
 def write_series(rows: list[EvalResult], tasks: list[str], out: Path) -> list[Path]:
-    """series.json, series.csv and the PNGs under `out`; the paths written."""
+    """series.json, series.csv and the PNGs under `out`, each written atomically; the paths."""
     out.mkdir(parents=True, exist_ok=True)
     records = series_records(rows, tasks)
-    files = [write_json(records, out / "series.json")]
-    tmp = out / "series.csv.tmp"
-    with tmp.open("w", newline="") as f:
+    written = [write_json(records, out / "series.json"), _write_csv(records, out / "series.csv")]
+    metrics = {t: next(r.scores[t][0] for r in rows if t in r.scores) for t in tasks}
+    plots = [(f"{t}/{m}", t, m in PERCENT) for t, m in metrics.items()] + [("avg", "avg", True)]
+    return written + plot_series(records, out, plots)
+
+
+def _write_csv(records: list[dict[str, Any]], path: Path) -> Path:
+    with files.replacing(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(records[0]))
         writer.writeheader()
         writer.writerows(records)
-    tmp.replace(out / "series.csv")
-    files.append(out / "series.csv")
-    metrics = {t: next(r.scores[t][0] for r in rows if t in r.scores) for t in tasks}
-    plots = [(f"{t}/{m}", t, m in PERCENT) for t, m in metrics.items()] + [("avg", "avg", True)]
-    return files + plot_series(records, out, plots)
+    return path
 
 
 def plot_series(records: list[dict[str, Any]], out: Path,
                 plots: list[tuple[str, str, bool]]) -> list[Path]:
     """One PNG per (metric column, prefix, in percent): the metric against tokens seen (step
-    when unknown), with the `prefix/chance` and `prefix/unigram` columns as horizontal lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    when unknown), with the `prefix/chance` and `prefix/unigram` columns as horizontal lines.
+    Columns without a value are skipped."""
     use_tokens = all(r["tokens_seen"] is not None for r in records)
     xs = [r["tokens_seen"] if use_tokens else r["step"] for r in records]
-    files = []
+    written = []
     for column, prefix, percent in plots:
         points = [(x, r[column]) for x, r in zip(xs, records)
                   if r[column] is not None and x is not None]
         if not points:
             continue
-        scale = 100 if percent else 1
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.plot([p[0] for p in points], [scale * p[1] for p in points], marker="o", label="model")
-        for ref, style in (("chance", "--"), ("unigram", ":")):
-            value = records[0].get(f"{prefix}/{ref}")
-            if value is not None:
-                ax.axhline(scale * value, linestyle=style, color="gray", label=ref)
-        ax.set_xlabel("tokens seen" if use_tokens else "step")
-        ax.set_ylabel(f"{column} (%)" if percent else column)
-        if "perplexity" in column:
-            ax.set_yscale("log")  # a unigram's perplexity is orders of magnitude above a model's
-        ax.set_title(column)
-        ax.grid(alpha=0.3)
-        if len(ax.get_lines()) > 1:
-            ax.legend(fontsize="small")
-        fig.tight_layout()
+        references = {ref: records[0].get(f"{prefix}/{ref}") for ref in ("chance", "unigram")}
+        fig = _series_figure(column, points, references, percent, use_tokens)
         path = out / (column.replace("/", "_") + ".png")
-        tmp = path.with_name(path.stem + ".tmp.png")
-        fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        tmp.replace(path)
-        files.append(path)
-    return files
+        with files.replacing(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        written.append(path)
+    return written
+
+
+def _series_figure(column: str, points: list[tuple[float, float]],
+                   references: dict[str, float | None], percent: bool, use_tokens: bool) -> Any:
+    """A matplotlib Figure on the Agg canvas (no pyplot state, no global backend switch): the
+    metric's points, its references as horizontal lines (dashed chance, dotted unigram)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    scale = 100 if percent else 1
+    ax.plot([p[0] for p in points], [scale * p[1] for p in points], marker="o", label="model")
+    for (ref, value), style in zip(references.items(), ("--", ":")):
+        if value is not None:
+            ax.axhline(scale * value, linestyle=style, color="gray", label=ref)
+    ax.set_xlabel("tokens seen" if use_tokens else "step")
+    ax.set_ylabel(f"{column} (%)" if percent else column)
+    if "perplexity" in column:
+        ax.set_yscale("log")  # a unigram's perplexity is orders of magnitude above a model's
+    ax.set_title(column)
+    ax.grid(alpha=0.3)
+    if len(ax.get_lines()) > 1:
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
