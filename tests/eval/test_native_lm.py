@@ -63,3 +63,25 @@ def test_generate_until_and_rolling_match_hf(env, tmp_path):
     rolling = [Instance("loglikelihood_rolling", {}, (t,), 0) for t in (text, "the man cooks onions")]
     for x, y in zip(native.loglikelihood_rolling(rolling, disable_tqdm=True), hf.loglikelihood_rolling(rolling, disable_tqdm=True)):
         assert x == pytest.approx(y, abs=1e-3)
+
+
+def test_generation_kwargs_become_generates_sampling_params():
+    """lm-eval's normalized kwargs -> SamplingParams: greedy unless do_sample with a positive
+    temperature (lm-eval's own rule); top_k/top_p only where they cut anything."""
+    from lm_eval.models.utils import normalize_gen_kwargs
+
+    from tinyllama_cli.eval.native_lm import sampling_params
+
+    def params(**kwargs):
+        return sampling_params(normalize_gen_kwargs(kwargs, 256))
+
+    greedy = params(until=["\n"], do_sample=False, temperature=0.7)
+    assert (greedy.temperature, greedy.max_new_tokens) == (0.0, 256)
+    assert (greedy.top_k, greedy.top_p) == (None, None)
+    assert params(do_sample=True, temperature=0.0).temperature == 0.0
+    sampled = params(do_sample=True, temperature=0.7, top_k=0, top_p=1.0, max_gen_toks=12)
+    assert (sampled.temperature, sampled.max_new_tokens) == (0.7, 12)
+    assert (sampled.top_k, sampled.top_p) == (None, None)
+    cut = params(do_sample=True, temperature=1.0, top_k=40, top_p=0.9)
+    assert (cut.top_k, cut.top_p) == (40, 0.9)
+    assert greedy.repetition_penalty == 1.0 and not greedy.ignore_eos and not greedy.stop
