@@ -339,7 +339,7 @@ def eval_command(
     the run's training data scored on the same tasks."""
     from pathlib import Path
 
-    from tinyllama_cli import evaluate as ev
+    from tinyllama_cli import eval as ev
 
     if output and Path(output).exists() and not overwrite:
         raise UserError(f"{output} already exists; choose another --output or pass --overwrite")
