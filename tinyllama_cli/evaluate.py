@@ -116,6 +116,10 @@ class EvalResult:
         """task -> the unigram baseline's value of the table's metric."""
         return {t: v for t, (_, v) in self.baseline.scores.items()} if self.baseline else {}
 
+    def to_dict(self) -> dict[str, Any]:
+        """What `eval --json` prints: the table's numbers (`summary`)."""
+        return summary(self)
+
 
 @dataclass
 class TaskSetup:
@@ -567,6 +571,11 @@ class SeriesResult:
     def baseline(self) -> Baseline | None:
         """The run's unigram baseline (computed once, with the first checkpoint)."""
         return self.rows[0].baseline if self.rows else None
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """What `eval --all-checkpoints --json` prints: one record per checkpoint
+        (`series_records`)."""
+        return series_records(self.rows, self.tasks)
 
 
 def evaluate_series(run_dir: str | Path, tasks: str | list[str], out_dir: str | Path | None = None,
