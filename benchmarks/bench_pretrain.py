@@ -132,8 +132,8 @@ def main() -> None:
     import torch
 
     from tinyllama_cli.config import get_preset
-    from tinyllama_cli.train.distributed import has_native_bf16_cpu
     from tinyllama_cli.hardware import cpu_peak_flops
+    from tinyllama_cli.train.distributed import has_native_bf16_cpu
 
     bf16 = has_native_bf16_cpu()
     settings = args.settings.split(",") if args.settings != "auto" else (["default", "fp32", "bf16"] if bf16 else ["fp32"])
