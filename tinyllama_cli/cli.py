@@ -137,11 +137,7 @@ def prepare_data(
                           "rerun the same command to resume")
         raise typer.Exit(130) from None
     if as_json:
-        print(json.dumps({"out": str(result.out), "files_processed": result.files_processed,
-                          "warnings": result.warnings,
-                          "files_resumed": result.files_resumed, "elapsed_s": result.elapsed_s,
-                          "tokens_per_s": result.tokens_per_s, "log_lines": result.log_lines,
-                          "manifest": result.manifest}, indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
         return
     _print_data_summary(result.manifest, f"Prepared {result.out}")
     for warning in result.warnings:
@@ -351,11 +347,10 @@ def eval_command(
         series = ev.evaluate_series(
             checkpoint, tasks, out_dir=series_dir, overwrite=overwrite,
             on_checkpoint=lambda i, n, path: err_console.print(f"[{i + 1}/{n}] {path}"), **options)
-        records = ev.series_records(series.rows, series.tasks)
         if output:
             ev.write_json({r.checkpoint: r.results for r in series.rows}, output, overwrite=True)
         if as_json:
-            print(json.dumps(records, indent=2))
+            print(json.dumps(series.to_records(), indent=2))
         else:
             console.print(_eval_table(series.rows, series.tasks, ev, title="Intermediate checkpoints"))
             _print_eval_notes(series.rows[0])
@@ -365,7 +360,7 @@ def eval_command(
     if output:
         ev.write_json(result.results, output, overwrite=True)
     if as_json:
-        print(json.dumps(ev.summary(result), indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
         return
     console.print(_eval_table([result], list(result.scores), ev, title=f"lm-eval ({backend}), {result.checkpoint}"))
     _print_eval_notes(result)
@@ -458,12 +453,12 @@ def generate(
     params = gen.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 repetition_penalty=repetition_penalty, seed=seed, stop=list(stop or []))
     view = _GenerateView(num_samples, quiet)
-    result, source = gen.run(ckpt, prompt or [], prompt_file, params, num_samples=num_samples, batch_size=batch_size,
+    result = gen.run(ckpt, prompt or [], prompt_file, params, num_samples=num_samples, batch_size=batch_size,
                              truncate=truncate, device=device, dtype=dtype, compile=compile_, threads=threads,
                              on_start=None if as_json else view.start,
                              on_text=None if as_json else view.on_text, on_done=None if as_json else view.on_done)
     if as_json:
-        print(json.dumps({"model": source, **result.to_dict()}, indent=2))
+        print(json.dumps(result.to_dict(), indent=2))
         return
     view.close()
     if not quiet:
@@ -623,7 +618,7 @@ def plan_command(
         result = planner.plan(planner.PlanRequest(model=config, params=params, tokens=count, gpus=gpus or 1,
                                                   gpu=gpu or "a100-40g", **options))
     if as_json:
-        print(result.to_json())
+        print(json.dumps(result.to_dict(), indent=2))
         return
     for part in planner.render(result):
         console.print(part)
@@ -635,17 +630,9 @@ def plan_command(
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the model presets with exact parameter counts and training FLOPs per token."""
-    from tinyllama_cli.config import PRESETS
+    from tinyllama_cli.config import describe_presets
 
-    rows = [
-        {
-            "name": c.name, "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
-            "n_kv_head": c.n_kv_head, "intermediate_size": c.intermediate_size,
-            "vocab_size": c.vocab_size, "block_size": c.block_size, "params": c.num_params(),
-            "flops_per_token": c.flops_per_token(),
-        }
-        for c in PRESETS.values()
-    ]
+    rows = describe_presets()
     if as_json:
         print(json.dumps(rows, indent=2))
         return

@@ -132,6 +132,20 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+def describe_presets() -> list[dict[str, Any]]:
+    """What `tinyllama models` lists: each preset's shape, exact parameter count and training
+    FLOPs per token (the rest of its fields are the same for every preset)."""
+    return [
+        {
+            "name": c.name, "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
+            "n_kv_head": c.n_kv_head, "intermediate_size": c.intermediate_size,
+            "vocab_size": c.vocab_size, "block_size": c.block_size, "params": c.num_params(),
+            "flops_per_token": c.flops_per_token(),
+        }
+        for c in PRESETS.values()
+    ]
+
+
 def get_preset(name: str) -> ModelConfig:
     """The named preset, or a UserError listing the valid names."""
     try:
@@ -324,6 +338,7 @@ __all__ = [
     "PRESETS",
     "ModelConfig",
     "TrainConfig",
+    "describe_presets",
     "dump_yaml",
     "get_preset",
     "load_train_config",

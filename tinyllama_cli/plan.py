@@ -17,7 +17,6 @@ The formulas and their sources are in docs/plan.md; the short version:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import statistics
@@ -233,10 +232,8 @@ class Plan:
     device: str = "GPU"  # what one of `gpus` is called in the tables: GPU, or worker
 
     def to_dict(self) -> dict[str, Any]:
+        """What `plan --json` prints: every field, the sections as nested mappings."""
         return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
 
 # --- the planner ----------------------------------------------------------------------------
