@@ -417,10 +417,10 @@ def _rendered(p) -> str:
 
     from rich.console import Console
 
-    from tinyllama_cli.plan import render
+    from tinyllama_cli.display import plan_tables
 
     console = Console(width=200, record=True, file=io.StringIO())
-    for part in render(p):
+    for part in plan_tables(p):
         console.print(part)
     return console.export_text()
 

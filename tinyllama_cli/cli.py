@@ -13,14 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
-from tinyllama_cli import __version__
+from tinyllama_cli import __version__, display
 from tinyllama_cli.dtypes import accepted as dtype_spellings
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.units import si
 
 app = typer.Typer(
     name="tinyllama",
@@ -30,9 +26,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-# Piped output (logs, CI) gets a wide fixed width instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+console, err_console = display.console, display.err_console
 
 
 def _version(value: bool) -> None:
@@ -72,16 +66,7 @@ def sample_corpus(
     if as_json:
         print(json.dumps(s.to_dict(), indent=2))
         return
-    table = Table(title=f"Sample corpus in {s.out} ({s.seconds:.1f} s)", box=box.SIMPLE_HEAD)
-    for column in ("part", "files", "records", "~tokens"):
-        table.add_column(column, justify="left" if column == "part" else "right")
-    table.add_row("slimpajama/ (text)", str(len(s.slimpajama_files)), f"{s.text_documents:,}", f"{s.text_tokens:,}")
-    table.add_row("  + RedPajamaGithub (code)", "", f"{s.github_documents:,}", f"{s.github_tokens:,}")
-    table.add_row("starcoder/python/ (code)", str(len(s.starcoder_files)), f"{s.code_files:,}", f"{s.code_tokens:,}")
-    table.add_row("eval/hellaswag.jsonl", "1", f"{s.hellaswag:,}", "")
-    table.add_row("eval/arc_easy.jsonl", "1", f"{s.arc_easy:,}", "")
-    console.print(table)
-    console.print(f"{len(s.held_out)} modules and topics held out for eval/; details in {s.out}/README.md")
+    display.show_corpus(s)
 
 
 # --- prepare-data ------------------------------------------------------------------------------
@@ -133,18 +118,12 @@ def prepare_data(
         with RichProgress(err_console) as progress:
             result = run(sources, options, progress)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted: finished input files are kept in {out}.partial; "
-                          "rerun the same command to resume")
+        display.show_prepare_interrupted(out)
         raise typer.Exit(130) from None
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
         return
-    _print_data_summary(result.manifest, f"Prepared {result.out}")
-    for warning in result.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
-    console.print(f"{result.files_processed} files tokenized, {result.files_resumed} resumed; "
-                  f"{result.tokens_per_s:,.0f} tokens/s; {result.elapsed_s:.1f} s; "
-                  f"{result.log_lines} lines in {result.out / 'prepare-data.log'}")
+    display.show_prepared(result)
 
 
 @app.command("merge-data")
@@ -162,7 +141,7 @@ def merge_data(
     if as_json:
         print(json.dumps(manifest, indent=2))
         return
-    _print_data_summary(manifest, f"Merged {len(slices)} slices into {out}")
+    display.show_merged(manifest, slices, out)
 
 
 def _key_values(items: list[str], flag: str) -> tuple[tuple[str, str], ...]:
@@ -173,20 +152,6 @@ def _key_values(items: list[str], flag: str) -> tuple[tuple[str, str], ...]:
             raise UserError(f"{flag} takes KEY=VALUE, not {item!r}")
         pairs.append((key, value))
     return tuple(pairs)
-
-
-def _print_data_summary(manifest: dict, title: str) -> None:
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    for column in ("source", "files", "docs train", "docs val", "tokens train", "tokens val", "shards", "skipped"):
-        table.add_column(column, justify="left" if column in ("source", "skipped") else "right")
-    for name, s in manifest["sources"].items():
-        skipped = ", ".join(f"{k} {v:,}" for k, v in s["skipped"].items()) or "-"
-        table.add_row(name, f"{s['files']:,}", f"{s['documents']['train']:,}", f"{s['documents']['val']:,}",
-                      f"{s['tokens']['train']:,}", f"{s['tokens']['val']:,}",
-                      str(len(s["shards"]["train"]) + len(s["shards"]["val"])), skipped)
-    console.print(table)
-    tok = manifest["tokenizer"]
-    console.print(f"tokenizer: vocab {tok['vocab_size']:,}, sha256 {tok['sha256'][:16]}...; dtype {manifest['dtype']}")
 
 
 # --- pretrain / resume ------------------------------------------------------------------------
@@ -346,15 +311,13 @@ def eval_command(
     if all_checkpoints:
         series = ev.evaluate_series(
             checkpoint, tasks, out_dir=series_dir, overwrite=overwrite,
-            on_checkpoint=lambda i, n, path: err_console.print(f"[{i + 1}/{n}] {path}"), **options)
+            on_checkpoint=display.show_checkpoint_started, **options)
         if output:
             ev.write_json({r.checkpoint: r.results for r in series.rows}, output, overwrite=True)
         if as_json:
             print(json.dumps(series.to_records(), indent=2))
         else:
-            console.print(_eval_table(series.rows, series.tasks, ev, title="Intermediate checkpoints"))
-            _print_eval_notes(series.rows[0])
-            console.print("wrote " + ", ".join(str(p) for p in series.files))
+            display.show_series(series)
         return
     result = ev.evaluate(checkpoint, tasks, **options)
     if output:
@@ -362,64 +325,7 @@ def eval_command(
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
         return
-    console.print(_eval_table([result], list(result.scores), ev, title=f"lm-eval ({backend}), {result.checkpoint}"))
-    _print_eval_notes(result)
-    console.print(f"{result.num_samples} samples, {result.samples_per_sec:.1f} samples/s"
-                  + (f", {result.threads[0]} CPU thread(s): {result.threads[1]}" if result.threads else "")
-                  + (f"; full results in {output}" if output else ""))
-
-
-def _eval_table(rows, tasks: list[str], ev, title: str) -> Table:
-    """TinyLlama's layout: one row per checkpoint, its metric per task (in %, ± lm-eval's
-    standard error), the average; below a rule, the chance and unigram rows to compare with."""
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    table.add_column("step", justify="right")
-    table.add_column("tokens", justify="right")
-    metrics = {t: next((r.scores[t][0] for r in rows if t in r.scores), "") for t in tasks}
-    for task in tasks:
-        table.add_column(f"{ev.TITLES.get(task, task)}\n{metrics[task]}", justify="right")
-    table.add_column("avg", justify="right")
-    for i, r in enumerate(rows):
-        cells = [_score_cell(ev, *r.scores[t], r.stderr.get(t)) if t in r.scores else "-"
-                 for t in tasks]
-        step = "-" if r.step is None else str(r.step)
-        table.add_row(step, ev.human_tokens(r.tokens_seen), *cells, _percent(r.average),
-                      end_section=i == len(rows) - 1)
-    last = rows[-1]
-    references = [("chance", last.chance)]
-    if rows[0].baseline is not None:
-        references.append(("unigram", rows[0].unigram))
-    for name, values in references:
-        cells = [_score_cell(ev, metrics[t], values[t]) if t in values else "-" for t in tasks]
-        table.add_row(name, "", *cells, _percent(last.reference_average(values)), style="dim")
-    return table
-
-
-def _print_eval_notes(result) -> None:
-    """What the ± and the reference rows are, in one line; why the unigram cells are "-"."""
-    base = result.baseline
-    line = "± lm-eval's standard error; chance: 1/choices, mean over the scored documents"
-    if base is not None and not base.note:
-        line += (f"; unigram: token frequencies of {si(base.tokens_counted, '.3g')} training "
-                 f"tokens ({base.data_dir}), scored by lm-eval like the model")
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if base is not None and base.note:
-        console.print(f"unigram baseline: - ({base.note})", markup=False, highlight=False,
-                      soft_wrap=True)
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
-
-
-def _score_cell(ev, metric: str, value: float, stderr: float | None = None) -> str:
-    """Accuracies in percent (TinyLlama's table); perplexities and bits per byte as they are;
-    `value ±stderr` when lm-eval gave a standard error."""
-    percent = metric in ev.PERCENT
-    cell = f"{100 * value:.2f}" if percent else f"{value:.3f}"
-    if stderr is None:
-        return cell
-    return cell + (f" ±{100 * stderr:.2f}" if percent else f" ±{stderr:.3g}")
+    display.show_eval(result, backend, output)
 
 
 # --- generate ----------------------------------------------------------------------------------
@@ -452,7 +358,7 @@ def generate(
 
     params = gen.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                                 repetition_penalty=repetition_penalty, seed=seed, stop=list(stop or []))
-    view = _GenerateView(num_samples, quiet)
+    view = display.GenerateView(num_samples, quiet)
     result = gen.run(ckpt, prompt or [], prompt_file, params, num_samples=num_samples, batch_size=batch_size,
                              truncate=truncate, device=device, dtype=dtype, compile=compile_, threads=threads,
                              on_start=None if as_json else view.start,
@@ -462,47 +368,7 @@ def generate(
         return
     view.close()
     if not quiet:
-        s = result.stats()
-        err_console.print(
-            f"{s['new_tokens']} tokens in {s['seconds']:.2f} s: [bold]{s['tokens_per_sec']:.1f} tokens/s[/] "
-            f"(prefill {s['prompt_tokens']} tokens in {s['prefill_s']:.3f} s; seed {result.seed}"
-            + (f"; {s['threads']} CPU thread(s): {s['threads_reason']}" if s["threads"] else "") + ")",
-            highlight=False)
-
-
-class _GenerateView:
-    """Terminal display: one sample streams its text straight to stdout; several samples print
-    as a block each when finished (a sample's tokens are interleaved with other rows' otherwise)."""
-
-    def __init__(self, num_samples: int, quiet: bool):
-        self.num_samples, self.quiet, self.single = num_samples, quiet, False
-
-    def start(self, prompts: list[str], notes: list[str]) -> None:
-        for note in notes if not self.quiet else []:
-            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
-        self.single = len(prompts) * self.num_samples == 1
-        if self.single:
-            sys.stdout.write(prompts[0])
-            sys.stdout.flush()
-
-    def on_text(self, n: int, text: str) -> None:
-        if self.single:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-
-    def on_done(self, sample) -> None:
-        if self.single:
-            return
-        if not self.quiet:
-            title = f"prompt {sample.prompt_index + 1}" + (f" · sample {sample.sample_index + 1}" if self.num_samples > 1 else "")
-            console.rule(f"{title} · {len(sample.tokens)} tokens · {sample.finish_reason}", style="dim")
-        sys.stdout.write(sample.prompt + sample.completion + "\n")
-        sys.stdout.flush()
-
-    def close(self) -> None:
-        if self.single:
-            sys.stdout.write("\n")
-            sys.stdout.flush()
+        display.show_generation_speed(result)
 
 
 # --- convert -----------------------------------------------------------------------------------
@@ -530,30 +396,7 @@ def convert(
     with err_console.status("converting") as status:
         result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify,
                              on_stage=lambda text: status.update(text))
-    table = Table(title=f"{result.source_kind} -> {result.target}", box=box.SIMPLE_HEAD)
-    table.add_column("file")
-    table.add_column("size", justify="right")
-    for f in result.files:
-        table.add_row(f["name"], _bytes(f["bytes"]))
-    table.add_row("[bold]total[/]", f"[bold]{_bytes(sum(f['bytes'] for f in result.files))}[/]")
-    console.print(table)
-    console.print(f"wrote {result.out}   dtype {result.dtype}   params {result.params:,}   tokenizer {'yes' if result.tokenizer else 'no'}   "
-                  f"{result.seconds:.1f} s", highlight=False)
-    v = result.verify
-    if v is None:
-        console.print("verify: skipped", highlight=False)
-    else:
-        extra = f"   tokenizer {v.tokenizer}" if v.tokenizer else ""
-        extra += f"   max tensor diff {v.max_tensor_diff:.3g}" if v.max_tensor_diff is not None else ""
-        console.print(f"verify: [bold green]OK[/]  max |logit diff| {v.max_abs_diff:.3g} (tolerance {v.tolerance:.3g}) on "
-                      f"{v.probe_shape[0]}x{v.probe_shape[1]} tokens{extra}\n        {v.method}", highlight=False)
-
-
-def _bytes(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+    display.show_converted(result)
 
 
 # --- plot --------------------------------------------------------------------------------------
@@ -570,8 +413,7 @@ def plot_command(
     from tinyllama_cli.plot import plot_runs
 
     runs = plot_runs(run_dirs, out, x=x, overwrite=overwrite)
-    points = sum(len(xs) for run in runs for xs, _ in run.curves.values())
-    console.print(f"wrote {out}: {len(runs)} run(s), {points} points", highlight=False)
+    display.show_plot(runs, out)
 
 
 # --- plan --------------------------------------------------------------------------------------
@@ -620,8 +462,7 @@ def plan_command(
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
         return
-    for part in planner.render(result):
-        console.print(part)
+    display.show_plan(result)
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -636,18 +477,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="Model presets", box=box.SIMPLE_HEAD)
-    for column in ("preset", "layers", "width", "heads", "kv", "ffn", "vocab", "ctx", "params", "FLOPs/tok"):
-        table.add_column(column, justify="left" if column == "preset" else "right")
-    for r in rows:
-        table.add_row(
-            r["name"], str(r["n_layer"]), str(r["n_embd"]), str(r["n_head"]), str(r["n_kv_head"]),
-            str(r["intermediate_size"]), str(r["vocab_size"]), str(r["block_size"]),
-            f"{r['params']:,}", si(r["flops_per_token"], ".2f", " ", giga="G"),
-        )
-    console.print(table)
-    console.print("FLOPs/token = 6 x (params - input embedding) + 12 x layers x width x context (torchtitan's convention)")
-    console.print("vocab: the preset's; pretrain uses the data's tokenizer size unless --vocab-size is given")
+    display.show_models(rows)
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -662,5 +492,5 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        display.show_error(exc)
         sys.exit(2)

@@ -28,7 +28,6 @@ from tinyllama_cli.config import LOSS_CHUNK_ELEMENTS, PRESETS, ModelConfig, load
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import GPU, GPUS
 from tinyllama_cli.rundir import config_path, latest_job, median_mfu, read_metrics
-from tinyllama_cli.units import si
 
 GIB = 2**30
 
@@ -626,7 +625,7 @@ __all__ = [
 ]
 
 
-# --- presentation ---------------------------------------------------------------------------
+# --- options -------------------------------------------------------------------------------
 
 
 def parse_fraction(text: str | float, what: str = "--mfu", allow_zero: bool = False) -> float:
@@ -641,139 +640,3 @@ def parse_fraction(text: str | float, what: str = "--mfu", allow_zero: bool = Fa
     if not allow_zero and not 0 < value <= 1:
         raise UserError(f"{what} must be in (0, 1] or (0%, 100%], got {text!r}")
     return value
-
-
-def _count(x: float) -> str:
-    return si(x, ".3g", small_spec=".3g")
-
-
-def _flop(x: float) -> str:
-    return si(x, ".3f", " ", giga="G", unit="FLOP")
-
-
-def _hours(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:,.2f}"
-
-
-def _money(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"${x:,.0f}" if x >= 100 else f"${x:,.2f}"
-
-
-def _gib(x: float) -> str:
-    return f"{x / GIB:.2f} GiB"
-
-
-def render(p: Plan) -> list[Any]:
-    """Rich tables for people: run, compute, Chinchilla, memory and (with --from) progress."""
-    from rich import box
-    from rich.table import Table
-
-    def two_columns(title: str, rows: list[tuple[str, str]]) -> Table:
-        table = Table(title=title, box=box.SIMPLE_HEAD, show_header=False, title_justify="left")
-        table.add_column("what")
-        table.add_column("value", justify="right")
-        for row in rows:
-            table.add_row(*row)
-        return table
-
-    c, ch, unit = p.compute, p.chinchilla, p.device
-    out = [two_columns("Run", [
-        ("model", f"{p.model} ({p.params:,} parameters)"),
-        ("tokens", f"{_count(p.tokens)} ({p.tokens_source})"),
-        ("hardware", _hardware(p)),
-        ("sequence length", str(c.seq_len) if c.seq_len else "-"),
-    ])]
-    out.append(two_columns("Compute", [
-        ("FLOPs per token", _flop(c.flops_per_token)),
-        ("training FLOPs", f"{c.total_flops:.3e}"),
-        ("MFU", f"{c.mfu:.1%} ({c.mfu_source})" if c.mfu is not None else f"- ({c.mfu_source})"),
-        (f"tokens/s per {unit}", f"{c.tokens_per_sec_per_gpu:,.0f}"),
-        ("tokens/s in all", f"{c.tokens_per_sec:,.0f}"),
-        ("wall clock", f"{c.days:,.1f} days ({c.seconds / 3600:,.1f} h)"),
-        (f"{unit}-hours", _hours(c.gpu_hours)),
-        ("cost", _money(c.cost) if c.cost is not None else f"- (give --price per {unit}-hour)"),
-    ]))
-    out.append(two_columns("Chinchilla (Hoffmann et al. 2022, approach 1)", [
-        ("tokens per parameter", f"{ch.tokens_per_param:,.1f}"),
-        ("Chinchilla-optimal tokens", f"{_count(ch.optimal_tokens)} (reached in {ch.days_to_optimal_tokens * 24:,.1f} h)"),
-        ("multiple of optimal", f"{ch.multiple_of_optimal:,.1f}x"),
-        ("compute C = 6ND", f"{ch.compute_6nd:.3e} FLOPs"),
-        ("optimal model for C", (f"{_count(ch.optimal_params_for_compute)} parameters on "
-                                f"{_count(ch.optimal_tokens_for_compute)} tokens")),
-    ]))
-    if p.memory is not None:
-        out.append(_memory_table(p.memory, p.gpus, p.gpu))
-    elif p.hardware == "run":
-        out.append(f"memory: not planned for the run's own {p.gpu} devices; add --gpu NAME "
-                   "to see its micro batch in that GPU's memory")
-    else:
-        out.append("memory: needs an architecture; pass a preset or a config file as --model")
-    if p.progress is not None:
-        out.append(_progress_table(p, two_columns))
-    return out
-
-
-def _hardware(p: Plan) -> str:
-    """The Run table's hardware line: given, the run's own (--from), or a projection onto a GPU."""
-    if p.hardware == "run":
-        peak = (f"; its mfu is against {p.peak_tflops:.3g} TFLOP/s per {p.device}"
-                if p.peak_tflops else "")
-        return f"{p.gpus} x {p.gpu} (the run's own{peak})"
-    line = f"{p.gpus} x {p.gpu} ({p.peak_tflops:g} TFLOP/s bf16)"
-    if p.hardware == "projection" and p.run_hardware is not None:
-        line += f": a projection; the run used {p.run_hardware.world_size} x {p.run_hardware.accelerator}"
-    return line
-
-
-def _progress_table(p: Plan, two_columns: Any) -> Any:
-    g, unit = p.progress, p.device
-    assert g is not None
-    rows = [
-        ("step", f"{g.step:,}"),
-        ("tokens seen", f"{_count(g.tokens_seen)} of {_count(g.target_tokens)} ({g.fraction_done:.2%})"),
-        ("measured tokens/s", f"{g.tokens_per_sec:,.0f} ({g.throughput_source})"),
-    ]
-    at = ""
-    if p.hardware == "projection":
-        rows.append(("projected tokens/s", f"{g.remaining_tokens_per_sec:,.0f} on {p.gpus} x {p.gpu}"))
-        at = " at the projected rate"
-    rows += [
-        ("remaining", (f"{_count(g.remaining_tokens)} tokens, {g.remaining_days:,.2f} days "
-                      f"({g.remaining_s / 3600:,.1f} h){at}")),
-        (f"remaining {unit}-hours", _hours(g.remaining_gpu_hours)),
-        ("remaining cost", _money(g.remaining_cost)),
-    ]
-    return two_columns(f"Progress of {g.run_dir}", rows)
-
-
-def _memory_table(m: Memory, gpus: int, gpu: str) -> Any:
-    from rich import box
-    from rich.table import Table
-
-    chosen = " (chosen)"
-    sharding = f"FSDP full sharding over {gpus}" if gpus > 1 else "one GPU, no sharding"
-    table = Table(
-        title=f"Memory per GPU: {sharding}, bf16 compute, flash attention; "
-              f"micro batch {m.micro_batch} x {m.seq_len} ({m.micro_batch_source})",
-        box=box.SIMPLE_HEAD, title_justify="left",
-    )
-    table.add_column("")
-    table.add_column("no checkpointing" + ("" if m.activation_checkpointing else chosen), justify="right")
-    table.add_column("activation checkpointing" + (chosen if m.activation_checkpointing else ""), justify="right")
-    sharded = " (sharded)" if gpus > 1 else ""
-    same = [(f"fp32 parameters{sharded}", m.params_fp32), (f"fp32 gradients{sharded}", m.grads_fp32),
-            (f"AdamW moments{sharded}", m.adamw_state), ("bf16 weights/gradients in flight" if gpus > 1 else "bf16 weight copies (autocast)", m.bf16_buffers),
-            ("fused-loss buffers", m.loss_buffers), ("CUDA context, NCCL, workspaces", m.overhead)]
-    for name, value in same:
-        table.add_row(name, _gib(value), _gib(value))
-    table.add_row("activations", _gib(m.activations), _gib(m.activations_checkpointed))
-    table.add_row("total", _gib(m.total), _gib(m.total_checkpointed))
-    table.add_row(f"capacity ({gpu})", _gib(m.capacity), _gib(m.capacity))
-    margin = f"safety margin ({m.margin_fraction:.0%}, --memory-margin)"
-    table.add_row(margin, _gib(m.margin), _gib(m.margin))
-    yes_no = {True: "[green]yes[/]", False: "[red]no[/]"}
-    table.add_row("fits (total + margin)", yes_no[m.fits], yes_no[m.fits_checkpointed])
-    table.add_row("largest micro batch that fits", str(m.max_micro_batch), str(m.max_micro_batch_checkpointed))
-    return table
