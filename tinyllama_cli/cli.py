@@ -110,7 +110,7 @@ def prepare_data(
     options = PrepareOptions(
         out=out, tokenizer=tokenizer, train_tokenizer=train_tokenizer, vocab_size=vocab_size,
         tokenizer_sample_mb=tokenizer_sample_mb, workers=workers, val_fraction=val_fraction,
-        text_field=text_field, exclude=_key_values(exclude_meta or [], "--exclude-meta"),
+        text_field=text_field, exclude=tuple(exclude_meta or ()),
         on_error=on_error, shard_tokens=shard_tokens, shard_index=shard_index, num_shards=num_shards,
         overwrite=overwrite,
     )
@@ -142,16 +142,6 @@ def merge_data(
         print(json.dumps(manifest, indent=2))
         return
     display.show_merged(manifest, slices, out)
-
-
-def _key_values(items: list[str], flag: str) -> tuple[tuple[str, str], ...]:
-    pairs = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"{flag} takes KEY=VALUE, not {item!r}")
-        pairs.append((key, value))
-    return tuple(pairs)
 
 
 # --- pretrain / resume ------------------------------------------------------------------------
@@ -204,10 +194,14 @@ def _with_train_flags(exclude: tuple[str, ...] = (), panel: str = "Training conf
     return decorate
 
 
-def _gpus(flags: dict) -> None:
-    gpus = flags.pop("gpus", None)
-    if gpus is not None:
-        flags["devices"], flags["accelerator"] = gpus, "cuda"
+def _finish_training(code: int) -> None:
+    """A torchrun/srun worker leaves with os._exit (gloo can abort at interpreter exit); a
+    failed launch exits with torchrun's status."""
+    from tinyllama_cli.train.launch import end_worker_process
+
+    end_worker_process(code)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -219,17 +213,9 @@ def pretrain(
     **flags,
 ) -> None:
     """Pretrain a Llama model on a token data dir (FSDP2 over --devices/--gpus workers)."""
-    from tinyllama_cli.config import load_train_config
-    from tinyllama_cli.train.launch import end_worker_process
-    from tinyllama_cli.train.launch import pretrain as run_pretrain
+    from tinyllama_cli.train.launch import pretrain_from_flags
 
-    flags["gpus"] = gpus
-    _gpus(flags)
-    cfg, model = load_train_config(config, flags)
-    code = run_pretrain(cfg, model, console=console)
-    end_worker_process(code)
-    if code:
-        raise typer.Exit(code)
+    _finish_training(pretrain_from_flags(config, flags, gpus=gpus, console=console))
 
 
 def _resume_fixed() -> tuple[str, ...]:
@@ -250,15 +236,9 @@ def resume(
     The model, the data order (seed, mix, sequence length, global batch) and the run directory
     are the run's own: they have no flags here. Raising --max-steps re-stretches the cosine from
     the checkpoint's step on (the console says how the lr changes); finished steps are unchanged."""
-    from tinyllama_cli.train.launch import end_worker_process
     from tinyllama_cli.train.launch import resume as run_resume
 
-    flags["gpus"] = gpus
-    _gpus(flags)
-    code = run_resume(run_dir, flags, console=console)
-    end_worker_process(code)
-    if code:
-        raise typer.Exit(code)
+    _finish_training(run_resume(run_dir, flags, console=console, gpus=gpus))
 
 
 # --- eval --------------------------------------------------------------------------------------
@@ -298,34 +278,26 @@ def eval_command(
 
     Beside each score: lm-eval's standard error, the task's chance level and a unigram model of
     the run's training data scored on the same tasks."""
-    from pathlib import Path
+    from tinyllama_cli import eval_options
 
-    from tinyllama_cli import evaluate as ev
-
-    if output and Path(output).exists() and not overwrite:
-        raise UserError(f"{output} already exists; choose another --output or pass --overwrite")
-    options = {"num_fewshot": num_fewshot, "limit": int(limit) if limit and limit >= 1 else limit,
-               "batch_size": batch_size, "dtype": dtype, "device": device, "seed": seed, "backend": backend,
-               "datasets": dataset, "tasks_dir": tasks_dir, "log_samples": samples, "verbose": verbose,
-               "threads": threads, "baseline": not no_baseline}
+    options = eval_options.EvalOptions(
+        num_fewshot=num_fewshot, limit=limit, batch_size=batch_size, dtype=dtype, device=device,
+        seed=seed, backend=backend, datasets=dataset, tasks_dir=tasks_dir, output=output,
+        samples=samples, series_dir=series_dir, overwrite=overwrite, verbose=verbose,
+        threads=threads, baseline=not no_baseline)
     if all_checkpoints:
-        series = ev.evaluate_series(
-            checkpoint, tasks, out_dir=series_dir, overwrite=overwrite,
-            on_checkpoint=display.show_checkpoint_started, **options)
-        if output:
-            ev.write_json({r.checkpoint: r.results for r in series.rows}, output, overwrite=True)
+        series = eval_options.evaluate_checkpoints(checkpoint, tasks, options,
+                                                   on_checkpoint=display.show_checkpoint_started)
         if as_json:
             print(json.dumps(series.to_records(), indent=2))
         else:
             display.show_series(series)
         return
-    result = ev.evaluate(checkpoint, tasks, **options)
-    if output:
-        ev.write_json(result.results, output, overwrite=True)
+    result = eval_options.evaluate_checkpoint(checkpoint, tasks, options)
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
-        return
-    display.show_eval(result, backend, output)
+    else:
+        display.show_eval(result, backend, output)
 
 
 # --- generate ----------------------------------------------------------------------------------
@@ -440,25 +412,14 @@ def plan_command(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Training FLOPs, days, GPU-hours, cost, Chinchilla comparison and FSDP memory per GPU."""
-    from tinyllama_cli import plan as planner
+    from tinyllama_cli.plan import PlanOptions, plan_from_options
 
-    options = {
-        "peak_tflops": peak_tflops, "gpu_memory_gib": gpu_memory_gib,
-        "mfu": planner.parse_fraction(mfu) if mfu is not None else None,
-        "tokens_per_sec_per_gpu": tokens_per_sec_per_gpu, "price_per_gpu_hour": price,
-        "seq_len": seq_len, "micro_batch": micro_batch,
-        "activation_checkpointing": activation_checkpointing, "overhead_gib": overhead_gib,
-        "memory_margin": planner.parse_fraction(memory_margin, "--memory-margin", allow_zero=True),
-    }
-    count = planner.parse_count(tokens, "--tokens") if tokens is not None else None
-    if from_run is not None:
-        if model is not None:
-            raise UserError("--from takes the model from the run's config.yaml; drop --model")
-        result = planner.plan_from_run(from_run, tokens=count, gpus=gpus, gpu=gpu, **options)
-    else:
-        config, params = planner.resolve_model(model or "tinyllama-1.1b")
-        result = planner.plan(planner.PlanRequest(model=config, params=params, tokens=count, gpus=gpus or 1,
-                                                  gpu=gpu or "a100-40g", **options))
+    result = plan_from_options(PlanOptions(
+        model=model, tokens=tokens, gpus=gpus, gpu=gpu, peak_tflops=peak_tflops,
+        gpu_memory_gib=gpu_memory_gib, mfu=mfu, tokens_per_sec_per_gpu=tokens_per_sec_per_gpu,
+        price=price, seq_len=seq_len, micro_batch=micro_batch,
+        activation_checkpointing=activation_checkpointing, overhead_gib=overhead_gib,
+        memory_margin=memory_margin, from_run=from_run))
     if as_json:
         print(json.dumps(result.to_dict(), indent=2))
         return

@@ -604,27 +604,6 @@ def _target_tokens(train: dict[str, Any], seq_len: int) -> float | None:
     return None
 
 
-__all__ = [
-    "CHINCHILLA_TOKENS_PER_PARAM",
-    "GPU",
-    "GPUS",
-    "MEMORY_MARGIN",
-    "TINYLLAMA_MFU",
-    "Plan",
-    "PlanRequest",
-    "chinchilla",
-    "layer_activation_bytes_per_token",
-    "measured_throughput",
-    "memory",
-    "parse_count",
-    "plan",
-    "plan_from_run",
-    "read_metrics",
-    "resolve_model",
-    "run_hardware",
-]
-
-
 # --- options -------------------------------------------------------------------------------
 
 
@@ -640,3 +619,69 @@ def parse_fraction(text: str | float, what: str = "--mfu", allow_zero: bool = Fa
     if not allow_zero and not 0 < value <= 1:
         raise UserError(f"{what} must be in (0, 1] or (0%, 100%], got {text!r}")
     return value
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """`tinyllama plan`'s flags as given: counts and fractions still as text ('3T', '56%')."""
+
+    model: str | None = None  # default tinyllama-1.1b; with from_run, none
+    tokens: str | None = None
+    gpus: int | None = None
+    gpu: str | None = None
+    peak_tflops: float | None = None
+    gpu_memory_gib: float | None = None
+    mfu: str | None = None
+    tokens_per_sec_per_gpu: float | None = None
+    price: float | None = None
+    seq_len: int | None = None
+    micro_batch: int | None = None
+    activation_checkpointing: bool = False
+    overhead_gib: float = 2.0
+    memory_margin: str = "10%"
+    from_run: str | None = None
+
+
+def plan_from_options(o: PlanOptions) -> Plan:
+    """What `tinyllama plan` computes: the flags parsed (--mfu, --memory-margin, --tokens, in
+    that order), then the plan of the run given by --from, or of --model."""
+    options = {
+        "peak_tflops": o.peak_tflops, "gpu_memory_gib": o.gpu_memory_gib,
+        "mfu": parse_fraction(o.mfu) if o.mfu is not None else None,
+        "tokens_per_sec_per_gpu": o.tokens_per_sec_per_gpu, "price_per_gpu_hour": o.price,
+        "seq_len": o.seq_len, "micro_batch": o.micro_batch,
+        "activation_checkpointing": o.activation_checkpointing, "overhead_gib": o.overhead_gib,
+        "memory_margin": parse_fraction(o.memory_margin, "--memory-margin", allow_zero=True),
+    }
+    count = parse_count(o.tokens, "--tokens") if o.tokens is not None else None
+    if o.from_run is not None:
+        if o.model is not None:
+            raise UserError("--from takes the model from the run's config.yaml; drop --model")
+        return plan_from_run(o.from_run, tokens=count, gpus=o.gpus, gpu=o.gpu, **options)
+    config, params = resolve_model(o.model or "tinyllama-1.1b")
+    return plan(PlanRequest(model=config, params=params, tokens=count, gpus=o.gpus or 1,
+                            gpu=o.gpu or "a100-40g", **options))
+
+
+__all__ = [
+    "CHINCHILLA_TOKENS_PER_PARAM",
+    "GPU",
+    "GPUS",
+    "MEMORY_MARGIN",
+    "TINYLLAMA_MFU",
+    "Plan",
+    "PlanOptions",
+    "PlanRequest",
+    "chinchilla",
+    "layer_activation_bytes_per_token",
+    "measured_throughput",
+    "memory",
+    "parse_count",
+    "parse_fraction",
+    "plan",
+    "plan_from_options",
+    "plan_from_run",
+    "read_metrics",
+    "resolve_model",
+    "run_hardware",
+]

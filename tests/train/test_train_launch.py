@@ -53,3 +53,11 @@ def test_detects_being_a_worker_of_torchrun_or_srun(monkeypatch):
     assert launched_externally(TrainConfig(devices=8, nodes=2))  # srun started every worker
     monkeypatch.setenv("SLURM_NTASKS", "2")
     assert not launched_externally(TrainConfig(devices=8, nodes=2))  # one launcher per node
+
+
+def test_gpus_is_devices_on_cuda():
+    from tinyllama_cli.train.launch import with_gpus
+
+    assert with_gpus({"devices": 1, "lr": 1e-3}, None) == {"devices": 1, "lr": 1e-3}
+    assert with_gpus({"devices": 1, "lr": 1e-3}, 4) == {"devices": 4, "accelerator": "cuda",
+                                                        "lr": 1e-3}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyllama_cli import rundir
-from tinyllama_cli.config import ModelConfig, TrainConfig
+from tinyllama_cli.config import ModelConfig, TrainConfig, load_train_config
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.train.launch_env import LaunchEnv
 from tinyllama_cli.train.setup import (
@@ -58,6 +58,22 @@ def warn(run: Run, console: Any) -> None:
         console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
 
 
+def with_gpus(flags: dict[str, Any], gpus: int | None) -> dict[str, Any]:
+    """`--gpus N` is shorthand for `--devices N --accelerator cuda`: the flags it stands for
+    (over any --devices / --accelerator given with it)."""
+    if gpus is None:
+        return flags
+    return {**flags, "devices": gpus, "accelerator": "cuda"}
+
+
+def pretrain_from_flags(config: str | Path | None, flags: dict[str, Any], *,
+                        gpus: int | None = None, console: Any = None) -> int:
+    """`tinyllama pretrain`: the --config YAML (optional) with the flags over it (None: not
+    given), then `pretrain`; returns the exit status."""
+    cfg, model = load_train_config(config, with_gpus(flags, gpus))
+    return pretrain(cfg, model, console)
+
+
 def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = None) -> int:
     """Create the run dir from the config and train it; returns the process exit status."""
     run = resolve(cfg, model)
@@ -75,8 +91,9 @@ def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = 
 
 
 def resume(run_dir: str | Path, overrides: dict[str, Any], model: ModelConfig | None = None,
-           console: Any = None) -> int:
+           console: Any = None, *, gpus: int | None = None) -> int:
     """Continue a run from its newest complete checkpoint (flags may raise --max-steps etc.)."""
+    overrides = with_gpus(overrides, gpus)
     if launched_externally(load_run(Path(run_dir)).train.replace(
             **{k: v for k, v in overrides.items() if k in ("devices", "nodes") and v})):
         from tinyllama_cli.train.loop import train
