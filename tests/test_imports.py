@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Entries are module names or packages (a trailing "." takes everything under it).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry point", ("__main__",)),
-    ("CLI", ("cli", "display")),
+    ("CLI", ("cli", "cli_flags", "display")),
     ("commands", ("train.", "data.", "convert.", "evaluate", "eval_lm", "eval_baseline",
                   "eval_options", "generate", "plan", "plot")),
     ("finding and loading a model", ("load",)),

@@ -15,6 +15,8 @@ from typing import Annotated
 import typer
 
 from tinyllama_cli import __version__, display
+from tinyllama_cli.cli_flags import with_train_flags
+from tinyllama_cli.config import Resume, sections
 from tinyllama_cli.dtypes import accepted as dtype_spellings
 from tinyllama_cli.errors import UserError
 
@@ -147,53 +149,6 @@ def merge_data(
 # --- pretrain / resume ------------------------------------------------------------------------
 
 
-def _train_flags(exclude: tuple[str, ...] = (), panel: str = "Training config") -> list:
-    """One `--flag` per TrainConfig field (None = not given, so the YAML or default stays),
-    with the dataclass default shown in --help."""
-    import inspect
-    from dataclasses import fields
-
-    from tinyllama_cli.config import TrainConfig
-
-    kinds = {"int": int, "float": float, "str": str, "bool": bool}
-    params = []
-    for f in fields(TrainConfig):
-        if f.name in exclude:
-            continue
-        kind = next(v for k, v in kinds.items() if k in str(f.type))
-        flag = "--" + f.name.replace("_", "-")
-        decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
-        help_text = f.metadata.get("help", "")
-        if f.default is not None:
-            shown = (flag[2:] if f.default else f"no-{flag[2:]}") if kind is bool else f.default
-            help_text += f" \\[default: {shown}]"  # escaped: rich would read [...] as markup
-        option = typer.Option(None, *decls, help=help_text, show_default=False,
-                              rich_help_panel=panel)
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=kind | None))
-    return params
-
-
-def _with_train_flags(exclude: tuple[str, ...] = (), panel: str = "Training config"):
-    """Give `func(**kwargs)` a signature Typer reads: its own parameters + the TrainConfig flags
-    not in `exclude`, shown under `panel` in --help."""
-    import inspect
-
-    def decorate(func):
-        own = [p for p in inspect.signature(func).parameters.values() if p.kind != p.VAR_KEYWORD]
-        params = own + _train_flags(exclude, panel)
-
-        def wrapper(**kwargs):
-            return func(**kwargs)
-
-        wrapper.__signature__ = inspect.Signature(params)
-        wrapper.__annotations__ = {p.name: p.annotation for p in params}
-        wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
-        return wrapper
-
-    return decorate
-
-
 def _finish_training(code: int) -> None:
     """A torchrun/srun worker leaves with os._exit (gloo can abort at interpreter exit); a
     failed launch exits with torchrun's status."""
@@ -205,7 +160,7 @@ def _finish_training(code: int) -> None:
 
 
 @app.command()
-@_with_train_flags(panel="Training config (flags override --config)")
+@with_train_flags(sections(), panel="Training config (flags override --config)")
 def pretrain(
     config: str | None = typer.Option(None, "--config", help="YAML file of TrainConfig fields "
                                          "(flags override it); `model:` may be a preset or a mapping."),
@@ -218,14 +173,8 @@ def pretrain(
     _finish_training(pretrain_from_flags(config, flags, gpus=gpus, console=console))
 
 
-def _resume_fixed() -> tuple[str, ...]:
-    from tinyllama_cli.train.setup import RESUME_FIXED
-
-    return RESUME_FIXED
-
-
 @app.command()
-@_with_train_flags(exclude=_resume_fixed(), panel="What a resumed run may change")
+@with_train_flags(sections(Resume.CHANGE), panel="What a resumed run may change")
 def resume(
     run_dir: str = typer.Argument(..., help="The run directory to continue."),
     gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),

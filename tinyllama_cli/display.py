@@ -425,7 +425,8 @@ def _memory_table(m: Memory, gpus: int, gpu: str) -> Table:
                      justify="right")
     sharded = " (sharded)" if gpus > 1 else ""
     in_flight = "bf16 weights/gradients in flight" if gpus > 1 else "bf16 weight copies (autocast)"
-    same = [(f"fp32 parameters{sharded}", m.params_fp32), (f"fp32 gradients{sharded}", m.grads_fp32),
+    same = [(f"fp32 parameters{sharded}", m.params_fp32),
+            (f"fp32 gradients{sharded}", m.grads_fp32),
             (f"AdamW moments{sharded}", m.adamw_state), (in_flight, m.bf16_buffers),
             ("fused-loss buffers", m.loss_buffers), ("CUDA context, NCCL, workspaces", m.overhead)]
     for name, value in same:

@@ -294,8 +294,8 @@ class GenerationResult:
 
     def to_dict(self) -> dict:
         """What `generate --json` prints."""
-        return {"model": self.model, "seed": self.seed, "samples": [asdict(s) for s in self.samples],
-                "stats": self.stats()}
+        return {"model": self.model, "seed": self.seed,
+                "samples": [asdict(s) for s in self.samples], "stats": self.stats()}
 
 
 # Called with (sample number, text that just became final) while generating; `on_done` with the

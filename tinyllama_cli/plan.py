@@ -613,7 +613,8 @@ def parse_fraction(text: str | float, what: str = "--mfu", allow_zero: bool = Fa
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
-        raise UserError(f"cannot read {what} {text!r}; write a fraction such as 0.56 or a percentage such as 56%") from None
+        raise UserError(f"cannot read {what} {text!r}; write a fraction such as 0.56 or a "
+                        "percentage such as 56%") from None
     if allow_zero and not 0 <= value < 1:
         raise UserError(f"{what} must be in [0, 1) or [0%, 100%), got {text!r}")
     if not allow_zero and not 0 < value <= 1:

@@ -38,7 +38,7 @@ def launched_externally(cfg: TrainConfig) -> bool:
     """True when this process is already one of the run's workers: started by torchrun, or by
     srun with one task per worker (srun with one task per node instead runs this launcher per
     node)."""
-    return LaunchEnv.read().is_worker_of(cfg.devices * cfg.nodes)
+    return LaunchEnv.read().is_worker_of(cfg.launch.devices * cfg.launch.nodes)
 
 
 def end_worker_process(code: int) -> None:
@@ -81,9 +81,9 @@ def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = 
     if launched_externally(cfg):
         from tinyllama_cli.train.loop import train
 
-        train(run.dir, cfg.accelerator, setup=lambda: create_run_dir(run), console=console)
+        train(run.dir, cfg.launch.accelerator, setup=lambda: create_run_dir(run), console=console)
         return 0
-    if cfg.node_rank == 0:
+    if cfg.launch.node_rank == 0:
         create_run_dir(run)
     else:
         _wait_for(rundir.config_path(run.dir))
@@ -100,7 +100,8 @@ def resume(run_dir: str | Path, overrides: dict[str, Any], model: ModelConfig | 
 
         run = prepare_resume(run_dir, overrides, model, write=False)
         warn(run, console)
-        train(run.dir, run.train.accelerator, setup=lambda: write_config(run), console=console)
+        train(run.dir, run.train.launch.accelerator, setup=lambda: write_config(run),
+              console=console)
         return 0
     run = prepare_resume(run_dir, overrides, model, write=int(overrides.get("node_rank") or 0) == 0)
     warn(run, console)
@@ -117,14 +118,14 @@ def _wait_for(path: Path, timeout_s: float = 600) -> None:
 
 
 def torchrun_command(run: Run) -> list[str]:
-    cfg = run.train
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={cfg.devices}",
-           f"--nnodes={cfg.nodes}"]
-    if cfg.nodes == 1:
+    launch = run.train.launch
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={launch.devices}",
+           f"--nnodes={launch.nodes}"]
+    if launch.nodes == 1:
         cmd.append("--standalone")
     else:
         cmd += _rendezvous_flags(run)
-    return cmd + ["-m", "tinyllama_cli.train.worker", str(run.dir), cfg.accelerator]
+    return cmd + ["-m", "tinyllama_cli.train.worker", str(run.dir), launch.accelerator]
 
 
 def _rendezvous_flags(run: Run) -> list[str]:
@@ -134,14 +135,17 @@ def _rendezvous_flags(run: Run) -> list[str]:
     says so), so ours only decides which machine creates the run directory. The static
     rendezvous (`--master-addr`) is torchrun's classic mode, where --node-rank sets the ranks.
     """
-    cfg = run.train
-    if cfg.rdzv_endpoint:
+    launch = run.train.launch
+    if launch.rdzv_endpoint:
         run_id = hashlib.sha256(str(run.dir.resolve()).encode()).hexdigest()[:16]
-        return ["--rdzv-backend=c10d", f"--rdzv-endpoint={cfg.rdzv_endpoint}", f"--rdzv-id={run_id}"]
-    if cfg.master_addr:
-        if not 0 <= cfg.node_rank < cfg.nodes:
-            raise UserError(f"--node-rank {cfg.node_rank} is not one of 0..{cfg.nodes - 1} for --nodes {cfg.nodes}")
-        return [f"--master-addr={cfg.master_addr}", f"--master-port={cfg.master_port}", f"--node-rank={cfg.node_rank}"]
+        return ["--rdzv-backend=c10d", f"--rdzv-endpoint={launch.rdzv_endpoint}",
+                f"--rdzv-id={run_id}"]
+    if launch.master_addr:
+        if not 0 <= launch.node_rank < launch.nodes:
+            raise UserError(f"--node-rank {launch.node_rank} is not one of 0..{launch.nodes - 1} "
+                            f"for --nodes {launch.nodes}")
+        return [f"--master-addr={launch.master_addr}", f"--master-port={launch.master_port}",
+                f"--node-rank={launch.node_rank}"]
     raise UserError("--nodes > 1 needs --rdzv-endpoint HOST:PORT (a port on the first node that every node "
                     "can reach), or --master-addr HOST with a distinct --node-rank on every node")
 
@@ -161,17 +165,17 @@ def _children(pid: int) -> list[int]:
 
 def start(run: Run, console: Any = None) -> int:
     """Train `run` with devices x nodes workers; returns the exit status."""
-    cfg = run.train
-    if cfg.devices < 1 or cfg.nodes < 1:
+    launch = run.train.launch
+    if launch.devices < 1 or launch.nodes < 1:
         raise UserError("--devices and --nodes must be at least 1")
-    if cfg.devices * cfg.nodes == 1:
+    if launch.devices * launch.nodes == 1:
         from tinyllama_cli.train.loop import train
 
-        train(run.dir, cfg.accelerator, console=console)
+        train(run.dir, launch.accelerator, console=console)
         return 0
     from tinyllama_cli.train.distributed import resolve_accelerator
 
-    resolve_accelerator(cfg.accelerator)  # --gpus on a machine without CUDA: say so now
+    resolve_accelerator(launch.accelerator)  # --gpus on a machine without CUDA: say so now
     # A new session: a terminal's Ctrl-C reaches only this process, which forwards one SIGTERM.
     proc = subprocess.Popen(torchrun_command(run), start_new_session=True)
 

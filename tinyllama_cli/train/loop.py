@@ -66,16 +66,17 @@ class StopFlag:
 
 def build_model(run: Run, world: World, precision: str) -> torch.nn.Module:
     """The same full model on every worker (seeded init, or --init-from weights), then sharded."""
-    torch.manual_seed(run.train.seed)
+    torch.manual_seed(run.train.data_order.seed)
     model = Llama(run.model)
-    if run.train.init_from:
+    if run.train.model.init_from:
         from tinyllama_cli.load import load_model
 
-        loaded = load_model(run.train.init_from)
+        loaded = load_model(run.train.model.init_from)
         model.load_state_dict(loaded.model.state_dict())
         del loaded
     model.train()
-    return parallelize(model, world, precision, run.train.compile, run.train.activation_checkpointing)
+    speed = run.train.speed
+    return parallelize(model, world, precision, speed.compile, speed.activation_checkpointing)
 
 
 def evaluate(model: torch.nn.Module, data: PretrainData, windows: list, world: World,
@@ -147,25 +148,27 @@ class Trainer:
     def __init__(self, run: Run, world: World, console: Any = None):
         cfg = self.cfg = run.train
         self.run, self.world = run, world
-        self.threads = cpu_threads(cfg.num_threads) if world.device.type == "cpu" else None
-        self.precision = resolve_precision(cfg.precision, world.device)
+        self.threads = cpu_threads(cfg.launch.num_threads) if world.device.type == "cpu" else None
+        self.precision = resolve_precision(cfg.speed.precision, world.device)
         self.accum = check_batch(cfg, world.world_size)
-        self.data = PretrainData(cfg.data, cfg.seq_len, cfg.seed, cfg.mix)
-        self.val_windows = self.data.validation_windows(cfg.eval_samples)
+        order = cfg.data_order
+        self.data = PretrainData(cfg.training.data, order.seq_len, order.seed, order.mix)
+        self.val_windows = self.data.validation_windows(cfg.logging.eval_samples)
         self.model = build_model(run, world, self.precision)
-        self.optimizer = build_optimizer(self.model, cfg, world.device)
+        self.optimizer = build_optimizer(self.model, cfg.optimizer, cfg.schedule, world.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.step = 0
         checkpoints = list_checkpoints(run.dir)
         if checkpoints:
             self.step = checkpoint.load(checkpoints[-1], self.model, self.optimizer)["step"]
-        self.logger = MetricsLogger(run.dir, world.is_main, self.step, cfg.tensorboard, cfg.wandb,
-                                    cfg.wandb_project, {"model": run.model.to_dict(), "train": cfg.to_dict()},
-                                    console)
+        log = cfg.logging
+        self.logger = MetricsLogger(run.dir, world.is_main, self.step, log.tensorboard, log.wandb,
+                                    log.wandb_project,
+                                    {"model": run.model.to_dict(), "train": cfg.to_dict()}, console)
         if checkpoints:
             self.logger.print(f"resumed from {checkpoints[-1]} (step {self.step}, world size {world.world_size})")
         self.stop = StopFlag()
-        self.tokens_per_step = cfg.global_batch_size * cfg.seq_len
+        self.tokens_per_step = order.global_batch_size * order.seq_len
 
     def autocast(self) -> Any:
         if self.precision == "bf16":
@@ -177,8 +180,8 @@ class Trainer:
 
         Returns (mean loss over all workers, global grad norm, whether any worker got a signal)."""
         cfg, world, model = self.cfg, self.world, self.model
-        micro = cfg.micro_batch_size
-        first = self.step * cfg.global_batch_size + world.rank * (cfg.global_batch_size // world.world_size)
+        micro, batch = cfg.speed.micro_batch_size, cfg.data_order.global_batch_size
+        first = self.step * batch + world.rank * (batch // world.world_size)
         loss_acc = torch.zeros((), device=world.device)
         for a in range(self.accum):
             x, y = self.data.batch(first + a * micro, micro)
@@ -189,7 +192,7 @@ class Trainer:
                 loss = model(x, y)
             (loss / self.accum).backward()
             loss_acc += loss.detach()
-        grad_norm = float(clip_grad_norm(self.params, cfg.grad_clip))
+        grad_norm = float(clip_grad_norm(self.params, cfg.optimizer.grad_clip))
         loss_sum, stop_votes = all_reduce_sum([float(loss_acc) / self.accum, 1.0 if self.stop.signal else 0.0], world)
         loss_value = loss_sum / world.world_size
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
@@ -198,7 +201,7 @@ class Trainer:
             raise UserError(f"non-finite loss or gradient (loss {loss_value}, grad norm {grad_norm}) at step "
                             f"{self.step + 1}; stopped without saving, {keep}; lower --lr or raise "
                             "--warmup-steps, then resume")
-        set_lr(self.optimizer, lr_at(self.step, cfg, cfg.max_steps))
+        set_lr(self.optimizer, lr_at(self.step, cfg.schedule, cfg.training.max_steps))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -206,41 +209,52 @@ class Trainer:
 
     def save(self) -> None:
         state = {"step": self.step, "tokens_seen": self.step * self.tokens_per_step,
-                 "samples_seen": self.step * self.cfg.global_batch_size,
+                 "samples_seen": self.step * self.cfg.data_order.global_batch_size,
                  "data_fingerprint": self.run.data_fingerprint, "model_config": self.run.model.to_dict(),
                  "world_size": self.world.world_size}
-        path = checkpoint.save(self.run.dir, self.model, self.optimizer, state, self.world, self.cfg.keep_last)
+        path = checkpoint.save(self.run.dir, self.model, self.optimizer, state, self.world,
+                               self.cfg.checkpointing.keep_last)
         self.logger.print(f"saved {path}")
 
     def validate(self) -> None:
-        val = evaluate(self.model, self.data, self.val_windows, self.world, self.cfg.micro_batch_size, self.autocast)
+        val = evaluate(self.model, self.data, self.val_windows, self.world,
+                       self.cfg.speed.micro_batch_size, self.autocast)
         if val is not None:
             self.logger.log({"step": self.step, "val_loss": val, "tokens_seen": self.step * self.tokens_per_step})
             self.logger.print(f"step {self.step:>7}  [bold magenta]val loss {val:.4f}[/]")
 
+    def _print_start(self, end: int, peak: float, peak_source: str) -> None:
+        """What is trained on what, the batch, the steps of this job, threads and MFU peak."""
+        cfg, world, model = self.cfg, self.world, self.run.model
+        order = cfg.data_order
+        self.logger.print(
+            f"training {model.name} ({model.num_params():,} params) on {world.world_size} "
+            f"{world.device.type} worker(s), {self.precision}, global batch "
+            f"{order.global_batch_size} x {order.seq_len} tokens (micro "
+            f"{cfg.speed.micro_batch_size}, accumulation {self.accum}), steps {self.step} -> "
+            f"{end} of {cfg.training.max_steps}"
+            + (f"; {self.threads[0]} CPU thread(s) per worker ({self.threads[1]})"
+               if self.threads else "")
+            + f"; MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
+
     def fit(self) -> int:
         """Train to --max-steps (or --stop-at-step, or a signal); returns the last step done."""
         cfg, world = self.cfg, self.world
-        end = min(cfg.max_steps, cfg.stop_at_step or cfg.max_steps)
-        peak, peak_source = peak_flops_per_device(world.device, cfg.peak_flops, self.precision,
-                                                  torch.get_num_threads())
-        flops_per_token = self.run.model.flops_per_token(cfg.seq_len)
-        self.logger.print(
-            f"training {self.run.model.name} ({self.run.model.num_params():,} params) on {world.world_size} "
-            f"{world.device.type} worker(s), {self.precision}, global batch {cfg.global_batch_size} x "
-            f"{cfg.seq_len} tokens (micro {cfg.micro_batch_size}, accumulation {self.accum}), steps "
-            f"{self.step} -> {end} of {cfg.max_steps}"
-            + (f"; {self.threads[0]} CPU thread(s) per worker ({self.threads[1]})" if self.threads else "")
-            + f"; MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
+        max_steps = cfg.training.max_steps
+        end = min(max_steps, cfg.training.stop_at_step or max_steps)
+        peak, peak_source = peak_flops_per_device(world.device, cfg.logging.peak_flops,
+                                                  self.precision, torch.get_num_threads())
+        flops_per_token = self.run.model.flops_per_token(cfg.data_order.seq_len)
+        self._print_start(end, peak, peak_source)
         start_step, run_start = self.step, time.perf_counter()
         interval_start, interval_steps = run_start, 0
         stopped = False
         while self.step < end:
-            lr = lr_at(self.step, cfg, cfg.max_steps)
+            lr = lr_at(self.step, cfg.schedule, max_steps)
             loss, grad_norm, stopped = self.train_step()
             interval_steps += 1
             step = self.step
-            if step % cfg.log_every == 0 or step == end:
+            if step % cfg.logging.log_every == 0 or step == end:
                 now = time.perf_counter()
                 tps = interval_steps * self.tokens_per_step / (now - interval_start)
                 record = {"step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
@@ -248,18 +262,19 @@ class Trainer:
                           "mfu": tps * flops_per_token / (peak * world.world_size), "elapsed_s": now - run_start}
                 self.logger.log(record)
                 rate = (step - start_step) / (now - run_start)
-                self.logger.print(format_row(record, cfg.max_steps, (cfg.max_steps - step) / rate))
+                self.logger.print(format_row(record, max_steps, (max_steps - step) / rate))
                 interval_start, interval_steps = time.perf_counter(), 0
             # Validation depends only on the step, so interrupted and uninterrupted runs log the same.
-            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
+            eval_every = cfg.logging.eval_every
+            if (eval_every and step % eval_every == 0) or step == max_steps:
                 self.validate()
-            if step % cfg.save_every == 0 or step == end or stopped:
+            if step % cfg.checkpointing.save_every == 0 or step == end or stopped:
                 self.save()
             if stopped:
                 break
         if stopped:
             self.logger.print(f"stopped by {self.stop.signal or 'a signal on another worker'} at step "
                               f"{self.step}; continue with `tinyllama resume {self.run.dir}`")
-        elif self.step < cfg.max_steps:
+        elif self.step < max_steps:
             self.logger.print(f"stopped at --stop-at-step {self.step}; continue with `tinyllama resume {self.run.dir}`")
         return self.step
