@@ -1,7 +1,10 @@
-"""The `tinyllama` command line: argument parsing, rich output, and errors -> exit codes.
+"""The `tinyllama` command line: a table of commands over the package's modules.
 
-No logic lives here: each command parses its flags, calls one function of a module, and
-prints the result. A `UserError` from any module becomes one red line and exit status 2.
+Each command parses its flags, calls one module function and prints what it returns: as JSON
+(`--json`: the result's `to_dict()`) or through `display`. Checks, defaults and assembly live in
+the modules' options, so Python callers get the same behaviour; the pretrain/resume flags are
+generated from TrainConfig (`cli_flags`). A `UserError` from any module becomes one red line
+and exit status 2.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -28,7 +32,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-console, err_console = display.console, display.err_console
+
+THREADS_HELP = "CPU threads (default: the cores that are idle now, at most torch's count)."
+GPUS_HELP = "Shorthand for --devices N --accelerator cuda."
 
 
 def _version(value: bool) -> None:
@@ -40,19 +46,24 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True,
-                                           help="Print the version and exit."),
+                                        help="Print the version and exit."),
 ) -> None:
     """Pretrain, resume, convert, evaluate and sample small Llama models (the TinyLlama recipe)."""
 
 
-# --- sample-corpus -----------------------------------------------------------------------------
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
 
 
-@app.command("sample-corpus")
+# --- data ----------------------------------------------------------------------------------------
+
+
 def sample_corpus(
-    out: str = typer.Option(..., "--out", help="Directory to write (must not exist unless --overwrite)."),
+    out: str = typer.Option(..., "--out",
+                            help="Directory to write (must not exist unless --overwrite)."),
     tokens_target: int = typer.Option(3_000_000, "--tokens-target",
-                                      help="Estimated tokens to write, 7:3 text:code; capped by what the library has."),
+                                      help="Estimated tokens to write, 7:3 text:code; capped by "
+                                           "what the library has."),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the record order."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DIR if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
@@ -63,18 +74,15 @@ def sample_corpus(
     arc_easy and wikitext (held-out perplexity) files in the hub schemas."""
     from tinyllama_cli.data.sample_corpus import build_sample_corpus
 
-    with err_console.status("Reading the standard library..."):
-        s = build_sample_corpus(out, tokens_target=tokens_target, overwrite=overwrite, seed=seed)
+    with display.status("Reading the standard library..."):
+        summary = build_sample_corpus(out, tokens_target=tokens_target, overwrite=overwrite,
+                                      seed=seed)
     if as_json:
-        print(json.dumps(s.to_dict(), indent=2))
-        return
-    display.show_corpus(s)
+        _print_json(summary.to_dict())
+    else:
+        display.show_corpus(summary)
 
 
-# --- prepare-data ------------------------------------------------------------------------------
-
-
-@app.command("prepare-data")
 def prepare_data(
     sources: Annotated[list[str], typer.Argument(
         metavar="[NAME=]PATH...", help="Inputs: a file, directory, glob or saved `datasets` dir of "
@@ -86,8 +94,8 @@ def prepare_data(
     vocab_size: Annotated[int | None, typer.Option(help="Vocabulary of --train-tokenizer.")] = None,
     tokenizer_sample_mb: Annotated[float, typer.Option(
         help="Characters (millions) sampled for --train-tokenizer.")] = 64.0,
-    workers: Annotated[int, typer.Option("--workers", "-w",
-                                         help="Processes (each tokenizes one input file at a time).")] = 1,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", help="Processes (each tokenizes one input file at a time).")] = 1,
     val_fraction: Annotated[float, typer.Option(
         help="Share of documents for validation, chosen by a hash of the text.")] = 0.001,
     text_field: Annotated[str | None, typer.Option(
@@ -98,42 +106,45 @@ def prepare_data(
     on_error: Annotated[str, typer.Option(
         help="skip: count and log bad records; fail: stop at the first.")] = "skip",
     shard_tokens: Annotated[int, typer.Option(help="Tokens per output shard file.")] = 1 << 27,
-    shard_index: Annotated[int, typer.Option(help="This job's slice of the input files (0-based).")] = 0,
+    shard_index: Annotated[int, typer.Option(
+        help="This job's slice of the input files (0-based).")] = 0,
     num_shards: Annotated[int, typer.Option(
         help="Slices the input files are split into (combine them with merge-data).")] = 1,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out dir.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest and run figures as JSON.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing --out dir.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the manifest and run figures as JSON.")] = False,
 ) -> None:
     """Tokenize text corpora into packed token shards with a manifest (resumable, deterministic)."""
     from tinyllama_cli.data.prepare import PrepareOptions
     from tinyllama_cli.data.prepare import prepare_data as run
-    from tinyllama_cli.data.progress import RichProgress
 
     options = PrepareOptions(
         out=out, tokenizer=tokenizer, train_tokenizer=train_tokenizer, vocab_size=vocab_size,
         tokenizer_sample_mb=tokenizer_sample_mb, workers=workers, val_fraction=val_fraction,
-        text_field=text_field, exclude=tuple(exclude_meta or ()),
-        on_error=on_error, shard_tokens=shard_tokens, shard_index=shard_index, num_shards=num_shards,
+        text_field=text_field, exclude=tuple(exclude_meta or ()), on_error=on_error,
+        shard_tokens=shard_tokens, shard_index=shard_index, num_shards=num_shards,
         overwrite=overwrite,
     )
     try:
-        with RichProgress(err_console) as progress:
+        with display.PrepareProgress() as progress:
             result = run(sources, options, progress)
     except KeyboardInterrupt:
         display.show_prepare_interrupted(out)
         raise typer.Exit(130) from None
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2))
-        return
-    display.show_prepared(result)
+        _print_json(result.to_dict())
+    else:
+        display.show_prepared(result)
 
 
-@app.command("merge-data")
 def merge_data(
     slices: Annotated[list[str], typer.Argument(
-        metavar="SLICE_DIR...", help="The --out dirs of prepare-data --shard-index 0..K-1 --num-shards K.")],
+        metavar="SLICE_DIR...",
+        help="The --out dirs of prepare-data --shard-index 0..K-1 --num-shards K.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The merged data dir to write.")],
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out dir.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing --out dir.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Merge the slices of a multi-job prepare-data run into one data dir."""
@@ -141,12 +152,12 @@ def merge_data(
 
     manifest = run(slices, out, overwrite=overwrite)
     if as_json:
-        print(json.dumps(manifest, indent=2))
-        return
-    display.show_merged(manifest, slices, out)
+        _print_json(manifest)
+    else:
+        display.show_merged(manifest, slices, out)
 
 
-# --- pretrain / resume ------------------------------------------------------------------------
+# --- pretrain / resume ---------------------------------------------------------------------------
 
 
 def _finish_training(code: int) -> None:
@@ -159,26 +170,25 @@ def _finish_training(code: int) -> None:
         raise typer.Exit(code)
 
 
-@app.command()
 @with_train_flags(sections(), panel="Training config (flags override --config)")
 def pretrain(
-    config: str | None = typer.Option(None, "--config", help="YAML file of TrainConfig fields "
-                                         "(flags override it); `model:` may be a preset or a mapping."),
-    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
-    **flags,
+    config: str | None = typer.Option(None, "--config",
+                                      help="YAML file of TrainConfig fields (flags override it); "
+                                           "`model:` may be a preset or a mapping."),
+    gpus: int | None = typer.Option(None, "--gpus", help=GPUS_HELP),
+    **flags: Any,
 ) -> None:
     """Pretrain a Llama model on a token data dir (FSDP2 over --devices/--gpus workers)."""
     from tinyllama_cli.train.launch import pretrain_from_flags
 
-    _finish_training(pretrain_from_flags(config, flags, gpus=gpus, console=console))
+    _finish_training(pretrain_from_flags(config, flags, gpus=gpus, console=display.console))
 
 
-@app.command()
 @with_train_flags(sections(Resume.CHANGE), panel="What a resumed run may change")
 def resume(
     run_dir: str = typer.Argument(..., help="The run directory to continue."),
-    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
-    **flags,
+    gpus: int | None = typer.Option(None, "--gpus", help=GPUS_HELP),
+    **flags: Any,
 ) -> None:
     """Continue a run from its newest complete checkpoint (raise --max-steps, change --devices, ...).
 
@@ -187,38 +197,53 @@ def resume(
     the checkpoint's step on (the console says how the lr changes); finished steps are unchanged."""
     from tinyllama_cli.train.launch import resume as run_resume
 
-    _finish_training(run_resume(run_dir, flags, console=console, gpus=gpus))
+    _finish_training(run_resume(run_dir, flags, console=display.console, gpus=gpus))
 
 
-# --- eval --------------------------------------------------------------------------------------
+# --- eval ----------------------------------------------------------------------------------------
 
 
-@app.command("eval")
 def eval_command(
-    checkpoint: str = typer.Argument(..., help="Run dir (newest checkpoint), checkpoint dir or HF dir."),
+    checkpoint: str = typer.Argument(
+        ..., help="Run dir (newest checkpoint), checkpoint dir or HF dir."),
     tasks: str = typer.Option("tinyllama", "--tasks", "-t",
-                              help="lm-eval task names, comma-separated; aliases arc_e, arc_c, obqa; "
-                                   "group tinyllama = TinyLlama's seven tasks."),
-    num_fewshot: int | None = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: the task's, else 0)."),
-    limit: float | None = typer.Option(None, "--limit", help="At most N samples per task (a fraction if < 1)."),
+                              help="lm-eval task names, comma-separated; aliases arc_e, arc_c, "
+                                   "obqa; group tinyllama = TinyLlama's seven tasks."),
+    num_fewshot: int | None = typer.Option(None, "--num-fewshot",
+                                           help="Few-shot examples (default: the task's, else 0)."),
+    limit: float | None = typer.Option(None, "--limit",
+                                       help="At most N samples per task (a fraction if < 1)."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Sequences per forward pass."),
-    dtype: str = typer.Option("fp32", "--dtype", help=f"{dtype_spellings()} (fp32: TinyLlama's table)."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."),
-    seed: int = typer.Option(1234, "--seed", help="Seed for lm-eval's sampling, few-shot choice and generation."),
-    backend: str = typer.Option("native", "--backend", help="native, or hf: lm-eval's own HF model on a converted copy."),
-    dataset: list[str] | None = typer.Option(None, "--dataset", "-d",  # noqa: B008
-                                                help="TASK=PATH: local .jsonl/.parquet in the hub dataset's schema "
-                                                     "(scored split; TASK:train=PATH for few-shot examples). Repeatable."),
-    tasks_dir: str | None = typer.Option(None, "--tasks-dir", help="A directory of extra lm-eval task YAMLs."),
-    output: str | None = typer.Option(None, "--output", "-o", help="Write lm-eval's full results as JSON here (per checkpoint with --all-checkpoints)."),
-    samples: bool = typer.Option(False, "--samples", help="Include every sample's inputs and scores in --output."),
+    dtype: str = typer.Option("fp32", "--dtype",
+                              help=f"{dtype_spellings()} (fp32: TinyLlama's table)."),
+    device: str | None = typer.Option(None, "--device",
+                                      help="cpu, cuda, cuda:N (default: cuda if available)."),
+    seed: int = typer.Option(1234, "--seed",
+                             help="Seed for lm-eval's sampling, few-shot choice and generation."),
+    backend: str = typer.Option("native", "--backend",
+                                help="native, or hf: lm-eval's own HF model on a converted copy."),
+    dataset: list[str] | None = typer.Option(  # noqa: B008
+        None, "--dataset", "-d",
+        help="TASK=PATH: local .jsonl/.parquet in the hub dataset's schema (scored split; "
+             "TASK:train=PATH for few-shot examples). Repeatable."),
+    tasks_dir: str | None = typer.Option(None, "--tasks-dir",
+                                         help="A directory of extra lm-eval task YAMLs."),
+    output: str | None = typer.Option(None, "--output", "-o",
+                                      help="Write lm-eval's full results as JSON here (per "
+                                           "checkpoint with --all-checkpoints)."),
+    samples: bool = typer.Option(False, "--samples",
+                                 help="Include every sample's inputs and scores in --output."),
     all_checkpoints: bool = typer.Option(False, "--all-checkpoints",
-                                         help="Evaluate every checkpoint of a run dir: table, JSON, CSV, PNG plots."),
-    series_dir: str | None = typer.Option(None, "--series-dir", help="Where --all-checkpoints writes (default RUN_DIR/eval)."),
+                                         help="Evaluate every checkpoint of a run dir: table, "
+                                              "JSON, CSV, PNG plots."),
+    series_dir: str | None = typer.Option(None, "--series-dir",
+                                          help="Where --all-checkpoints writes (default "
+                                               "RUN_DIR/eval)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     verbose: bool = typer.Option(False, "--verbose", help="Show lm-eval's own log messages."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores that are idle now, at most torch's count)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON instead of a table."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="Print the scores as JSON instead of a table."),
     no_baseline: bool = typer.Option(
         False, "--no-baseline",
         help="Skip the unigram baseline (token frequencies of the run's training data)."),
@@ -238,126 +263,171 @@ def eval_command(
         series = eval_options.evaluate_checkpoints(checkpoint, tasks, options,
                                                    on_checkpoint=display.show_checkpoint_started)
         if as_json:
-            print(json.dumps(series.to_records(), indent=2))
+            _print_json(series.to_records())
         else:
             display.show_series(series)
         return
     result = eval_options.evaluate_checkpoint(checkpoint, tasks, options)
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2))
+        _print_json(result.to_dict())
     else:
         display.show_eval(result, backend, output)
 
 
-# --- generate ----------------------------------------------------------------------------------
+# --- generate ------------------------------------------------------------------------------------
 
 
-@app.command()
 def generate(
-    ckpt: str = typer.Argument(..., help="Run dir (latest checkpoint), checkpoint dir or Hugging Face dir."),
-    prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt text (repeatable; \"\" starts from BOS).")] = None,
-    prompt_file: str | None = typer.Option(None, "--prompt-file", help="A file with one prompt per line (batched)."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", help="Tokens to generate per sample at most."),
-    temperature: float = typer.Option(0.8, "--temperature", "-t", help="Softmax temperature; 0 = greedy."),
-    top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most likely tokens only."),
-    top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling: smallest set reaching probability p."),
-    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help=">1 discourages tokens already present."),
-    seed: int | None = typer.Option(None, "--seed", help="Same seed, same text (default: random, reported)."),
+    ckpt: str = typer.Argument(
+        ..., help="Run dir (latest checkpoint), checkpoint dir or Hugging Face dir."),
+    prompt: Annotated[list[str] | None, typer.Option(
+        "--prompt", "-p", help="Prompt text (repeatable; \"\" starts from BOS).")] = None,
+    prompt_file: str | None = typer.Option(None, "--prompt-file",
+                                           help="A file with one prompt per line (batched)."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n",
+                                       help="Tokens to generate per sample at most."),
+    temperature: float = typer.Option(0.8, "--temperature", "-t",
+                                      help="Softmax temperature; 0 = greedy."),
+    top_k: int | None = typer.Option(None, "--top-k",
+                                     help="Sample among the k most likely tokens only."),
+    top_p: float | None = typer.Option(None, "--top-p",
+                                       help="Nucleus sampling: smallest set reaching "
+                                            "probability p."),
+    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty",
+                                             help=">1 discourages tokens already present."),
+    seed: int | None = typer.Option(None, "--seed",
+                                    help="Same seed, same text (default: random, reported)."),
     num_samples: int = typer.Option(1, "--num-samples", help="Samples per prompt."),
-    stop: Annotated[list[str] | None, typer.Option("--stop", help="End a sample at this string (repeatable).")] = None,
-    batch_size: int = typer.Option(8, "--batch-size", help="Rows (prompt x sample) decoded together."),
-    truncate: bool = typer.Option(False, "--truncate", help="Drop the oldest prompt tokens that do not fit the context."),
-    dtype: str = typer.Option("auto", "--dtype", help=f"{dtype_spellings(auto=True)}; auto: bf16 on a bf16 GPU, else fp32."),
+    stop: Annotated[list[str] | None, typer.Option(
+        "--stop", help="End a sample at this string (repeatable).")] = None,
+    batch_size: int = typer.Option(8, "--batch-size",
+                                   help="Rows (prompt x sample) decoded together."),
+    truncate: bool = typer.Option(False, "--truncate",
+                                  help="Drop the oldest prompt tokens that do not fit the "
+                                       "context."),
+    dtype: str = typer.Option("auto", "--dtype",
+                              help=f"{dtype_spellings(auto=True)}; auto: bf16 on a bf16 GPU, "
+                                   "else fp32."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA only)."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores that are idle now, at most torch's count)."),
+    compile_: bool = typer.Option(False, "--compile",
+                                  help="torch.compile the decode step (CUDA only)."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print the text only."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object with samples and stats, at the end."),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="One JSON object with samples and stats, at the end."),
 ) -> None:
     """Sample text from a model, streaming tokens as they are produced."""
     from tinyllama_cli import generate as gen
 
-    params = gen.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                repetition_penalty=repetition_penalty, seed=seed, stop=list(stop or []))
+    params = gen.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
+                                top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                                seed=seed, stop=list(stop or []))
     view = display.GenerateView(num_samples, quiet)
-    result = gen.run(ckpt, prompt or [], prompt_file, params, num_samples=num_samples, batch_size=batch_size,
-                             truncate=truncate, device=device, dtype=dtype, compile=compile_, threads=threads,
-                             on_start=None if as_json else view.start,
-                             on_text=None if as_json else view.on_text, on_done=None if as_json else view.on_done)
+    shown = {} if as_json else {"on_start": view.start, "on_text": view.on_text,
+                                "on_done": view.on_done}
+    result = gen.run(ckpt, prompt or [], prompt_file, params, num_samples=num_samples,
+                     batch_size=batch_size, truncate=truncate, device=device, dtype=dtype,
+                     compile=compile_, threads=threads, **shown)
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2))
+        _print_json(result.to_dict())
         return
     view.close()
     if not quiet:
         display.show_generation_speed(result)
 
 
-# --- convert -----------------------------------------------------------------------------------
+# --- convert -------------------------------------------------------------------------------------
 
 
-@app.command()
 def convert(
-    src: str = typer.Argument(..., help="A run dir (its newest checkpoint), a checkpoint dir or a Hugging Face Llama dir."),
+    src: str = typer.Argument(..., help="A run dir (its newest checkpoint), a checkpoint dir or a "
+                                        "Hugging Face Llama dir."),
     to: str = typer.Option(..., "--to", help="Target format: hf, native or gguf."),
-    out: str = typer.Option(..., "--out", help="Output directory (for gguf also a path ending in .gguf)."),
-    dtype: str | None = typer.Option(None, "--dtype", help=f"{dtype_spellings()} (default fp32); native is always fp32."),
-    max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="HF: split safetensors above this size (2GB, 500MB, 1GiB)."),
+    out: str = typer.Option(..., "--out",
+                            help="Output directory (for gguf also a path ending in .gguf)."),
+    dtype: str | None = typer.Option(None, "--dtype",
+                                     help=f"{dtype_spellings()} (default fp32); native is "
+                                          "always fp32."),
+    max_shard_size: str = typer.Option("5GB", "--max-shard-size",
+                                       help="HF: split safetensors above this size (2GB, 500MB, "
+                                            "1GiB)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     verify: bool | None = typer.Option(None, "--verify/--no-verify",
-                                          help="Load the result and compare logits with the source (default: when transformers is importable)."),
+                                       help="Load the result and compare logits with the source "
+                                            "(default: when transformers is importable)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Convert a model between the native format, Hugging Face Llama and GGUF, verified."""
     from tinyllama_cli.convert.api import convert as run_convert
 
     if as_json:
-        result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify)
-        print(json.dumps(result.to_dict(), indent=2))
+        _print_json(run_convert(src, to, out, dtype, max_shard_size, overwrite, verify).to_dict())
         return
-    with err_console.status("converting") as status:
+    with display.status("converting") as status:
         result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify,
-                             on_stage=lambda text: status.update(text))
+                             on_stage=status.update)
     display.show_converted(result)
 
 
-# --- plot --------------------------------------------------------------------------------------
+# --- plot, plan, models --------------------------------------------------------------------------
 
 
-@app.command("plot")
 def plot_command(
-    run_dirs: Annotated[list[str], typer.Argument(metavar="RUN_DIR", help="One or more run directories (metrics.jsonl).")],
+    run_dirs: Annotated[list[str], typer.Argument(
+        metavar="RUN_DIR", help="One or more run directories (metrics.jsonl).")],
     out: str = typer.Option(..., "--out", "-o", help="The PNG file to write."),
-    x: str = typer.Option("step", "--x", help="x axis: step or tokens (tokens seen; compares runs with different batch sizes)."),
+    x: str = typer.Option("step", "--x", help="x axis: step or tokens (tokens seen; compares runs "
+                                              "with different batch sizes)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
 ) -> None:
     """Loss (train and val), learning-rate and throughput curves of one or more runs as a PNG."""
     from tinyllama_cli.plot import plot_runs
 
-    runs = plot_runs(run_dirs, out, x=x, overwrite=overwrite)
-    display.show_plot(runs, out)
+    display.show_plot(plot_runs(run_dirs, out, x=x, overwrite=overwrite), out)
 
 
-# --- plan --------------------------------------------------------------------------------------
-
-
-@app.command("plan")
 def plan_command(
     model: str | None = typer.Option(None, "--model", "-m",
-                                        help="Preset (default tinyllama-1.1b), YAML config (a run's config.yaml works), or a parameter count such as 1.1B."),
-    tokens: str | None = typer.Option(None, "--tokens", help="Training tokens: 3T, 300B, 2.5e12. Default: Chinchilla-optimal (20 x params)."),
-    gpus: int | None = typer.Option(None, "--gpus", help="Number of GPUs (default 1; with --from, the run's world size)."),
-    gpu: str | None = typer.Option(None, "--gpu", help="GPU type: a100-40g (default), a100-80g, h100, h100-pcie, h200, b200, l40s, rtx-3090, rtx-4090, mi300x. With --from: project the run onto it."),
-    peak_tflops: float | None = typer.Option(None, "--peak-tflops", help="Override the GPU's dense bf16 peak, TFLOP/s."),
-    gpu_memory_gib: float | None = typer.Option(None, "--gpu-memory-gib", help="Override the GPU's memory, GiB."),
-    mfu: str | None = typer.Option(None, "--mfu", help="Model FLOPs utilisation, 0.56 or 56% (default: TinyLlama's measured 56%; x 6/8 with checkpointing)."),
-    tokens_per_sec_per_gpu: float | None = typer.Option(None, "--tokens-per-sec-per-gpu", help="A measured throughput instead of --mfu."),
+                                     help="Preset (default tinyllama-1.1b), YAML config (a run's "
+                                          "config.yaml works), or a parameter count such as "
+                                          "1.1B."),
+    tokens: str | None = typer.Option(None, "--tokens",
+                                      help="Training tokens: 3T, 300B, 2.5e12. Default: "
+                                           "Chinchilla-optimal (20 x params)."),
+    gpus: int | None = typer.Option(None, "--gpus",
+                                    help="Number of GPUs (default 1; with --from, the run's "
+                                         "world size)."),
+    gpu: str | None = typer.Option(None, "--gpu",
+                                   help="GPU type: a100-40g (default), a100-80g, h100, "
+                                        "h100-pcie, h200, b200, l40s, rtx-3090, rtx-4090, "
+                                        "mi300x. With --from: project the run onto it."),
+    peak_tflops: float | None = typer.Option(None, "--peak-tflops",
+                                             help="Override the GPU's dense bf16 peak, TFLOP/s."),
+    gpu_memory_gib: float | None = typer.Option(None, "--gpu-memory-gib",
+                                                help="Override the GPU's memory, GiB."),
+    mfu: str | None = typer.Option(None, "--mfu",
+                                   help="Model FLOPs utilisation, 0.56 or 56% (default: "
+                                        "TinyLlama's measured 56%; x 6/8 with checkpointing)."),
+    tokens_per_sec_per_gpu: float | None = typer.Option(
+        None, "--tokens-per-sec-per-gpu", help="A measured throughput instead of --mfu."),
     price: float | None = typer.Option(None, "--price", help="Price per GPU-hour, for the cost."),
-    seq_len: int | None = typer.Option(None, "--seq-len", help="Sequence length (default: the model's block_size)."),
-    micro_batch: int | None = typer.Option(None, "--micro-batch", help="Sequences per GPU per step (default: the largest that fits)."),
-    activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing", help="Plan with per-block activation checkpointing."),
-    overhead_gib: float = typer.Option(2.0, "--overhead-gib", help="Memory for the CUDA context, NCCL and library workspaces, GiB."),
-    memory_margin: str = typer.Option("10%", "--memory-margin", help="GPU memory kept free when choosing the micro batch (fragmentation, estimate error): 0.1 or 10%."),
-    from_run: str | None = typer.Option(None, "--from", help="A run directory: the rest of it at its measured throughput and MFU, on its own hardware (or --gpu's)."),
+    seq_len: int | None = typer.Option(None, "--seq-len",
+                                       help="Sequence length (default: the model's block_size)."),
+    micro_batch: int | None = typer.Option(None, "--micro-batch",
+                                           help="Sequences per GPU per step (default: the "
+                                                "largest that fits)."),
+    activation_checkpointing: bool = typer.Option(
+        False, "--activation-checkpointing", help="Plan with per-block activation checkpointing."),
+    overhead_gib: float = typer.Option(2.0, "--overhead-gib",
+                                       help="Memory for the CUDA context, NCCL and library "
+                                            "workspaces, GiB."),
+    memory_margin: str = typer.Option("10%", "--memory-margin",
+                                      help="GPU memory kept free when choosing the micro batch "
+                                           "(fragmentation, estimate error): 0.1 or 10%."),
+    from_run: str | None = typer.Option(None, "--from",
+                                        help="A run directory: the rest of it at its measured "
+                                             "throughput and MFU, on its own hardware (or "
+                                             "--gpu's)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Training FLOPs, days, GPU-hours, cost, Chinchilla comparison and FSDP memory per GPU."""
@@ -370,27 +440,40 @@ def plan_command(
         activation_checkpointing=activation_checkpointing, overhead_gib=overhead_gib,
         memory_margin=memory_margin, from_run=from_run))
     if as_json:
-        print(json.dumps(result.to_dict(), indent=2))
-        return
-    display.show_plan(result)
+        _print_json(result.to_dict())
+    else:
+        display.show_plan(result)
 
 
-# --- models ------------------------------------------------------------------------------------
-
-
-@app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the model presets with exact parameter counts and training FLOPs per token."""
     from tinyllama_cli.config import describe_presets
 
     rows = describe_presets()
     if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    display.show_models(rows)
+        _print_json(rows)
+    else:
+        display.show_models(rows)
 
 
-# --- entry point -------------------------------------------------------------------------------
+# --- the table -----------------------------------------------------------------------------------
+
+# Every command, in the order `tinyllama --help` lists them.
+COMMANDS: dict[str, Callable[..., None]] = {
+    "sample-corpus": sample_corpus,
+    "prepare-data": prepare_data,
+    "merge-data": merge_data,
+    "pretrain": pretrain,
+    "resume": resume,
+    "eval": eval_command,
+    "generate": generate,
+    "convert": convert,
+    "plot": plot_command,
+    "plan": plan_command,
+    "models": models,
+}
+for _name, _command in COMMANDS.items():
+    app.command(_name)(_command)
 
 
 def main() -> None:

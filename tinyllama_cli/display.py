@@ -10,11 +10,22 @@ importing this module imports no torch (`tinyllama models` and `plan` stay fast)
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console, RenderableType
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.status import Status
 from rich.table import Table
 
 from tinyllama_cli.units import si
@@ -40,6 +51,11 @@ def show_error(exc: Exception) -> None:
 
 def _warn(text: str) -> None:
     err_console.print(f"[bold yellow]warning:[/] {text}", highlight=False)
+
+
+def status(text: str) -> Status:
+    """A spinner on stderr while a command works (`with status(...) as s: ... s.update(...)`)."""
+    return err_console.status(text)
 
 
 # --- sample-corpus -------------------------------------------------------------------------------
@@ -90,6 +106,57 @@ def show_data_summary(manifest: dict[str, Any], title: str) -> None:
     tok = manifest["tokenizer"]
     console.print(f"tokenizer: vocab {tok['vocab_size']:,}, sha256 {tok['sha256'][:16]}...; "
                   f"dtype {manifest['dtype']}")
+
+
+class PrepareProgress:
+    """prepare-data's progress bar on stderr: bytes read with ETA, documents/s and tokens/s.
+
+    Implements `data.prepare.ProgressSink`; use as a context manager around `prepare_data`."""
+
+    def __init__(self, console: Console = err_console):
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), DownloadColumn(),
+            TextColumn("{task.fields[rates]}"), TimeElapsedColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.task: Any = None
+        self.documents = 0
+        self.tokens = 0
+        self.t0 = time.perf_counter()
+
+    def __enter__(self):  # -> Self (typing.Self needs 3.11)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+    def _add_task(self, text: str, **kw: Any) -> None:
+        # Started on the first task, so a run that fails its checks prints only its error.
+        self.progress.start()
+        self.task = self.progress.add_task(text, rates="", **kw)
+
+    def stage(self, text: str) -> None:
+        if self.task is None:
+            self._add_task(text, total=None)
+        else:
+            self.progress.update(self.task, description=text)
+
+    def start(self, total_bytes: int, done_bytes: int, files: int, resumed: int) -> None:
+        text = f"tokenizing {files} files" + (f" ({resumed} done before)" if resumed else "")
+        if self.task is None:
+            self._add_task(text, total=total_bytes, completed=done_bytes)
+        else:
+            self.progress.update(self.task, description=text, total=total_bytes,
+                                 completed=done_bytes)
+        self.t0 = time.perf_counter()
+
+    def advance(self, documents: int, tokens: int, nbytes: int) -> None:
+        self.documents += documents
+        self.tokens += tokens
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        rates = f"{self.documents / elapsed:,.0f} docs/s {self.tokens / elapsed / 1e6:,.2f}M tok/s"
+        self.progress.update(self.task, advance=nbytes, rates=rates)
 
 
 def show_prepared(result: PrepareResult) -> None:
