@@ -440,7 +440,7 @@ def train_fields() -> dict[str, TrainField]:
 
 
 def sections(resume: Resume | None = None) -> tuple[str, ...]:
-    """TrainConfig's section names in order; with `resume`, those whose fields it applies to."""
+    """TrainConfig's section names in order; with `resume`, only the sections of that kind."""
     return tuple(f.name for f in fields(TrainConfig)
                  if resume is None or f.default_factory.RESUME is resume)
 

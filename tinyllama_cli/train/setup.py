@@ -305,7 +305,7 @@ def _keep_data_order(run: Run, run_dir: str | Path, overrides: dict[str, Any],
 
 
 # Every Resume.KEEP section's check, in the order they run (a resume changing two things names
-# the first); tests/train/test_train_resume.py checks that no KEEP section is missing.
+# the first); tests/train/test_train_config.py checks that no KEEP section is missing.
 KEEP_CHECKS = {"model": _keep_model, "run": _keep_run_dir, "data_order": _keep_data_order}
 
 
@@ -329,8 +329,10 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any],
     # A job chain's --stop-at-step belongs to one job: it is not inherited.
     cfg = load_train_config(None, {**run.train.to_dict(), "stop_at_step": None, **changes})[0]
     cfg = with_actual_world(cfg.replace(out=str(run.dir)))  # the run dir may have been moved
-    fingerprint = _check_data(run, run_dir, cfg)
-    step = _checkpoint_step(run, run_dir, cfg)
+    checkpoints = rundir.list_checkpoints(run.dir)
+    state = rundir.read_state(checkpoints[-1]) if checkpoints else {}
+    fingerprint = _check_data(run, run_dir, cfg, state)
+    step = _checkpoint_step(run, run_dir, cfg, state)
     check_batch(cfg, world_size_of(cfg))
     resumed = Run(run.dir, cfg, run.model, fingerprint, resume_schedule_notes(run.train, cfg, step))
     if write:
@@ -338,15 +340,15 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any],
     return resumed
 
 
-def _check_data(run: Run, run_dir: str | Path, cfg: TrainConfig) -> str:
-    """The data at --data (or where the run had it) must be the data the run trained on; its
-    fingerprint."""
+def _check_data(run: Run, run_dir: str | Path, cfg: TrainConfig, state: dict[str, Any]) -> str:
+    """The data at --data (or where the run had it) must be the data the run trained on (the
+    newest checkpoint's `state`, else config.yaml, says which); its fingerprint."""
     data = cfg.training.data
     manifest = Manifest.load(data) if Path(data).exists() else None
     if manifest is None:
         raise UserError(f"the run's data dir {data} does not exist; pass --data with the same data")
     fingerprint = manifest.fingerprint()
-    expected = _newest_state(run).get("data_fingerprint", run.data_fingerprint)
+    expected = state.get("data_fingerprint", run.data_fingerprint)
     if fingerprint != expected:
         raise UserError(f"cannot resume {run_dir}: data dir {data} is not the data it was trained "
                         f"on (manifest fingerprint {fingerprint[:12]} != {expected[:12]}); pass "
@@ -354,10 +356,10 @@ def _check_data(run: Run, run_dir: str | Path, cfg: TrainConfig) -> str:
     return fingerprint
 
 
-def _checkpoint_step(run: Run, run_dir: str | Path, cfg: TrainConfig) -> int:
-    """The step the run continues from, after checking its checkpoint holds config.yaml's model
-    and the schedule goes further."""
-    state = _newest_state(run)
+def _checkpoint_step(run: Run, run_dir: str | Path, cfg: TrainConfig,
+                     state: dict[str, Any]) -> int:
+    """The step the run continues from (the newest checkpoint's `state`), after checking that
+    the checkpoint holds config.yaml's model and that the schedule goes further."""
     if state.get("model_config") and ModelConfig.from_dict(state["model_config"]) != run.model:
         diff = _differences(state["model_config"], run.model.to_dict())
         raise UserError(f"cannot resume {run_dir}: config.yaml's model differs from its "
@@ -368,8 +370,3 @@ def _checkpoint_step(run: Run, run_dir: str | Path, cfg: TrainConfig) -> int:
                         f"{cfg.training.max_steps}; raise --max-steps (or --max-tokens) to train "
                         "further")
     return step
-
-
-def _newest_state(run: Run) -> dict[str, Any]:
-    checkpoints = rundir.list_checkpoints(run.dir)
-    return rundir.read_state(checkpoints[-1]) if checkpoints else {}
