@@ -63,3 +63,4 @@ def test_chance_stderr_and_unigram_baseline_by_hand(unigram_env):
     assert out["chance_avg"] == pytest.approx(13 / 36)
     assert out["unigram"]["avg"] == pytest.approx(1 / 3) and out["unigram"]["tokens_counted"] == 6000
     json.dumps(out)  # --json prints it
+    assert result.to_dict() == out

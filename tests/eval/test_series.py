@@ -20,6 +20,7 @@ def test_checkpoint_series_table(env, tmp_path):
     assert [r.tokens_seen for r in series.rows] == [40960, 81920]
     records = json.loads((out / "series.json").read_text())
     assert [r["tokens_seen"] for r in records] == [40960, 81920]
+    assert json.loads(json.dumps(series.to_records())) == records  # what --json prints
     per_task = [f"{t}/{c}" for t in ("arc_easy", "piqa") for c in ("acc_norm", "acc_norm_stderr", "chance", "unigram")]
     assert list(records[0]) == ["checkpoint", "step", "tokens_seen", *per_task, "avg", "avg/chance", "avg/unigram"]
     assert records[0]["arc_easy/chance"] == 0.25 and records[0]["piqa/chance"] == 0.5

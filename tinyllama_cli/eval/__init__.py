@@ -3,6 +3,7 @@ lm-eval's own Hugging Face backend), offline when the data is local, with TinyLl
 
 One module per concern, imported one way (top to bottom):
 
+- `options`: the command's flags as one value and its two calls (`--output` checked first)
 - `series`: every checkpoint of a run -> series.json, series.csv, PNGs
 - `run`: `evaluate` -- tasks, then the model as an lm-eval LM, lm-eval, the unigram baseline
 - `harness`: lm-eval's `simple_evaluate` without its process-wide side effects
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tinyllama_cli.eval.options import EvalOptions, evaluate_checkpoint, evaluate_checkpoints
 from tinyllama_cli.eval.results import (
     PERCENT,
     TITLES,
@@ -33,9 +35,27 @@ from tinyllama_cli.eval.series import SeriesResult, evaluate_series, series_reco
 from tinyllama_cli.eval.tasks import ALIASES, GROUPS, TINYLLAMA_TASKS, expand_tasks, parse_datasets
 
 __all__ = [
-    "ALIASES", "GROUPS", "PERCENT", "TINYLLAMA_TASKS", "TITLES", "Baseline", "EvalResult",
-    "NativeLM", "SeriesResult", "UnigramLM", "evaluate", "evaluate_series", "expand_tasks",
-    "human_tokens", "parse_datasets", "series_records", "summary", "write_json",
+    "ALIASES",
+    "GROUPS",
+    "PERCENT",
+    "TINYLLAMA_TASKS",
+    "TITLES",
+    "Baseline",
+    "EvalOptions",
+    "EvalResult",
+    "NativeLM",
+    "SeriesResult",
+    "UnigramLM",
+    "evaluate",
+    "evaluate_checkpoint",
+    "evaluate_checkpoints",
+    "evaluate_series",
+    "expand_tasks",
+    "human_tokens",
+    "parse_datasets",
+    "series_records",
+    "summary",
+    "write_json",
 ]
 
 

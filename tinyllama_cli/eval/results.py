@@ -77,6 +77,10 @@ class EvalResult:
         """task -> the unigram baseline's value of the table's metric."""
         return {t: v for t, (_, v) in self.baseline.scores.items()} if self.baseline else {}
 
+    def to_dict(self) -> dict[str, Any]:
+        """What `eval --json` prints: the table's numbers (`summary`)."""
+        return summary(self)
+
 
 def eval_result(results: dict[str, Any], task_objects: list[Any], elapsed: float) -> EvalResult:
     """The table's numbers picked out of lm-eval's results of `task_objects` (run in `elapsed`

@@ -31,6 +31,11 @@ class SeriesResult:
         """The run's unigram baseline (computed once, with the first checkpoint)."""
         return self.rows[0].baseline if self.rows else None
 
+    def to_records(self) -> list[dict[str, Any]]:
+        """What `eval --all-checkpoints --json` prints: one record per checkpoint
+        (`series_records`)."""
+        return series_records(self.rows, self.tasks)
+
 
 def evaluate_series(run_dir: str | Path, tasks: str | list[str],
                     out_dir: str | Path | None = None,
