@@ -299,6 +299,11 @@ class Checkpointing:
 
     save_every: int = _field(1000, "Checkpoint every N steps (and always at the end).")
     keep_last: int = _field(3, "Keep the newest K checkpoints (0: keep all).")
+    async_save: bool = _field(False, "Write checkpoints in a background thread (DCP async_save) "
+                                     "while training goes on; the last one is written before exit.")
+
+
+ATTENTION_BACKENDS = ("auto", "flash", "sdpa")
 
 
 @dataclass
@@ -314,11 +319,16 @@ class Speed:
                                     "AMX/AVX512-BF16; fp32 otherwise.")
     compile: bool = _field(False, "torch.compile each transformer block.")
     activation_checkpointing: bool = _field(False, "Recompute block activations in backward.")
+    attention: str = _field("auto", "auto|flash|sdpa. auto: flash-attn 2 when installed, on CUDA "
+                                    "in bf16/fp16; SDPA otherwise. flash: required (error without).")
 
     def __post_init__(self) -> None:
         # One spelling per precision whatever the user typed (`bfloat16` is stored as `bf16`), so
         # config.yaml, resume and the trainer compare and act on the same names.
         self.precision = canonical_precision(self.precision)
+        if self.attention not in ATTENTION_BACKENDS:
+            raise UserError(f"--attention {self.attention!r} is not one of "
+                            f"{', '.join(ATTENTION_BACKENDS)}")
 
 
 @dataclass
@@ -339,6 +349,9 @@ class Launch:
     master_addr: str | None = _field(None, "Instead of --rdzv-endpoint: node 0's address for a "
                                            "static rendezvous (ranks follow --node-rank).")
     master_port: int = _field(29500, "Port on --master-addr.")
+    dp_shard: int | None = _field(None, "HSDP: shard over groups of N workers and replicate across "
+                                        "the groups (default: the GPUs per node with --nodes > 1, "
+                                        "else all workers: plain FSDP).")
 
 
 @dataclass

@@ -106,10 +106,11 @@ def cpu_peak_flops(precision: str, threads: int, sizes: tuple[int, ...] = (512, 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(0)  # the global RNG is the training run's
     try:
         best = 0.0
         for n in sizes:
-            a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+            a, b = (torch.randn(n, n, dtype=dtype, generator=generator) for _ in range(2))
             a @ b  # warm up: first-call kernel selection and page faults
             for _ in range(repeats):
                 start = time.thread_time()

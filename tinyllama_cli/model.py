@@ -65,14 +65,17 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+              flash: bool = True) -> torch.Tensor:
     """Causal attention over (B, T, H, D) tensors with fewer kv heads than query heads (GQA).
 
     `mask=None` means plain causal attention, aligned at the end of the keys (the last query sees
-    every key). flash-attn 2 serves that case on CUDA in half precision; everything else goes to
-    PyTorch's SDPA with native GQA, so K/V are never materialised per query head.
+    every key). flash-attn 2 serves that case on CUDA in half precision (unless `flash` is off);
+    everything else goes to PyTorch's SDPA with native GQA, so K/V are never materialised per
+    query head.
     """
-    if mask is None and flash_attn_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+    if (flash and mask is None and flash_attn_func is not None and q.is_cuda
+            and q.dtype in (torch.float16, torch.bfloat16)):
         return flash_attn_func(q, k, v, causal=True)
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     if mask is None:
@@ -116,6 +119,7 @@ class Attention(nn.Module):
         self.wo = nn.Linear(config.n_head * config.head_dim, config.n_embd, bias=False)
         self.wqkv: torch.Tensor | None = None  # [wq; wk; wv], set by Llama.fuse_projections
         self.kv_cache: KVCache | None = None
+        self.flash = True  # flash-attn where it applies; Llama.set_attention("sdpa") turns it off
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int,
                 mask: torch.Tensor | None) -> torch.Tensor:
@@ -131,7 +135,7 @@ class Attention(nn.Module):
             v = self.wv(x).view(B, T, self.n_kv_head, self.head_dim)
         if self.kv_cache is not None:
             k, v = self.kv_cache.update(start, k, v)
-        y = attention(q, k, v, mask)
+        y = attention(q, k, v, mask, self.flash)
         return self.wo(y.reshape(B, T, -1))
 
 
@@ -267,6 +271,12 @@ class Llama(nn.Module):
         for layer in self.layers:
             layer.attention.kv_cache = KVCache(batch_size, max_seq_len, self.config.n_kv_head,
                                                self.config.head_dim, dtype, device)
+
+    def set_attention(self, backend: str) -> None:
+        """"auto" or "flash": flash-attn 2 where it applies (CUDA, half precision, no padding
+        mask); "sdpa": PyTorch's SDPA everywhere (to compare the two, or to avoid flash-attn)."""
+        for block in self.layers:
+            block.attention.flash = backend != "sdpa"
 
     @torch.no_grad()
     def fuse_projections(self) -> None:

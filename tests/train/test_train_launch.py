@@ -63,3 +63,13 @@ def test_gpus_is_devices_on_cuda():
     assert with_gpus({"devices": 1, "lr": 1e-3}, None) == {"devices": 1, "lr": 1e-3}
     assert with_gpus({"devices": 1, "lr": 1e-3}, 4) == {"devices": 4, "accelerator": "cuda",
                                                         "lr": 1e-3}
+
+
+def test_dp_shard_defaults_to_one_node_with_several_nodes():
+    from tinyllama_cli.train.distributed import dp_shard_size
+
+    assert dp_shard_size(None, 16, 8, 2) == 8  # HSDP: shard within a node, replicate across
+    assert dp_shard_size(None, 4, 4, 1) == 4  # one node: plain FSDP
+    assert dp_shard_size(2, 4, 4, 1) == 2
+    with pytest.raises(UserError, match="does not divide"):
+        dp_shard_size(3, 8, 8, 1)

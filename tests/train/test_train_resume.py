@@ -13,6 +13,7 @@ import time
 import pytest
 import torch
 
+from tinyllama_cli import files
 from tinyllama_cli.config import TrainConfig
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.load import load_model
@@ -127,9 +128,13 @@ def test_sigterm_saves_and_resume_is_bit_exact(token_data, reference, precision,
 
 
 @pytest.mark.slow
-def test_kill_9_at_a_random_moment_then_resume_is_bit_exact(token_data, reference, precision, tmp_path):
+@pytest.mark.parametrize("async_save", [False, True])
+def test_kill_9_at_a_random_moment_then_resume_is_bit_exact(token_data, reference, precision, tmp_path,
+                                                            async_save):
+    """With --async-save the kill may land while a background write is in flight."""
     out = tmp_path / "run"
-    proc = cli("pretrain", "--data", str(token_data), "--out", str(out), *flags(precision))
+    proc = cli("pretrain", "--data", str(token_data), "--out", str(out),
+               *flags(precision, async_save=async_save))
     # A random step past the first checkpoint, and a random moment within it (maybe mid-save).
     _wait_for_lines(out / "metrics.jsonl", random.randint(7, STEPS - 4), proc)
     time.sleep(random.uniform(0.0, 0.03))
@@ -351,3 +356,78 @@ def test_sigterm_to_the_whole_process_group_saves_exits_0_and_resumes_exactly(to
     for step, loss in losses.items():  # 2 workers, then 1: fp32 equal to 1e-5
         assert loss == pytest.approx(ref_losses[step], rel=1e-5, abs=1e-6), step
     assert vals == pytest.approx(ref_vals, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_hsdp_on_four_workers_matches_one_process_and_resumes_at_world_one(token_data, references,
+                                                                           tmp_path):
+    """--dp-shard 2 over 4 gloo workers: a 2 x 2 mesh (2 replicas, each sharded over 2 workers).
+    fp32: HSDP's reduce-scatter then all-reduce changes only the summation order."""
+    reference = references("fp32")
+    out = tmp_path / "run"
+    proc = cli("pretrain", "--data", str(token_data), "--out", str(out),
+               *flags("fp32", stop_at_step=6, eval_every=6, eval_samples=1),
+               "--devices", "4", "--dp-shard", "2", "--accelerator", "cpu")
+    output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, output
+    assert "4 cpu worker(s) (HSDP: 2 replicas x 2 shards)" in output
+    ref_losses, _ = records(reference)
+    losses, _ = records(out)
+    assert sorted(losses) == list(range(1, 7))
+    for step, loss in losses.items():
+        assert loss == pytest.approx(ref_losses[step], rel=1e-5, abs=1e-6), step
+    state = json.loads((list_checkpoints(out)[-1] / "state.json").read_text())
+    assert state["world_size"] == 4 and state["step"] == 6
+    launch.resume(out, {"devices": 1, "stop_at_step": 9})  # the 2 x 2 checkpoint read by 1 worker
+    losses, _ = records(out)
+    for step in range(7, 10):
+        assert losses[step] == pytest.approx(ref_losses[step], rel=1e-4, abs=1e-5), step
+
+
+def test_dp_shard_must_divide_the_workers(token_data, tmp_path):
+    with pytest.raises(UserError, match=r"--dp-shard 3 does not divide the 4 worker\(s\)"):
+        launch.pretrain(TrainConfig.of(data=str(token_data), out=str(tmp_path / "run"),
+                                       **{**COMMON, "precision": "fp32"}, devices=4, dp_shard=3,
+                                       accelerator="cpu"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_async_save_writes_what_a_synchronous_save_writes(token_data, reference, precision,
+                                                         tmp_path):
+    """Training goes on while DCP writes from its staged copy: every checkpoint still holds the
+    weights of its own step, and a resume from a background-written one is exact."""
+    out = tmp_path / "run"
+    pretrain(token_data, out, precision, async_save=True, stop_at_step=15)
+    saved = [p.name for p in list_checkpoints(out)]
+    assert saved == ["step-00000006", "step-00000012", "step-00000015"]
+    assert not list((out / "checkpoints").glob("*.tmp"))
+    for name in saved[:2]:
+        assert_same_weights(out / "checkpoints" / name, reference / "checkpoints" / name)
+        # (not "rng": the process's global generator, which other tests in this process move)
+        state, ref = (json.loads((run / "checkpoints" / name / "state.json").read_text())
+                      for run in (out, reference))
+        assert state.pop("rng").keys() == ref.pop("rng").keys() and state == ref
+    files.remove(out / "checkpoints" / "step-00000015")  # resume from the one written behind
+    launch.resume(out, {})
+    assert records(out) == records(reference)
+    assert_same_weights(out, reference)
+
+
+@pytest.mark.slow
+def test_async_save_on_two_workers_resumes_at_world_one(token_data, references, tmp_path):
+    """The background writes' collectives run on their own gloo group beside training's."""
+    reference = references("fp32")
+    out = tmp_path / "run"
+    proc = cli("pretrain", "--data", str(token_data), "--out", str(out),
+               *flags("fp32", stop_at_step=9, save_every=2, keep_last=2, eval_every=12),
+               "--async-save", "--devices", "2", "--accelerator", "cpu")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    assert "written in the background" in output
+    assert [p.name for p in list_checkpoints(out)] == ["step-00000008", "step-00000009"]
+    files.remove(out / "checkpoints" / "step-00000009")
+    launch.resume(out, {"devices": 1})
+    ref_losses, _ = records(reference)
+    losses, _ = records(out)
+    for step in range(9, STEPS + 1):
+        assert losses[step] == pytest.approx(ref_losses[step], rel=1e-4, abs=1e-5), step

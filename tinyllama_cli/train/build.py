@@ -34,6 +34,7 @@ def build_model(run: Run, world: World, precision: str) -> nn.Module:
     with torch.device("meta"):
         model = Llama(run.model)
     speed = run.train.speed
+    model.set_attention(speed.attention)
     model = parallelize(model, world, precision, speed.compile, speed.activation_checkpointing)
     model.to_empty(device=world.device)
     if run.train.model.init_from:

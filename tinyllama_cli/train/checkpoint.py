@@ -14,7 +14,11 @@ number) never sees a partial one. DCP reshards on load, so a run saved by 2 work
 from __future__ import annotations
 
 import base64
+import time
 import warnings
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,22 +60,107 @@ def set_rng_state(state: dict[str, str]) -> None:
 def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
          state: dict[str, Any], world: World, keep_last: int) -> Path:
     """Write checkpoint `state["step"]` (a collective: every worker calls it)."""
-    final = rundir.checkpoint_dir(run_dir, state["step"])
+    final, tmp = _start(run_dir, state["step"], world)
+    model_sd, optim_sd = get_state_dict(model, optimizer)
+    _quiet(dcp.save, {"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+    _barrier(world)  # every shard is on disk
+    if world.is_main:
+        _finish(run_dir, tmp, final, {**state, "rng": rng_state()}, keep_last)
+    _barrier(world)
+    return final
+
+
+def _start(run_dir: Path, step: int, world: World) -> tuple[Path, Path]:
+    """(final, in-progress) directories of checkpoint `step`; the in-progress one made empty."""
+    final = rundir.checkpoint_dir(run_dir, step)
     tmp = rundir.in_progress_dir(final)
     if world.is_main:
         files.remove(tmp)  # left by a crash during an earlier save
         tmp.mkdir(parents=True)
     _barrier(world)
-    model_sd, optim_sd = get_state_dict(model, optimizer)
-    _quiet(dcp.save, {"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
-    _barrier(world)  # every shard is on disk
-    if world.is_main:
-        rundir.write_state(tmp, {**state, "rng": rng_state()}, fsync=True)
-        files.publish(tmp, final)  # over the same step saved before (--stop-at-step, then the end)
-        files.fsync_dir(final.parent)
-        rundir.prune_checkpoints(run_dir, keep_last)
-    _barrier(world)
-    return final
+    return final, tmp
+
+
+def _finish(run_dir: Path, tmp: Path, final: Path, state: dict[str, Any], keep_last: int) -> None:
+    """Rank 0, once every shard and DCP's .metadata are on disk: state.json last, then the
+    rename that makes the checkpoint exist, then pruning of the oldest."""
+    rundir.write_state(tmp, state, fsync=True)
+    files.publish(tmp, final)  # over the same step saved before (--stop-at-step, then the end)
+    files.fsync_dir(final.parent)
+    rundir.prune_checkpoints(run_dir, keep_last)
+
+
+@dataclass
+class _Pending:
+    """A checkpoint being written in the background."""
+
+    future: Future
+    tmp: Path
+    final: Path
+    state: dict[str, Any]  # state.json as of the step saved (RNG included)
+    started: float
+    published: bool = False
+
+
+class AsyncCheckpointer:
+    """`--async-save`: DCP's async_save copies this worker's shards to host memory and writes them
+    in a background thread, so the loop does not wait on the file system.
+
+    The rules of `save` still hold: shards go to the in-progress directory, and only rank 0
+    writes state.json and renames it, once its future is done. DCP's coordinator (rank 0)
+    finishes only after gathering every worker's write results and writing .metadata, so rank 0's
+    future being done means every shard is on disk; a kill -9 before that leaves an in-progress
+    directory that resume ignores. The background collectives run on a gloo group of their own,
+    so they never interleave with the training's. One save is in flight at a time: the next
+    one, and the end of training, wait for it.
+    """
+
+    def __init__(self, run_dir: Path, world: World, keep_last: int,
+                 report: Callable[[str], None]) -> None:
+        self.run_dir, self.world, self.keep_last, self.report = run_dir, world, keep_last, report
+        self.group = dist.new_group(backend="gloo") if world.world_size > 1 else None
+        self.pending: _Pending | None = None
+        if world.world_size == 1:  # `_quiet` cannot reach the writer's thread: for this process
+            warnings.filterwarnings("ignore", message=".*save in a single process.*")
+
+    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             state: dict[str, Any]) -> None:
+        """Start writing checkpoint `state["step"]` (a collective) and return once it is staged."""
+        self.wait()
+        final, tmp = _start(self.run_dir, state["step"], self.world)
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        future = _quiet(dcp.async_save, {"model": model_sd, "optim": optim_sd},
+                        checkpoint_id=str(tmp), process_group=self.group,
+                        no_dist=self.world.world_size == 1)
+        self.pending = _Pending(future, tmp, final, {**state, "rng": rng_state()},
+                                time.perf_counter())
+
+    def poll(self) -> None:
+        """Publish the checkpoint in flight if it is complete (rank 0; others have nothing to
+        do). Called every step: no communication, no waiting."""
+        if self.pending is not None and self.world.is_main and self.pending.future.done():
+            self._publish()
+
+    def wait(self) -> None:
+        """Block until the checkpoint in flight is written and published (a collective)."""
+        if self.pending is None:
+            return
+        self.pending.future.result()  # raises what the background write raised
+        if self.world.is_main:
+            self._publish()
+        self.pending = None
+        _barrier(self.world)
+
+    def _publish(self) -> None:
+        """Rank 0: state.json and the rename, once per checkpoint."""
+        pending = self.pending
+        if pending.published:
+            return
+        pending.future.result()
+        _finish(self.run_dir, pending.tmp, pending.final, pending.state, self.keep_last)
+        pending.published = True
+        seconds = time.perf_counter() - pending.started
+        self.report(f"saved {pending.final} (written in the background in {seconds:.1f} s)")
 
 
 def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

@@ -8,6 +8,7 @@ group, no FSDP overhead); several shard parameters, gradients and optimizer stat
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ class World:
     world_size: int
     local_rank: int
     device: torch.device
-    mesh: object | None  # DeviceMesh when world_size > 1
+    mesh: object | None  # DeviceMesh when world_size > 1: 1-D (FSDP) or 2-D (HSDP)
 
     @property
     def is_main(self) -> bool:
@@ -75,16 +76,40 @@ def init_world(accelerator: str) -> World:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
-    mesh = None
-    if world_size > 1:
-        from torch.distributed.device_mesh import init_device_mesh
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if kind == "cuda" else "gloo",
+                                timeout=datetime.timedelta(minutes=30))
+    return World(rank, world_size, local_rank, device, None)
 
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if kind == "cuda" else "gloo",
-                                    timeout=datetime.timedelta(minutes=30))
-        # An explicit mesh on CPU: FSDP2 would otherwise assume a CUDA mesh.
-        mesh = init_device_mesh(kind, (world_size,))
-    return World(rank, world_size, local_rank, device, mesh)
+
+def dp_shard_size(dp_shard: int | None, world_size: int, devices: int, nodes: int) -> int:
+    """Workers per FSDP shard group (`--dp-shard`): parameters are sharded within a group and
+    replicated across groups (HSDP), so the all-gathers of every layer stay inside a node and only
+    the gradient all-reduce crosses nodes. Default: the workers of one node when there are
+    several nodes (TinyLlama's and litgpt's multi-node setting), else all of them (plain FSDP)."""
+    if dp_shard is None:
+        return devices if nodes > 1 and world_size % devices == 0 else world_size
+    if dp_shard < 1 or world_size % dp_shard:
+        raise UserError(f"--dp-shard {dp_shard} does not divide the {world_size} worker(s) into "
+                        "equal shard groups; pick a divisor of --devices x --nodes (e.g. "
+                        "--devices, to shard within each node)")
+    return dp_shard
+
+
+def with_mesh(world: World, dp_shard: int) -> World:
+    """`world` with its device mesh: (world,) for FSDP, or (world / dp_shard, dp_shard) named
+    dp_replicate x dp_shard for HSDP. An explicit mesh also on CPU: FSDP2 would otherwise assume
+    a CUDA one."""
+    if world.world_size == 1:
+        return world
+    from torch.distributed.device_mesh import init_device_mesh
+
+    if dp_shard == world.world_size:
+        mesh = init_device_mesh(world.device.type, (world.world_size,))
+    else:
+        mesh = init_device_mesh(world.device.type, (world.world_size // dp_shard, dp_shard),
+                                mesh_dim_names=("dp_replicate", "dp_shard"))
+    return dataclasses.replace(world, mesh=mesh)
 
 
 def shutdown(world: World) -> None:
@@ -129,6 +154,7 @@ def parallelize(model: nn.Module, world: World, precision: str, compile: bool,
         return model
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
+    # A 2-D mesh makes fully_shard HSDP: shard over its last dimension, replicate over the first.
     # On CUDA: bf16 parameters for compute, fp32 gradient reduction and fp32 master weights.
     # On CPU the computation dtype comes from autocast instead (FSDP's bf16 all-gather would
     # lose the fp32 weights that autocast keeps for the non-matmul ops).

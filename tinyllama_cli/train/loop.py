@@ -36,9 +36,11 @@ from tinyllama_cli.train.distributed import (
     World,
     all_reduce_sum,
     clip_grad_norm,
+    dp_shard_size,
     init_world,
     resolve_precision,
     shutdown,
+    with_mesh,
 )
 from tinyllama_cli.train.launch_env import LaunchEnv
 from tinyllama_cli.train.metrics import Interval, MetricsLogger, format_row, peak_flops_per_device
@@ -113,7 +115,19 @@ def train(run_dir: str | Path, accelerator: str = "auto", setup: Callable[[], No
     return step
 
 
+def _sharding(world: World) -> str:
+    """" (HSDP: R replicas x S shards)" on a 2-D mesh; FSDP and one worker say nothing more."""
+    mesh = world.mesh
+    if mesh is None or mesh.ndim == 1:
+        return ""
+    replicas, shards = mesh.shape
+    return f" (HSDP: {replicas} replicas x {shards} shards)"
+
+
 def _train(run: Run, world: World, console: Any) -> int:
+    launch = run.train.launch
+    world = with_mesh(world, dp_shard_size(launch.dp_shard, world.world_size, launch.devices,
+                                           launch.nodes))
     trainer = Trainer(run, world, console)
     trainer.stop.install()
     try:
@@ -163,6 +177,9 @@ class Trainer:
         if checkpoints:
             self.logger.print(f"resumed from {checkpoints[-1]} (step {self.step}, world size {world.world_size})")
         self.stop = StopFlag()
+        self.background = (checkpoint.AsyncCheckpointer(run.dir, world, cfg.checkpointing.keep_last,
+                                                        self.logger.print)
+                           if cfg.checkpointing.async_save else None)
         self.tokens_per_step = order.global_batch_size * order.seq_len
 
     def autocast(self) -> Any:
@@ -199,11 +216,18 @@ class Trainer:
         self.step += 1
         return loss_value, grad_norm, bool(stop_votes)
 
-    def save(self) -> None:
+    def save(self, last: bool) -> None:
+        """Checkpoint this step: in the background with --async-save, except the job's `last`
+        save, which is written before training returns."""
         state = {"step": self.step, "tokens_seen": self.step * self.tokens_per_step,
                  "samples_seen": self.step * self.cfg.data_order.global_batch_size,
                  "data_fingerprint": self.run.data_fingerprint, "model_config": self.run.model.to_dict(),
                  "world_size": self.world.world_size, "log_interval": self.interval.to_dict()}
+        if self.background is not None:
+            if not last:
+                self.background.save(self.model, self.optimizer, state)
+                return
+            self.background.wait()
         path = checkpoint.save(self.run.dir, self.model, self.optimizer, state, self.world,
                                self.cfg.checkpointing.keep_last)
         self.logger.print(f"saved {path}")
@@ -222,7 +246,7 @@ class Trainer:
         order = cfg.data_order
         self.logger.print(
             f"training {model.name} ({model.num_params():,} params) on {world.world_size} "
-            f"{world.device.type} worker(s), {self.precision}, global batch "
+            f"{world.device.type} worker(s){_sharding(world)}, {self.precision}, global batch "
             f"{order.global_batch_size} x {order.seq_len} tokens (micro "
             f"{cfg.speed.micro_batch_size}, accumulation {self.accum}), steps {self.step} -> "
             f"{end} of {cfg.training.max_steps}"
@@ -283,8 +307,10 @@ class Trainer:
             eval_every = cfg.logging.eval_every
             if (eval_every and step % eval_every == 0) or step == max_steps:
                 self.validate()
+            if self.background is not None:
+                self.background.poll()
             if step % cfg.checkpointing.save_every == 0 or step == end or stopped:
-                self.save()
+                self.save(last=step == end or stopped)
             if stopped:
                 break
         return stopped

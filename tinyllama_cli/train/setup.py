@@ -70,6 +70,27 @@ def check_batch(cfg: TrainConfig, world_size: int) -> int:
     return total // per_step
 
 
+def check_job(cfg: TrainConfig) -> None:
+    """What this job's launch and speed settings need, checked before any worker starts: the
+    accelerator (--gpus without CUDA), the batch over the world, the attention backend, the
+    HSDP shard groups."""
+    from tinyllama_cli.train.distributed import dp_shard_size, resolve_accelerator
+
+    accelerator = resolve_accelerator(cfg.launch.accelerator)
+    world = world_size_of(cfg)
+    check_batch(cfg, world)
+    dp_shard_size(cfg.launch.dp_shard, world, cfg.launch.devices, cfg.launch.nodes)
+    if cfg.speed.attention == "flash":
+        import importlib.util
+
+        if accelerator != "cuda" or importlib.util.find_spec("flash_attn") is None:
+            raise UserError("--attention flash needs flash-attn 2 on CUDA (`pip install "
+                            "'tinyllama-cli[gpu]'` on a GPU machine); use --attention auto or sdpa")
+        if cfg.speed.precision == "fp32":
+            raise UserError("--attention flash runs in bf16 only; drop --precision fp32 or use "
+                            "--attention sdpa")
+
+
 def _model_config(cfg: TrainConfig, model: ModelConfig | None, manifest: Manifest) -> ModelConfig:
     choice = cfg.model
     if choice.init_from:
@@ -109,10 +130,7 @@ def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
                                         model=model.name))
     cfg = _schedule_length(_batch_from_tokens(cfg))
     _check_intervals(cfg)
-    from tinyllama_cli.train.distributed import resolve_accelerator
-
-    resolve_accelerator(cfg.launch.accelerator)  # --gpus without CUDA: say so before writing
-    check_batch(cfg, world_size_of(cfg))
+    check_job(cfg)
     order = cfg.data_order
     # Checks the mix, the shards and their sizes now.
     data = PretrainData(cfg.training.data, seq_len, order.seed, order.mix)
@@ -327,14 +345,19 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any],
     if changes.get("max_tokens") is not None and changes.get("max_steps") is None:
         changes["max_steps"] = math.ceil(changes["max_tokens"] /
                                          (order.global_batch_size * order.seq_len))
-    # A job chain's --stop-at-step belongs to one job: it is not inherited.
-    cfg = load_train_config(None, {**run.train.to_dict(), "stop_at_step": None, **changes})[0]
+    # A job chain's --stop-at-step belongs to one job: it is not inherited. --dp-shard is a shape
+    # of the job's workers: kept while --devices and --nodes are, back to its default otherwise.
+    launch = run.train.launch
+    reshaped = any(changes.get(k, getattr(launch, k)) != getattr(launch, k)
+                   for k in ("devices", "nodes"))
+    reset = {"stop_at_step": None, **({"dp_shard": None} if reshaped else {})}
+    cfg = load_train_config(None, {**run.train.to_dict(), **reset, **changes})[0]
     cfg = with_actual_world(cfg.replace(out=str(run.dir)))  # the run dir may have been moved
     checkpoints = rundir.list_checkpoints(run.dir)
     state = rundir.read_state(checkpoints[-1]) if checkpoints else {}
     fingerprint = _check_data(run, run_dir, cfg, state)
     step = _checkpoint_step(run, run_dir, cfg, state)
-    check_batch(cfg, world_size_of(cfg))
+    check_job(cfg)
     resumed = Run(run.dir, cfg, run.model, fingerprint, resume_schedule_notes(run.train, cfg, step))
     if write:
         write_config(resumed)
