@@ -47,3 +47,24 @@ def test_activation_checkpointing_gives_the_same_losses(token_data, precision, t
                                    activation_checkpointing=True, **common))
     assert losses(tmp_path / "ac") == losses(tmp_path / "plain")
     assert load_model(tmp_path / "ac").model.state_dict().keys() == load_model(tmp_path / "plain").model.state_dict().keys()
+
+
+def test_attention_backend_flag(token_data, tmp_path, monkeypatch):
+    """sdpa turns flash-attn off in every block; flash where it cannot run fails before any
+    file is written; an unknown backend is refused by the config."""
+    import pytest
+
+    from tinyllama_cli.config import get_preset
+    from tinyllama_cli.errors import UserError
+
+    with torch.device("meta"):
+        model = Llama(get_preset("cpu-tiny"))
+    assert all(block.attention.flash for block in model.layers)
+    model.set_attention("sdpa")
+    assert not any(block.attention.flash for block in model.layers)
+    with pytest.raises(UserError, match="--attention flash needs flash-attn 2 on CUDA"):
+        launch.pretrain(TrainConfig.of(data=str(token_data), out=str(tmp_path / "r"),
+                                       model="cpu-tiny", max_steps=2, attention="flash", **SMALL))
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(UserError, match="--attention 'xformers' is not one of auto, flash, sdpa"):
+        TrainConfig.of(attention="xformers")

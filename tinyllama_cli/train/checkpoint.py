@@ -120,6 +120,14 @@ class AsyncCheckpointer:
         self.run_dir, self.world, self.keep_last, self.report = run_dir, world, keep_last, report
         self.group = dist.new_group(backend="gloo") if world.world_size > 1 else None
         self.pending: _Pending | None = None
+        # One stager for the run: it keeps its host copy of the state between saves, so only the
+        # first save allocates (and page-faults) it; pinned on CUDA for fast device-to-host copies.
+        from torch.distributed.checkpoint.staging import DefaultStager, StagingOptions
+
+        self.stager = DefaultStager(StagingOptions(use_pinned_memory=world.device.type == "cuda",
+                                                   use_shared_memory=False,
+                                                   use_async_staging=False,
+                                                   use_non_blocking_copy=False))
         if world.world_size == 1:  # `_quiet` cannot reach the writer's thread: for this process
             warnings.filterwarnings("ignore", message=".*save in a single process.*")
 
@@ -131,6 +139,7 @@ class AsyncCheckpointer:
         model_sd, optim_sd = get_state_dict(model, optimizer)
         future = _quiet(dcp.async_save, {"model": model_sd, "optim": optim_sd},
                         checkpoint_id=str(tmp), process_group=self.group,
+                        async_stager=self.stager,
                         no_dist=self.world.world_size == 1)
         self.pending = _Pending(future, tmp, final, {**state, "rng": rng_state()},
                                 time.perf_counter())
