@@ -102,7 +102,7 @@ def test_what_resume_keeps_follows_from_the_sections():
         "seed", "mix", "seq_len", "global_batch_size", "global_batch_tokens"}
     assert set(section_fields("launch")) == {"accelerator", "devices", "nodes", "node_rank",
                                              "rdzv_endpoint", "master_addr", "master_port",
-                                             "num_threads"}
+                                             "num_threads", "dp_shard"}
     assert all(train_fields()[n].resume is Resume.CHANGE for n in section_fields("launch"))
 
 
