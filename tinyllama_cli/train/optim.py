@@ -19,11 +19,13 @@ def build_optimizer(model: nn.Module, cfg: Optimizer, schedule: Schedule,
     """AdamW over every parameter, as TinyLlama does (weight decay on all of them), fp32 state;
     its lr is the schedule's peak until `set_lr` sets the step's.
 
-    Fused on CUDA (one kernel for the whole update); the default implementation on CPU.
+    Fused on every device: one kernel for the whole update. On CPU torch's default is a Python
+    loop of per-parameter ops, which `benchmarks/bench_optimizer.py` measured 7.6x slower than
+    the fused kernel on the cpu-bench model (see benchmarks/README.md).
     """
     return torch.optim.AdamW(
         model.parameters(), lr=schedule.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-        weight_decay=cfg.weight_decay, fused=device.type == "cuda" or None,
+        weight_decay=cfg.weight_decay, fused=True,
     )
 
 
