@@ -205,7 +205,8 @@ def _field(default: Any, help: str) -> Any:
 @dataclass
 class Training:
     """What this job trains on and for how long. A resume may point --data at a moved copy
-    (its manifest must match) and raise --max-steps (the cosine re-stretches from there)."""
+    (its manifest must match) and raise --max-steps (the cosine re-stretches from there; WSD
+    lengthens its flat part)."""
 
     RESUME: ClassVar[Resume] = Resume.CHANGE
 
@@ -252,15 +253,42 @@ class DataOrder:
                                                    "--global-batch-size to this / seq_len).")
 
 
+# The learning-rate schedules and WSD's decay shapes (`train/schedule.py` computes them); the
+# names are here so that a config with a misspelt one fails when it is built.
+LR_SCHEDULES = ("cosine", "wsd", "constant")
+DECAY_SHAPE_NAMES = ("linear", "cosine", "1-sqrt")
+DEFAULT_DECAY_FRACTION = 0.2  # WSD without --decay-steps/--decay-fraction: the last 20% decay
+DEFAULT_DECAY_SHAPE = "1-sqrt"  # Hägele et al. 2024: 1-sqrt beats linear at equal length
+
+
 @dataclass
 class Schedule:
-    """The learning rate over the steps (TinyLlama's: linear warmup, cosine decay to min_lr)."""
+    """The learning rate over the steps: TinyLlama's cosine (warmup, cosine to min_lr), WSD
+    (warmup, flat, a final decay: a resume may lengthen it), or constant."""
 
     RESUME: ClassVar[Resume] = Resume.CHANGE
 
     lr: float = _field(4e-4, "Peak learning rate.")
-    min_lr: float = _field(4e-5, "Learning rate at the end of the cosine decay.")
+    min_lr: float = _field(4e-5, "Learning rate at the end of the decay.")
     warmup_steps: int = _field(2000, "Linear warmup steps.")
+    lr_schedule: str = _field("cosine", f"{'|'.join(LR_SCHEDULES)}: cosine decays over the whole "
+                                        "run (TinyLlama); wsd holds --lr and decays at the end "
+                                        "(resume --max-steps lengthens its flat part); constant "
+                                        "never decays.")
+    decay_steps: int | None = _field(None, "WSD: steps of the final decay.")
+    decay_fraction: float | None = _field(None, "WSD: the final decay as a fraction of --max-steps "
+                                                f"(default {DEFAULT_DECAY_FRACTION}).")
+    decay_shape: str | None = _field(None, f"WSD: {'|'.join(DECAY_SHAPE_NAMES)} (default "
+                                           f"{DEFAULT_DECAY_SHAPE}).")
+    decay_start_lr: float | None = _field(None, "WSD: the lr the decay starts from (default "
+                                                "--lr); `tinyllama anneal` sets the parent's lr "
+                                                "at the branch step.")
+
+    def __post_init__(self) -> None:
+        for flag, value, names in (("--lr-schedule", self.lr_schedule, LR_SCHEDULES),
+                                   ("--decay-shape", self.decay_shape, DECAY_SHAPE_NAMES)):
+            if value is not None and value not in names:
+                raise UserError(f"{flag} {value!r} is not one of {', '.join(names)}; pick one")
 
 
 @dataclass
@@ -507,6 +535,10 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> tup
 
 
 __all__ = [
+    "DECAY_SHAPE_NAMES",
+    "DEFAULT_DECAY_FRACTION",
+    "DEFAULT_DECAY_SHAPE",
+    "LR_SCHEDULES",
     "PARSERS",
     "PRESETS",
     "Checkpointing",

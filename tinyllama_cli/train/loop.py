@@ -1,7 +1,8 @@
 """The training loop: one function, `train(run_dir)`, run by every worker.
 
-Side concerns live elsewhere (data order: data/; FSDP2, precision: distributed.py; AdamW and
-the schedule: optim.py; checkpoints: checkpoint.py; logging: metrics.py). Per optimizer step:
+Side concerns live elsewhere (data order: data/; FSDP2, precision: distributed.py; AdamW:
+optim.py; the lr schedule: schedule.py; checkpoints: checkpoint.py; logging: metrics.py). Per
+optimizer step:
 
     for each micro batch: forward (autocast), backward of loss / accumulation steps
         (FSDP2 reduce-scatters gradients only after the last micro batch)
@@ -42,7 +43,8 @@ from tinyllama_cli.train.distributed import (
 )
 from tinyllama_cli.train.launch_env import LaunchEnv
 from tinyllama_cli.train.metrics import Interval, MetricsLogger, format_row, peak_flops_per_device
-from tinyllama_cli.train.optim import build_optimizer, lr_at, set_lr
+from tinyllama_cli.train.optim import build_optimizer, set_lr
+from tinyllama_cli.train.schedule import lr_at
 from tinyllama_cli.train.setup import Run, check_batch, load_run
 
 

@@ -30,6 +30,7 @@ from tinyllama_cli.config import (
 from tinyllama_cli.data.dataset import Manifest, PretrainData
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.train.launch_env import LaunchEnv
+from tinyllama_cli.train.schedule import check_schedule, describe_change, lr_at
 
 
 @dataclass
@@ -108,6 +109,7 @@ def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
     cfg = with_actual_world(cfg.replace(seq_len=seq_len, vocab_size=model.vocab_size,
                                         model=model.name))
     cfg = _schedule_length(_batch_from_tokens(cfg))
+    check_schedule(cfg.schedule, cfg.training.max_steps)
     _check_intervals(cfg)
     from tinyllama_cli.train.distributed import resolve_accelerator
 
@@ -157,8 +159,6 @@ def schedule_notes(cfg: TrainConfig) -> list[str]:
     """Warn about a schedule that is surely not what was meant: warmup as long as the run."""
     schedule, max_steps = cfg.schedule, cfg.training.max_steps
     if schedule.warmup_steps >= max_steps:
-        from tinyllama_cli.train.optim import lr_at
-
         return [(f"--warmup-steps {schedule.warmup_steps} >= --max-steps {max_steps}: the "
                  f"learning rate only warms up (to {lr_at(max_steps - 1, schedule, max_steps):.2e} "
                  f"of --lr {schedule.lr:.2e}) and never decays; lower --warmup-steps (TinyLlama: "
@@ -249,17 +249,12 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def resume_schedule_notes(old: TrainConfig, new: TrainConfig, step: int) -> list[str]:
     """Say so when a resume changes the learning rate at the step it continues from: the cosine
-    is fixed by --max-steps, so raising it re-stretches the decay from this step on (finished
-    steps keep the lr they had; the continuation is exact for everything else)."""
-    from tinyllama_cli.train.optim import lr_at
-
-    old_steps, new_steps = old.training.max_steps, new.training.max_steps
-    before, after = lr_at(step, old.schedule, old_steps), lr_at(step, new.schedule, new_steps)
-    if math.isclose(before, after, rel_tol=1e-12):
-        return []
-    return [(f"the schedule changes at step {step}: lr {before:.3e} -> {after:.3e} (--max-steps "
-             f"{old_steps} -> {new_steps} re-stretches the cosine from here; steps up to {step} "
-             "are unchanged)")]
+    is fixed by --max-steps, so raising it re-stretches the decay from this step on, while WSD
+    in its flat part only moves the decay later (finished steps keep the lr they had; the
+    continuation is exact for everything else)."""
+    change = describe_change(step, old.schedule, old.training.max_steps, new.schedule,
+                             new.training.max_steps)
+    return [] if change is None else [change]
 
 
 # --- what a resume keeps: one check per Resume.KEEP section --------------------------------------
@@ -334,6 +329,7 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any],
     state = rundir.read_state(checkpoints[-1]) if checkpoints else {}
     fingerprint = _check_data(run, run_dir, cfg, state)
     step = _checkpoint_step(run, run_dir, cfg, state)
+    check_schedule(cfg.schedule, cfg.training.max_steps)
     check_batch(cfg, world_size_of(cfg))
     resumed = Run(run.dir, cfg, run.model, fingerprint, resume_schedule_notes(run.train, cfg, step))
     if write:
