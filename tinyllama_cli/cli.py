@@ -200,6 +200,29 @@ def resume(
     _finish_training(run_resume(run_dir, flags, console=display.console, gpus=gpus))
 
 
+@with_train_flags(("launch",), panel="Where the branch trains")
+def anneal(
+    run_dir: str = typer.Argument(..., help="The run to branch (it is only read)."),
+    from_step: int = typer.Option(..., "--from-step", help="Branch at this checkpoint's step."),
+    decay_steps: int = typer.Option(..., "--decay-steps", help="Steps of the decay (1+)."),
+    out: str = typer.Option(..., "--out", help="The branch's run directory (must not exist)."),
+    decay_shape: str | None = typer.Option(None, "--decay-shape",
+                                           help="linear|cosine|1-sqrt (default: the parent's "
+                                                "WSD shape, else 1-sqrt)."),
+    min_lr: float | None = typer.Option(None, "--min-lr",
+                                        help="Where the decay ends (default: the parent's)."),
+    gpus: int | None = typer.Option(None, "--gpus", help=GPUS_HELP),
+    **flags: Any,
+) -> None:
+    """Branch a run at checkpoint N into a new run dir that decays the lr to --min-lr over
+    --decay-steps steps, on the parent's data order; the parent is never touched."""
+    from tinyllama_cli.train.anneal import AnnealOptions, anneal as run_anneal
+    from tinyllama_cli.train.launch import with_gpus
+
+    options = AnnealOptions(run_dir, from_step, decay_steps, out, decay_shape, min_lr)
+    _finish_training(run_anneal(options, with_gpus(flags, gpus), console=display.console))
+
+
 # --- eval ----------------------------------------------------------------------------------------
 
 
@@ -465,6 +488,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "merge-data": merge_data,
     "pretrain": pretrain,
     "resume": resume,
+    "anneal": anneal,
     "eval": eval_command,
     "generate": generate,
     "convert": convert,

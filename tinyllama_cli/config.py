@@ -281,8 +281,8 @@ class Schedule:
     decay_shape: str | None = _field(None, f"WSD: {'|'.join(DECAY_SHAPE_NAMES)} (default "
                                            f"{DEFAULT_DECAY_SHAPE}).")
     decay_start_lr: float | None = _field(None, "WSD: the lr the decay starts from (default "
-                                                "--lr); `tinyllama anneal` sets the parent's lr "
-                                                "at the branch step.")
+                                                "--lr); `tinyllama anneal` sets the lr the "
+                                                "parent trained the branch checkpoint at.")
 
     def __post_init__(self) -> None:
         for flag, value, names in (("--lr-schedule", self.lr_schedule, LR_SCHEDULES),

@@ -1,7 +1,8 @@
 """The run directory's format: its paths, checkpoint names, discovery, state.json and
 metrics.jsonl, in one torch-free module.
 
-    RUN_DIR/config.yaml                      fully resolved config; `model:` = ModelConfig fields
+    RUN_DIR/config.yaml                      fully resolved config; `model:` = ModelConfig fields;
+                                             a branch's `branch:` names its parent and step
     RUN_DIR/tokenizer.model
     RUN_DIR/metrics.jsonl                    one JSON object per logged step or validation
     RUN_DIR/tensorboard/   RUN_DIR/wandb_id
@@ -39,6 +40,8 @@ WANDB_ID_FILE = "wandb_id"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "state.json"
 DCP_METADATA_FILE = ".metadata"  # written by torch.distributed.checkpoint when a save completes
+# config.yaml of a branch (`tinyllama anneal`): {parent, step, parent_lr}; every rewrite keeps it.
+BRANCH_KEY = "branch"
 
 _CHECKPOINT_NAME = re.compile(r"step-(\d+)")
 
@@ -107,6 +110,15 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
         if step is not None and child.is_dir() and is_complete(child):
             found.append((step, child))
     return [path for _, path in sorted(found)]
+
+
+def copy_checkpoint(checkpoint: Path, run_dir: str | Path) -> Path:
+    """Copy a complete checkpoint into another run dir under its own step's name (a branch
+    starts from it); state.json, the completeness mark, is copied last."""
+    target = checkpoint_dir(run_dir, checkpoint_step(checkpoint))
+    shutil.copytree(checkpoint, target, ignore=shutil.ignore_patterns(STATE_FILE))
+    shutil.copy2(checkpoint / STATE_FILE, target / STATE_FILE)
+    return target
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:

@@ -25,6 +25,7 @@ from tinyllama_cli.config import (
     fields_kept_on_resume,
     get_preset,
     load_train_config,
+    load_yaml,
     section_fields,
 )
 from tinyllama_cli.data.dataset import Manifest, PretrainData
@@ -191,7 +192,8 @@ def write_config(run: Run) -> None:
     `train` holds the TrainConfig's fields flat (`TrainConfig.to_dict`), as every earlier
     version wrote it. `hardware` records what `--accelerator auto` resolved to and the world
     size (rewritten by each resume), so `plan --from` can report the devices a run really used;
-    `train.accelerator` keeps the user's choice, so a resume elsewhere decides `auto` again.
+    `train.accelerator` keeps the user's choice, so a resume elsewhere decides `auto` again. A
+    branch's `branch:` (`tinyllama anneal`) is kept.
     """
     from tinyllama_cli.train.distributed import resolve_accelerator
 
@@ -199,6 +201,8 @@ def write_config(run: Run) -> None:
     manifest = Manifest.load(cfg.training.data)
     order = cfg.data_order
     data = PretrainData(cfg.training.data, order.seq_len, order.seed, order.mix)
+    path = rundir.config_path(run.dir)
+    branch = load_yaml(path).get(rundir.BRANCH_KEY) if path.is_file() else None
     dump_yaml({
         "model": run.model.to_dict(),
         "train": cfg.to_dict(),
@@ -207,7 +211,8 @@ def write_config(run: Run) -> None:
                  "tokenizer_sha256": manifest.raw["tokenizer"].get("sha256")},
         "hardware": {"accelerator": resolve_accelerator(cfg.launch.accelerator),
                      "world_size": world_size_of(cfg)},
-    }, rundir.config_path(run.dir))
+        **({rundir.BRANCH_KEY: branch} if branch else {}),
+    }, path)
 
 
 def create_run_dir(run: Run) -> None:
@@ -233,8 +238,6 @@ def load_run(run_dir: Path) -> Run:
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.yaml); start one with "
                         "`tinyllama pretrain`")
-    from tinyllama_cli.config import load_yaml
-
     raw = load_yaml(path)
     cfg, model = load_train_config(path, {})
     if model is None:
