@@ -216,7 +216,8 @@ def anneal(
 ) -> None:
     """Branch a run at checkpoint N into a new run dir that decays the lr to --min-lr over
     --decay-steps steps, on the parent's data order; the parent is never touched."""
-    from tinyllama_cli.train.anneal import AnnealOptions, anneal as run_anneal
+    from tinyllama_cli.train.anneal import AnnealOptions
+    from tinyllama_cli.train.anneal import anneal as run_anneal
     from tinyllama_cli.train.launch import with_gpus
 
     options = AnnealOptions(run_dir, from_step, decay_steps, out, decay_shape, min_lr)
