@@ -224,6 +224,23 @@ def anneal(
     _finish_training(run_anneal(options, with_gpus(flags, gpus), console=display.console))
 
 
+def average(
+    run_dir: str = typer.Argument(..., help="The run whose newest checkpoints to average."),
+    last: int = typer.Option(..., "--last", help="Average the newest K checkpoints (1+)."),
+    out: str = typer.Option(..., "--out", help="The model directory to write (must not exist)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """The uniform average of a run's newest K checkpoints' weights, as a model dir that eval,
+    generate and convert take."""
+    from tinyllama_cli.average import average as run_average
+
+    result = run_average(run_dir, last, out)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        display.show_averaged(result)
+
+
 # --- eval ----------------------------------------------------------------------------------------
 
 
@@ -490,6 +507,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "pretrain": pretrain,
     "resume": resume,
     "anneal": anneal,
+    "average": average,
     "eval": eval_command,
     "generate": generate,
     "convert": convert,
