@@ -320,6 +320,24 @@ class Logging:
 
 
 @dataclass
+class DownstreamEval:
+    """lm-eval tasks scored on the live model while it trains (metrics `eval/<task>/<metric>`),
+    so a run's curve of downstream scores needs no conversion or separate eval jobs."""
+
+    RESUME: ClassVar[Resume] = Resume.CHANGE
+
+    eval_tasks: str | None = _field(None, "lm-eval tasks to score during training, e.g. "
+                                          "hellaswag,piqa (tinyllama: the seven); "
+                                          "log-likelihood tasks only.")
+    eval_dataset: str | None = _field(None, "TASK=PATH[,TASK=PATH...]: local data of "
+                                            "--eval-tasks, as `tinyllama eval --dataset`.")
+    eval_tasks_every: int | None = _field(None, "Score --eval-tasks every N steps (default: "
+                                                "--eval-every) and at the end.")
+    eval_limit: int | None = _field(None, "At most this many documents per task.")
+    eval_fewshot: int | None = _field(None, "Few-shot examples (default: each task's).")
+
+
+@dataclass
 class Checkpointing:
     """How often checkpoints are written and how many are kept."""
 
@@ -387,6 +405,7 @@ class TrainConfig:
     schedule: Schedule = dataclasses.field(default_factory=Schedule)
     optimizer: Optimizer = dataclasses.field(default_factory=Optimizer)
     logging: Logging = dataclasses.field(default_factory=Logging)
+    downstream: DownstreamEval = dataclasses.field(default_factory=DownstreamEval)
     checkpointing: Checkpointing = dataclasses.field(default_factory=Checkpointing)
     speed: Speed = dataclasses.field(default_factory=Speed)
     launch: Launch = dataclasses.field(default_factory=Launch)
@@ -543,6 +562,7 @@ __all__ = [
     "PRESETS",
     "Checkpointing",
     "DataOrder",
+    "DownstreamEval",
     "Launch",
     "Logging",
     "ModelChoice",

@@ -40,6 +40,7 @@ WANDB_ID_FILE = "wandb_id"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "state.json"
 DCP_METADATA_FILE = ".metadata"  # written by torch.distributed.checkpoint when a save completes
+EVAL_PREFIX = "eval/"  # metrics.jsonl keys of downstream scores: eval/<task>/<metric>
 # config.yaml of a branch (`tinyllama anneal`): {parent, step, parent_lr}; every rewrite keeps it.
 BRANCH_KEY = "branch"
 
@@ -213,9 +214,15 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def is_eval_record(record: dict[str, Any]) -> bool:
+    """A validation loss or a downstream score (`eval/<task>/<metric>`): not an optimizer step."""
+    return "val_loss" in record or any(key.startswith(EVAL_PREFIX) for key in record)
+
+
 def training_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of optimizer steps (tokens_seen, no val_loss), in file order."""
-    return [r for r in records if _number(r.get("tokens_seen")) and "val_loss" not in r]
+    """The records of optimizer steps (tokens_seen, no val_loss or downstream score), in file
+    order."""
+    return [r for r in records if _number(r.get("tokens_seen")) and not is_eval_record(r)]
 
 
 def _goes_back(now: dict[str, Any], before: dict[str, Any], key: str) -> bool:

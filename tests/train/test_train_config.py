@@ -131,7 +131,9 @@ FLAT_ORDER = (
     "tensorboard", "wandb", "wandb_project", "overwrite")
 # Fields added after the sections, with the values an older config.yaml (without them) gets.
 ADDED_SINCE = {"lr_schedule": "cosine", "decay_steps": None, "decay_fraction": None,
-               "decay_shape": None, "decay_start_lr": None}
+               "decay_shape": None, "decay_start_lr": None, "eval_tasks": None,
+               "eval_dataset": None, "eval_tasks_every": None, "eval_limit": None,
+               "eval_fewshot": None}
 
 
 def test_a_config_yaml_written_before_the_sections_loads_and_resumes(token_data, tmp_path):

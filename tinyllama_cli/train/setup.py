@@ -112,6 +112,7 @@ def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
     cfg = _schedule_length(_batch_from_tokens(cfg))
     check_schedule(cfg.schedule, cfg.training.max_steps)
     _check_intervals(cfg)
+    check_downstream(cfg)
     from tinyllama_cli.train.distributed import resolve_accelerator
 
     resolve_accelerator(cfg.launch.accelerator)  # --gpus without CUDA: say so before writing
@@ -154,6 +155,17 @@ def _check_intervals(cfg: TrainConfig) -> None:
             raise UserError(f"{flag} must be at least 1")
     if cfg.logging.eval_every < 0 or cfg.checkpointing.keep_last < 0:
         raise UserError("--eval-every and --keep-last must be >= 0")
+
+
+def check_downstream(cfg: TrainConfig) -> None:
+    """--eval-tasks: every task known and its data read now, not at the first evaluation."""
+    d = cfg.downstream
+    if d.eval_tasks is None and d.eval_dataset is None:
+        return
+    from tinyllama_cli.eval.live import check_live_tasks
+
+    check_live_tasks(d.eval_tasks, d.eval_dataset, d.eval_fewshot, d.eval_limit,
+                     d.eval_tasks_every)
 
 
 def schedule_notes(cfg: TrainConfig) -> list[str]:
@@ -333,6 +345,7 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any],
     fingerprint = _check_data(run, run_dir, cfg, state)
     step = _checkpoint_step(run, run_dir, cfg, state)
     check_schedule(cfg.schedule, cfg.training.max_steps)
+    check_downstream(cfg)
     check_batch(cfg, world_size_of(cfg))
     resumed = Run(run.dir, cfg, run.model, fingerprint, resume_schedule_notes(run.train, cfg, step))
     if write:
