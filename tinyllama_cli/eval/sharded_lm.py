@@ -35,6 +35,14 @@ class ShardedLM(NativeLM):
         self.shard_rank, self.shard_world = rank, world_size
         self.passes_run = 0
 
+    # In a training log a progress bar per evaluation is noise: the trainer prints one row of
+    # scores when they are done.
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        return super().loglikelihood(requests, disable_tqdm=True)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        return super().loglikelihood_rolling(requests, disable_tqdm=True)
+
     def _trunk(self, idx: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         self.passes_run += 1
         return super()._trunk(idx, **kwargs)
