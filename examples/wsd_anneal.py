@@ -74,8 +74,8 @@ def main() -> None:
               "--train-tokenizer", "--vocab-size", "8192", "--exclude-meta",
               "redpajama_set_name=RedPajamaGithub", "--val-fraction", "0.02", "--workers", "2")
     evals = ["--eval-tasks", "hellaswag,arc_easy", "--eval-limit", "200", "--eval-dataset",
-             f"hellaswag={out / 'corpus' / 'eval' / 'hellaswag.jsonl'},"
-             f"arc_easy={out / 'corpus' / 'eval' / 'arc_easy.jsonl'}"]
+             (f"hellaswag={out / 'corpus' / 'eval' / 'hellaswag.jsonl'},"
+              f"arc_easy={out / 'corpus' / 'eval' / 'arc_easy.jsonl'}")]
     data = ["--data", str(out / "data")]
     tinyllama("pretrain", *COMMON, *data, *evals, "--out", str(out / "cosine"),
               "--max-steps", str(budget))
