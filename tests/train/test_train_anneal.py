@@ -87,18 +87,21 @@ def test_a_cosine_parent_is_branched_from_the_lr_it_trained_that_checkpoint_at(t
     ({"out": "exists"}, "already exists"),
     ({"saving": True}, "step-00000030.tmp is a checkpoint still being written"),
     ({"decay_shape": "sqrt"}, "--decay-shape 'sqrt' is not one of"),
+    ({"min_lr": 3e-3}, "was trained at lr 3.000e-03, not above --min-lr 3.000e-03"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(parent, tmp_path, options, message):
     before = tree_digest(parent)
     (tmp_path / "exists").mkdir()
-    values = {"from_step": 12, "decay_steps": 3, "out": "new", "decay_shape": None, **options}
+    values = {"from_step": 12, "decay_steps": 3, "out": "new", "decay_shape": None, "min_lr": None,
+              **options}
     saving = checkpoint_dir(parent, 30).with_name("step-00000030.tmp")
     if values.pop("saving", False):
         saving.mkdir()
     try:
         with pytest.raises(UserError, match=message):
             create_branch(AnnealOptions(parent, values["from_step"], values["decay_steps"],
-                                        tmp_path / values["out"], values["decay_shape"]))
+                                        tmp_path / values["out"], values["decay_shape"],
+                                        values["min_lr"]))
     finally:
         saving.rmdir() if saving.exists() else None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists"]  # no branch, no staging dir

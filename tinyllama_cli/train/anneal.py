@@ -66,6 +66,16 @@ def _check_not_saving(run_dir: Path) -> None:
                         "then branch")
 
 
+def _check_decays(parent: Run, options: AnnealOptions) -> None:
+    """The lr must come down: --min-lr below the lr checkpoint N was trained at."""
+    start = parent_lr(parent, options.from_step)
+    end = parent.train.schedule.min_lr if options.min_lr is None else options.min_lr
+    if end >= start:
+        raise UserError(f"checkpoint {options.from_step} was trained at lr {start:.3e}, not above "
+                        f"--min-lr {end:.3e}: there is nothing to decay; pick an earlier "
+                        "--from-step or a lower --min-lr")
+
+
 def branch_config(parent: Run, options: AnnealOptions) -> dict[str, Any]:
     """The branch's TrainConfig fields: the parent's, with the decay from step N to N + M."""
     train = parent.train
@@ -90,6 +100,7 @@ def create_branch(options: AnnealOptions, launch: dict[str, Any] | None = None) 
     """Write the branch dir (config.yaml, tokenizer, checkpoint N) and return it as a resume
     would train it; `launch` holds the Launch fields this job runs with (--devices, ...)."""
     parent, checkpoint = options.check()
+    _check_decays(parent, options)
     out = Path(options.out)
     raw = load_yaml(rundir.config_path(parent.dir))
     with files.staged(out, overwrite=False) as tmp:

@@ -33,6 +33,7 @@ from tinyllama_cli.data.prefetch import Batches, Prefetcher, StepSlice
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.rundir import EVAL_PREFIX, list_checkpoints
+from tinyllama_cli.tokenizer import Tokenizer
 from tinyllama_cli.train import checkpoint
 from tinyllama_cli.train.build import build_model
 from tinyllama_cli.train.distributed import (
@@ -179,6 +180,8 @@ class Trainer:
         self.stop = StopFlag()
         self.tokens_per_step = order.global_batch_size * order.seq_len
         self.downstream = live_tasks(cfg) if cfg.downstream.eval_tasks else None  # before step 1
+        self.eval_tokenizer = (Tokenizer(rundir.tokenizer_path(run.dir))
+                               if self.downstream is not None else None)
 
     def autocast(self) -> Any:
         if self.precision == "bf16":
@@ -238,10 +241,7 @@ class Trainer:
     def score_tasks(self) -> None:
         """--eval-tasks on the live model, every worker its share; rank 0 logs
         `eval/<task>/<metric>` (what `tinyllama eval` reports for this step's checkpoint)."""
-        from tinyllama_cli.tokenizer import Tokenizer
-
-        tokenizer = Tokenizer(rundir.tokenizer_path(self.run.dir))
-        result = self.downstream.score(self.model, tokenizer, self.world.rank,
+        result = self.downstream.score(self.model, self.eval_tokenizer, self.world.rank,
                                        self.world.world_size, self.autocast)
         scores = {f"{EVAL_PREFIX}{task}/{metric}": value
                   for task, (metric, value) in result.scores.items()}
