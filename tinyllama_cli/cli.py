@@ -194,7 +194,8 @@ def resume(
 
     The model, the data order (seed, mix, sequence length, global batch) and the run directory
     are the run's own: they have no flags here. Raising --max-steps re-stretches the cosine from
-    the checkpoint's step on (the console says how the lr changes); finished steps are unchanged."""
+    the checkpoint's step on (the console says how the lr changes); finished steps are unchanged.
+    A WSD run in its flat part only moves its decay later: nothing changes."""
     from tinyllama_cli.train.launch import resume as run_resume
 
     _finish_training(run_resume(run_dir, flags, console=display.console, gpus=gpus))
@@ -214,8 +215,10 @@ def anneal(
     gpus: int | None = typer.Option(None, "--gpus", help=GPUS_HELP),
     **flags: Any,
 ) -> None:
-    """Branch a run at checkpoint N into a new run dir that decays the lr to --min-lr over
-    --decay-steps steps, on the parent's data order; the parent is never touched."""
+    """Branch a run at a checkpoint into a new run dir that decays the lr (the parent is untouched).
+
+    The branch starts from checkpoint --from-step (model, optimizer, RNG) and decays the lr it
+    was trained at to --min-lr over --decay-steps steps, on the parent's data order."""
     from tinyllama_cli.train.anneal import AnnealOptions
     from tinyllama_cli.train.anneal import anneal as run_anneal
     from tinyllama_cli.train.launch import with_gpus
@@ -230,8 +233,7 @@ def average(
     out: str = typer.Option(..., "--out", help="The model directory to write (must not exist)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """The uniform average of a run's newest K checkpoints' weights, as a model dir that eval,
-    generate and convert take."""
+    """Average a run's newest K checkpoints into a model dir (eval, generate, convert take it)."""
     from tinyllama_cli.average import average as run_average
 
     result = run_average(run_dir, last, out)
