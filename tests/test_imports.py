@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry point", ("__main__",)),
     ("CLI", ("cli", "cli_flags", "display")),
-    ("commands", ("train.", "data.", "convert.", "eval.", "generate", "plan", "plot")),
+    ("commands", ("train.", "data.", "convert.", "eval.", "generate", "plan", "plot",
+                  "average")),
     ("finding and loading a model", ("load",)),
     ("formats and the run-dir format", ("formats.", "rundir")),
     ("model, config and helpers", ("model", "config", "tokenizer", "dtypes", "devices",

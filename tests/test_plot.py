@@ -109,3 +109,18 @@ def test_cli(tmp_path):
     assert bad.returncode == 2
     assert "no metrics.jsonl" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "d.png").exists()
+
+
+def test_downstream_scores_get_their_own_panel_per_run_and_task(tmp_path):
+    run = write_metrics(tmp_path / "a")
+    with open(run / "metrics.jsonl", "a") as f:
+        f.writelines(json.dumps({"step": step, "eval/piqa/acc_norm": step / 100, "eval/arc_easy/acc_norm": step / 50,
+                                "tokens_seen": step * 512}) + "\n" for step in (10, 20))
+    s = run_series(run)
+    assert s.curves["eval/piqa/acc_norm"] == ([10, 20], [0.1, 0.2])
+    assert s.curves["loss"][0] == list(range(1, 21))  # the score records are not training steps
+    fig = build_figure([s, run_series(write_metrics(tmp_path / "b"))])
+    assert len(fig.axes) == 4
+    drawn = {line.get_label(): line.get_xydata().tolist() for line in fig.axes[3].lines}
+    assert drawn == {"a arc_easy/acc_norm": [[10, 0.2], [20, 0.4]], "a piqa/acc_norm": [[10, 0.1], [20, 0.2]]}
+    assert len(build_figure([run_series(write_metrics(tmp_path / "c"))]).axes) == 3

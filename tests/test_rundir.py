@@ -94,3 +94,12 @@ def test_the_module_needs_no_torch():
     code = "import sys, tinyllama_cli.rundir; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_downstream_score_records_are_not_optimizer_steps():
+    steps = [{"step": s, "loss": 1.0, "tokens_seen": 64 * s, "elapsed_s": float(s)} for s in (1, 2, 3, 4)]
+    score = {"step": 2, "eval/piqa/acc_norm": 0.5, "tokens_seen": 128}
+    records = steps[:2] + [score] + steps[2:]
+    assert rundir.training_records(records) == steps
+    assert rundir.latest_job(records) == steps  # the score at step 2 does not start a new job
+    assert rundir.is_eval_record(score) and not rundir.is_eval_record(steps[0])

@@ -194,10 +194,53 @@ def resume(
 
     The model, the data order (seed, mix, sequence length, global batch) and the run directory
     are the run's own: they have no flags here. Raising --max-steps re-stretches the cosine from
-    the checkpoint's step on (the console says how the lr changes); finished steps are unchanged."""
+    the checkpoint's step on (the console says how the lr changes); finished steps are unchanged.
+    A WSD run in its flat part only moves its decay later: nothing changes."""
     from tinyllama_cli.train.launch import resume as run_resume
 
     _finish_training(run_resume(run_dir, flags, console=display.console, gpus=gpus))
+
+
+@with_train_flags(("launch",), panel="Where the branch trains")
+def anneal(
+    run_dir: str = typer.Argument(..., help="The run to branch (it is only read)."),
+    from_step: int = typer.Option(..., "--from-step", help="Branch at this checkpoint's step."),
+    decay_steps: int = typer.Option(..., "--decay-steps", help="Steps of the decay (1+)."),
+    out: str = typer.Option(..., "--out", help="The branch's run directory (must not exist)."),
+    decay_shape: str | None = typer.Option(None, "--decay-shape",
+                                           help="linear|cosine|1-sqrt (default: the parent's "
+                                                "WSD shape, else 1-sqrt)."),
+    min_lr: float | None = typer.Option(None, "--min-lr",
+                                        help="Where the decay ends (default: the parent's)."),
+    gpus: int | None = typer.Option(None, "--gpus", help=GPUS_HELP),
+    **flags: Any,
+) -> None:
+    """Branch a run at a checkpoint into a new run dir that decays the lr (the parent is untouched).
+
+    The branch starts from checkpoint --from-step (model, optimizer, RNG) and decays the lr it
+    was trained at to --min-lr over --decay-steps steps, on the parent's data order."""
+    from tinyllama_cli.train.anneal import AnnealOptions
+    from tinyllama_cli.train.anneal import anneal as run_anneal
+    from tinyllama_cli.train.launch import with_gpus
+
+    options = AnnealOptions(run_dir, from_step, decay_steps, out, decay_shape, min_lr)
+    _finish_training(run_anneal(options, with_gpus(flags, gpus), console=display.console))
+
+
+def average(
+    run_dir: str = typer.Argument(..., help="The run whose newest checkpoints to average."),
+    last: int = typer.Option(..., "--last", help="Average the newest K checkpoints (1+)."),
+    out: str = typer.Option(..., "--out", help="The model directory to write (must not exist)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Average a run's newest K checkpoints into a model dir (eval, generate, convert take it)."""
+    from tinyllama_cli.average import average as run_average
+
+    result = run_average(run_dir, last, out)
+    if as_json:
+        _print_json(result.to_dict())
+    else:
+        display.show_averaged(result)
 
 
 # --- eval ----------------------------------------------------------------------------------------
@@ -465,6 +508,8 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "merge-data": merge_data,
     "pretrain": pretrain,
     "resume": resume,
+    "anneal": anneal,
+    "average": average,
     "eval": eval_command,
     "generate": generate,
     "convert": convert,

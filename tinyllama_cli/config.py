@@ -205,7 +205,8 @@ def _field(default: Any, help: str) -> Any:
 @dataclass
 class Training:
     """What this job trains on and for how long. A resume may point --data at a moved copy
-    (its manifest must match) and raise --max-steps (the cosine re-stretches from there)."""
+    (its manifest must match) and raise --max-steps (the cosine re-stretches from there; WSD
+    lengthens its flat part)."""
 
     RESUME: ClassVar[Resume] = Resume.CHANGE
 
@@ -252,15 +253,42 @@ class DataOrder:
                                                    "--global-batch-size to this / seq_len).")
 
 
+# The learning-rate schedules and WSD's decay shapes (`train/schedule.py` computes them); the
+# names are here so that a config with a misspelt one fails when it is built.
+LR_SCHEDULES = ("cosine", "wsd", "constant")
+DECAY_SHAPE_NAMES = ("linear", "cosine", "1-sqrt")
+DEFAULT_DECAY_FRACTION = 0.2  # WSD without --decay-steps/--decay-fraction: the last 20% decay
+DEFAULT_DECAY_SHAPE = "1-sqrt"  # Hägele et al. 2024: 1-sqrt beats linear at equal length
+
+
 @dataclass
 class Schedule:
-    """The learning rate over the steps (TinyLlama's: linear warmup, cosine decay to min_lr)."""
+    """The learning rate over the steps: TinyLlama's cosine (warmup, cosine to min_lr), WSD
+    (warmup, flat, a final decay: a resume may lengthen it), or constant."""
 
     RESUME: ClassVar[Resume] = Resume.CHANGE
 
     lr: float = _field(4e-4, "Peak learning rate.")
-    min_lr: float = _field(4e-5, "Learning rate at the end of the cosine decay.")
+    min_lr: float = _field(4e-5, "Learning rate at the end of the decay.")
     warmup_steps: int = _field(2000, "Linear warmup steps.")
+    lr_schedule: str = _field("cosine", f"{'|'.join(LR_SCHEDULES)}: cosine decays over the whole "
+                                        "run (TinyLlama); wsd holds --lr and decays at the end "
+                                        "(resume --max-steps lengthens its flat part); constant "
+                                        "never decays.")
+    decay_steps: int | None = _field(None, "WSD: steps of the final decay.")
+    decay_fraction: float | None = _field(None, "WSD: the final decay as a fraction of --max-steps "
+                                                f"(default {DEFAULT_DECAY_FRACTION}).")
+    decay_shape: str | None = _field(None, f"WSD: {'|'.join(DECAY_SHAPE_NAMES)} (default "
+                                           f"{DEFAULT_DECAY_SHAPE}).")
+    decay_start_lr: float | None = _field(None, "WSD: the lr the decay starts from (default "
+                                                "--lr); `tinyllama anneal` sets the lr the "
+                                                "parent trained the branch checkpoint at.")
+
+    def __post_init__(self) -> None:
+        for flag, value, names in (("--lr-schedule", self.lr_schedule, LR_SCHEDULES),
+                                   ("--decay-shape", self.decay_shape, DECAY_SHAPE_NAMES)):
+            if value is not None and value not in names:
+                raise UserError(f"{flag} {value!r} is not one of {', '.join(names)}; pick one")
 
 
 @dataclass
@@ -289,6 +317,24 @@ class Logging:
     tensorboard: bool = _field(True, "Write TensorBoard events to RUN_DIR/tensorboard.")
     wandb: bool = _field(False, "Log to Weights & Biases (needs `pip install wandb`).")
     wandb_project: str = _field("tinyllama", "W&B project.")
+
+
+@dataclass
+class DownstreamEval:
+    """lm-eval tasks scored on the live model while it trains (metrics `eval/<task>/<metric>`),
+    so a run's curve of downstream scores needs no conversion or separate eval jobs."""
+
+    RESUME: ClassVar[Resume] = Resume.CHANGE
+
+    eval_tasks: str | None = _field(None, "lm-eval tasks to score during training, e.g. "
+                                          "hellaswag,piqa (tinyllama: the seven); "
+                                          "log-likelihood tasks only.")
+    eval_dataset: str | None = _field(None, "TASK=PATH[,TASK=PATH...]: local data of "
+                                            "--eval-tasks, as `tinyllama eval --dataset`.")
+    eval_tasks_every: int | None = _field(None, "Score --eval-tasks every N steps (default: "
+                                                "--eval-every) and at the end.")
+    eval_limit: int | None = _field(None, "At most this many documents per task.")
+    eval_fewshot: int | None = _field(None, "Few-shot examples (default: each task's).")
 
 
 @dataclass
@@ -372,6 +418,7 @@ class TrainConfig:
     schedule: Schedule = dataclasses.field(default_factory=Schedule)
     optimizer: Optimizer = dataclasses.field(default_factory=Optimizer)
     logging: Logging = dataclasses.field(default_factory=Logging)
+    downstream: DownstreamEval = dataclasses.field(default_factory=DownstreamEval)
     checkpointing: Checkpointing = dataclasses.field(default_factory=Checkpointing)
     speed: Speed = dataclasses.field(default_factory=Speed)
     launch: Launch = dataclasses.field(default_factory=Launch)
@@ -520,10 +567,15 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> tup
 
 
 __all__ = [
+    "DECAY_SHAPE_NAMES",
+    "DEFAULT_DECAY_FRACTION",
+    "DEFAULT_DECAY_SHAPE",
+    "LR_SCHEDULES",
     "PARSERS",
     "PRESETS",
     "Checkpointing",
     "DataOrder",
+    "DownstreamEval",
     "Launch",
     "Logging",
     "ModelChoice",

@@ -31,6 +31,7 @@ from rich.table import Table
 from tinyllama_cli.units import si
 
 if TYPE_CHECKING:
+    from tinyllama_cli.average import AverageResult
     from tinyllama_cli.convert.api import ConvertResult
     from tinyllama_cli.data.prepare import PrepareResult
     from tinyllama_cli.data.sample_corpus import CorpusSummary
@@ -350,6 +351,26 @@ def _bytes(n: int) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n} B"
+
+
+# --- average -------------------------------------------------------------------------------------
+
+
+def average_table(result: AverageResult) -> Table:
+    """The checkpoints averaged: step and tokens seen, oldest first."""
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("step", justify="right")
+    table.add_column("tokens seen", justify="right")
+    for step, tokens in zip(result.steps, result.tokens_seen, strict=True):
+        table.add_row(str(step), "-" if tokens is None else si(tokens, ".3g"))
+    return table
+
+
+def show_averaged(result: AverageResult) -> None:
+    console.print(average_table(result))
+    console.print(f"uniform average of {len(result.steps)} checkpoint(s): wrote {result.out}   "
+                  f"params {result.params:,}   tokenizer "
+                  f"{'yes' if result.tokenizer else 'no'}   {result.seconds:.1f} s", highlight=False)
 
 
 # --- plot ----------------------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Training curves as a PNG: `tinyllama plot RUN_DIR [RUN_DIR ...] --out FILE.png`.
 
 Three panels share the x axis (optimizer step or tokens seen): loss (train as a line,
-validation as markers), learning rate, and throughput. Several runs share the same axes, each
-in one colour named by its run directory. `run_series` returns exactly the data that is drawn,
+validation as markers), learning rate, and throughput; a fourth, downstream scores, when a run
+logged `--eval-tasks` (`eval/<task>/<metric>`, one marker style per task). Several runs share the
+same axes, each in one colour named by its run directory (a branch from `tinyllama anneal` beside
+its parent). `run_series` returns exactly the data that is drawn,
 so it can be checked without looking at pixels.
 """
 
@@ -14,11 +16,16 @@ from typing import Any
 
 from tinyllama_cli import files
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.rundir import metrics_path, read_metrics
+from tinyllama_cli.rundir import EVAL_PREFIX, metrics_path, read_metrics
 
 # metric name in metrics.jsonl -> the panel it goes to
 PANELS = {"loss": "loss", "val_loss": "loss", "lr": "learning rate", "tokens_per_sec": "tokens/s"}
+DOWNSTREAM = "downstream"  # the panel of every eval/<task>/<metric> curve
 X_AXES = {"step": "step", "tokens": "tokens_seen"}
+
+
+def panel_of(metric: str) -> str:
+    return DOWNSTREAM if metric.startswith(EVAL_PREFIX) else PANELS[metric]
 
 
 @dataclass
@@ -41,7 +48,8 @@ def run_series(run_dir: str | Path, x: str = "step", label: str | None = None) -
     key = X_AXES[x]
     records = read_metrics(run_dir)
     series = RunSeries(label=label or Path(run_dir).name or str(run_dir), run_dir=str(run_dir))
-    for metric in PANELS:
+    downstream = sorted({k for r in records for k in r if k.startswith(EVAL_PREFIX)})
+    for metric in [*PANELS, *downstream]:
         points = [(r[key], r[metric]) for r in records if _number(r.get(key)) and _number(r.get(metric))]
         if points:
             series.curves[metric] = ([float(a) for a, _ in points], [float(b) for _, b in points])
@@ -72,16 +80,23 @@ def build_figure(runs: list[RunSeries], x: str = "step") -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(8, 9), layout="constrained")
+    panels = ["loss", "learning rate", "tokens/s"]
+    scores = sorted({m for run in runs for m in run.curves if panel_of(m) == DOWNSTREAM})
+    panels += [DOWNSTREAM] if scores else []
+    fig = Figure(figsize=(8, 3 * len(panels)), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(3, 1, sharex=True)
-    by_panel = dict(zip(["loss", "learning rate", "tokens/s"], axes))
+    axes = fig.subplots(len(panels), 1, sharex=True)
+    by_panel = dict(zip(panels, axes))
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, run in enumerate(runs):
         color = colors[i % len(colors)]
         for metric, (xs, ys) in run.curves.items():
-            ax = by_panel[PANELS[metric]]
-            if metric == "val_loss":
+            ax = by_panel[panel_of(metric)]
+            if metric in scores:
+                marker = "osD^v<>"[scores.index(metric) % 7]
+                ax.plot(xs, ys, f"{marker}-", color=color, markersize=4,
+                        label=f"{run.label} {metric[len(EVAL_PREFIX):]}")
+            elif metric == "val_loss":
                 ax.plot(xs, ys, "o--", color=color, markersize=4, label=f"{run.label} (val)")
             else:
                 name = f"{run.label} (train)" if metric == "loss" else run.label

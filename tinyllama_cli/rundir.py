@@ -1,7 +1,8 @@
 """The run directory's format: its paths, checkpoint names, discovery, state.json and
 metrics.jsonl, in one torch-free module.
 
-    RUN_DIR/config.yaml                      fully resolved config; `model:` = ModelConfig fields
+    RUN_DIR/config.yaml                      fully resolved config; `model:` = ModelConfig fields;
+                                             a branch's `branch:` names its parent and step
     RUN_DIR/tokenizer.model
     RUN_DIR/metrics.jsonl                    one JSON object per logged step or validation
     RUN_DIR/tensorboard/   RUN_DIR/wandb_id
@@ -39,6 +40,9 @@ WANDB_ID_FILE = "wandb_id"
 CHECKPOINTS_DIR = "checkpoints"
 STATE_FILE = "state.json"
 DCP_METADATA_FILE = ".metadata"  # written by torch.distributed.checkpoint when a save completes
+EVAL_PREFIX = "eval/"  # metrics.jsonl keys of downstream scores: eval/<task>/<metric>
+# config.yaml of a branch (`tinyllama anneal`): {parent, step, parent_lr}; every rewrite keeps it.
+BRANCH_KEY = "branch"
 
 _CHECKPOINT_NAME = re.compile(r"step-(\d+)")
 
@@ -107,6 +111,15 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
         if step is not None and child.is_dir() and is_complete(child):
             found.append((step, child))
     return [path for _, path in sorted(found)]
+
+
+def copy_checkpoint(checkpoint: Path, run_dir: str | Path) -> Path:
+    """Copy a complete checkpoint into another run dir under its own step's name (a branch
+    starts from it); state.json, the completeness mark, is copied last."""
+    target = checkpoint_dir(run_dir, checkpoint_step(checkpoint))
+    shutil.copytree(checkpoint, target, ignore=shutil.ignore_patterns(STATE_FILE))
+    shutil.copy2(checkpoint / STATE_FILE, target / STATE_FILE)
+    return target
 
 
 def prune_checkpoints(run_dir: str | Path, keep_last: int) -> None:
@@ -201,9 +214,15 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def is_eval_record(record: dict[str, Any]) -> bool:
+    """A validation loss or a downstream score (`eval/<task>/<metric>`): not an optimizer step."""
+    return "val_loss" in record or any(key.startswith(EVAL_PREFIX) for key in record)
+
+
 def training_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The records of optimizer steps (tokens_seen, no val_loss), in file order."""
-    return [r for r in records if _number(r.get("tokens_seen")) and "val_loss" not in r]
+    """The records of optimizer steps (tokens_seen, no val_loss or downstream score), in file
+    order."""
+    return [r for r in records if _number(r.get("tokens_seen")) and not is_eval_record(r)]
 
 
 def _goes_back(now: dict[str, Any], before: dict[str, Any], key: str) -> bool:

@@ -64,3 +64,58 @@ def test_chance_stderr_and_unigram_baseline_by_hand(unigram_env):
     assert out["unigram"]["avg"] == pytest.approx(1 / 3) and out["unigram"]["tokens_counted"] == 6000
     json.dumps(out)  # --json prints it
     assert result.to_dict() == out
+
+
+def _group_tasks_dir(tmp_path, env, weight_by_size: bool):
+    """A group of two local multiple-choice tasks (3 and 5 documents, 2 and 4 choices), as
+    lm-eval writes mmlu: `aggregate_metric_list` over the members."""
+    import random
+
+    from tests.eval.files import sentence
+
+    tasks_dir = tmp_path / "tasks"
+    tasks_dir.mkdir()
+    for name, n, choices in (("mine_two", 3, 2), ("mine_four", 5, 4)):
+        data = tmp_path / f"{name}.jsonl"
+        data.write_text("".join(json.dumps({"q": sentence(random.Random(i)), "a": i % choices}) + "\n"
+                                for i in range(n)))
+        (tasks_dir / f"{name}.yaml").write_text(
+            f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
+            "test_split: test\noutput_type: multiple_choice\ndoc_to_text: \"{{q}}?\"\n"
+            f"doc_to_target: a\ndoc_to_choice: {json.dumps([f'c{k}' for k in range(choices)])}\n"
+            "metric_list:\n  - metric: acc\n")
+    (tasks_dir / "mine.yaml").write_text(
+        "group: mine\ntask:\n  - mine_two\n  - mine_four\naggregate_metric_list:\n  - metric: acc\n"
+        f"    weight_by_size: {str(weight_by_size).lower()}\n")
+    return tasks_dir
+
+
+@pytest.mark.parametrize("weight_by_size", [True, False])
+def test_a_group_is_one_column_its_aggregate_with_its_chance(env, tmp_path, weight_by_size):
+    from tinyllama_cli.display import eval_table
+    from tinyllama_cli.eval import evaluate
+
+    tasks_dir = _group_tasks_dir(tmp_path, env, weight_by_size)
+    result = evaluate(env["run"], "mine,hellaswag", tasks_dir=tasks_dir,
+                      datasets=[f"hellaswag={env['files']['hellaswag']}"], baseline=False)
+    assert list(result.scores) == ["mine", "hellaswag"]  # not mine_two, mine_four
+    two, four = (result.results["results"][t]["acc,none"] for t in ("mine_two", "mine_four"))
+    weights = (3, 5) if weight_by_size else (1, 1)
+    expected = (two * weights[0] + four * weights[1]) / sum(weights)
+    assert result.scores["mine"] == ("acc", pytest.approx(expected))  # lm-eval's aggregate
+    assert result.chance["mine"] == pytest.approx((0.5 * weights[0] + 0.25 * weights[1]) / sum(weights))
+    assert result.average == pytest.approx((result.scores["mine"][1] + result.scores["hellaswag"][1]) / 2)
+    table = eval_table([result], list(result.scores), "t")
+    assert [c.header.split("\n")[0] for c in table.columns] == ["step", "tokens", "mine", "HellaSwag", "avg"]
+    assert set(result.to_dict()["scores"]) == {"mine", "hellaswag"}
+
+
+def test_a_groups_unigram_baseline_is_lm_evals_aggregate_too(unigram_env, tmp_path, env):
+    from tinyllama_cli.eval import evaluate
+
+    tasks_dir = _group_tasks_dir(tmp_path, env, True)
+    result = evaluate(unigram_env["run"], "mine", tasks_dir=tasks_dir)
+    base = result.baseline.results["results"]
+    expected = (base["mine_two"]["acc,none"] * 3 + base["mine_four"]["acc,none"] * 5) / 8
+    assert list(result.baseline.scores) == ["mine"]
+    assert result.baseline.scores["mine"] == ("acc", pytest.approx(expected))

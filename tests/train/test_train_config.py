@@ -129,7 +129,12 @@ FLAT_ORDER = (
     "precision", "compile", "activation_checkpointing", "num_threads", "accelerator", "devices",
     "nodes", "node_rank", "rdzv_endpoint", "master_addr", "master_port", "peak_flops",
     "tensorboard", "wandb", "wandb_project", "overwrite")
-ADDED_SINCE = {"async_save": False, "attention": "auto", "dp_shard": None}  # and their defaults
+# Fields added after the sections, with the values an older config.yaml (without them) gets.
+ADDED_SINCE = {"lr_schedule": "cosine", "decay_steps": None, "decay_fraction": None,
+               "decay_shape": None, "decay_start_lr": None, "eval_tasks": None,
+               "eval_dataset": None, "eval_tasks_every": None, "eval_limit": None,
+               "eval_fewshot": None,
+               "async_save": False, "attention": "auto", "dp_shard": None}
 
 
 def test_a_config_yaml_written_before_the_sections_loads_and_resumes(token_data, tmp_path):
@@ -140,7 +145,7 @@ def test_a_config_yaml_written_before_the_sections_loads_and_resumes(token_data,
     path = out / "config.yaml"
     saved = yaml.safe_load(path.read_text())
     assert set(saved["train"]) == set(FLAT_ORDER) | set(ADDED_SINCE)
-    saved["train"] = {name: saved["train"][name] for name in FLAT_ORDER}  # as it was written then
+    saved["train"] = {name: saved["train"][name] for name in FLAT_ORDER}  # as written before them
     path.write_text(yaml.safe_dump(saved, sort_keys=False))
     cfg = load_train_config(path, {})[0]
     assert cfg.to_dict() == {**saved["train"], **ADDED_SINCE} and cfg.data_order.seq_len == 16
@@ -177,7 +182,7 @@ def test_resume_that_re_stretches_the_cosine_says_how_the_lr_changes(token_data,
     launch.pretrain(TrainConfig.of(data=str(token_data), out=str(out), model="cpu-tiny", seq_len=16,
                                 global_batch_size=4, micro_batch_size=2, max_steps=4, warmup_steps=1,
                                 tensorboard=False, num_threads=1))
-    from tinyllama_cli.train.optim import lr_at
+    from tinyllama_cli.train.schedule import lr_at
 
     run = prepare_resume(out, {"max_steps": 8}, write=False)
     old = load_train_config(out / "config.yaml", {})[0]

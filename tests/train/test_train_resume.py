@@ -19,6 +19,7 @@ from tinyllama_cli.errors import UserError
 from tinyllama_cli.load import load_model
 from tinyllama_cli.rundir import list_checkpoints
 from tinyllama_cli.train import launch
+from tinyllama_cli.train.setup import prepare_resume
 
 STEPS = 24
 COMMON = {"model": "cpu-tiny", "seq_len": 32, "micro_batch_size": 2, "global_batch_size": 8,
@@ -98,6 +99,25 @@ def test_resume_after_checkpoint_is_bit_exact(token_data, reference, precision, 
     state = json.loads((list_checkpoints(out)[-1] / "state.json").read_text())
     assert state["step"] == STEPS and state["samples_seen"] == STEPS * 8
     assert state["tokens_seen"] == STEPS * 8 * 32 and state["model_config"]["vocab_size"] == 320
+
+
+def test_resume_lengthening_a_wsd_run_equals_the_longer_run_from_the_start(token_data, precision, tmp_path):
+    """WSD's flat part does not depend on --max-steps: a run planned for 16 steps, stopped at 8 and
+    resumed to 24 trains exactly the 24-step run (every lr, loss and weight), and says nothing
+    about a schedule change."""
+    wsd = {"lr_schedule": "wsd", "decay_steps": 4, "eval_every": 8}
+    longer = tmp_path / "longer"
+    pretrain(token_data, longer, precision, **wsd)
+    out = tmp_path / "run"
+    pretrain(token_data, out, precision, **wsd, max_steps=16, stop_at_step=8)
+    run = prepare_resume(out, {"max_steps": STEPS}, write=False)
+    assert run.notes == [] and run.train.schedule.decay_steps == 4
+    launch.resume(out, {"max_steps": STEPS})
+    assert records(out) == records(longer)
+    assert_same_weights(out, longer)
+    lrs = {r["step"]: r["lr"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+           if "lr" in r}
+    assert lrs[20] == 3e-3 and lrs[STEPS] == 3e-4  # flat to step 20, decayed over the last 4
 
 
 def _wait_for_lines(path, n, proc, timeout=120):

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -88,23 +90,51 @@ class NativeLM(LlamaTokenLM):
         for _, ctx, cont in requests:
             if not ctx or not cont:
                 raise ValueError("lm-eval passed an empty context or continuation")
+        units = self._work_units(requests, override_bs or self.batch_size)
+        with tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood",
+                  leave=False) as bar:
+            scored = self._score_units(requests, units, bar.update)
+        return [scored[i] for i in range(len(requests))]
+
+    def _work_units(self, requests: list[Request], batch_size: int) -> list[tuple[str, Any]]:
+        """The batches the requests are scored in, in order: ("shared", {context: {continuation
+        head: [request indices]}}) for those that fit, ("truncated", [indices]) for the rest.
+        They depend only on the requests, so workers that share them out agree on them."""
         fits = [i for i, (_, ctx, cont) in enumerate(requests)
                 if len(ctx) + len(cont) <= self.max_length + 1]
         too_long = sorted(set(range(len(requests))) - set(fits))
-        results: list[tuple[float, bool] | None] = [None] * len(requests)
-        batch_size = override_bs or self.batch_size
-        with tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood",
-                  leave=False) as bar:
-            for batch in self._shared_batches(requests, fits, batch_size):
-                for i, value in self._score_shared(requests, batch).items():
-                    results[i] = value
-                bar.update(sum(len(ids) for rows in batch.values() for ids in rows.values()))
-            for start in range(0, len(too_long), batch_size):
-                chunk = too_long[start:start + batch_size]
-                for i, value in zip(chunk, self._score_truncated([requests[i] for i in chunk])):
-                    results[i] = value
-                bar.update(len(chunk))
-        return results  # type: ignore[return-value]
+        units: list[tuple[str, Any]] = [
+            ("shared", batch) for batch in self._shared_batches(requests, fits, batch_size)]
+        units += [("truncated", too_long[start:start + batch_size])
+                  for start in range(0, len(too_long), batch_size)]
+        return units
+
+    def _score_units(self, requests: list[Request], units: list[tuple[str, Any]],
+                     progress: Callable[[int], Any]) -> dict[int, tuple[float, bool]]:
+        """Request index -> (log-likelihood, greedy) for every request of `units`."""
+        scored: dict[int, tuple[float, bool]] = {}
+        for kind, members in units:
+            if kind == "shared":
+                scored.update(self._score_shared(requests, members))
+                progress(sum(len(ids) for rows in members.values() for ids in rows.values()))
+            else:
+                scored.update(zip(members, self._score_truncated([requests[i] for i in members])))
+                progress(len(members))
+        return scored
+
+    @staticmethod
+    def forward_passes(unit: tuple[str, Any]) -> int:
+        """How many trunk calls scoring `unit` makes: a shared batch runs its contexts, then
+        its continuation rows unless every continuation is one token (`_shared_hidden`)."""
+        kind, members = unit
+        if kind == "truncated":
+            return 1
+        return 1 + any(len(head) for rows in members.values() for head in rows)
+
+    def _trunk(self, idx: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """The model's hidden states (`Llama.hidden_states`): every forward pass goes through
+        here, so a sharded scorer can count them."""
+        return self.model.hidden_states(idx, **kwargs)
 
     def _shared_batches(self, requests: list[Request], indices: list[int], batch_size: int):
         """Batches as {context: {continuation[:-1]: [request indices]}}, longest contexts first,
@@ -170,8 +200,7 @@ class NativeLM(LlamaTokenLM):
         key_mask[:, :n_ctx] = ctx_mask[group_of_row]
         model.setup_kv_cache(len(rows), n_ctx + n_cont)
         try:
-            last = model.hidden_states(idx.to(device), input_pos=0,
-                                       key_mask=ctx_mask.to(device))[:, -1]
+            last = self._trunk(idx.to(device), input_pos=0, key_mask=ctx_mask.to(device))[:, -1]
             if not n_cont:
                 return last, n_cont
             rows_on_device = group_of_row.to(device)
@@ -182,8 +211,7 @@ class NativeLM(LlamaTokenLM):
             idx2 = torch.zeros((len(rows), n_cont), dtype=torch.long)
             for r, (_, cont) in enumerate(rows):
                 idx2[r, :len(cont)] = torch.tensor(cont)
-            rest = model.hidden_states(idx2.to(device), input_pos=n_ctx,
-                                       key_mask=key_mask.to(device))
+            rest = self._trunk(idx2.to(device), input_pos=n_ctx, key_mask=key_mask.to(device))
         finally:
             model.clear_kv_cache()
         return torch.cat([last, rest.reshape(-1, rest.size(-1))]), n_cont
@@ -197,7 +225,7 @@ class NativeLM(LlamaTokenLM):
         idx = torch.zeros((len(inputs), max(len(x) for x in inputs)), dtype=torch.long)
         for r, inp in enumerate(inputs):
             idx[r, :len(inp)] = torch.tensor(inp)
-        hidden = self.model.hidden_states(idx.to(self.device))
+        hidden = self._trunk(idx.to(self.device))
         width = idx.size(1)
         picks, targets, owners = [], [], []
         for r, ((_, _, cont), inp) in enumerate(zip(reqs, inputs)):

@@ -86,7 +86,8 @@ def eval_result(results: dict[str, Any], task_objects: list[Any], elapsed: float
     """The table's numbers picked out of lm-eval's results of `task_objects` (run in `elapsed`
     seconds): per task its metric, standard error and, for accuracies, the chance level."""
     scores, stderr = {}, {}
-    for task, metrics in results["results"].items():
+    for task in table_names(results["results"], task_objects):
+        metrics = results["results"][task]
         picked = pick_metric(task, metrics)
         if picked is not None:
             scores[task] = picked
@@ -97,6 +98,23 @@ def eval_result(results: dict[str, Any], task_objects: list[Any], elapsed: float
               for n in results.get("n-samples", {}).values())
     return EvalResult(results=results, scores=scores, stderr=stderr, chance=chance,
                       num_samples=num, samples_per_sec=num / elapsed if elapsed > 0 else 0.0)
+
+
+def table_names(results: dict[str, Any], task_objects: list[Any]) -> list[str]:
+    """The table's columns: each task and group that was asked for, once. A group (`mmlu`) is
+    its aggregate, lm-eval's own (its `aggregate_metric_list`), not its 57 subtasks; a group
+    lm-eval does not aggregate is shown as its tasks. Every subtask stays in `results`."""
+    names: list[str] = []
+    for obj in task_objects:
+        name = getattr(obj, "task_name", None)
+        if name is None:  # a group
+            group = obj.name
+            aggregated = group in results and pick_metric(group, results[group]) is not None
+            members = [group] if aggregated else [t.task_name for t in obj.get_all_tasks()]
+        else:
+            members = [name]
+        names += [n for n in members if n in results and n not in names]
+    return names
 
 
 def pick_metric(task: str, metrics: dict[str, Any]) -> tuple[str, float] | None:
@@ -121,14 +139,33 @@ def metric_stderr(metric: str, metrics: dict[str, Any]) -> float | None:
 
 def chance_levels(task_objects: list[Any]) -> dict[str, float]:
     """task -> the accuracy of picking a choice at random: the mean of 1/len(choices) over the
-    documents lm-eval scored (its instances, so --limit counts), for multiple-choice tasks."""
-    out = {}
+    documents lm-eval scored (its instances, so --limit counts), for multiple-choice tasks; a
+    group's is its tasks' combined as lm-eval combines their scores (`group_chance`)."""
+    out, sizes = {}, {}
     for task in leaf_tasks(task_objects):
         if getattr(task, "OUTPUT_TYPE", None) != "multiple_choice" or not task.instances:
             continue
         docs = {inst.doc_id: inst.doc for inst in task.instances}
         out[task.task_name] = sum(1 / len(task.doc_to_choice(d)) for d in docs.values()) / len(docs)
+        sizes[task.task_name] = len(docs)
+    for group in (o for o in task_objects if not hasattr(o, "task_name")):
+        value = group_chance(group, out, sizes)
+        if value is not None:
+            out[group.name] = value
     return out
+
+
+def group_chance(group: Any, chance: dict[str, float], sizes: dict[str, int]) -> float | None:
+    """A group's chance level: its tasks' mean, weighted by documents when the group's first
+    aggregate is (`weight_by_size`, as mmlu's), so it is the chance of the group's own number;
+    None unless every task has one."""
+    tasks = [t.task_name for t in group.get_all_tasks()]
+    if not tasks or any(t not in chance for t in tasks):
+        return None
+    aggregates = group.aggregate_metric_list or []
+    by_size = bool(aggregates) and bool(getattr(aggregates[0], "weight_by_size", False))
+    weights = {t: sizes[t] if by_size else 1 for t in tasks}
+    return sum(chance[t] * weights[t] for t in tasks) / sum(weights.values())
 
 
 def summary(result: EvalResult) -> dict[str, Any]:

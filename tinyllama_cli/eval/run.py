@@ -120,10 +120,12 @@ def unigram_baseline(loaded: Any, task_objects: list[Any], manager: Any, *,
         unigram = count_unigrams(training, loaded.config.vocab_size, budget or DEFAULT_BUDGET)
     except UserError as exc:
         return Baseline(note=str(exc))
-    tasks = [t for t in leaf_tasks(task_objects)
-             if getattr(t, "OUTPUT_TYPE", None) != "generate_until"]
+    leaves = leaf_tasks(task_objects)
+    tasks = [t for t in leaves if getattr(t, "OUTPUT_TYPE", None) != "generate_until"]
     if not tasks:
         return Baseline(note="every task generates text; the unigram model only scores")
+    if len(tasks) == len(leaves):  # the same objects, groups included: lm-eval aggregates them
+        tasks = task_objects
     lm = UnigramLM(unigram, loaded.tokenizer, loaded.config.block_size)
     run = run_tasks(lm, tasks, manager, log_samples=False, **run_options)
     return Baseline(scores=run.scores, stderr=run.stderr, data_dir=str(unigram.data_dir),

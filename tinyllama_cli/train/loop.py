@@ -1,7 +1,8 @@
 """The training loop: one function, `train(run_dir)`, run by every worker.
 
-Side concerns live elsewhere (data order: data/; FSDP2, precision: distributed.py; AdamW and
-the schedule: optim.py; checkpoints: checkpoint.py; logging: metrics.py). Per optimizer step:
+Side concerns live elsewhere (data order: data/; FSDP2, precision: distributed.py; AdamW:
+optim.py; the lr schedule: schedule.py; checkpoints: checkpoint.py; logging: metrics.py). Per
+optimizer step:
 
     for each micro batch: forward (autocast), backward of loss / accumulation steps
         (FSDP2 reduce-scatters gradients only after the last micro batch)
@@ -25,11 +26,14 @@ from typing import Any
 
 import torch
 
+from tinyllama_cli import rundir
+from tinyllama_cli.config import TrainConfig
 from tinyllama_cli.data.dataset import PretrainData
 from tinyllama_cli.data.prefetch import Batches, Prefetcher, StepSlice
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
-from tinyllama_cli.rundir import list_checkpoints
+from tinyllama_cli.rundir import EVAL_PREFIX, list_checkpoints
+from tinyllama_cli.tokenizer import Tokenizer
 from tinyllama_cli.train import checkpoint
 from tinyllama_cli.train.build import build_model
 from tinyllama_cli.train.distributed import (
@@ -44,8 +48,17 @@ from tinyllama_cli.train.distributed import (
 )
 from tinyllama_cli.train.launch_env import LaunchEnv
 from tinyllama_cli.train.metrics import Interval, MetricsLogger, format_row, peak_flops_per_device
-from tinyllama_cli.train.optim import build_optimizer, lr_at, set_lr
+from tinyllama_cli.train.optim import build_optimizer, set_lr
+from tinyllama_cli.train.schedule import lr_at
 from tinyllama_cli.train.setup import Run, check_batch, load_run
+
+
+def live_tasks(cfg: TrainConfig) -> Any:
+    """--eval-tasks resolved and their data loaded (`eval.live.LiveTasks`)."""
+    from tinyllama_cli.eval.live import LiveTasks
+
+    d = cfg.downstream
+    return LiveTasks(d.eval_tasks, d.eval_dataset, d.eval_fewshot, d.eval_limit)
 
 
 class StopFlag:
@@ -135,6 +148,8 @@ def _train(run: Run, world: World, console: Any) -> int:
     finally:
         trainer.stop.uninstall()
         trainer.logger.close()
+        if trainer.downstream is not None:
+            trainer.downstream.close()
 
 
 def cpu_threads(num_threads: int | None) -> tuple[int, str]:
@@ -181,6 +196,9 @@ class Trainer:
                                                         self.logger.print)
                            if cfg.checkpointing.async_save else None)
         self.tokens_per_step = order.global_batch_size * order.seq_len
+        self.downstream = live_tasks(cfg) if cfg.downstream.eval_tasks else None  # before step 1
+        self.eval_tokenizer = (Tokenizer(rundir.tokenizer_path(run.dir))
+                               if self.downstream is not None else None)
 
     def autocast(self) -> Any:
         if self.precision == "bf16":
@@ -239,6 +257,21 @@ class Trainer:
             self.logger.log({"step": self.step, **val, "tokens_seen": self.step * self.tokens_per_step})
             sources = "  ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in val.items() if "/" in k)
             self.logger.print(f"step {self.step:>7}  [bold magenta]val loss {val['val_loss']:.4f}[/]  ({sources})")
+
+    def _tasks_due(self, step: int) -> bool:
+        every = self.cfg.downstream.eval_tasks_every or self.cfg.logging.eval_every
+        return bool(every and step % every == 0) or step == self.cfg.training.max_steps
+
+    def score_tasks(self) -> None:
+        """--eval-tasks on the live model, every worker its share; rank 0 logs
+        `eval/<task>/<metric>` (what `tinyllama eval` reports for this step's checkpoint)."""
+        result = self.downstream.score(self.model, self.eval_tokenizer, self.world.rank,
+                                       self.world.world_size, self.autocast)
+        scores = {f"{EVAL_PREFIX}{task}/{metric}": value
+                  for task, (metric, value) in result.scores.items()}
+        self.logger.log({"step": self.step, **scores, "tokens_seen": self.step * self.tokens_per_step})
+        shown = "  ".join(f"{key[len(EVAL_PREFIX):]} {value:.4f}" for key, value in scores.items())
+        self.logger.print(f"step {self.step:>7}  [bold cyan]eval[/]  {shown}")
 
     def _print_start(self, end: int, peak: float, peak_source: str) -> None:
         """What is trained on what, the batch, the steps of this job, threads and MFU peak."""
@@ -309,6 +342,8 @@ class Trainer:
                 self.validate()
             if self.background is not None:
                 self.background.poll()
+            if self.downstream is not None and self._tasks_due(step):
+                self.score_tasks()
             if step % cfg.checkpointing.save_every == 0 or step == end or stopped:
                 self.save(last=step == end or stopped)
             if stopped:

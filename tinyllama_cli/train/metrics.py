@@ -68,6 +68,13 @@ class Interval:
         return cls(**data) if data else cls()
 
 
+def _tensorboard_tag(key: str) -> str:
+    """val_loss -> val/val_loss, loss -> train/loss; downstream scores keep `eval/<task>/<metric>`."""
+    if key.startswith("eval/"):
+        return key
+    return ("val/" if key.startswith("val") else "train/") + key
+
+
 class MetricsLogger:
     """metrics.jsonl + TensorBoard + W&B + console rows; a no-op on ranks other than 0."""
 
@@ -102,7 +109,7 @@ class MetricsLogger:
         step = record["step"]
         for key, value in record.items():
             if key != "step" and isinstance(value, (int, float)) and self.tb is not None:
-                self.tb.add_scalar(("val/" if key.startswith("val") else "train/") + key, value, step)
+                self.tb.add_scalar(_tensorboard_tag(key), value, step)
         if self.wb is not None:
             self.wb.log({k: v for k, v in record.items() if k != "step"}, step=step)
 

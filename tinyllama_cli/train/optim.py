@@ -1,12 +1,11 @@
-"""AdamW and TinyLlama's learning-rate schedule (linear warmup, cosine decay to min_lr).
+"""AdamW, and setting the step's learning rate on it.
 
-The learning rate is a pure function of the step, set on the optimizer before every step, so
-the schedule has no state of its own to checkpoint and resuming cannot shift it.
+The learning rate is a pure function of the step (`schedule.lr_at`), set on the optimizer
+before every step, so the schedule has no state of its own to checkpoint and resuming cannot
+shift it.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -27,18 +26,6 @@ def build_optimizer(model: nn.Module, cfg: Optimizer, schedule: Schedule,
         model.parameters(), lr=schedule.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
         weight_decay=cfg.weight_decay, fused=True,
     )
-
-
-def lr_at(step: int, schedule: Schedule, max_steps: int) -> float:
-    """Learning rate of optimizer step `step` (0-based): warmup to lr, cosine to min_lr, then
-    flat. `max_steps` is the schedule's length (a resume compares two)."""
-    s = schedule
-    if step < s.warmup_steps:
-        return s.lr * (step + 1) / s.warmup_steps
-    if step >= max_steps:
-        return s.min_lr
-    progress = (step - s.warmup_steps) / max(1, max_steps - s.warmup_steps)
-    return s.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (s.lr - s.min_lr)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

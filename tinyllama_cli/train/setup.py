@@ -25,11 +25,13 @@ from tinyllama_cli.config import (
     fields_kept_on_resume,
     get_preset,
     load_train_config,
+    load_yaml,
     section_fields,
 )
 from tinyllama_cli.data.dataset import Manifest, PretrainData
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.train.launch_env import LaunchEnv
+from tinyllama_cli.train.schedule import check_schedule, describe_change, lr_at
 
 
 @dataclass
@@ -129,7 +131,9 @@ def resolve(cfg: TrainConfig, model: ModelConfig | None) -> Run:
     cfg = with_actual_world(cfg.replace(seq_len=seq_len, vocab_size=model.vocab_size,
                                         model=model.name))
     cfg = _schedule_length(_batch_from_tokens(cfg))
+    check_schedule(cfg.schedule, cfg.training.max_steps)
     _check_intervals(cfg)
+    check_downstream(cfg)
     check_job(cfg)
     order = cfg.data_order
     # Checks the mix, the shards and their sizes now.
@@ -171,12 +175,21 @@ def _check_intervals(cfg: TrainConfig) -> None:
         raise UserError("--eval-every and --keep-last must be >= 0")
 
 
+def check_downstream(cfg: TrainConfig) -> None:
+    """--eval-tasks: every task known and its data read now, not at the first evaluation."""
+    d = cfg.downstream
+    if d.eval_tasks is None and d.eval_dataset is None:
+        return
+    from tinyllama_cli.eval.live import check_live_tasks
+
+    check_live_tasks(d.eval_tasks, d.eval_dataset, d.eval_fewshot, d.eval_limit,
+                     d.eval_tasks_every)
+
+
 def schedule_notes(cfg: TrainConfig) -> list[str]:
     """Warn about a schedule that is surely not what was meant: warmup as long as the run."""
     schedule, max_steps = cfg.schedule, cfg.training.max_steps
     if schedule.warmup_steps >= max_steps:
-        from tinyllama_cli.train.optim import lr_at
-
         return [(f"--warmup-steps {schedule.warmup_steps} >= --max-steps {max_steps}: the "
                  f"learning rate only warms up (to {lr_at(max_steps - 1, schedule, max_steps):.2e} "
                  f"of --lr {schedule.lr:.2e}) and never decays; lower --warmup-steps (TinyLlama: "
@@ -209,7 +222,8 @@ def write_config(run: Run) -> None:
     `train` holds the TrainConfig's fields flat (`TrainConfig.to_dict`), as every earlier
     version wrote it. `hardware` records what `--accelerator auto` resolved to and the world
     size (rewritten by each resume), so `plan --from` can report the devices a run really used;
-    `train.accelerator` keeps the user's choice, so a resume elsewhere decides `auto` again.
+    `train.accelerator` keeps the user's choice, so a resume elsewhere decides `auto` again. A
+    branch's `branch:` (`tinyllama anneal`) is kept.
     """
     from tinyllama_cli.train.distributed import resolve_accelerator
 
@@ -217,6 +231,8 @@ def write_config(run: Run) -> None:
     manifest = Manifest.load(cfg.training.data)
     order = cfg.data_order
     data = PretrainData(cfg.training.data, order.seq_len, order.seed, order.mix)
+    path = rundir.config_path(run.dir)
+    branch = load_yaml(path).get(rundir.BRANCH_KEY) if path.is_file() else None
     dump_yaml({
         "model": run.model.to_dict(),
         "train": cfg.to_dict(),
@@ -225,7 +241,8 @@ def write_config(run: Run) -> None:
                  "tokenizer_sha256": manifest.raw["tokenizer"].get("sha256")},
         "hardware": {"accelerator": resolve_accelerator(cfg.launch.accelerator),
                      "world_size": world_size_of(cfg)},
-    }, rundir.config_path(run.dir))
+        **({rundir.BRANCH_KEY: branch} if branch else {}),
+    }, path)
 
 
 def create_run_dir(run: Run) -> None:
@@ -251,8 +268,6 @@ def load_run(run_dir: Path) -> Run:
     if not path.is_file():
         raise UserError(f"{run_dir} is not a run directory (no config.yaml); start one with "
                         "`tinyllama pretrain`")
-    from tinyllama_cli.config import load_yaml
-
     raw = load_yaml(path)
     cfg, model = load_train_config(path, {})
     if model is None:
@@ -267,17 +282,12 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def resume_schedule_notes(old: TrainConfig, new: TrainConfig, step: int) -> list[str]:
     """Say so when a resume changes the learning rate at the step it continues from: the cosine
-    is fixed by --max-steps, so raising it re-stretches the decay from this step on (finished
-    steps keep the lr they had; the continuation is exact for everything else)."""
-    from tinyllama_cli.train.optim import lr_at
-
-    old_steps, new_steps = old.training.max_steps, new.training.max_steps
-    before, after = lr_at(step, old.schedule, old_steps), lr_at(step, new.schedule, new_steps)
-    if math.isclose(before, after, rel_tol=1e-12):
-        return []
-    return [(f"the schedule changes at step {step}: lr {before:.3e} -> {after:.3e} (--max-steps "
-             f"{old_steps} -> {new_steps} re-stretches the cosine from here; steps up to {step} "
-             "are unchanged)")]
+    is fixed by --max-steps, so raising it re-stretches the decay from this step on, while WSD
+    in its flat part only moves the decay later (finished steps keep the lr they had; the
+    continuation is exact for everything else)."""
+    change = describe_change(step, old.schedule, old.training.max_steps, new.schedule,
+                             new.training.max_steps)
+    return [] if change is None else [change]
 
 
 # --- what a resume keeps: one check per Resume.KEEP section --------------------------------------
@@ -357,6 +367,8 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any],
     state = rundir.read_state(checkpoints[-1]) if checkpoints else {}
     fingerprint = _check_data(run, run_dir, cfg, state)
     step = _checkpoint_step(run, run_dir, cfg, state)
+    check_schedule(cfg.schedule, cfg.training.max_steps)
+    check_downstream(cfg)
     check_job(cfg)
     resumed = Run(run.dir, cfg, run.model, fingerprint, resume_schedule_notes(run.train, cfg, step))
     if write:
