@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import orjson
 import pytest
 import sentencepiece as spm
 
@@ -116,6 +117,39 @@ def test_models_the_word_split_would_not_be_exact_for_use_plain_encoding(model_b
     sp = spm.SentencePieceProcessor(model_proto=changed)
     docs = ["a   b  ", *texts(12, 20)]
     assert enc.encode(docs) == [sp.encode(d) for d in docs]
+
+
+def _damaged_copies(tmp_path: Path, suffix: str, compress) -> tuple[int, Path, Path]:
+    """A compressed JSON-lines file cut at half its size, and the same cut zero-filled back to
+    full size (what a preallocated, interrupted download leaves); and how many records the
+    whole file holds."""
+    rng = random.Random(3)
+    records = [{"text": make_text(rng, 90)} for _ in range(6000)]
+    full = compress(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    cut, zeroed = tmp_path / f"cut{suffix}", tmp_path / f"zeroed{suffix}"
+    cut.write_bytes(full[: len(full) // 2])
+    zeroed.write_bytes(full[: len(full) // 2] + bytes(len(full) - len(full) // 2))
+    return len(records), cut, zeroed
+
+
+@pytest.mark.parametrize("kind", ["jsonl.zst", "jsonl.gz"])
+def test_a_damaged_compressed_file_keeps_the_records_before_the_break(tmp_path, kind):
+    import gzip
+
+    import zstandard
+
+    compress = zstandard.ZstdCompressor().compress if kind == "jsonl.zst" else gzip.compress
+    total, cut, zeroed = _damaged_copies(tmp_path, "." + kind, compress)
+    assert cut.stat().st_size < 4 << 20  # one read: decompressing it whole used to lose it all
+    # gzip has no check before the stream's end: zeros past the break decode as back-references
+    # to earlier text, so only zstd (which rejects the zeros) can tell a zero-filled tail.
+    for path in (cut, zeroed) if kind == "jsonl.zst" else (cut,):
+        got = list(read_records(InputFile(str(path), kind), ReadOptions()))
+        kept = [r for r in got if r.text is not None]
+        assert got[-1].reason == "truncated_file" and got[-1].line == len(kept) + 1
+        assert [r.reason for r in got[:-1]] == [None] * len(kept)
+        # Half the compressed bytes hold about half the records; all but the last piece's kept.
+        assert 0.45 * total < len(kept) < 0.55 * total, (path.name, len(kept))
 
 
 def test_jsonl_zst_round_trip_via_helper(tmp_path):

@@ -42,6 +42,10 @@ SUFFIXES = {
 }
 DEFAULT_TEXT_FIELDS = ("text", "content")
 BLOCK = 1 << 22  # bytes read at a time from (de)compressed line files
+# Compressed input is decompressed this much at a time, so that a damaged stream (cut short, or
+# zero-filled past the break as a preallocated download leaves it) loses only the records of
+# the last piece: decompressing a whole block raises and returns nothing of it.
+PIECE = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -217,8 +221,8 @@ class Reader:
         with open(self.file.path, "rb") as raw, gzip.GzipFile(fileobj=raw) as fh:
             def blocks():
                 while True:
-                    try:
-                        block = fh.read(BLOCK)
+                    try:  # small reads: a damaged stream loses at most one of them
+                        block = fh.read(PIECE)
                     except (EOFError, OSError, gzip.BadGzipFile) as exc:
                         yield exc
                         return
@@ -229,33 +233,12 @@ class Reader:
             yield from self._lines(blocks())
 
     def _read_jsonl_zst(self) -> Iterator[Record]:
-        import zstandard
-
-        dctx = zstandard.ZstdDecompressor()
         with open(self.file.path, "rb") as fh:
-            def blocks():
-                frame = None  # the frame being decompressed, None between frames
-                while True:
-                    raw = fh.read(BLOCK)
+            def raw_blocks():
+                while raw := fh.read(BLOCK):
                     self.bytes_done = fh.tell()
-                    if not raw:
-                        if frame is not None:
-                            yield EOFError("the zstd stream ends in the middle of a frame")
-                        return
-                    while raw:
-                        if frame is None:
-                            frame = dctx.decompressobj()
-                        try:
-                            out = frame.decompress(raw)
-                        except zstandard.ZstdError as exc:
-                            yield exc
-                            return
-                        if out:
-                            yield out
-                        raw = b""
-                        if frame.eof:
-                            raw, frame = frame.unused_data, None
-            yield from self._lines(blocks())
+                    yield raw
+            yield from self._lines(zstd_blocks(raw_blocks()))
 
     def _plain_blocks(self, fh) -> Iterator[bytes]:
         while True:
@@ -267,21 +250,29 @@ class Reader:
 
     def _lines(self, blocks: Iterator[bytes | Exception]) -> Iterator[Record]:
         """Split blocks into lines and parse each; an exception in the stream ends the file
-        with a `truncated_file` record (the incomplete last line is part of that)."""
+        with a `truncated_file` record (the incomplete last line is part of that). A line longer
+        than a block is gathered in a list, so it costs one copy whatever its length."""
         line_no = 0
-        rest = b""
+        rest: list[bytes] = []  # the start of a line that has not ended yet
         for block in blocks:
             if isinstance(block, Exception):
                 yield Record(line_no + 1, None, TRUNCATED_FILE, f"{type(block).__name__}: {block}")
                 return
-            lines = (rest + block).split(b"\n")
-            rest = lines.pop()
+            if b"\n" not in block:
+                rest.append(block)
+                continue
+            lines = block.split(b"\n")
+            if rest:
+                lines[0] = b"".join([*rest, lines[0]])
+            last = lines.pop()
+            rest = [last] if last else []
             for line in lines:
                 line_no += 1
                 if line.strip():
                     yield self._parse_json_line(line_no, line)
-        if rest.strip():
-            yield self._parse_json_line(line_no + 1, rest)
+        tail = b"".join(rest)
+        if tail.strip():
+            yield self._parse_json_line(line_no + 1, tail)
 
     def _parse_json_line(self, line_no: int, line: bytes) -> Record:
         try:
@@ -432,6 +423,37 @@ class Reader:
                 yield Record(line, None, EMPTY_TEXT, "")
             else:
                 yield Record(line, text)
+
+
+def zstd_blocks(raw_blocks: Iterator[bytes]) -> Iterator[bytes | Exception]:
+    """The decompressed bytes of a zstd stream of one or more frames, `PIECE` bytes of input at a
+    time; a damaged or truncated stream ends with the exception (after everything before it).
+
+    Frames are decompressed one by one with `decompressobj` (the stream reader stops silently at
+    the end of a truncated frame, so a cut-short file would look complete)."""
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    frame = None  # the frame being decompressed, None between frames
+    for raw in raw_blocks:
+        view = memoryview(raw)
+        for start in range(0, len(view), PIECE):
+            data = view[start:start + PIECE].tobytes()
+            while data:
+                if frame is None:
+                    frame = dctx.decompressobj()
+                try:
+                    out = frame.decompress(data)
+                except zstandard.ZstdError as exc:
+                    yield exc
+                    return
+                if out:
+                    yield out
+                data = b""
+                if frame.eof:
+                    data, frame = frame.unused_data, None
+    if frame is not None:
+        yield EOFError("the zstd stream ends in the middle of a frame")
 
 
 def read_records(f: InputFile, options: ReadOptions) -> Iterator[Record]:
