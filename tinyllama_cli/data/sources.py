@@ -203,9 +203,10 @@ def resolve_sources(specs: list[str]) -> list[Source]:
 class Reader:
     """Iterates the records of one input file; `bytes_done` tracks progress through it."""
 
-    def __init__(self, f: InputFile, options: ReadOptions):
+    def __init__(self, f: InputFile, options: ReadOptions, block: int = BLOCK):
         self.file = f
         self.options = options
+        self.block = block  # bytes read at a time (a reader of a file's start wants fewer)
         self.bytes_done = 0
 
     def __iter__(self) -> Iterator[Record]:
@@ -235,14 +236,14 @@ class Reader:
     def _read_jsonl_zst(self) -> Iterator[Record]:
         with open(self.file.path, "rb") as fh:
             def raw_blocks():
-                while raw := fh.read(BLOCK):
+                while raw := fh.read(self.block):
                     self.bytes_done = fh.tell()
                     yield raw
             yield from self._lines(zstd_blocks(raw_blocks()))
 
     def _plain_blocks(self, fh) -> Iterator[bytes]:
         while True:
-            block = fh.read(BLOCK)
+            block = fh.read(self.block)
             self.bytes_done = fh.tell()
             if not block:
                 return

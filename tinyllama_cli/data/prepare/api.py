@@ -17,10 +17,10 @@ from tinyllama_cli.data.prepare.options import (
     dtype_for,
     load_tokenizer,
 )
-from tinyllama_cli.data.prepare.pool import run_units
+from tinyllama_cli.data.prepare.pool import run_tasks
 from tinyllama_cli.data.prepare.slices import Unit, all_units, fingerprint, run_settings, slice_of
 from tinyllama_cli.data.prepare.tokenizer_training import train_on_sample
-from tinyllama_cli.data.prepare.units import UnitTask, unit_done
+from tinyllama_cli.data.prepare.units import UnitTask, process_unit, unit_done
 from tinyllama_cli.data.sources import ReadOptions, Source, resolve_sources
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.files import check_new_dir, publish, remove, write_json
@@ -152,6 +152,7 @@ def _encode_units(work: Path, sources: list[Source], units: list[Unit], read_opt
                        len(units), len(units) - len(todo))
     report = progress.advance if progress else (lambda *a: None)
     t_encode = time.perf_counter()
-    for i, st in zip(todo, run_units(tasks, o.workers, report)):
+    for i, st in zip(todo, run_tasks(process_unit, tasks, o.workers, report,
+                                     [t.unit.size for t in tasks])):
         stats[i] = st
     return stats, todo, time.perf_counter() - t_encode

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tinyllama_cli.data.prepare.datadir import SPLITS
+from tinyllama_cli.data.prepare.pool import Report, worker_report
 from tinyllama_cli.data.prepare.slices import Unit
 from tinyllama_cli.data.sources import EXCLUDED, Reader, ReadOptions, Record
 from tinyllama_cli.errors import UserError
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 BATCH_DOCS = 512
 BATCH_CHARS = 4 << 20
 MAX_LOG_LINES_PER_FILE = 10_000
-
-Report = Callable[[int, int, int], None]  # (documents, tokens, bytes read) since the last call
 
 
 @dataclass(frozen=True)
@@ -48,20 +46,8 @@ class UnitTask:
     dtype: str
 
 
-# A worker process's state: its encoders (one per tokenizer, built once) and, set by
-# `init_worker`, the main process's progress queue and stop event.
+# A worker process's encoders: one per tokenizer, built once.
 _ENCODERS: dict = {}
-_QUEUE = None
-_STOP = None
-
-
-class _Stopped(Exception):
-    """Raised in a worker when the main process has asked everyone to stop (another failed)."""
-
-
-def init_worker(queue, stop) -> None:
-    global _QUEUE, _STOP
-    _QUEUE, _STOP = queue, stop
 
 
 def _encoder(path: str, fast: bool) -> DocumentEncoder:
@@ -83,7 +69,7 @@ def process_unit(task: UnitTask, report: Report | None = None) -> dict:
     """Encode one input file into its unit outputs; return its counts. Runs in a worker."""
     from tinyllama_cli.data.encoder import FastPathMismatch
 
-    report = report or _queue_report
+    report = report or worker_report
     encoder = _encoder(task.tokenizer_path, task.fast)
     try:
         return _encode_file(task, encoder, report)
@@ -93,13 +79,6 @@ def process_unit(task: UnitTask, report: Report | None = None) -> dict:
         stats = _encode_file(task, plain, report)
         stats["log"].append(f"{task.unit.file.path}: note: fell back to plain encoding ({exc})")
         return stats
-
-
-def _queue_report(documents: int, tokens: int, nbytes: int) -> None:
-    if _STOP is not None and _STOP.is_set():
-        raise _Stopped
-    if _QUEUE is not None:
-        _QUEUE.put((documents, tokens, nbytes))
 
 
 class _SplitFiles:
