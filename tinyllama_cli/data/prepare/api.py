@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from tinyllama_cli.data.prepare.assemble import assemble
-from tinyllama_cli.data.prepare.datadir import LOG, TOKENIZER, manifest_warnings, work_dir
+from tinyllama_cli.data.prepare.datadir import (
+    LOG,
+    TOKENIZER,
+    UNITS,
+    check_source_names,
+    manifest_warnings,
+    work_dir,
+)
 from tinyllama_cli.data.prepare.options import (
     PrepareOptions,
     check_options,
@@ -64,6 +71,7 @@ def prepare_data(specs: list[str], o: PrepareOptions,
     check_options(o)
     out = Path(o.out)
     sources = resolve_sources(specs)
+    check_source_names([s.name for s in sources])
     if o.on_error == "fail":
         _fail_on_listing_problems(sources)
     tok = load_tokenizer(Path(o.tokenizer)) if o.tokenizer else None
@@ -72,26 +80,28 @@ def prepare_data(specs: list[str], o: PrepareOptions,
     tokenizer_key = ({"sha256": tok.sha256} if tok else
                      {"train_vocab_size": o.vocab_size, "sample_mb": o.tokenizer_sample_mb})
     settings = run_settings(sources, o, tokenizer_key)
-    units = slice_of(all_units(sources), o.shard_index, o.num_shards)
+    units = slice_of(all_units(sources, o.shard_tokens), o.shard_index, o.num_shards)
 
     work = work_dir(out)
     _open_work_dir(work, fingerprint({**settings, "shard_index": o.shard_index}), settings, o)
     tok = _run_tokenizer(work / TOKENIZER, sources, read_options, o, progress)
     dtype = dtype_for(tok.vocab_size)
-    stats, todo, encode_s = _encode_units(work, sources, units, read_options, o, dtype, progress)
+    stats, todo, encode_s = _encode_units(work, units, read_options, o, dtype, progress)
     if progress:
         progress.stage("writing shards")
     slice_info = ({"index": o.shard_index, "count": o.num_shards,
                    "fingerprint": fingerprint(settings)} if o.num_shards > 1 else None)
     manifest = assemble(work, sources, units, stats, o, settings, tok, dtype, slice_info)
-    remove(work / "units")
+    remove(work / UNITS)
     (work / SETTINGS).unlink()
     publish(work, out)
     if progress:
         progress.stage("done")
     new_tokens = sum(sum(stats[i]["tokens"].values()) for i in todo)
+    processed = sum(len(units[i].files) for i in todo)
     return PrepareResult(
-        out=out, manifest=manifest, files_processed=len(todo), files_resumed=len(units) - len(todo),
+        out=out, manifest=manifest, files_processed=processed,
+        files_resumed=sum(len(u.files) for u in units) - processed,
         elapsed_s=time.perf_counter() - t0,
         tokens_per_s=new_tokens / encode_s if encode_s > 0 else 0.0,
         log_lines=(out / LOG).read_text().count("\n"),
@@ -135,21 +145,20 @@ def _run_tokenizer(path: Path, sources: list[Source], read_options: ReadOptions,
     return load_tokenizer(path)
 
 
-def _encode_units(work: Path, sources: list[Source], units: list[Unit], read_options: ReadOptions,
-                  o: PrepareOptions, dtype: str,
+def _encode_units(work: Path, units: list[Unit], read_options: ReadOptions, o: PrepareOptions,
+                  dtype: str,
                   progress: ProgressSink | None) -> tuple[list[dict], list[int], float]:
     """Encode every unit an earlier run did not finish. Returns the counts of all units, the
     indices of those encoded now, and the seconds that took."""
-    for s in sources:
-        (work / "units" / s.name).mkdir(parents=True, exist_ok=True)
-    stats: list[dict | None] = [unit_done(work / "units" / u.source, u) for u in units]
+    stats: list[dict | None] = [unit_done(work, u) for u in units]
     todo = [i for i, st in enumerate(stats) if st is None]
     threshold = round(o.val_fraction * 2**64)
-    tasks = [UnitTask(units[i], str(work / "units" / units[i].source), str(work / TOKENIZER),
-                      threshold, read_options, o.on_error, o.fast_encode, dtype) for i in todo]
+    tasks = [UnitTask(units[i], str(work), str(work / TOKENIZER), threshold, read_options,
+                      o.on_error, o.fast_encode, dtype, o.shard_tokens) for i in todo]
     if progress:
         progress.start(sum(u.size for u in units), sum(u.size for u, st in zip(units, stats) if st),
-                       len(units), len(units) - len(todo))
+                       sum(len(u.files) for u in units),
+                       sum(len(u.files) for u, st in zip(units, stats) if st))
     report = progress.advance if progress else (lambda *a: None)
     t_encode = time.perf_counter()
     for i, st in zip(todo, run_tasks(process_unit, tasks, o.workers, report,

@@ -1,10 +1,11 @@
-"""One unit of work: an input file encoded into `units/<source>/NNNNN.{train,val}.bin` plus a
-`.json` of its counts, written last, so that a rerun can skip every unit whose `.json` is there.
+"""One unit of work: a group of input files encoded, in order, into the group's own shards
+`<source>/<split>-GGGGG-PPP.bin` of the data dir being built, plus `units/<source>/GGGGG.json`
+with its counts, written last, so that a rerun can skip every group whose `.json` is there.
 
-This is what the worker processes run. Units are independent of each other and of the number of
-workers, so the unit outputs, and the data dir assembled from them, are the same for any
-`--workers`. A document goes to the validation split when a hash of its text falls under the
-threshold: stable across runs, machines and slicings, and exact duplicates share a split.
+This is what the worker processes run. Groups are independent of each other and of the number of
+workers, so the shards, and the data dir listing them, are the same for any `--workers`. A
+document goes to the validation split when a hash of its text falls under the threshold: stable
+across runs, machines and slicings, and exact duplicates share a split.
 """
 
 from __future__ import annotations
@@ -19,10 +20,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tinyllama_cli.data.prepare.datadir import SPLITS
+from tinyllama_cli.data.prepare.datadir import (
+    SPLITS,
+    UNITS,
+    ShardWriter,
+    remove_group_shards,
+)
 from tinyllama_cli.data.prepare.pool import Report, worker_report
 from tinyllama_cli.data.prepare.slices import Unit
-from tinyllama_cli.data.sources import EXCLUDED, Reader, ReadOptions, Record
+from tinyllama_cli.data.sources import EXCLUDED, InputFile, Reader, ReadOptions, Record
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.files import write_json
 
@@ -37,13 +43,14 @@ MAX_LOG_LINES_PER_FILE = 10_000
 @dataclass(frozen=True)
 class UnitTask:
     unit: Unit
-    unit_dir: str
+    root: str  # the data dir being built (OUT.partial)
     tokenizer_path: str
     val_threshold: int  # a document is val when hash64(text) < this
     options: ReadOptions
     on_error: str
     fast: bool
     dtype: str
+    shard_tokens: int
 
 
 # A worker process's encoders: one per tokenizer, built once.
@@ -65,45 +72,48 @@ def is_val(text: str, threshold: int) -> bool:
     return int.from_bytes(digest, "little") < threshold
 
 
+def unit_stats_path(root: Path, u: Unit) -> Path:
+    return root / UNITS / u.source / f"{u.index:05d}.json"
+
+
 def process_unit(task: UnitTask, report: Report | None = None) -> dict:
-    """Encode one input file into its unit outputs; return its counts. Runs in a worker."""
+    """Encode one group of input files into its shards; return its counts. Runs in a worker."""
     from tinyllama_cli.data.encoder import FastPathMismatch
 
     report = report or worker_report
     encoder = _encoder(task.tokenizer_path, task.fast)
     try:
-        return _encode_file(task, encoder, report)
+        return _encode_group(task, encoder, report)
     except FastPathMismatch as exc:
-        # Never expected for a model that passed `word_split_is_exact`; redo the file exactly.
-        plain = _encoder(task.tokenizer_path, False)
-        stats = _encode_file(task, plain, report)
-        stats["log"].append(f"{task.unit.file.path}: note: fell back to plain encoding ({exc})")
-        return stats
+        # Never expected for a model that passed `word_split_is_exact`; redo the group exactly.
+        return _encode_group(task, _encoder(task.tokenizer_path, False), report,
+                             note=f"note: fell back to plain encoding ({exc})")
 
 
 class _SplitFiles:
-    """The unit's two split files, written under `.tmp` names, with their counts."""
+    """The group's two splits, each written through a `ShardWriter`, with their counts."""
 
-    def __init__(self, stem: str, dtype: np.dtype):
-        self.stem, self.dtype = stem, dtype
+    def __init__(self, task: UnitTask):
+        self.dtype = np.dtype(task.dtype)
+        u = task.unit
+        self.writers = {split: ShardWriter(Path(task.root), u.source, split, u.index,
+                                           task.shard_tokens, self.dtype.itemsize)
+                        for split in SPLITS}
         self.documents = dict.fromkeys(SPLITS, 0)
         self.tokens = dict.fromkeys(SPLITS, 0)
-        self.files = {split: open(f"{stem}.{split}.bin.tmp", "wb")  # noqa: SIM115 - see close()
-                      for split in SPLITS}
 
     def write(self, parts: dict[str, tuple[np.ndarray, int]]) -> None:
         for split, (part, docs) in parts.items():
-            part.astype(self.dtype).tofile(self.files[split])
+            self.writers[split].write(part.astype(self.dtype))
             self.tokens[split] += len(part)
             self.documents[split] += docs
 
-    def close(self) -> None:
-        for fh in self.files.values():
-            fh.close()
+    def close(self) -> dict[str, list[dict]]:
+        return {split: w.close() for split, w in self.writers.items()}
 
-    def rename(self) -> None:
-        for split in SPLITS:
-            os.replace(f"{self.stem}.{split}.bin.tmp", f"{self.stem}.{split}.bin")
+    def commit(self) -> None:
+        for w in self.writers.values():
+            w.commit()
 
 
 @dataclass
@@ -144,11 +154,37 @@ def _by_split(texts: list[str], packed: np.ndarray, lengths: np.ndarray,
             "val": (packed[token_in_val], int(in_val.sum()))}
 
 
-def _encode_file(task: UnitTask, encoder: DocumentEncoder, report: Report) -> dict:
-    u = task.unit
-    stem = os.path.join(task.unit_dir, f"{u.index:05d}")
+def _encode_group(task: UnitTask, encoder: DocumentEncoder, report: Report,
+                  note: str | None = None) -> dict:
+    u, root = task.unit, Path(task.root)
+    remove_group_shards(root, u.source, u.index)
+    out = _SplitFiles(task)
+    try:
+        files = [_encode_file(task, f, encoder, out, report) for f in u.files]
+    finally:
+        shards = out.close()
+    log = [line for f in files for line in f.pop("log")]
+    if note:
+        log.append(f"{u.files[0].path}: {note}")
+    stats = {
+        "source": u.source, "index": u.index, "files": files,
+        "documents": out.documents, "tokens": out.tokens,
+        "skipped": dict(sorted(sum((Counter(f["skipped"]) for f in files), Counter()).items())),
+        "log": log, "shards": shards,
+    }
+    out.commit()
+    path = unit_stats_path(root, u)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, stats, indent=None)
+    return stats
+
+
+def _encode_file(task: UnitTask, f: InputFile, encoder: DocumentEncoder, out: _SplitFiles,
+                 report: Report) -> dict:
+    """One input file of the group into `out`; returns its own counts and log lines."""
     skips = _Skips()
-    reader = Reader(u.file, task.options)
+    reader = Reader(f, task.options)
+    documents, tokens = dict(out.documents), dict(out.tokens)
     reported_bytes = 0
     texts: list[str] = []
     chars = 0
@@ -163,39 +199,37 @@ def _encode_file(task: UnitTask, encoder: DocumentEncoder, report: Report) -> di
         reported_bytes = reader.bytes_done
         texts, chars = [], 0
 
-    out = _SplitFiles(stem, np.dtype(task.dtype))
-    try:
-        for record in reader:
-            if record.text is None:
-                skips.add(record, u.file.path, task.on_error)
-                continue
-            texts.append(record.text)
-            chars += len(record.text)
-            if len(texts) >= BATCH_DOCS or chars >= BATCH_CHARS:
-                flush()
-        flush()
-    finally:
-        out.close()
-    report(0, 0, u.size - reported_bytes)
-    stats = {
-        "source": u.source, "index": u.index, "path": u.file.path, "size": u.size,
-        "mtime_ns": os.stat(u.file.path).st_mtime_ns,
-        "documents": out.documents, "tokens": out.tokens,
+    size = f.size
+    for record in reader:
+        if record.text is None:
+            skips.add(record, f.path, task.on_error)
+            continue
+        texts.append(record.text)
+        chars += len(record.text)
+        if len(texts) >= BATCH_DOCS or chars >= BATCH_CHARS:
+            flush()
+    flush()
+    report(0, 0, size - reported_bytes)
+    return {
+        "path": f.path, "size": size, "mtime_ns": os.stat(f.path).st_mtime_ns,
+        "documents": {s: out.documents[s] - documents[s] for s in SPLITS},
+        "tokens": {s: out.tokens[s] - tokens[s] for s in SPLITS},
         "skipped": dict(sorted(skips.counts.items())),
-        "log": skips.log_lines(u.file.path),
+        "log": skips.log_lines(f.path),
     }
-    out.rename()
-    write_json(Path(f"{stem}.json"), stats, indent=None)
-    return stats
 
 
-def unit_done(unit_dir: Path, u: Unit) -> dict | None:
-    """The saved counts of a unit finished by an earlier run, if its input is unchanged."""
-    path = unit_dir / f"{u.index:05d}.json"
+def unit_done(root: Path, u: Unit) -> dict | None:
+    """The saved counts of a group finished by an earlier run, if its inputs are unchanged."""
+    path = unit_stats_path(root, u)
     if not path.is_file():
         return None
     stats = json.loads(path.read_text())
-    st = os.stat(u.file.path)
-    unchanged = (stats["path"], stats["size"], stats["mtime_ns"]) == (u.file.path, st.st_size,
-                                                                       st.st_mtime_ns)
-    return stats if unchanged else None
+    saved = [(f.get("path"), f.get("size"), f.get("mtime_ns")) for f in stats.get("files", [])]
+    now = [(f.path, *_size_mtime(f.path)) for f in u.files]
+    return stats if saved == now else None
+
+
+def _size_mtime(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
