@@ -4,7 +4,7 @@
 
 Builds a random model of the preset (saved as a native run dir), a tokenizer trained on synthetic
 English-like text, and local data files for TinyLlama's seven tasks in their hub schemas; then
-runs `tinyllama_cli.evaluate.evaluate(..., backend=native|hf)` alternately (the order flips
+runs `tinyllama_cli.eval.evaluate(..., backend=native|hf)` alternately (the order flips
 every repeat), both in the same process, dtype and allocator. samples/s counts lm-eval
 documents per second of `simple_evaluate` (request building, scoring, metrics), excluding
 model loading and the HF conversion. `--warmup` untimed rounds come first: the first pass over
@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tinyllama_cli.config import dump_yaml, get_preset
-from tinyllama_cli.evaluate import TINYLLAMA_TASKS, evaluate
+from tinyllama_cli.eval import TINYLLAMA_TASKS, evaluate
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import train_tokenizer
 

@@ -31,7 +31,7 @@ def test_devices_are_checked_before_anything_loads(monkeypatch):
 
 def test_eval_and_generate_keep_their_own_words_for_a_missing_gpu(monkeypatch):
     from tinyllama_cli import generate
-    from tinyllama_cli.evaluate import evaluate
+    from tinyllama_cli.eval import evaluate
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(UserError, match="^--device cuda asked for CUDA, which this machine lacks"):

@@ -1,7 +1,7 @@
 """dtypes.py: one set of dtype spellings for pretrain, convert, eval and generate.
 
 The per-command tests that each spelling really takes effect are beside each command's other
-tests (tests/convert, tests/train, test_evaluate.py, test_generate.py); here are the parser, the
+tests (tests/convert, tests/train, tests/eval, test_generate.py); here are the parser, the
 torch-free import and the refusal of a bad value by every command: exit 2, one line, no output.
 """
 

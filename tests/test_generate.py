@@ -274,6 +274,8 @@ def test_cli_json_and_prompt_file(run_dir, loaded):
     assert [s["prompt"] for s in data["samples"]] == ["my old dog", "a cat", "the quick fox"]
     expected = generate(loaded, ["my old dog", "a cat", "the quick fox"], greedy(12))
     assert [s["completion"] for s in data["samples"]] == [s.completion for s in expected.samples]
+    assert list(data) == ["model", "seed", "samples", "stats"] and data["model"] == expected.model
+    assert expected.model == str(loaded.source)
     assert data["stats"]["new_tokens"] == sum(len(s["tokens"]) for s in data["samples"]) > 0
     assert data["stats"]["tokens_per_sec"] > 0
     assert (data["stats"]["threads"], data["stats"]["threads_reason"]) == (1, "OMP_NUM_THREADS")

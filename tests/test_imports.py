@@ -18,9 +18,8 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 # Entries are module names or packages (a trailing "." takes everything under it).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry point", ("__main__",)),
-    ("CLI", ("cli",)),
-    ("commands", ("train.", "data.", "convert.", "evaluate", "eval_lm", "eval_baseline",
-                  "generate", "plan", "plot")),
+    ("CLI", ("cli", "cli_flags", "display")),
+    ("commands", ("train.", "data.", "convert.", "eval.", "generate", "plan", "plot")),
     ("finding and loading a model", ("load",)),
     ("formats and the run-dir format", ("formats.", "rundir")),
     ("model, config and helpers", ("model", "config", "tokenizer", "dtypes", "devices",
@@ -135,7 +134,7 @@ def layer_of(module: str) -> int:
 def test_the_graph_is_read_from_the_source():
     graph = import_graph()
     assert "load" in graph["convert.api"] and "model" in graph["load"]
-    assert "formats.hf" in graph["evaluate"]  # a lazy import, inside build_lm
+    assert "formats.hf" in graph["eval.run"]  # a lazy import, inside build_lm
     assert "train.checkpoint" in graph["train.loop"]  # from tinyllama_cli.train import checkpoint
 
 
@@ -167,8 +166,7 @@ def test_the_rules_design_md_states():
     """model/config never import train/data/eval/convert/generate/cli; formats never import
     convert/train/eval; nothing but the entry point imports cli."""
     graph = import_graph()
-    commands = ("train.", "data.", "evaluate", "eval_lm", "eval_baseline", "convert.",
-                "generate", "cli")
+    commands = ("train.", "data.", "eval.", "convert.", "generate", "cli", "display")
 
     def hits(module: str, banned: tuple[str, ...]) -> list[str]:
         return [d for d in graph[module] if any(d == b or d.startswith(b) for b in banned)]
@@ -176,6 +174,6 @@ def test_the_rules_design_md_states():
     for module in ("model", "config"):
         assert not hits(module, commands), module
     for module in (m for m in graph if m.startswith("formats.")):
-        banned = ("convert.", "train.", "evaluate", "eval_lm", "eval_baseline")
+        banned = ("convert.", "train.", "eval.")
         assert not hits(module, banned), module
     assert [m for m, deps in graph.items() if "cli" in deps] == ["__main__"]

@@ -126,6 +126,25 @@ def test_left_padded_rows_match_unpadded_rows():
     torch.testing.assert_close(step[1, 0], alone_long[0, 9], atol=1e-5, rtol=1e-5)
 
 
+def test_hidden_states_are_the_logits_without_the_head():
+    """`hidden_states` is `forward` up to the final norm: the head applied to it gives the logits,
+    with a key mask and against a KV cache too (what eval's scoring relies on)."""
+    m = model()
+    idx = torch.randint(3, CONFIG.vocab_size, (2, 12))
+    key_mask = torch.ones(2, 12, dtype=torch.bool)
+    key_mask[0, :3] = False
+    with torch.no_grad():
+        hidden = m.hidden_states(idx, key_mask=key_mask)
+        assert hidden.shape == (2, 12, CONFIG.n_embd)
+        assert torch.equal(m.output(hidden), m(idx, key_mask=key_mask))
+        assert torch.equal(m.output(m.hidden_states(idx)), m(idx))
+        m.setup_kv_cache(batch_size=2, max_seq_len=16)
+        m.hidden_states(idx[:, :8], input_pos=0, key_mask=key_mask[:, :8])
+        rest = m.hidden_states(idx[:, 8:], input_pos=8, key_mask=key_mask)
+        m.clear_kv_cache()
+    torch.testing.assert_close(rest, hidden[:, 8:], atol=1e-5, rtol=1e-5)
+
+
 def test_context_length_is_enforced():
     m = model()
     with pytest.raises(ValueError, match="context length"):

@@ -1,5 +1,6 @@
 """A model vocabulary larger than its tokenizer (a padded embedding): nothing samples an id the
-tokenizer lacks, and a tokenizer larger than the model is refused."""
+tokenizer lacks (generate, and eval's generation tasks), and a tokenizer larger than the model is
+refused."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tinyllama_cli.generate import (
     load_for_generation,
     sample_next,
 )
+from tinyllama_cli.load import load_model
 from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import train_tokenizer
 
@@ -86,6 +88,30 @@ def test_generate_emits_only_tokenizer_ids_batched(loaded, params):
     result = generate(loaded, ["the quick", "a lazy dog jumps", ""], params, num_samples=2)
     assert all(t < TOKENIZER_VOCAB for s in result.samples for t in s.tokens)
     assert all(len(s.tokens) > 0 for s in result.samples)
+
+
+@pytest.mark.parametrize("gen_kwargs", [{"do_sample": False},
+                                        {"do_sample": True, "temperature": 1.0}],
+                         ids=["greedy", "sampled"])
+def test_eval_generate_until_emits_only_tokenizer_ids(run_dir, gen_kwargs):
+    """lm-eval's generation tasks on the native adapter decode only ids the tokenizer has: the
+    text of each row is decoded from them (an id past the tokenizer has no piece)."""
+    from lm_eval.api.instance import Instance
+
+    from tinyllama_cli.eval.native_lm import NativeLM
+
+    loaded = load_model(run_dir)
+    lm = NativeLM(loaded.model, loaded.tokenizer, batch_size=2)
+    decoded: list[list[int]] = []
+    decode = lm.tok_decode
+    lm.tok_decode = lambda ids, **kw: decoded.append(list(ids)) or decode(ids, **kw)
+    kwargs = {"until": ["\n"], "max_gen_toks": 8, **gen_kwargs}
+    requests = [Instance("generate_until", {}, (prompt, kwargs), 0)
+                for prompt in ("the quick", "a lazy dog jumps", "")]
+    texts = lm.generate_until(requests, disable_tqdm=True)
+    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+    generated = [t for ids in decoded for t in ids]
+    assert generated and max(generated) < TOKENIZER_VOCAB
 
 
 def test_cli_greedy_json_and_streaming_do_not_crash(run_dir):

@@ -417,10 +417,10 @@ def _rendered(p) -> str:
 
     from rich.console import Console
 
-    from tinyllama_cli.plan import render
+    from tinyllama_cli.display import plan_tables
 
     console = Console(width=200, record=True, file=io.StringIO())
-    for part in render(p):
+    for part in plan_tables(p):
         console.print(part)
     return console.export_text()
 
@@ -486,3 +486,16 @@ def test_cli_user_errors_are_one_line_exit_2():
                                 check=False, capture_output=True, text=True)
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr and result.stderr.strip().startswith("error:")
+
+
+def test_options_are_parsed_and_checked_as_the_command_does(tmp_path):
+    from tinyllama_cli.plan import PlanOptions, plan_from_options
+
+    p = plan_from_options(PlanOptions(model="tinyllama-120m", tokens="300B", mfu="45%",
+                                      memory_margin="5%"))
+    assert (p.tokens, p.compute.mfu, p.memory.margin_fraction) == (300e9, 0.45, 0.05)
+    assert (p.gpus, p.gpu) == (1, "a100-40g")
+    with pytest.raises(UserError, match="--from takes the model from the run's config.yaml"):
+        plan_from_options(PlanOptions(model="cpu-small", from_run=str(tmp_path)))
+    with pytest.raises(UserError, match="cannot read --mfu"):  # checked first, as the flags were
+        plan_from_options(PlanOptions(mfu="fast", tokens="lots"))

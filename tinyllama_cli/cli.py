@@ -1,7 +1,10 @@
-"""The `tinyllama` command line: argument parsing, rich output, and errors -> exit codes.
+"""The `tinyllama` command line: a table of commands over the package's modules.
 
-No logic lives here: each command parses its flags, calls one function of a module, and
-prints the result. A `UserError` from any module becomes one red line and exit status 2.
+Each command parses its flags, calls one module function and prints what it returns: as JSON
+(`--json`: the result's `to_dict()`) or through `display`. Checks, defaults and assembly live in
+the modules' options, so Python callers get the same behaviour; the pretrain/resume flags are
+generated from TrainConfig (`cli_flags`). A `UserError` from any module becomes one red line
+and exit status 2.
 """
 
 from __future__ import annotations
@@ -9,18 +12,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
-from tinyllama_cli import __version__
+from tinyllama_cli import __version__, display
+from tinyllama_cli.cli_flags import with_train_flags
+from tinyllama_cli.config import Resume, sections
 from tinyllama_cli.dtypes import accepted as dtype_spellings
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.units import si
 
 app = typer.Typer(
     name="tinyllama",
@@ -30,9 +32,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-# Piped output (logs, CI) gets a wide fixed width instead of rich's 80-column default.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+
+THREADS_HELP = "CPU threads (default: the cores that are idle now, at most torch's count)."
+GPUS_HELP = "Shorthand for --devices N --accelerator cuda."
 
 
 def _version(value: bool) -> None:
@@ -44,19 +46,24 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool | None = typer.Option(None, "--version", callback=_version, is_eager=True,
-                                           help="Print the version and exit."),
+                                        help="Print the version and exit."),
 ) -> None:
     """Pretrain, resume, convert, evaluate and sample small Llama models (the TinyLlama recipe)."""
 
 
-# --- sample-corpus -----------------------------------------------------------------------------
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2))
 
 
-@app.command("sample-corpus")
+# --- data ----------------------------------------------------------------------------------------
+
+
 def sample_corpus(
-    out: str = typer.Option(..., "--out", help="Directory to write (must not exist unless --overwrite)."),
+    out: str = typer.Option(..., "--out",
+                            help="Directory to write (must not exist unless --overwrite)."),
     tokens_target: int = typer.Option(3_000_000, "--tokens-target",
-                                      help="Estimated tokens to write, 7:3 text:code; capped by what the library has."),
+                                      help="Estimated tokens to write, 7:3 text:code; capped by "
+                                           "what the library has."),
     seed: int = typer.Option(0, "--seed", help="Seed of the held-out split and the record order."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace DIR if it exists."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable summary."),
@@ -67,27 +74,15 @@ def sample_corpus(
     arc_easy and wikitext (held-out perplexity) files in the hub schemas."""
     from tinyllama_cli.data.sample_corpus import build_sample_corpus
 
-    with err_console.status("Reading the standard library..."):
-        s = build_sample_corpus(out, tokens_target=tokens_target, overwrite=overwrite, seed=seed)
+    with display.status("Reading the standard library..."):
+        summary = build_sample_corpus(out, tokens_target=tokens_target, overwrite=overwrite,
+                                      seed=seed)
     if as_json:
-        print(json.dumps(s.to_dict(), indent=2))
-        return
-    table = Table(title=f"Sample corpus in {s.out} ({s.seconds:.1f} s)", box=box.SIMPLE_HEAD)
-    for column in ("part", "files", "records", "~tokens"):
-        table.add_column(column, justify="left" if column == "part" else "right")
-    table.add_row("slimpajama/ (text)", str(len(s.slimpajama_files)), f"{s.text_documents:,}", f"{s.text_tokens:,}")
-    table.add_row("  + RedPajamaGithub (code)", "", f"{s.github_documents:,}", f"{s.github_tokens:,}")
-    table.add_row("starcoder/python/ (code)", str(len(s.starcoder_files)), f"{s.code_files:,}", f"{s.code_tokens:,}")
-    table.add_row("eval/hellaswag.jsonl", "1", f"{s.hellaswag:,}", "")
-    table.add_row("eval/arc_easy.jsonl", "1", f"{s.arc_easy:,}", "")
-    console.print(table)
-    console.print(f"{len(s.held_out)} modules and topics held out for eval/; details in {s.out}/README.md")
+        _print_json(summary.to_dict())
+    else:
+        display.show_corpus(summary)
 
 
-# --- prepare-data ------------------------------------------------------------------------------
-
-
-@app.command("prepare-data")
 def prepare_data(
     sources: Annotated[list[str], typer.Argument(
         metavar="[NAME=]PATH...", help="Inputs: a file, directory, glob or saved `datasets` dir of "
@@ -99,8 +94,8 @@ def prepare_data(
     vocab_size: Annotated[int | None, typer.Option(help="Vocabulary of --train-tokenizer.")] = None,
     tokenizer_sample_mb: Annotated[float, typer.Option(
         help="Characters (millions) sampled for --train-tokenizer.")] = 64.0,
-    workers: Annotated[int, typer.Option("--workers", "-w",
-                                         help="Processes (each tokenizes one input file at a time).")] = 1,
+    workers: Annotated[int, typer.Option(
+        "--workers", "-w", help="Processes (each tokenizes one input file at a time).")] = 1,
     val_fraction: Annotated[float, typer.Option(
         help="Share of documents for validation, chosen by a hash of the text.")] = 0.001,
     text_field: Annotated[str | None, typer.Option(
@@ -111,52 +106,45 @@ def prepare_data(
     on_error: Annotated[str, typer.Option(
         help="skip: count and log bad records; fail: stop at the first.")] = "skip",
     shard_tokens: Annotated[int, typer.Option(help="Tokens per output shard file.")] = 1 << 27,
-    shard_index: Annotated[int, typer.Option(help="This job's slice of the input files (0-based).")] = 0,
+    shard_index: Annotated[int, typer.Option(
+        help="This job's slice of the input files (0-based).")] = 0,
     num_shards: Annotated[int, typer.Option(
         help="Slices the input files are split into (combine them with merge-data).")] = 1,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out dir.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest and run figures as JSON.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing --out dir.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the manifest and run figures as JSON.")] = False,
 ) -> None:
     """Tokenize text corpora into packed token shards with a manifest (resumable, deterministic)."""
     from tinyllama_cli.data.prepare import PrepareOptions
     from tinyllama_cli.data.prepare import prepare_data as run
-    from tinyllama_cli.data.progress import RichProgress
 
     options = PrepareOptions(
         out=out, tokenizer=tokenizer, train_tokenizer=train_tokenizer, vocab_size=vocab_size,
         tokenizer_sample_mb=tokenizer_sample_mb, workers=workers, val_fraction=val_fraction,
-        text_field=text_field, exclude=_key_values(exclude_meta or [], "--exclude-meta"),
-        on_error=on_error, shard_tokens=shard_tokens, shard_index=shard_index, num_shards=num_shards,
+        text_field=text_field, exclude=tuple(exclude_meta or ()), on_error=on_error,
+        shard_tokens=shard_tokens, shard_index=shard_index, num_shards=num_shards,
         overwrite=overwrite,
     )
     try:
-        with RichProgress(err_console) as progress:
+        with display.PrepareProgress() as progress:
             result = run(sources, options, progress)
     except KeyboardInterrupt:
-        err_console.print(f"interrupted: finished input files are kept in {out}.partial; "
-                          "rerun the same command to resume")
+        display.show_prepare_interrupted(out)
         raise typer.Exit(130) from None
     if as_json:
-        print(json.dumps({"out": str(result.out), "files_processed": result.files_processed,
-                          "warnings": result.warnings,
-                          "files_resumed": result.files_resumed, "elapsed_s": result.elapsed_s,
-                          "tokens_per_s": result.tokens_per_s, "log_lines": result.log_lines,
-                          "manifest": result.manifest}, indent=2))
-        return
-    _print_data_summary(result.manifest, f"Prepared {result.out}")
-    for warning in result.warnings:
-        err_console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
-    console.print(f"{result.files_processed} files tokenized, {result.files_resumed} resumed; "
-                  f"{result.tokens_per_s:,.0f} tokens/s; {result.elapsed_s:.1f} s; "
-                  f"{result.log_lines} lines in {result.out / 'prepare-data.log'}")
+        _print_json(result.to_dict())
+    else:
+        display.show_prepared(result)
 
 
-@app.command("merge-data")
 def merge_data(
     slices: Annotated[list[str], typer.Argument(
-        metavar="SLICE_DIR...", help="The --out dirs of prepare-data --shard-index 0..K-1 --num-shards K.")],
+        metavar="SLICE_DIR...",
+        help="The --out dirs of prepare-data --shard-index 0..K-1 --num-shards K.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The merged data dir to write.")],
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out dir.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing --out dir.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Merge the slices of a multi-job prepare-data run into one data dir."""
@@ -164,171 +152,98 @@ def merge_data(
 
     manifest = run(slices, out, overwrite=overwrite)
     if as_json:
-        print(json.dumps(manifest, indent=2))
-        return
-    _print_data_summary(manifest, f"Merged {len(slices)} slices into {out}")
+        _print_json(manifest)
+    else:
+        display.show_merged(manifest, slices, out)
 
 
-def _key_values(items: list[str], flag: str) -> tuple[tuple[str, str], ...]:
-    pairs = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"{flag} takes KEY=VALUE, not {item!r}")
-        pairs.append((key, value))
-    return tuple(pairs)
+# --- pretrain / resume ---------------------------------------------------------------------------
 
 
-def _print_data_summary(manifest: dict, title: str) -> None:
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    for column in ("source", "files", "docs train", "docs val", "tokens train", "tokens val", "shards", "skipped"):
-        table.add_column(column, justify="left" if column in ("source", "skipped") else "right")
-    for name, s in manifest["sources"].items():
-        skipped = ", ".join(f"{k} {v:,}" for k, v in s["skipped"].items()) or "-"
-        table.add_row(name, f"{s['files']:,}", f"{s['documents']['train']:,}", f"{s['documents']['val']:,}",
-                      f"{s['tokens']['train']:,}", f"{s['tokens']['val']:,}",
-                      str(len(s["shards"]["train"]) + len(s["shards"]["val"])), skipped)
-    console.print(table)
-    tok = manifest["tokenizer"]
-    console.print(f"tokenizer: vocab {tok['vocab_size']:,}, sha256 {tok['sha256'][:16]}...; dtype {manifest['dtype']}")
-
-
-# --- pretrain / resume ------------------------------------------------------------------------
-
-
-def _train_flags(exclude: tuple[str, ...] = (), panel: str = "Training config") -> list:
-    """One `--flag` per TrainConfig field (None = not given, so the YAML or default stays),
-    with the dataclass default shown in --help."""
-    import inspect
-    from dataclasses import fields
-
-    from tinyllama_cli.config import TrainConfig
-
-    kinds = {"int": int, "float": float, "str": str, "bool": bool}
-    params = []
-    for f in fields(TrainConfig):
-        if f.name in exclude:
-            continue
-        kind = next(v for k, v in kinds.items() if k in str(f.type))
-        flag = "--" + f.name.replace("_", "-")
-        decls = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
-        help_text = f.metadata.get("help", "")
-        if f.default is not None:
-            shown = (flag[2:] if f.default else f"no-{flag[2:]}") if kind is bool else f.default
-            help_text += f" \\[default: {shown}]"  # escaped: rich would read [...] as markup
-        option = typer.Option(None, *decls, help=help_text, show_default=False,
-                              rich_help_panel=panel)
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=kind | None))
-    return params
-
-
-def _with_train_flags(exclude: tuple[str, ...] = (), panel: str = "Training config"):
-    """Give `func(**kwargs)` a signature Typer reads: its own parameters + the TrainConfig flags
-    not in `exclude`, shown under `panel` in --help."""
-    import inspect
-
-    def decorate(func):
-        own = [p for p in inspect.signature(func).parameters.values() if p.kind != p.VAR_KEYWORD]
-        params = own + _train_flags(exclude, panel)
-
-        def wrapper(**kwargs):
-            return func(**kwargs)
-
-        wrapper.__signature__ = inspect.Signature(params)
-        wrapper.__annotations__ = {p.name: p.annotation for p in params}
-        wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
-        return wrapper
-
-    return decorate
-
-
-def _gpus(flags: dict) -> None:
-    gpus = flags.pop("gpus", None)
-    if gpus is not None:
-        flags["devices"], flags["accelerator"] = gpus, "cuda"
-
-
-@app.command()
-@_with_train_flags(panel="Training config (flags override --config)")
-def pretrain(
-    config: str | None = typer.Option(None, "--config", help="YAML file of TrainConfig fields "
-                                         "(flags override it); `model:` may be a preset or a mapping."),
-    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
-    **flags,
-) -> None:
-    """Pretrain a Llama model on a token data dir (FSDP2 over --devices/--gpus workers)."""
-    from tinyllama_cli.config import load_train_config
+def _finish_training(code: int) -> None:
+    """A torchrun/srun worker leaves with os._exit (gloo can abort at interpreter exit); a
+    failed launch exits with torchrun's status."""
     from tinyllama_cli.train.launch import end_worker_process
-    from tinyllama_cli.train.launch import pretrain as run_pretrain
 
-    flags["gpus"] = gpus
-    _gpus(flags)
-    cfg, model = load_train_config(config, flags)
-    code = run_pretrain(cfg, model, console=console)
     end_worker_process(code)
     if code:
         raise typer.Exit(code)
 
 
-def _resume_fixed() -> tuple[str, ...]:
-    from tinyllama_cli.train.setup import RESUME_FIXED
+@with_train_flags(sections(), panel="Training config (flags override --config)")
+def pretrain(
+    config: str | None = typer.Option(None, "--config",
+                                      help="YAML file of TrainConfig fields (flags override it); "
+                                           "`model:` may be a preset or a mapping."),
+    gpus: int | None = typer.Option(None, "--gpus", help=GPUS_HELP),
+    **flags: Any,
+) -> None:
+    """Pretrain a Llama model on a token data dir (FSDP2 over --devices/--gpus workers)."""
+    from tinyllama_cli.train.launch import pretrain_from_flags
 
-    return RESUME_FIXED
+    _finish_training(pretrain_from_flags(config, flags, gpus=gpus, console=display.console))
 
 
-@app.command()
-@_with_train_flags(exclude=_resume_fixed(), panel="What a resumed run may change")
+@with_train_flags(sections(Resume.CHANGE), panel="What a resumed run may change")
 def resume(
     run_dir: str = typer.Argument(..., help="The run directory to continue."),
-    gpus: int | None = typer.Option(None, "--gpus", help="Shorthand for --devices N --accelerator cuda."),
-    **flags,
+    gpus: int | None = typer.Option(None, "--gpus", help=GPUS_HELP),
+    **flags: Any,
 ) -> None:
     """Continue a run from its newest complete checkpoint (raise --max-steps, change --devices, ...).
 
     The model, the data order (seed, mix, sequence length, global batch) and the run directory
     are the run's own: they have no flags here. Raising --max-steps re-stretches the cosine from
     the checkpoint's step on (the console says how the lr changes); finished steps are unchanged."""
-    from tinyllama_cli.train.launch import end_worker_process
     from tinyllama_cli.train.launch import resume as run_resume
 
-    flags["gpus"] = gpus
-    _gpus(flags)
-    code = run_resume(run_dir, flags, console=console)
-    end_worker_process(code)
-    if code:
-        raise typer.Exit(code)
+    _finish_training(run_resume(run_dir, flags, console=display.console, gpus=gpus))
 
 
-# --- eval --------------------------------------------------------------------------------------
+# --- eval ----------------------------------------------------------------------------------------
 
 
-@app.command("eval")
 def eval_command(
-    checkpoint: str = typer.Argument(..., help="Run dir (newest checkpoint), checkpoint dir or HF dir."),
+    checkpoint: str = typer.Argument(
+        ..., help="Run dir (newest checkpoint), checkpoint dir or HF dir."),
     tasks: str = typer.Option("tinyllama", "--tasks", "-t",
-                              help="lm-eval task names, comma-separated; aliases arc_e, arc_c, obqa; "
-                                   "group tinyllama = TinyLlama's seven tasks."),
-    num_fewshot: int | None = typer.Option(None, "--num-fewshot", help="Few-shot examples (default: the task's, else 0)."),
-    limit: float | None = typer.Option(None, "--limit", help="At most N samples per task (a fraction if < 1)."),
+                              help="lm-eval task names, comma-separated; aliases arc_e, arc_c, "
+                                   "obqa; group tinyllama = TinyLlama's seven tasks."),
+    num_fewshot: int | None = typer.Option(None, "--num-fewshot",
+                                           help="Few-shot examples (default: the task's, else 0)."),
+    limit: float | None = typer.Option(None, "--limit",
+                                       help="At most N samples per task (a fraction if < 1)."),
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Sequences per forward pass."),
-    dtype: str = typer.Option("fp32", "--dtype", help=f"{dtype_spellings()} (fp32: TinyLlama's table)."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."),
-    seed: int = typer.Option(1234, "--seed", help="Seed for lm-eval's sampling, few-shot choice and generation."),
-    backend: str = typer.Option("native", "--backend", help="native, or hf: lm-eval's own HF model on a converted copy."),
-    dataset: list[str] | None = typer.Option(None, "--dataset", "-d",  # noqa: B008
-                                                help="TASK=PATH: local .jsonl/.parquet in the hub dataset's schema "
-                                                     "(scored split; TASK:train=PATH for few-shot examples). Repeatable."),
-    tasks_dir: str | None = typer.Option(None, "--tasks-dir", help="A directory of extra lm-eval task YAMLs."),
-    output: str | None = typer.Option(None, "--output", "-o", help="Write lm-eval's full results as JSON here (per checkpoint with --all-checkpoints)."),
-    samples: bool = typer.Option(False, "--samples", help="Include every sample's inputs and scores in --output."),
+    dtype: str = typer.Option("fp32", "--dtype",
+                              help=f"{dtype_spellings()} (fp32: TinyLlama's table)."),
+    device: str | None = typer.Option(None, "--device",
+                                      help="cpu, cuda, cuda:N (default: cuda if available)."),
+    seed: int = typer.Option(1234, "--seed",
+                             help="Seed for lm-eval's sampling, few-shot choice and generation."),
+    backend: str = typer.Option("native", "--backend",
+                                help="native, or hf: lm-eval's own HF model on a converted copy."),
+    dataset: list[str] | None = typer.Option(  # noqa: B008
+        None, "--dataset", "-d",
+        help="TASK=PATH: local .jsonl/.parquet in the hub dataset's schema (scored split; "
+             "TASK:train=PATH for few-shot examples). Repeatable."),
+    tasks_dir: str | None = typer.Option(None, "--tasks-dir",
+                                         help="A directory of extra lm-eval task YAMLs."),
+    output: str | None = typer.Option(None, "--output", "-o",
+                                      help="Write lm-eval's full results as JSON here (per "
+                                           "checkpoint with --all-checkpoints)."),
+    samples: bool = typer.Option(False, "--samples",
+                                 help="Include every sample's inputs and scores in --output."),
     all_checkpoints: bool = typer.Option(False, "--all-checkpoints",
-                                         help="Evaluate every checkpoint of a run dir: table, JSON, CSV, PNG plots."),
-    series_dir: str | None = typer.Option(None, "--series-dir", help="Where --all-checkpoints writes (default RUN_DIR/eval)."),
+                                         help="Evaluate every checkpoint of a run dir: table, "
+                                              "JSON, CSV, PNG plots."),
+    series_dir: str | None = typer.Option(None, "--series-dir",
+                                          help="Where --all-checkpoints writes (default "
+                                               "RUN_DIR/eval)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
     verbose: bool = typer.Option(False, "--verbose", help="Show lm-eval's own log messages."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores that are idle now, at most torch's count)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the scores as JSON instead of a table."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="Print the scores as JSON instead of a table."),
     no_baseline: bool = typer.Option(
         False, "--no-baseline",
         help="Skip the unigram baseline (token frequencies of the run's training data)."),
@@ -337,333 +252,228 @@ def eval_command(
 
     Beside each score: lm-eval's standard error, the task's chance level and a unigram model of
     the run's training data scored on the same tasks."""
-    from pathlib import Path
+    from tinyllama_cli import eval as ev
 
-    from tinyllama_cli import evaluate as ev
-
-    if output and Path(output).exists() and not overwrite:
-        raise UserError(f"{output} already exists; choose another --output or pass --overwrite")
-    options = {"num_fewshot": num_fewshot, "limit": int(limit) if limit and limit >= 1 else limit,
-               "batch_size": batch_size, "dtype": dtype, "device": device, "seed": seed, "backend": backend,
-               "datasets": dataset, "tasks_dir": tasks_dir, "log_samples": samples, "verbose": verbose,
-               "threads": threads, "baseline": not no_baseline}
+    options = ev.EvalOptions(
+        num_fewshot=num_fewshot, limit=limit, batch_size=batch_size, dtype=dtype, device=device,
+        seed=seed, backend=backend, datasets=dataset, tasks_dir=tasks_dir, output=output,
+        samples=samples, series_dir=series_dir, overwrite=overwrite, verbose=verbose,
+        threads=threads, baseline=not no_baseline)
     if all_checkpoints:
-        series = ev.evaluate_series(
-            checkpoint, tasks, out_dir=series_dir, overwrite=overwrite,
-            on_checkpoint=lambda i, n, path: err_console.print(f"[{i + 1}/{n}] {path}"), **options)
-        records = ev.series_records(series.rows, series.tasks)
-        if output:
-            ev.write_json({r.checkpoint: r.results for r in series.rows}, output, overwrite=True)
+        series = ev.evaluate_checkpoints(checkpoint, tasks, options,
+                                                   on_checkpoint=display.show_checkpoint_started)
         if as_json:
-            print(json.dumps(records, indent=2))
+            _print_json(series.to_records())
         else:
-            console.print(_eval_table(series.rows, series.tasks, ev, title="Intermediate checkpoints"))
-            _print_eval_notes(series.rows[0])
-            console.print("wrote " + ", ".join(str(p) for p in series.files))
+            display.show_series(series)
         return
-    result = ev.evaluate(checkpoint, tasks, **options)
-    if output:
-        ev.write_json(result.results, output, overwrite=True)
+    result = ev.evaluate_checkpoint(checkpoint, tasks, options)
     if as_json:
-        print(json.dumps(ev.summary(result), indent=2))
-        return
-    console.print(_eval_table([result], list(result.scores), ev, title=f"lm-eval ({backend}), {result.checkpoint}"))
-    _print_eval_notes(result)
-    console.print(f"{result.num_samples} samples, {result.samples_per_sec:.1f} samples/s"
-                  + (f", {result.threads[0]} CPU thread(s): {result.threads[1]}" if result.threads else "")
-                  + (f"; full results in {output}" if output else ""))
+        _print_json(result.to_dict())
+    else:
+        display.show_eval(result, backend, output)
 
 
-def _eval_table(rows, tasks: list[str], ev, title: str) -> Table:
-    """TinyLlama's layout: one row per checkpoint, its metric per task (in %, ± lm-eval's
-    standard error), the average; below a rule, the chance and unigram rows to compare with."""
-    table = Table(title=title, box=box.SIMPLE_HEAD)
-    table.add_column("step", justify="right")
-    table.add_column("tokens", justify="right")
-    metrics = {t: next((r.scores[t][0] for r in rows if t in r.scores), "") for t in tasks}
-    for task in tasks:
-        table.add_column(f"{ev.TITLES.get(task, task)}\n{metrics[task]}", justify="right")
-    table.add_column("avg", justify="right")
-    for i, r in enumerate(rows):
-        cells = [_score_cell(ev, *r.scores[t], r.stderr.get(t)) if t in r.scores else "-"
-                 for t in tasks]
-        step = "-" if r.step is None else str(r.step)
-        table.add_row(step, ev.human_tokens(r.tokens_seen), *cells, _percent(r.average),
-                      end_section=i == len(rows) - 1)
-    last = rows[-1]
-    references = [("chance", last.chance)]
-    if rows[0].baseline is not None:
-        references.append(("unigram", rows[0].unigram))
-    for name, values in references:
-        cells = [_score_cell(ev, metrics[t], values[t]) if t in values else "-" for t in tasks]
-        table.add_row(name, "", *cells, _percent(last.reference_average(values)), style="dim")
-    return table
+# --- generate ------------------------------------------------------------------------------------
 
 
-def _print_eval_notes(result) -> None:
-    """What the ± and the reference rows are, in one line; why the unigram cells are "-"."""
-    base = result.baseline
-    line = "± lm-eval's standard error; chance: 1/choices, mean over the scored documents"
-    if base is not None and not base.note:
-        line += (f"; unigram: token frequencies of {si(base.tokens_counted, '.3g')} training "
-                 f"tokens ({base.data_dir}), scored by lm-eval like the model")
-    console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if base is not None and base.note:
-        console.print(f"unigram baseline: - ({base.note})", markup=False, highlight=False,
-                      soft_wrap=True)
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
-
-
-def _score_cell(ev, metric: str, value: float, stderr: float | None = None) -> str:
-    """Accuracies in percent (TinyLlama's table); perplexities and bits per byte as they are;
-    `value ±stderr` when lm-eval gave a standard error."""
-    percent = metric in ev.PERCENT
-    cell = f"{100 * value:.2f}" if percent else f"{value:.3f}"
-    if stderr is None:
-        return cell
-    return cell + (f" ±{100 * stderr:.2f}" if percent else f" ±{stderr:.3g}")
-
-
-# --- generate ----------------------------------------------------------------------------------
-
-
-@app.command()
 def generate(
-    ckpt: str = typer.Argument(..., help="Run dir (latest checkpoint), checkpoint dir or Hugging Face dir."),
-    prompt: Annotated[list[str] | None, typer.Option("--prompt", "-p", help="Prompt text (repeatable; \"\" starts from BOS).")] = None,
-    prompt_file: str | None = typer.Option(None, "--prompt-file", help="A file with one prompt per line (batched)."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n", help="Tokens to generate per sample at most."),
-    temperature: float = typer.Option(0.8, "--temperature", "-t", help="Softmax temperature; 0 = greedy."),
-    top_k: int | None = typer.Option(None, "--top-k", help="Sample among the k most likely tokens only."),
-    top_p: float | None = typer.Option(None, "--top-p", help="Nucleus sampling: smallest set reaching probability p."),
-    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help=">1 discourages tokens already present."),
-    seed: int | None = typer.Option(None, "--seed", help="Same seed, same text (default: random, reported)."),
+    ckpt: str = typer.Argument(
+        ..., help="Run dir (latest checkpoint), checkpoint dir or Hugging Face dir."),
+    prompt: Annotated[list[str] | None, typer.Option(
+        "--prompt", "-p", help="Prompt text (repeatable; \"\" starts from BOS).")] = None,
+    prompt_file: str | None = typer.Option(None, "--prompt-file",
+                                           help="A file with one prompt per line (batched)."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", "-n",
+                                       help="Tokens to generate per sample at most."),
+    temperature: float = typer.Option(0.8, "--temperature", "-t",
+                                      help="Softmax temperature; 0 = greedy."),
+    top_k: int | None = typer.Option(None, "--top-k",
+                                     help="Sample among the k most likely tokens only."),
+    top_p: float | None = typer.Option(None, "--top-p",
+                                       help="Nucleus sampling: smallest set reaching "
+                                            "probability p."),
+    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty",
+                                             help=">1 discourages tokens already present."),
+    seed: int | None = typer.Option(None, "--seed",
+                                    help="Same seed, same text (default: random, reported)."),
     num_samples: int = typer.Option(1, "--num-samples", help="Samples per prompt."),
-    stop: Annotated[list[str] | None, typer.Option("--stop", help="End a sample at this string (repeatable).")] = None,
-    batch_size: int = typer.Option(8, "--batch-size", help="Rows (prompt x sample) decoded together."),
-    truncate: bool = typer.Option(False, "--truncate", help="Drop the oldest prompt tokens that do not fit the context."),
-    dtype: str = typer.Option("auto", "--dtype", help=f"{dtype_spellings(auto=True)}; auto: bf16 on a bf16 GPU, else fp32."),
+    stop: Annotated[list[str] | None, typer.Option(
+        "--stop", help="End a sample at this string (repeatable).")] = None,
+    batch_size: int = typer.Option(8, "--batch-size",
+                                   help="Rows (prompt x sample) decoded together."),
+    truncate: bool = typer.Option(False, "--truncate",
+                                  help="Drop the oldest prompt tokens that do not fit the "
+                                       "context."),
+    dtype: str = typer.Option("auto", "--dtype",
+                              help=f"{dtype_spellings(auto=True)}; auto: bf16 on a bf16 GPU, "
+                                   "else fp32."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    compile_: bool = typer.Option(False, "--compile", help="torch.compile the decode step (CUDA only)."),
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the cores that are idle now, at most torch's count)."),
+    compile_: bool = typer.Option(False, "--compile",
+                                  help="torch.compile the decode step (CUDA only)."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print the text only."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object with samples and stats, at the end."),
+    as_json: bool = typer.Option(False, "--json",
+                                 help="One JSON object with samples and stats, at the end."),
 ) -> None:
     """Sample text from a model, streaming tokens as they are produced."""
     from tinyllama_cli import generate as gen
 
-    params = gen.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                repetition_penalty=repetition_penalty, seed=seed, stop=list(stop or []))
-    view = _GenerateView(num_samples, quiet)
-    result, source = gen.run(ckpt, prompt or [], prompt_file, params, num_samples=num_samples, batch_size=batch_size,
-                             truncate=truncate, device=device, dtype=dtype, compile=compile_, threads=threads,
-                             on_start=None if as_json else view.start,
-                             on_text=None if as_json else view.on_text, on_done=None if as_json else view.on_done)
+    params = gen.SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature,
+                                top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty,
+                                seed=seed, stop=list(stop or []))
+    view = display.GenerateView(num_samples, quiet)
+    shown = {} if as_json else {"on_start": view.start, "on_text": view.on_text,
+                                "on_done": view.on_done}
+    result = gen.run(ckpt, prompt or [], prompt_file, params, num_samples=num_samples,
+                     batch_size=batch_size, truncate=truncate, device=device, dtype=dtype,
+                     compile=compile_, threads=threads, **shown)
     if as_json:
-        print(json.dumps({"model": source, **result.to_dict()}, indent=2))
+        _print_json(result.to_dict())
         return
     view.close()
     if not quiet:
-        s = result.stats()
-        err_console.print(
-            f"{s['new_tokens']} tokens in {s['seconds']:.2f} s: [bold]{s['tokens_per_sec']:.1f} tokens/s[/] "
-            f"(prefill {s['prompt_tokens']} tokens in {s['prefill_s']:.3f} s; seed {result.seed}"
-            + (f"; {s['threads']} CPU thread(s): {s['threads_reason']}" if s["threads"] else "") + ")",
-            highlight=False)
+        display.show_generation_speed(result)
 
 
-class _GenerateView:
-    """Terminal display: one sample streams its text straight to stdout; several samples print
-    as a block each when finished (a sample's tokens are interleaved with other rows' otherwise)."""
-
-    def __init__(self, num_samples: int, quiet: bool):
-        self.num_samples, self.quiet, self.single = num_samples, quiet, False
-
-    def start(self, prompts: list[str], notes: list[str]) -> None:
-        for note in notes if not self.quiet else []:
-            err_console.print(f"[yellow]note:[/] {note}", highlight=False)
-        self.single = len(prompts) * self.num_samples == 1
-        if self.single:
-            sys.stdout.write(prompts[0])
-            sys.stdout.flush()
-
-    def on_text(self, n: int, text: str) -> None:
-        if self.single:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-
-    def on_done(self, sample) -> None:
-        if self.single:
-            return
-        if not self.quiet:
-            title = f"prompt {sample.prompt_index + 1}" + (f" · sample {sample.sample_index + 1}" if self.num_samples > 1 else "")
-            console.rule(f"{title} · {len(sample.tokens)} tokens · {sample.finish_reason}", style="dim")
-        sys.stdout.write(sample.prompt + sample.completion + "\n")
-        sys.stdout.flush()
-
-    def close(self) -> None:
-        if self.single:
-            sys.stdout.write("\n")
-            sys.stdout.flush()
+# --- convert -------------------------------------------------------------------------------------
 
 
-# --- convert -----------------------------------------------------------------------------------
-
-
-@app.command()
 def convert(
-    src: str = typer.Argument(..., help="A run dir (its newest checkpoint), a checkpoint dir or a Hugging Face Llama dir."),
+    src: str = typer.Argument(..., help="A run dir (its newest checkpoint), a checkpoint dir or a "
+                                        "Hugging Face Llama dir."),
     to: str = typer.Option(..., "--to", help="Target format: hf, native or gguf."),
-    out: str = typer.Option(..., "--out", help="Output directory (for gguf also a path ending in .gguf)."),
-    dtype: str | None = typer.Option(None, "--dtype", help=f"{dtype_spellings()} (default fp32); native is always fp32."),
-    max_shard_size: str = typer.Option("5GB", "--max-shard-size", help="HF: split safetensors above this size (2GB, 500MB, 1GiB)."),
+    out: str = typer.Option(..., "--out",
+                            help="Output directory (for gguf also a path ending in .gguf)."),
+    dtype: str | None = typer.Option(None, "--dtype",
+                                     help=f"{dtype_spellings()} (default fp32); native is "
+                                          "always fp32."),
+    max_shard_size: str = typer.Option("5GB", "--max-shard-size",
+                                       help="HF: split safetensors above this size (2GB, 500MB, "
+                                            "1GiB)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     verify: bool | None = typer.Option(None, "--verify/--no-verify",
-                                          help="Load the result and compare logits with the source (default: when transformers is importable)."),
+                                       help="Load the result and compare logits with the source "
+                                            "(default: when transformers is importable)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Convert a model between the native format, Hugging Face Llama and GGUF, verified."""
     from tinyllama_cli.convert.api import convert as run_convert
 
     if as_json:
-        result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify)
-        print(json.dumps(result.to_dict(), indent=2))
+        _print_json(run_convert(src, to, out, dtype, max_shard_size, overwrite, verify).to_dict())
         return
-    with err_console.status("converting") as status:
+    with display.status("converting") as status:
         result = run_convert(src, to, out, dtype, max_shard_size, overwrite, verify,
-                             on_stage=lambda text: status.update(text))
-    table = Table(title=f"{result.source_kind} -> {result.target}", box=box.SIMPLE_HEAD)
-    table.add_column("file")
-    table.add_column("size", justify="right")
-    for f in result.files:
-        table.add_row(f["name"], _bytes(f["bytes"]))
-    table.add_row("[bold]total[/]", f"[bold]{_bytes(sum(f['bytes'] for f in result.files))}[/]")
-    console.print(table)
-    console.print(f"wrote {result.out}   dtype {result.dtype}   params {result.params:,}   tokenizer {'yes' if result.tokenizer else 'no'}   "
-                  f"{result.seconds:.1f} s", highlight=False)
-    v = result.verify
-    if v is None:
-        console.print("verify: skipped", highlight=False)
-    else:
-        extra = f"   tokenizer {v.tokenizer}" if v.tokenizer else ""
-        extra += f"   max tensor diff {v.max_tensor_diff:.3g}" if v.max_tensor_diff is not None else ""
-        console.print(f"verify: [bold green]OK[/]  max |logit diff| {v.max_abs_diff:.3g} (tolerance {v.tolerance:.3g}) on "
-                      f"{v.probe_shape[0]}x{v.probe_shape[1]} tokens{extra}\n        {v.method}", highlight=False)
+                             on_stage=status.update)
+    display.show_converted(result)
 
 
-def _bytes(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+# --- plot, plan, models --------------------------------------------------------------------------
 
 
-# --- plot --------------------------------------------------------------------------------------
-
-
-@app.command("plot")
 def plot_command(
-    run_dirs: Annotated[list[str], typer.Argument(metavar="RUN_DIR", help="One or more run directories (metrics.jsonl).")],
+    run_dirs: Annotated[list[str], typer.Argument(
+        metavar="RUN_DIR", help="One or more run directories (metrics.jsonl).")],
     out: str = typer.Option(..., "--out", "-o", help="The PNG file to write."),
-    x: str = typer.Option("step", "--x", help="x axis: step or tokens (tokens seen; compares runs with different batch sizes)."),
+    x: str = typer.Option("step", "--x", help="x axis: step or tokens (tokens seen; compares runs "
+                                              "with different batch sizes)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it exists."),
 ) -> None:
     """Loss (train and val), learning-rate and throughput curves of one or more runs as a PNG."""
     from tinyllama_cli.plot import plot_runs
 
-    runs = plot_runs(run_dirs, out, x=x, overwrite=overwrite)
-    points = sum(len(xs) for run in runs for xs, _ in run.curves.values())
-    console.print(f"wrote {out}: {len(runs)} run(s), {points} points", highlight=False)
+    display.show_plot(plot_runs(run_dirs, out, x=x, overwrite=overwrite), out)
 
 
-# --- plan --------------------------------------------------------------------------------------
-
-
-@app.command("plan")
 def plan_command(
     model: str | None = typer.Option(None, "--model", "-m",
-                                        help="Preset (default tinyllama-1.1b), YAML config (a run's config.yaml works), or a parameter count such as 1.1B."),
-    tokens: str | None = typer.Option(None, "--tokens", help="Training tokens: 3T, 300B, 2.5e12. Default: Chinchilla-optimal (20 x params)."),
-    gpus: int | None = typer.Option(None, "--gpus", help="Number of GPUs (default 1; with --from, the run's world size)."),
-    gpu: str | None = typer.Option(None, "--gpu", help="GPU type: a100-40g (default), a100-80g, h100, h100-pcie, h200, b200, l40s, rtx-3090, rtx-4090, mi300x. With --from: project the run onto it."),
-    peak_tflops: float | None = typer.Option(None, "--peak-tflops", help="Override the GPU's dense bf16 peak, TFLOP/s."),
-    gpu_memory_gib: float | None = typer.Option(None, "--gpu-memory-gib", help="Override the GPU's memory, GiB."),
-    mfu: str | None = typer.Option(None, "--mfu", help="Model FLOPs utilisation, 0.56 or 56% (default: TinyLlama's measured 56%; x 6/8 with checkpointing)."),
-    tokens_per_sec_per_gpu: float | None = typer.Option(None, "--tokens-per-sec-per-gpu", help="A measured throughput instead of --mfu."),
+                                     help="Preset (default tinyllama-1.1b), YAML config (a run's "
+                                          "config.yaml works), or a parameter count such as "
+                                          "1.1B."),
+    tokens: str | None = typer.Option(None, "--tokens",
+                                      help="Training tokens: 3T, 300B, 2.5e12. Default: "
+                                           "Chinchilla-optimal (20 x params)."),
+    gpus: int | None = typer.Option(None, "--gpus",
+                                    help="Number of GPUs (default 1; with --from, the run's "
+                                         "world size)."),
+    gpu: str | None = typer.Option(None, "--gpu",
+                                   help="GPU type: a100-40g (default), a100-80g, h100, "
+                                        "h100-pcie, h200, b200, l40s, rtx-3090, rtx-4090, "
+                                        "mi300x. With --from: project the run onto it."),
+    peak_tflops: float | None = typer.Option(None, "--peak-tflops",
+                                             help="Override the GPU's dense bf16 peak, TFLOP/s."),
+    gpu_memory_gib: float | None = typer.Option(None, "--gpu-memory-gib",
+                                                help="Override the GPU's memory, GiB."),
+    mfu: str | None = typer.Option(None, "--mfu",
+                                   help="Model FLOPs utilisation, 0.56 or 56% (default: "
+                                        "TinyLlama's measured 56%; x 6/8 with checkpointing)."),
+    tokens_per_sec_per_gpu: float | None = typer.Option(
+        None, "--tokens-per-sec-per-gpu", help="A measured throughput instead of --mfu."),
     price: float | None = typer.Option(None, "--price", help="Price per GPU-hour, for the cost."),
-    seq_len: int | None = typer.Option(None, "--seq-len", help="Sequence length (default: the model's block_size)."),
-    micro_batch: int | None = typer.Option(None, "--micro-batch", help="Sequences per GPU per step (default: the largest that fits)."),
-    activation_checkpointing: bool = typer.Option(False, "--activation-checkpointing", help="Plan with per-block activation checkpointing."),
-    overhead_gib: float = typer.Option(2.0, "--overhead-gib", help="Memory for the CUDA context, NCCL and library workspaces, GiB."),
-    memory_margin: str = typer.Option("10%", "--memory-margin", help="GPU memory kept free when choosing the micro batch (fragmentation, estimate error): 0.1 or 10%."),
-    from_run: str | None = typer.Option(None, "--from", help="A run directory: the rest of it at its measured throughput and MFU, on its own hardware (or --gpu's)."),
+    seq_len: int | None = typer.Option(None, "--seq-len",
+                                       help="Sequence length (default: the model's block_size)."),
+    micro_batch: int | None = typer.Option(None, "--micro-batch",
+                                           help="Sequences per GPU per step (default: the "
+                                                "largest that fits)."),
+    activation_checkpointing: bool = typer.Option(
+        False, "--activation-checkpointing", help="Plan with per-block activation checkpointing."),
+    overhead_gib: float = typer.Option(2.0, "--overhead-gib",
+                                       help="Memory for the CUDA context, NCCL and library "
+                                            "workspaces, GiB."),
+    memory_margin: str = typer.Option("10%", "--memory-margin",
+                                      help="GPU memory kept free when choosing the micro batch "
+                                           "(fragmentation, estimate error): 0.1 or 10%."),
+    from_run: str | None = typer.Option(None, "--from",
+                                        help="A run directory: the rest of it at its measured "
+                                             "throughput and MFU, on its own hardware (or "
+                                             "--gpu's)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Training FLOPs, days, GPU-hours, cost, Chinchilla comparison and FSDP memory per GPU."""
-    from tinyllama_cli import plan as planner
+    from tinyllama_cli.plan import PlanOptions, plan_from_options
 
-    options = {
-        "peak_tflops": peak_tflops, "gpu_memory_gib": gpu_memory_gib,
-        "mfu": planner.parse_fraction(mfu) if mfu is not None else None,
-        "tokens_per_sec_per_gpu": tokens_per_sec_per_gpu, "price_per_gpu_hour": price,
-        "seq_len": seq_len, "micro_batch": micro_batch,
-        "activation_checkpointing": activation_checkpointing, "overhead_gib": overhead_gib,
-        "memory_margin": planner.parse_fraction(memory_margin, "--memory-margin", allow_zero=True),
-    }
-    count = planner.parse_count(tokens, "--tokens") if tokens is not None else None
-    if from_run is not None:
-        if model is not None:
-            raise UserError("--from takes the model from the run's config.yaml; drop --model")
-        result = planner.plan_from_run(from_run, tokens=count, gpus=gpus, gpu=gpu, **options)
-    else:
-        config, params = planner.resolve_model(model or "tinyllama-1.1b")
-        result = planner.plan(planner.PlanRequest(model=config, params=params, tokens=count, gpus=gpus or 1,
-                                                  gpu=gpu or "a100-40g", **options))
+    result = plan_from_options(PlanOptions(
+        model=model, tokens=tokens, gpus=gpus, gpu=gpu, peak_tflops=peak_tflops,
+        gpu_memory_gib=gpu_memory_gib, mfu=mfu, tokens_per_sec_per_gpu=tokens_per_sec_per_gpu,
+        price=price, seq_len=seq_len, micro_batch=micro_batch,
+        activation_checkpointing=activation_checkpointing, overhead_gib=overhead_gib,
+        memory_margin=memory_margin, from_run=from_run))
     if as_json:
-        print(result.to_json())
-        return
-    for part in planner.render(result):
-        console.print(part)
+        _print_json(result.to_dict())
+    else:
+        display.show_plan(result)
 
 
-# --- models ------------------------------------------------------------------------------------
-
-
-@app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the model presets with exact parameter counts and training FLOPs per token."""
-    from tinyllama_cli.config import PRESETS
+    from tinyllama_cli.config import describe_presets
 
-    rows = [
-        {
-            "name": c.name, "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
-            "n_kv_head": c.n_kv_head, "intermediate_size": c.intermediate_size,
-            "vocab_size": c.vocab_size, "block_size": c.block_size, "params": c.num_params(),
-            "flops_per_token": c.flops_per_token(),
-        }
-        for c in PRESETS.values()
-    ]
+    rows = describe_presets()
     if as_json:
-        print(json.dumps(rows, indent=2))
-        return
-    table = Table(title="Model presets", box=box.SIMPLE_HEAD)
-    for column in ("preset", "layers", "width", "heads", "kv", "ffn", "vocab", "ctx", "params", "FLOPs/tok"):
-        table.add_column(column, justify="left" if column == "preset" else "right")
-    for r in rows:
-        table.add_row(
-            r["name"], str(r["n_layer"]), str(r["n_embd"]), str(r["n_head"]), str(r["n_kv_head"]),
-            str(r["intermediate_size"]), str(r["vocab_size"]), str(r["block_size"]),
-            f"{r['params']:,}", si(r["flops_per_token"], ".2f", " ", giga="G"),
-        )
-    console.print(table)
-    console.print("FLOPs/token = 6 x (params - input embedding) + 12 x layers x width x context (torchtitan's convention)")
-    console.print("vocab: the preset's; pretrain uses the data's tokenizer size unless --vocab-size is given")
+        _print_json(rows)
+    else:
+        display.show_models(rows)
 
 
-# --- entry point -------------------------------------------------------------------------------
+# --- the table -----------------------------------------------------------------------------------
+
+# Every command, in the order `tinyllama --help` lists them.
+COMMANDS: dict[str, Callable[..., None]] = {
+    "sample-corpus": sample_corpus,
+    "prepare-data": prepare_data,
+    "merge-data": merge_data,
+    "pretrain": pretrain,
+    "resume": resume,
+    "eval": eval_command,
+    "generate": generate,
+    "convert": convert,
+    "plot": plot_command,
+    "plan": plan_command,
+    "models": models,
+}
+for _name, _command in COMMANDS.items():
+    app.command(_name)(_command)
 
 
 def main() -> None:
@@ -675,5 +485,5 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        display.show_error(exc)
         sys.exit(2)

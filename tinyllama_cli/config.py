@@ -8,9 +8,12 @@ parameter count and FLOPs per token can be computed from it without allocating a
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, get_args, get_type_hints
 
 import yaml
 
@@ -132,6 +135,20 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+def describe_presets() -> list[dict[str, Any]]:
+    """What `tinyllama models` lists: each preset's shape, exact parameter count and training
+    FLOPs per token (the rest of its fields are the same for every preset)."""
+    return [
+        {
+            "name": c.name, "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
+            "n_kv_head": c.n_kv_head, "intermediate_size": c.intermediate_size,
+            "vocab_size": c.vocab_size, "block_size": c.block_size, "params": c.num_params(),
+            "flops_per_token": c.flops_per_token(),
+        }
+        for c in PRESETS.values()
+    ]
+
+
 def get_preset(name: str) -> ModelConfig:
     """The named preset, or a UserError listing the valid names."""
     try:
@@ -174,115 +191,283 @@ def dump_yaml(data: dict[str, Any], path: str | Path) -> None:
 # --- training --------------------------------------------------------------------------------
 
 
-def _opt(default: Any, help: str) -> Any:
+class Resume(Enum):
+    """What `tinyllama resume` may do with the fields of a section."""
+
+    KEEP = "keep"  # the run's own: no resume flag, and a different value is refused
+    CHANGE = "change"  # a resume flag: the continued run may use another value
+
+
+def _field(default: Any, help: str) -> Any:
     return dataclasses.field(default=default, metadata={"help": help})
 
 
 @dataclass
-class TrainConfig:
-    """Everything about a pretraining run except the architecture (that is `ModelConfig`).
+class Training:
+    """What this job trains on and for how long. A resume may point --data at a moved copy
+    (its manifest must match) and raise --max-steps (the cosine re-stretches from there)."""
 
-    Every field is also a `tinyllama pretrain --flag` (underscores become dashes) that overrides
-    the `--config` YAML. The global batch is counted in sequences across all workers, so the same
-    config trains the same model on 1 or 16 workers: gradient accumulation is derived.
-    """
+    RESUME: ClassVar[Resume] = Resume.CHANGE
 
-    # what and where
-    data: str | None = _opt(None, "Token data dir written by `tinyllama prepare-data`.")
-    out: str | None = _opt(None, "Run directory to create (checkpoints, metrics, config).")
-    model: str = _opt("cpu-small", "Model preset (see `tinyllama models`), or a mapping in YAML.")
-    vocab_size: int | None = _opt(None, "Model vocabulary; default: the data's tokenizer size.")
-    init_from: str | None = _opt(None, "Start from these weights (run, checkpoint or HF dir).")
-    mix: str | None = _opt(None, "Source weights NAME=W,...; default: by train tokens.")
-    seed: int = _opt(1337, "Seed of the initialisation and of the data order.")
-    # batch
-    seq_len: int | None = _opt(None, "Tokens per training sequence; default: block size.")
-    micro_batch_size: int = _opt(8, "Sequences per worker per forward/backward.")
-    global_batch_size: int = _opt(64, "Sequences per optimizer step, across all workers.")
-    global_batch_tokens: int | None = _opt(None, "Tokens per optimizer step (sets --global-batch-size "
-                                                 "to this / seq_len).")
-    # schedule and optimizer (TinyLlama: AdamW, warmup + cosine to min_lr, clip 1.0)
-    max_steps: int | None = _opt(None, "Optimizer steps of the schedule.")
-    max_tokens: int | None = _opt(None, "Tokens of the schedule (instead of --max-steps).")
-    stop_at_step: int | None = _opt(None, "End this job at this step with a checkpoint; "
-                                             "the schedule is unchanged.")
-    lr: float = _opt(4e-4, "Peak learning rate.")
-    min_lr: float = _opt(4e-5, "Learning rate at the end of the cosine decay.")
-    warmup_steps: int = _opt(2000, "Linear warmup steps.")
-    weight_decay: float = _opt(0.1, "AdamW weight decay.")
-    beta1: float = _opt(0.9, "AdamW beta1.")
-    beta2: float = _opt(0.95, "AdamW beta2.")
-    eps: float = _opt(1e-8, "AdamW epsilon.")
-    grad_clip: float = _opt(1.0, "Clip the global gradient norm to this (0: off).")
-    # logging, validation, checkpoints
-    log_every: int = _opt(10, "Log metrics every N steps.")
-    eval_every: int = _opt(1000, "Validation loss every N steps (0: only at the end).")
-    eval_samples: int = _opt(256, "At most this many validation sequences per evaluation.")
-    save_every: int = _opt(1000, "Checkpoint every N steps (and always at the end).")
-    keep_last: int = _opt(3, "Keep the newest K checkpoints (0: keep all).")
-    # precision and speed
-    precision: str = _opt("auto", f"{accepted(TRAIN_PRECISIONS, auto=True)} (fp16 is refused: no "
-                                  "grad scaler). auto: bf16 on CUDA, and on CPUs with "
-                                  "AMX/AVX512-BF16; fp32 otherwise.")
-    compile: bool = _opt(False, "torch.compile each transformer block.")
-    activation_checkpointing: bool = _opt(False, "Recompute block activations in backward.")
-    num_threads: int | None = _opt(None, "CPU threads per worker (default: cores / workers).")
-    # launch
-    accelerator: str = _opt("auto", "auto|cpu|cuda.")
-    devices: int = _opt(1, "Workers on this machine (GPUs, or CPU processes).")
-    nodes: int = _opt(1, "Machines.")
-    node_rank: int = _opt(0, "This machine's rank, distinct on every machine of a multi-node run "
-                             "(rank 0 creates the run dir).")
-    rdzv_endpoint: str | None = _opt(None, "HOST:PORT of the c10d rendezvous (multi-node; it ranks "
-                                           "the workers itself).")
-    master_addr: str | None = _opt(None, "Instead of --rdzv-endpoint: node 0's address for a static "
-                                         "rendezvous (ranks follow --node-rank).")
-    master_port: int = _opt(29500, "Port on --master-addr.")
-    # monitoring
-    peak_flops: float | None = _opt(None, "Peak FLOP/s per device for MFU (default: table).")
-    tensorboard: bool = _opt(True, "Write TensorBoard events to RUN_DIR/tensorboard.")
-    wandb: bool = _opt(False, "Log to Weights & Biases (needs `pip install wandb`).")
-    wandb_project: str = _opt("tinyllama", "W&B project.")
-    overwrite: bool = _opt(False, "Replace an existing run directory.")
+    data: str | None = _field(None, "Token data dir written by `tinyllama prepare-data`.")
+    max_steps: int | None = _field(None, "Optimizer steps of the schedule.")
+    max_tokens: int | None = _field(None, "Tokens of the schedule (instead of --max-steps).")
+    stop_at_step: int | None = _field(None, "End this job at this step with a checkpoint; "
+                                            "the schedule is unchanged.")
+
+
+@dataclass
+class RunDir:
+    """Where the run lives: a resume continues RUN_DIR in place."""
+
+    RESUME: ClassVar[Resume] = Resume.KEEP
+
+    out: str | None = _field(None, "Run directory to create (checkpoints, metrics, config).")
+    overwrite: bool = _field(False, "Replace an existing run directory.")
+
+
+@dataclass
+class ModelChoice:
+    """The network and the weights it starts from (the architecture itself: `ModelConfig`)."""
+
+    RESUME: ClassVar[Resume] = Resume.KEEP
+
+    model: str = _field("cpu-small", "Model preset (see `tinyllama models`), or a mapping in YAML.")
+    vocab_size: int | None = _field(None, "Model vocabulary; default: the data's tokenizer size.")
+    init_from: str | None = _field(None, "Start from these weights (run, checkpoint or HF dir).")
+
+
+@dataclass
+class DataOrder:
+    """Which samples each step trains on. The global batch is counted in sequences across all
+    workers, so the same config trains the same model on 1 or 16 workers."""
+
+    RESUME: ClassVar[Resume] = Resume.KEEP
+
+    mix: str | None = _field(None, "Source weights NAME=W,...; default: by train tokens.")
+    seed: int = _field(1337, "Seed of the initialisation and of the data order.")
+    seq_len: int | None = _field(None, "Tokens per training sequence; default: block size.")
+    global_batch_size: int = _field(64, "Sequences per optimizer step, across all workers.")
+    global_batch_tokens: int | None = _field(None, "Tokens per optimizer step (sets "
+                                                   "--global-batch-size to this / seq_len).")
+
+
+@dataclass
+class Schedule:
+    """The learning rate over the steps (TinyLlama's: linear warmup, cosine decay to min_lr)."""
+
+    RESUME: ClassVar[Resume] = Resume.CHANGE
+
+    lr: float = _field(4e-4, "Peak learning rate.")
+    min_lr: float = _field(4e-5, "Learning rate at the end of the cosine decay.")
+    warmup_steps: int = _field(2000, "Linear warmup steps.")
+
+
+@dataclass
+class Optimizer:
+    """AdamW's settings and gradient clipping (TinyLlama: clip 1.0)."""
+
+    RESUME: ClassVar[Resume] = Resume.CHANGE
+
+    weight_decay: float = _field(0.1, "AdamW weight decay.")
+    beta1: float = _field(0.9, "AdamW beta1.")
+    beta2: float = _field(0.95, "AdamW beta2.")
+    eps: float = _field(1e-8, "AdamW epsilon.")
+    grad_clip: float = _field(1.0, "Clip the global gradient norm to this (0: off).")
+
+
+@dataclass
+class Logging:
+    """What is measured and where it goes: metrics, validation loss, TensorBoard, W&B."""
+
+    RESUME: ClassVar[Resume] = Resume.CHANGE
+
+    log_every: int = _field(10, "Log metrics every N steps.")
+    eval_every: int = _field(1000, "Validation loss every N steps (0: only at the end).")
+    eval_samples: int = _field(256, "At most this many validation sequences per evaluation.")
+    peak_flops: float | None = _field(None, "Peak FLOP/s per device for MFU (default: table).")
+    tensorboard: bool = _field(True, "Write TensorBoard events to RUN_DIR/tensorboard.")
+    wandb: bool = _field(False, "Log to Weights & Biases (needs `pip install wandb`).")
+    wandb_project: str = _field("tinyllama", "W&B project.")
+
+
+@dataclass
+class Checkpointing:
+    """How often checkpoints are written and how many are kept."""
+
+    RESUME: ClassVar[Resume] = Resume.CHANGE
+
+    save_every: int = _field(1000, "Checkpoint every N steps (and always at the end).")
+    keep_last: int = _field(3, "Keep the newest K checkpoints (0: keep all).")
+
+
+@dataclass
+class Speed:
+    """How each step is computed; none of it changes what is trained (gradient accumulation
+    follows from the micro batch)."""
+
+    RESUME: ClassVar[Resume] = Resume.CHANGE
+
+    micro_batch_size: int = _field(8, "Sequences per worker per forward/backward.")
+    precision: str = _field("auto", f"{accepted(TRAIN_PRECISIONS, auto=True)} (fp16 is refused: "
+                                    "no grad scaler). auto: bf16 on CUDA, and on CPUs with "
+                                    "AMX/AVX512-BF16; fp32 otherwise.")
+    compile: bool = _field(False, "torch.compile each transformer block.")
+    activation_checkpointing: bool = _field(False, "Recompute block activations in backward.")
 
     def __post_init__(self) -> None:
         # One spelling per precision whatever the user typed (`bfloat16` is stored as `bf16`), so
         # config.yaml, resume and the trainer compare and act on the same names.
         self.precision = canonical_precision(self.precision)
 
+
+@dataclass
+class Launch:
+    """Where and how this job runs: never part of a run's identity, so a resume may move a
+    run to other machines, devices or thread counts."""
+
+    RESUME: ClassVar[Resume] = Resume.CHANGE
+
+    num_threads: int | None = _field(None, "CPU threads per worker (default: cores / workers).")
+    accelerator: str = _field("auto", "auto|cpu|cuda.")
+    devices: int = _field(1, "Workers on this machine (GPUs, or CPU processes).")
+    nodes: int = _field(1, "Machines.")
+    node_rank: int = _field(0, "This machine's rank, distinct on every machine of a multi-node "
+                               "run (rank 0 creates the run dir).")
+    rdzv_endpoint: str | None = _field(None, "HOST:PORT of the c10d rendezvous (multi-node; it "
+                                             "ranks the workers itself).")
+    master_addr: str | None = _field(None, "Instead of --rdzv-endpoint: node 0's address for a "
+                                           "static rendezvous (ranks follow --node-rank).")
+    master_port: int = _field(29500, "Port on --master-addr.")
+
+
+@dataclass
+class TrainConfig:
+    """Everything about a pretraining run except the architecture (that is `ModelConfig`),
+    in sections.
+
+    Field names are unique across the sections, and each field is also a `tinyllama pretrain
+    --flag` (underscores become dashes) that overrides the `--config` YAML; recipes and
+    config.yaml's `train:` hold the fields flat (`to_dict`, `of`). A section's `RESUME` says
+    whether `tinyllama resume` may change its fields.
+    """
+
+    training: Training = dataclasses.field(default_factory=Training)
+    run: RunDir = dataclasses.field(default_factory=RunDir)
+    model: ModelChoice = dataclasses.field(default_factory=ModelChoice)
+    data_order: DataOrder = dataclasses.field(default_factory=DataOrder)
+    schedule: Schedule = dataclasses.field(default_factory=Schedule)
+    optimizer: Optimizer = dataclasses.field(default_factory=Optimizer)
+    logging: Logging = dataclasses.field(default_factory=Logging)
+    checkpointing: Checkpointing = dataclasses.field(default_factory=Checkpointing)
+    speed: Speed = dataclasses.field(default_factory=Speed)
+    launch: Launch = dataclasses.field(default_factory=Launch)
+
+    @classmethod
+    def of(cls, **values: Any) -> TrainConfig:
+        """A config from flat field names (`lr=1e-3, devices=2`); the rest keep their defaults."""
+        specs = train_fields()
+        unknown = sorted(set(values) - set(specs))
+        if unknown:
+            raise TypeError(f"unknown TrainConfig field(s) {', '.join(unknown)}")
+        by_section: dict[str, dict[str, Any]] = {f.name: {} for f in fields(cls)}
+        for name, value in values.items():
+            by_section[specs[name].section][name] = value
+        return cls(**{f.name: f.default_factory(**by_section[f.name]) for f in fields(cls)})
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field by its flat name, section by section: config.yaml's `train:` mapping."""
+        return {name: value for section in fields(self)
+                for name, value in dataclasses.asdict(getattr(self, section.name)).items()}
 
     def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
+        """A copy with fields changed, by their flat names (`cfg.replace(seq_len=256)`)."""
+        return TrainConfig.of(**{**self.to_dict(), **changes})
 
 
-def _coerce(name: str, value: Any, kind: Any) -> Any:
-    """Check a YAML value against the field's type (YAML gives 4e-4 as a string, for one)."""
-    text = str(kind)
+# --- the fields as flags and YAML values -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainField:
+    """One TrainConfig field as the flags and the YAML see it."""
+
+    name: str  # unique across sections: the flag is --name-with-dashes
+    section: str  # the TrainConfig attribute holding it
+    resume: Resume  # its section's
+    kind: type  # bool, int, float or str: the key of PARSERS
+    optional: bool  # None allowed: "not given", the default or the YAML decides
+    type_text: str  # the annotation as written, for messages
+    default: Any
+    help: str
+
+
+def _parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "yes", "1", "false", "no", "0"):
+        return str(value).lower() in ("true", "yes", "1")
+    raise ValueError(value)
+
+
+def _parse_int(value: Any) -> int:
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(value)
+    return int(float(value)) if isinstance(value, str) else int(value)
+
+
+# How a flag or YAML value becomes a field's type: YAML gives 4e-4 as a string, 1e3 as a string
+# an int field accepts, yes/no as booleans. The CLI's flags are typed by the same keys.
+PARSERS: dict[type, Callable[[Any], Any]] = {bool: _parse_bool, int: _parse_int, float: float,
+                                             str: str}
+
+
+@functools.cache
+def train_fields() -> dict[str, TrainField]:
+    """Every TrainConfig field by its flat name, in section order."""
+    found: dict[str, TrainField] = {}
+    for section in fields(TrainConfig):
+        cls = section.default_factory
+        hints = get_type_hints(cls)
+        for f in fields(cls):
+            args = get_args(hints[f.name]) or (hints[f.name],)
+            kinds = [a for a in args if a is not type(None)]
+            assert len(kinds) == 1 and kinds[0] in PARSERS, f"{f.name}: {hints[f.name]}"
+            found[f.name] = TrainField(f.name, section.name, cls.RESUME, kinds[0],
+                                       type(None) in args, str(f.type), f.default,
+                                       f.metadata.get("help", ""))
+    return found
+
+
+def sections(resume: Resume | None = None) -> tuple[str, ...]:
+    """TrainConfig's section names in order; with `resume`, only the sections of that kind."""
+    return tuple(f.name for f in fields(TrainConfig)
+                 if resume is None or f.default_factory.RESUME is resume)
+
+
+def fields_kept_on_resume() -> tuple[str, ...]:
+    """The fields `resume` has no flag for: those of the KEEP sections."""
+    return tuple(name for name, f in train_fields().items() if f.resume is Resume.KEEP)
+
+
+def section_fields(section: str) -> tuple[str, ...]:
+    """The flat names of one section's fields (`section_fields("data_order")`)."""
+    return tuple(name for name, f in train_fields().items() if f.section == section)
+
+
+def _coerce(field: TrainField, value: Any) -> Any:
+    """Check a YAML or flag value against the field's type (`PARSERS`)."""
     if value is None:
-        if "Optional" in text or "None" in text:
+        if field.optional:
             return None
-        raise UserError(f"train config field {name} cannot be empty; give it a value")
+        raise UserError(f"train config field {field.name} cannot be empty; give it a value")
+    if field.name == "mix" and isinstance(value, dict):  # YAML may give the weights as a mapping
+        return ",".join(f"{k}={v}" for k, v in value.items())
     try:
-        if "bool" in text:
-            if isinstance(value, bool):
-                return value
-            if str(value).lower() in ("true", "yes", "1", "false", "no", "0"):
-                return str(value).lower() in ("true", "yes", "1")
-            raise ValueError
-        if "int" in text and "str" not in text:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(float(value)) if isinstance(value, str) else int(value)
-        if "float" in text:
-            return float(value)
-        if isinstance(value, dict) and name == "mix":
-            return ",".join(f"{k}={v}" for k, v in value.items())
-        return str(value)
+        return PARSERS[field.kind](value)
     except (TypeError, ValueError):
-        raise UserError(f"train config field {name} has value {value!r}, which is not a valid "
-                        f"{text.replace('typing.', '')}; fix it in the YAML or the flag") from None
+        raise UserError(f"train config field {field.name} has value {value!r}, which is not a "
+                        f"valid {field.type_text}; fix it in the YAML or the flag") from None
 
 
 def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> tuple[TrainConfig, ModelConfig | None]:
@@ -300,12 +485,13 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> tup
     else:
         flat = dict(data)
         model_spec = flat.pop("model", None)
-    known = {f.name: f.type for f in fields(TrainConfig)}
+    known = train_fields()
     values: dict[str, Any] = {}
     for name, value in {**flat, **{k: v for k, v in overrides.items() if v is not None}}.items():
         if name not in known:
-            raise UserError(f"unknown train config field {name!r}; valid fields: {', '.join(sorted(known))}")
-        values[name] = _coerce(name, value, known[name])
+            raise UserError(f"unknown train config field {name!r}; valid fields: "
+                            f"{', '.join(sorted(known))}")
+        values[name] = _coerce(known[name], value)
     model_config = None
     if isinstance(model_spec, dict) and overrides.get("model") is None:
         unknown = sorted(set(model_spec) - {f.name for f in fields(ModelConfig)})
@@ -317,15 +503,33 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> tup
         values.setdefault("model", model_config.name)
     elif isinstance(model_spec, str) and "model" not in values:
         values["model"] = model_spec
-    return TrainConfig(**values), model_config
+    return TrainConfig.of(**values), model_config
 
 
 __all__ = [
+    "PARSERS",
     "PRESETS",
+    "Checkpointing",
+    "DataOrder",
+    "Launch",
+    "Logging",
+    "ModelChoice",
     "ModelConfig",
+    "Optimizer",
+    "Resume",
+    "RunDir",
+    "Schedule",
+    "Speed",
     "TrainConfig",
+    "TrainField",
+    "Training",
+    "describe_presets",
     "dump_yaml",
+    "fields_kept_on_resume",
     "get_preset",
     "load_train_config",
     "load_yaml",
+    "section_fields",
+    "sections",
+    "train_fields",
 ]

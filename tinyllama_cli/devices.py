@@ -6,7 +6,8 @@ supports it (half the bytes per token, flash-attn) and fp32 elsewhere (CPUs with
 run it slower than fp32); the spellings are `dtypes`'. Training decides its own device and
 precision (`train/distributed.py`), per worker.
 
-Like `dtypes`, this module imports torch only when called, so importing `evaluate` stays cheap.
+Like `dtypes`, this module imports torch only when called, so importing `tinyllama_cli.eval`
+stays cheap.
 """
 
 from __future__ import annotations

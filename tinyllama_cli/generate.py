@@ -271,6 +271,7 @@ class GenerationResult:
     decode_s: float
     batches: int
     threads: tuple[int, str] | None = None  # CPU intra-op threads and why (None on CUDA)
+    model: str = ""  # the directory the weights came from
 
     @property
     def seconds(self) -> float:
@@ -292,7 +293,9 @@ class GenerationResult:
         }
 
     def to_dict(self) -> dict:
-        return {"seed": self.seed, "samples": [asdict(s) for s in self.samples], "stats": self.stats()}
+        """What `generate --json` prints."""
+        return {"model": self.model, "seed": self.seed,
+                "samples": [asdict(s) for s in self.samples], "stats": self.stats()}
 
 
 # Called with (sample number, text that just became final) while generating; `on_done` with the
@@ -398,7 +401,8 @@ def generate(loaded, prompts: Sequence[str], params: SamplingParams, *, num_samp
     return GenerationResult(samples=samples, seed=seed,
                             prompt_tokens=sum(len(encoded[p][0]) for p, _ in rows),
                             new_tokens=sum(len(s.tokens) for s in samples), prefill_s=prefill_s,
-                            decode_s=decode_s, batches=(len(rows) + batch_size - 1) // batch_size)
+                            decode_s=decode_s, batches=(len(rows) + batch_size - 1) // batch_size,
+                            model=str(loaded.source))
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -433,11 +437,11 @@ def run(ckpt, prompts: Sequence[str], prompt_file: str | None, params: SamplingP
         dtype: str = "auto", compile: bool = False, threads: int | None = None,
         on_start: Callable[[list[str], list[str]], None] | None = None,
         on_text: TextCallback | None = None,
-        on_done: Callable[[Sample], None] | None = None) -> tuple[GenerationResult, str]:
+        on_done: Callable[[Sample], None] | None = None) -> GenerationResult:
     """Everything `tinyllama generate` does: gather prompts, check flags (before the slow load),
     load, check every prompt, generate. `on_start(prompts, notes)` runs once the model is loaded
-    and the prompts are known to fit, so nothing is shown before an error. Returns the result
-    and the directory the weights came from."""
+    and the prompts are known to fit, so nothing is shown before an error. The result names
+    the directory the weights came from (`model`)."""
     prompts = list(prompts) + (read_prompt_file(prompt_file) if prompt_file is not None else [])
     if not prompts:
         raise UserError("no prompt given; pass --prompt TEXT (repeatable) or --prompt-file FILE")
@@ -456,7 +460,7 @@ def run(ckpt, prompts: Sequence[str], prompt_file: str | None, params: SamplingP
                       truncate=truncate, on_text=on_text, on_done=on_done, forward=forward,
                       encoded=encoded)
     result.threads = threads_used
-    return result, str(loaded.source)
+    return result
 
 
 def read_prompt_file(path) -> list[str]:

@@ -210,22 +210,35 @@ class Llama(nn.Module):
             (B*T, vocab) logits (see `linear_cross_entropy`).
         last_only: logits for the last position only, (B, 1, vocab) (a generation prefill).
         """
+        x = self.hidden_states(idx, input_pos=input_pos, key_mask=key_mask,
+                               last_only=last_only and targets is None)
+        if targets is None:
+            return self.output(x)
+        return linear_cross_entropy(x, self.output.weight, targets)
+
+    def hidden_states(self, idx: torch.Tensor, *, input_pos: int | None = None,
+                      key_mask: torch.Tensor | None = None,
+                      last_only: bool = False) -> torch.Tensor:
+        """The final norm's output (B, T, n_embd): `forward` without the output head.
+
+        For callers that need the head at a few positions only: lm-eval scoring projects just
+        the positions that predict a continuation token, not (B x T x vocab) logits. Arguments
+        as in `forward`; call it on a plain module (FSDP's hooks run on `forward`).
+        """
         T = idx.size(1)
         start = 0 if input_pos is None else input_pos
         if start + T > self.config.block_size:
-            raise ValueError(f"sequence end {start + T} exceeds the context length {self.config.block_size}")
+            raise ValueError(f"sequence end {start + T} exceeds the context length "
+                             f"{self.config.block_size}")
         # (T, 1, D) once per forward instead of a reshape per layer and per q/k.
         cos, sin = self.rope_cos[start : start + T, None], self.rope_sin[start : start + T, None]
         mask = self._attention_mask(T, start, key_mask, idx.device)
         x = self.tok_embeddings(idx)
         for layer in self.layers:
             x = layer(x, cos, sin, start, mask)
-        if last_only and targets is None:
+        if last_only:
             x = x[:, -1:]
-        x = self.norm(x)
-        if targets is None:
-            return self.output(x)
-        return linear_cross_entropy(x, self.output.weight, targets)
+        return self.norm(x)
 
     @staticmethod
     def _attention_mask(T: int, start: int, key_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:

@@ -17,7 +17,6 @@ The formulas and their sources are in docs/plan.md; the short version:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import statistics
@@ -29,7 +28,6 @@ from tinyllama_cli.config import LOSS_CHUNK_ELEMENTS, PRESETS, ModelConfig, load
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import GPU, GPUS
 from tinyllama_cli.rundir import config_path, latest_job, median_mfu, read_metrics
-from tinyllama_cli.units import si
 
 GIB = 2**30
 
@@ -233,10 +231,8 @@ class Plan:
     device: str = "GPU"  # what one of `gpus` is called in the tables: GPU, or worker
 
     def to_dict(self) -> dict[str, Any]:
+        """What `plan --json` prints: every field, the sections as nested mappings."""
         return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
 
 
 # --- the planner ----------------------------------------------------------------------------
@@ -608,28 +604,7 @@ def _target_tokens(train: dict[str, Any], seq_len: int) -> float | None:
     return None
 
 
-__all__ = [
-    "CHINCHILLA_TOKENS_PER_PARAM",
-    "GPU",
-    "GPUS",
-    "MEMORY_MARGIN",
-    "TINYLLAMA_MFU",
-    "Plan",
-    "PlanRequest",
-    "chinchilla",
-    "layer_activation_bytes_per_token",
-    "measured_throughput",
-    "memory",
-    "parse_count",
-    "plan",
-    "plan_from_run",
-    "read_metrics",
-    "resolve_model",
-    "run_hardware",
-]
-
-
-# --- presentation ---------------------------------------------------------------------------
+# --- options -------------------------------------------------------------------------------
 
 
 def parse_fraction(text: str | float, what: str = "--mfu", allow_zero: bool = False) -> float:
@@ -638,7 +613,8 @@ def parse_fraction(text: str | float, what: str = "--mfu", allow_zero: bool = Fa
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
-        raise UserError(f"cannot read {what} {text!r}; write a fraction such as 0.56 or a percentage such as 56%") from None
+        raise UserError(f"cannot read {what} {text!r}; write a fraction such as 0.56 or a "
+                        "percentage such as 56%") from None
     if allow_zero and not 0 <= value < 1:
         raise UserError(f"{what} must be in [0, 1) or [0%, 100%), got {text!r}")
     if not allow_zero and not 0 < value <= 1:
@@ -646,137 +622,67 @@ def parse_fraction(text: str | float, what: str = "--mfu", allow_zero: bool = Fa
     return value
 
 
-def _count(x: float) -> str:
-    return si(x, ".3g", small_spec=".3g")
+@dataclass(frozen=True)
+class PlanOptions:
+    """`tinyllama plan`'s flags as given: counts and fractions still as text ('3T', '56%')."""
+
+    model: str | None = None  # default tinyllama-1.1b; with from_run, none
+    tokens: str | None = None
+    gpus: int | None = None
+    gpu: str | None = None
+    peak_tflops: float | None = None
+    gpu_memory_gib: float | None = None
+    mfu: str | None = None
+    tokens_per_sec_per_gpu: float | None = None
+    price: float | None = None
+    seq_len: int | None = None
+    micro_batch: int | None = None
+    activation_checkpointing: bool = False
+    overhead_gib: float = 2.0
+    memory_margin: str = "10%"
+    from_run: str | None = None
 
 
-def _flop(x: float) -> str:
-    return si(x, ".3f", " ", giga="G", unit="FLOP")
+def plan_from_options(o: PlanOptions) -> Plan:
+    """What `tinyllama plan` computes: the flags parsed (--mfu, --memory-margin, --tokens, in
+    that order), then the plan of the run given by --from, or of --model."""
+    options = {
+        "peak_tflops": o.peak_tflops, "gpu_memory_gib": o.gpu_memory_gib,
+        "mfu": parse_fraction(o.mfu) if o.mfu is not None else None,
+        "tokens_per_sec_per_gpu": o.tokens_per_sec_per_gpu, "price_per_gpu_hour": o.price,
+        "seq_len": o.seq_len, "micro_batch": o.micro_batch,
+        "activation_checkpointing": o.activation_checkpointing, "overhead_gib": o.overhead_gib,
+        "memory_margin": parse_fraction(o.memory_margin, "--memory-margin", allow_zero=True),
+    }
+    count = parse_count(o.tokens, "--tokens") if o.tokens is not None else None
+    if o.from_run is not None:
+        if o.model is not None:
+            raise UserError("--from takes the model from the run's config.yaml; drop --model")
+        return plan_from_run(o.from_run, tokens=count, gpus=o.gpus, gpu=o.gpu, **options)
+    config, params = resolve_model(o.model or "tinyllama-1.1b")
+    return plan(PlanRequest(model=config, params=params, tokens=count, gpus=o.gpus or 1,
+                            gpu=o.gpu or "a100-40g", **options))
 
 
-def _hours(x: float) -> str:
-    return f"{x:,.0f}" if x >= 100 else f"{x:,.2f}"
-
-
-def _money(x: float | None) -> str:
-    if x is None:
-        return "-"
-    return f"${x:,.0f}" if x >= 100 else f"${x:,.2f}"
-
-
-def _gib(x: float) -> str:
-    return f"{x / GIB:.2f} GiB"
-
-
-def render(p: Plan) -> list[Any]:
-    """Rich tables for people: run, compute, Chinchilla, memory and (with --from) progress."""
-    from rich import box
-    from rich.table import Table
-
-    def two_columns(title: str, rows: list[tuple[str, str]]) -> Table:
-        table = Table(title=title, box=box.SIMPLE_HEAD, show_header=False, title_justify="left")
-        table.add_column("what")
-        table.add_column("value", justify="right")
-        for row in rows:
-            table.add_row(*row)
-        return table
-
-    c, ch, unit = p.compute, p.chinchilla, p.device
-    out = [two_columns("Run", [
-        ("model", f"{p.model} ({p.params:,} parameters)"),
-        ("tokens", f"{_count(p.tokens)} ({p.tokens_source})"),
-        ("hardware", _hardware(p)),
-        ("sequence length", str(c.seq_len) if c.seq_len else "-"),
-    ])]
-    out.append(two_columns("Compute", [
-        ("FLOPs per token", _flop(c.flops_per_token)),
-        ("training FLOPs", f"{c.total_flops:.3e}"),
-        ("MFU", f"{c.mfu:.1%} ({c.mfu_source})" if c.mfu is not None else f"- ({c.mfu_source})"),
-        (f"tokens/s per {unit}", f"{c.tokens_per_sec_per_gpu:,.0f}"),
-        ("tokens/s in all", f"{c.tokens_per_sec:,.0f}"),
-        ("wall clock", f"{c.days:,.1f} days ({c.seconds / 3600:,.1f} h)"),
-        (f"{unit}-hours", _hours(c.gpu_hours)),
-        ("cost", _money(c.cost) if c.cost is not None else f"- (give --price per {unit}-hour)"),
-    ]))
-    out.append(two_columns("Chinchilla (Hoffmann et al. 2022, approach 1)", [
-        ("tokens per parameter", f"{ch.tokens_per_param:,.1f}"),
-        ("Chinchilla-optimal tokens", f"{_count(ch.optimal_tokens)} (reached in {ch.days_to_optimal_tokens * 24:,.1f} h)"),
-        ("multiple of optimal", f"{ch.multiple_of_optimal:,.1f}x"),
-        ("compute C = 6ND", f"{ch.compute_6nd:.3e} FLOPs"),
-        ("optimal model for C", (f"{_count(ch.optimal_params_for_compute)} parameters on "
-                                f"{_count(ch.optimal_tokens_for_compute)} tokens")),
-    ]))
-    if p.memory is not None:
-        out.append(_memory_table(p.memory, p.gpus, p.gpu))
-    elif p.hardware == "run":
-        out.append(f"memory: not planned for the run's own {p.gpu} devices; add --gpu NAME "
-                   "to see its micro batch in that GPU's memory")
-    else:
-        out.append("memory: needs an architecture; pass a preset or a config file as --model")
-    if p.progress is not None:
-        out.append(_progress_table(p, two_columns))
-    return out
-
-
-def _hardware(p: Plan) -> str:
-    """The Run table's hardware line: given, the run's own (--from), or a projection onto a GPU."""
-    if p.hardware == "run":
-        peak = (f"; its mfu is against {p.peak_tflops:.3g} TFLOP/s per {p.device}"
-                if p.peak_tflops else "")
-        return f"{p.gpus} x {p.gpu} (the run's own{peak})"
-    line = f"{p.gpus} x {p.gpu} ({p.peak_tflops:g} TFLOP/s bf16)"
-    if p.hardware == "projection" and p.run_hardware is not None:
-        line += f": a projection; the run used {p.run_hardware.world_size} x {p.run_hardware.accelerator}"
-    return line
-
-
-def _progress_table(p: Plan, two_columns: Any) -> Any:
-    g, unit = p.progress, p.device
-    assert g is not None
-    rows = [
-        ("step", f"{g.step:,}"),
-        ("tokens seen", f"{_count(g.tokens_seen)} of {_count(g.target_tokens)} ({g.fraction_done:.2%})"),
-        ("measured tokens/s", f"{g.tokens_per_sec:,.0f} ({g.throughput_source})"),
-    ]
-    at = ""
-    if p.hardware == "projection":
-        rows.append(("projected tokens/s", f"{g.remaining_tokens_per_sec:,.0f} on {p.gpus} x {p.gpu}"))
-        at = " at the projected rate"
-    rows += [
-        ("remaining", (f"{_count(g.remaining_tokens)} tokens, {g.remaining_days:,.2f} days "
-                      f"({g.remaining_s / 3600:,.1f} h){at}")),
-        (f"remaining {unit}-hours", _hours(g.remaining_gpu_hours)),
-        ("remaining cost", _money(g.remaining_cost)),
-    ]
-    return two_columns(f"Progress of {g.run_dir}", rows)
-
-
-def _memory_table(m: Memory, gpus: int, gpu: str) -> Any:
-    from rich import box
-    from rich.table import Table
-
-    chosen = " (chosen)"
-    sharding = f"FSDP full sharding over {gpus}" if gpus > 1 else "one GPU, no sharding"
-    table = Table(
-        title=f"Memory per GPU: {sharding}, bf16 compute, flash attention; "
-              f"micro batch {m.micro_batch} x {m.seq_len} ({m.micro_batch_source})",
-        box=box.SIMPLE_HEAD, title_justify="left",
-    )
-    table.add_column("")
-    table.add_column("no checkpointing" + ("" if m.activation_checkpointing else chosen), justify="right")
-    table.add_column("activation checkpointing" + (chosen if m.activation_checkpointing else ""), justify="right")
-    sharded = " (sharded)" if gpus > 1 else ""
-    same = [(f"fp32 parameters{sharded}", m.params_fp32), (f"fp32 gradients{sharded}", m.grads_fp32),
-            (f"AdamW moments{sharded}", m.adamw_state), ("bf16 weights/gradients in flight" if gpus > 1 else "bf16 weight copies (autocast)", m.bf16_buffers),
-            ("fused-loss buffers", m.loss_buffers), ("CUDA context, NCCL, workspaces", m.overhead)]
-    for name, value in same:
-        table.add_row(name, _gib(value), _gib(value))
-    table.add_row("activations", _gib(m.activations), _gib(m.activations_checkpointed))
-    table.add_row("total", _gib(m.total), _gib(m.total_checkpointed))
-    table.add_row(f"capacity ({gpu})", _gib(m.capacity), _gib(m.capacity))
-    margin = f"safety margin ({m.margin_fraction:.0%}, --memory-margin)"
-    table.add_row(margin, _gib(m.margin), _gib(m.margin))
-    yes_no = {True: "[green]yes[/]", False: "[red]no[/]"}
-    table.add_row("fits (total + margin)", yes_no[m.fits], yes_no[m.fits_checkpointed])
-    table.add_row("largest micro batch that fits", str(m.max_micro_batch), str(m.max_micro_batch_checkpointed))
-    return table
+__all__ = [
+    "CHINCHILLA_TOKENS_PER_PARAM",
+    "GPU",
+    "GPUS",
+    "MEMORY_MARGIN",
+    "TINYLLAMA_MFU",
+    "Plan",
+    "PlanOptions",
+    "PlanRequest",
+    "chinchilla",
+    "layer_activation_bytes_per_token",
+    "measured_throughput",
+    "memory",
+    "parse_count",
+    "parse_fraction",
+    "plan",
+    "plan_from_options",
+    "plan_from_run",
+    "read_metrics",
+    "resolve_model",
+    "run_hardware",
+]

@@ -62,7 +62,7 @@ def test_training_over_1300_shards_under_ulimit_n_100(many_shards, tmp_path):
         from tinyllama_cli.config import TrainConfig
         from tinyllama_cli.train import launch
         from tinyllama_cli.data.dataset import SHARDS
-        launch.pretrain(TrainConfig(data={str(many_shards)!r}, out={str(tmp_path / "run")!r},
+        launch.pretrain(TrainConfig.of(data={str(many_shards)!r}, out={str(tmp_path / "run")!r},
                         model="cpu-tiny", seq_len=32, micro_batch_size=16, global_batch_size=64,
                         max_steps=6, warmup_steps=1, log_every=1, save_every=3, eval_every=3,
                         eval_samples=16, num_threads=1, tensorboard=False, precision="fp32"))

@@ -30,7 +30,7 @@ class RunsAShellCommand:
 @pytest.fixture
 def run(token_data, tmp_path):
     out = tmp_path / "run"
-    launch.pretrain(TrainConfig(data=str(token_data), out=str(out), model="cpu-tiny", seq_len=16,
+    launch.pretrain(TrainConfig.of(data=str(token_data), out=str(out), model="cpu-tiny", seq_len=16,
                                 micro_batch_size=2, global_batch_size=4, max_steps=2, warmup_steps=1,
                                 save_every=2, num_threads=1, tensorboard=False, precision="fp32"))
     return out
@@ -81,7 +81,8 @@ def test_a_crafted_optimizer_entry_runs_nothing_on_resume(run, tmp_path):
     marker = tmp_path / "pwned"
     checkpoint = list_checkpoints(run)[-1]
     model = load_model(run).model.train()
-    optimizer = build_optimizer(model, TrainConfig(), torch.device("cpu"))
+    cfg = TrainConfig()
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.schedule, torch.device("cpu"))
     model_sd, optim_sd = get_state_dict(model, optimizer)
     optim_sd["param_groups"][0]["lr"] = RunsAShellCommand(marker)
     for f in checkpoint.glob("*.distcp"):

@@ -23,7 +23,7 @@ def main(out: Path, preset: str, vocab: int, init_from: str | None, gather: bool
     torch.set_num_threads(1)
     world = init_world("cpu")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    run = Run(out, TrainConfig(seed=7, init_from=init_from), get_preset(preset).replace(vocab_size=vocab), "")
+    run = Run(out, TrainConfig.of(seed=7, init_from=init_from), get_preset(preset).replace(vocab_size=vocab), "")
     model = build_model(run, world, "fp32")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())

@@ -24,7 +24,7 @@ ONE = World(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), mesh
 
 
 def one_device(init_from: str | None = None, preset: str = "cpu-tiny", vocab: int = 320) -> dict:
-    run = Run(Path("/unused"), TrainConfig(seed=7, init_from=init_from), get_preset(preset).replace(vocab_size=vocab), "")
+    run = Run(Path("/unused"), TrainConfig.of(seed=7, init_from=init_from), get_preset(preset).replace(vocab_size=vocab), "")
     return build_model(run, ONE, "fp32").state_dict()
 
 

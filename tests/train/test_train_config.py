@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import fields
 
 import pytest
 import torch
@@ -12,8 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from tinyllama_cli.cli import app
-from tinyllama_cli.config import TrainConfig, load_train_config
+from tinyllama_cli.config import TrainConfig, load_train_config, train_fields
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.rundir import list_checkpoints
 from tinyllama_cli.train import launch
 from tinyllama_cli.train.setup import prepare_resume, resolve
 
@@ -36,11 +36,11 @@ def test_yaml_with_flag_overrides_is_written_fully_resolved(token_data, tmp_path
     assert saved["train"]["mix"] == "web=3,code=1" and saved["data"]["weights"] == {"code": 0.25, "web": 0.75}
     assert saved["model"]["n_layer"] == 1 and saved["model"]["vocab_size"] == 320  # vocab from the data
     assert saved["train"]["seq_len"] == 16
-    assert set(saved["train"]) == {f.name for f in fields(TrainConfig)}
+    assert set(saved["train"]) == set(train_fields())  # every field, flat
     assert (out / "tokenizer.model").read_bytes() == (token_data / "tokenizer.model").read_bytes()
     # The resolved file is itself a valid --config, giving the same run.
     cfg, model = load_train_config(out / "config.yaml", {})
-    assert cfg.lr == 2e-3 and model.n_layer == 1
+    assert cfg.schedule.lr == 2e-3 and model.n_layer == 1
 
 
 @pytest.mark.parametrize("yaml_text, message", [
@@ -69,21 +69,23 @@ def test_bad_yaml_is_a_user_error(tmp_path, yaml_text, message):
 def test_config_errors(token_data, tmp_path, overrides, message):
     base = {"data": str(token_data), "out": str(tmp_path / "run"), "model": "cpu-tiny", "max_steps": 2}
     with pytest.raises(UserError, match=message):
-        resolve(TrainConfig(**{**base, **overrides}), None)
+        resolve(TrainConfig.of(**{**base, **overrides}), None)
 
 
 def test_global_batch_in_tokens(token_data, tmp_path):
     base = {"data": str(token_data), "out": str(tmp_path), "model": "cpu-tiny", "seq_len": 16,
             "micro_batch_size": 2, "max_steps": 1}
-    assert resolve(TrainConfig(**base, global_batch_tokens=128), None).train.global_batch_size == 8
+    run = resolve(TrainConfig.of(**base, global_batch_tokens=128), None)
+    assert run.train.data_order.global_batch_size == 8
     with pytest.raises(UserError, match="not a positive multiple of seq_len 16"):
-        resolve(TrainConfig(**base, global_batch_tokens=100), None)
+        resolve(TrainConfig.of(**base, global_batch_tokens=100), None)
 
 
 def test_max_tokens_sets_the_schedule(token_data, tmp_path):
-    run = resolve(TrainConfig(data=str(token_data), out=str(tmp_path), model="cpu-tiny", seq_len=16,
-                              global_batch_size=4, micro_batch_size=2, max_tokens=1000), None)
-    assert run.train.max_steps == 16  # ceil(1000 / (4 x 16))
+    run = resolve(TrainConfig.of(data=str(token_data), out=str(tmp_path), model="cpu-tiny",
+                                 seq_len=16, global_batch_size=4, micro_batch_size=2,
+                                 max_tokens=1000), None)
+    assert run.train.training.max_steps == 16  # ceil(1000 / (4 x 16))
 
 
 def test_existing_run_dir_is_not_overwritten_and_resume_refuses_changes(token_data, other_token_data, tmp_path):
@@ -102,8 +104,49 @@ def test_existing_run_dir_is_not_overwritten_and_resume_refuses_changes(token_da
         prepare_resume(out, {})
     with pytest.raises(UserError, match="continues .* in place; drop --out"):
         prepare_resume(out, {"out": str(tmp_path / "elsewhere"), "max_steps": 4})
-    assert prepare_resume(out, {"out": str(out), "max_steps": 4}).train.max_steps == 4
-    assert prepare_resume(out, {"max_steps": 4}).train.max_steps == 4
+    assert prepare_resume(out, {"out": str(out), "max_steps": 4}).train.training.max_steps == 4
+    assert prepare_resume(out, {"max_steps": 4}).train.training.max_steps == 4
+    with pytest.raises(UserError, match=r"different init_from \(None -> '/w'\).*--init-from"):
+        prepare_resume(out, {"init_from": "/w", "max_steps": 4})
+    kept = prepare_resume(out, {"overwrite": True, "seed": 1337, "max_steps": 4}, write=False)
+    assert kept.train.run.overwrite is False  # overwrite is pretrain's; equal order fields pass
+
+
+def test_every_section_resume_keeps_has_its_check():
+    from tinyllama_cli.config import Resume, sections
+    from tinyllama_cli.train.setup import KEEP_CHECKS
+
+    assert sorted(KEEP_CHECKS) == sorted(sections(Resume.KEEP))
+
+
+# The field order of config.yaml's `train:` before TrainConfig had sections (the keys are the
+# same: the file format did not change).
+FLAT_ORDER = (
+    "data", "out", "model", "vocab_size", "init_from", "mix", "seed", "seq_len",
+    "micro_batch_size", "global_batch_size", "global_batch_tokens", "max_steps", "max_tokens",
+    "stop_at_step", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "eps",
+    "grad_clip", "log_every", "eval_every", "eval_samples", "save_every", "keep_last",
+    "precision", "compile", "activation_checkpointing", "num_threads", "accelerator", "devices",
+    "nodes", "node_rank", "rdzv_endpoint", "master_addr", "master_port", "peak_flops",
+    "tensorboard", "wandb", "wandb_project", "overwrite")
+
+
+def test_a_config_yaml_written_before_the_sections_loads_and_resumes(token_data, tmp_path):
+    out = tmp_path / "run"
+    launch.pretrain(TrainConfig.of(data=str(token_data), out=str(out), model="cpu-tiny",
+                                   seq_len=16, global_batch_size=4, micro_batch_size=2,
+                                   max_steps=2, warmup_steps=1, tensorboard=False, num_threads=1))
+    path = out / "config.yaml"
+    saved = yaml.safe_load(path.read_text())
+    assert set(saved["train"]) == set(FLAT_ORDER)
+    saved["train"] = {name: saved["train"][name] for name in FLAT_ORDER}
+    path.write_text(yaml.safe_dump(saved, sort_keys=False))
+    cfg = load_train_config(path, {})[0]
+    assert cfg.to_dict() == saved["train"] and cfg.data_order.seq_len == 16
+    assert launch.resume(out, {"max_steps": 3, "lr": 1e-3}) == 0
+    resumed = yaml.safe_load(path.read_text())["train"]
+    assert (resumed["max_steps"], resumed["lr"], resumed["seq_len"]) == (3, 1e-3, 16)
+    assert list_checkpoints(out)[-1].name == "step-00000003"
 
 
 def test_cli_error_is_one_line_and_exit_2(token_data, tmp_path):
@@ -118,8 +161,8 @@ def test_cli_error_is_one_line_and_exit_2(token_data, tmp_path):
 def test_warmup_as_long_as_the_run_warns(token_data, tmp_path):
     base = {"data": str(token_data), "out": str(tmp_path / "r"), "model": "cpu-tiny", "seq_len": 16,
                 "global_batch_size": 4, "micro_batch_size": 2}
-    assert resolve(TrainConfig(**base, max_steps=10, warmup_steps=2), None).notes == []
-    notes = resolve(TrainConfig(**base, max_steps=10), None).notes  # default warmup: 2000
+    assert resolve(TrainConfig.of(**base, max_steps=10, warmup_steps=2), None).notes == []
+    notes = resolve(TrainConfig.of(**base, max_steps=10), None).notes  # default warmup: 2000
     assert len(notes) == 1 and "--warmup-steps 2000 >= --max-steps 10" in notes[0]
     assert "2.00e-06" in notes[0]  # lr reaches 10/2000 of 4e-4 at the last step
     proc = subprocess.run([sys.executable, "-m", "tinyllama_cli", "pretrain", "--data", str(token_data),
@@ -130,14 +173,14 @@ def test_warmup_as_long_as_the_run_warns(token_data, tmp_path):
 
 def test_resume_that_re_stretches_the_cosine_says_how_the_lr_changes(token_data, tmp_path):
     out = tmp_path / "run"
-    launch.pretrain(TrainConfig(data=str(token_data), out=str(out), model="cpu-tiny", seq_len=16,
+    launch.pretrain(TrainConfig.of(data=str(token_data), out=str(out), model="cpu-tiny", seq_len=16,
                                 global_batch_size=4, micro_batch_size=2, max_steps=4, warmup_steps=1,
                                 tensorboard=False, num_threads=1))
     from tinyllama_cli.train.optim import lr_at
 
     run = prepare_resume(out, {"max_steps": 8}, write=False)
     old = load_train_config(out / "config.yaml", {})[0]
-    before, after = lr_at(4, old, 4), lr_at(4, run.train, 8)
+    before, after = lr_at(4, old.schedule, 4), lr_at(4, run.train.schedule, 8)
     assert before != after
     assert run.notes == [(f"the schedule changes at step 4: lr {before:.3e} -> {after:.3e} (--max-steps 4 -> 8 "
                          "re-stretches the cosine from here; steps up to 4 are unchanged)")]
@@ -171,13 +214,14 @@ def test_data_without_validation_windows_warns(tmp_path):
     data = write_token_data(tmp_path / "d", tok, {"web": {"train": 4000, "val": 400}, "code": {"train": 4000}})
     base = {"data": str(data), "out": str(tmp_path / "r"), "model": "cpu-tiny", "seq_len": 16, "global_batch_size": 4,
                 "micro_batch_size": 2, "max_steps": 4, "warmup_steps": 1}
-    assert resolve(TrainConfig(**base), None).notes == [
+    assert resolve(TrainConfig.of(**base), None).notes == [
         ("source(s) code have no validation window of 17 tokens: val_loss covers web only; re-run "
         "prepare-data with a larger --val-fraction")]
     none = write_token_data(tmp_path / "n", tok, {"web": {"train": 4000}})
-    notes = resolve(TrainConfig(**{**base, "data": str(none)}), None).notes
+    notes = resolve(TrainConfig.of(**{**base, "data": str(none)}), None).notes
     assert len(notes) == 1 and "has no validation data" in notes[0]
-    assert resolve(TrainConfig(**{**base, "data": str(none), "eval_samples": 0}), None).notes == []
+    quiet = TrainConfig.of(**{**base, "data": str(none), "eval_samples": 0})
+    assert resolve(quiet, None).notes == []
 
 
 @pytest.mark.parametrize("spelling, stored", [
@@ -186,10 +230,10 @@ def test_precision_spellings_are_stored_canonically(token_data, tmp_path, spelli
     from tinyllama_cli.train.distributed import resolve_precision
 
     base = {"data": str(token_data), "out": str(tmp_path / "run"), "model": "cpu-tiny", "max_steps": 2}
-    assert resolve(TrainConfig(**base, precision=spelling), None).train.precision == stored
+    assert resolve(TrainConfig.of(**base, precision=spelling), None).train.speed.precision == stored
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"precision: {spelling}\n")
-    assert load_train_config(recipe, {})[0].precision == stored
+    assert load_train_config(recipe, {})[0].speed.precision == stored
     if stored != "auto":
         assert resolve_precision(spelling, torch.device("cpu")) == stored
 
@@ -205,9 +249,11 @@ def test_pretrain_precision_bfloat16_is_stored_as_bf16_and_resume_keeps_it(token
         return yaml.safe_load((out / "config.yaml").read_text())["train"]["precision"]
 
     assert saved() == "bf16"
-    assert prepare_resume(out, {"precision": "bfloat16", "max_steps": 2}).train.precision == "bf16"
+    resumed = prepare_resume(out, {"precision": "bfloat16", "max_steps": 2})
+    assert resumed.train.speed.precision == "bf16"
     assert saved() == "bf16"
-    assert prepare_resume(out, {"precision": "float32", "max_steps": 2}).train.precision == "fp32"
+    resumed = prepare_resume(out, {"precision": "float32", "max_steps": 2})
+    assert resumed.train.speed.precision == "fp32"
     assert saved() == "fp32"
     with pytest.raises(UserError, match="--precision fp16 is not supported: training in fp16 needs a "
                                         "gradient scaler"):

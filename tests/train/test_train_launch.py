@@ -13,7 +13,7 @@ from tinyllama_cli.train.setup import Run
 
 
 def run_of(**cfg) -> Run:
-    return Run(Path("/runs/x"), TrainConfig(**cfg), get_preset("cpu-tiny"), "")
+    return Run(Path("/runs/x"), TrainConfig.of(**cfg), get_preset("cpu-tiny"), "")
 
 
 def test_single_node_spawns_standalone_torchrun():
@@ -44,14 +44,22 @@ def test_multi_node_static_rendezvous_ranks_by_node_rank():
 def test_detects_being_a_worker_of_torchrun_or_srun(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "SLURM_NTASKS", "SLURM_PROCID"):
         monkeypatch.delenv(name, raising=False)
-    assert not launched_externally(TrainConfig(devices=2))
+    assert not launched_externally(TrainConfig.of(devices=2))
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert launched_externally(TrainConfig())
+    assert launched_externally(TrainConfig.of())
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("WORLD_SIZE")
     monkeypatch.setenv("SLURM_NTASKS", "16")
     monkeypatch.setenv("SLURM_PROCID", "3")
-    assert launched_externally(TrainConfig(devices=8, nodes=2))  # srun started every worker
+    assert launched_externally(TrainConfig.of(devices=8, nodes=2))  # srun started every worker
     monkeypatch.setenv("SLURM_NTASKS", "2")
-    assert not launched_externally(TrainConfig(devices=8, nodes=2))  # one launcher per node
+    assert not launched_externally(TrainConfig.of(devices=8, nodes=2))  # one launcher per node
+
+
+def test_gpus_is_devices_on_cuda():
+    from tinyllama_cli.train.launch import with_gpus
+
+    assert with_gpus({"devices": 1, "lr": 1e-3}, None) == {"devices": 1, "lr": 1e-3}
+    assert with_gpus({"devices": 1, "lr": 1e-3}, 4) == {"devices": 4, "accelerator": "cuda",
+                                                        "lr": 1e-3}

@@ -52,13 +52,13 @@ def test_every_reader_follows_the_variables(monkeypatch):
     from tinyllama_cli.train.setup import with_actual_world, world_size_of
 
     clear_launch_env(monkeypatch)
-    cfg = TrainConfig(devices=2, nodes=1)
+    cfg = TrainConfig.of(devices=2, nodes=1)
     assert env_world() == (0, 1, 0) and world_size_of(cfg) == 2 and with_actual_world(cfg) == cfg
     for name, value in TORCHRUN.items():
         monkeypatch.setenv(name, value)
     assert env_world() == (3, 4, 1) and launched_externally(cfg)
     actual = with_actual_world(cfg)
-    assert world_size_of(cfg) == 4 and (actual.devices, actual.nodes) == (2, 2)
+    assert world_size_of(cfg) == 4 and (actual.launch.devices, actual.launch.nodes) == (2, 2)
 
 
 def test_an_srun_worker_exports_its_ranks_for_the_process_group(monkeypatch):

@@ -29,18 +29,21 @@ def test_init_from_hf_dir_and_native_run_starts_from_those_weights(token_data, p
     save_hf(source, tmp_path / "hf")
     # lr 0: AdamW leaves the weights as they were, so the run's weights must be the source's.
     zero = dict(SMALL, lr=0.0, min_lr=0.0, max_steps=1, precision=precision)
-    launch.pretrain(TrainConfig(data=str(token_data), out=str(tmp_path / "a"), init_from=str(tmp_path / "hf"), **zero))
+    launch.pretrain(TrainConfig.of(data=str(token_data), out=str(tmp_path / "a"),
+                                   init_from=str(tmp_path / "hf"), **zero))
     a = load_model(tmp_path / "a")
     assert a.config == config.replace(name="hf")  # HF dirs are named after the directory
     for name, tensor in source.state_dict().items():
         assert torch.equal(a.model.state_dict()[name], tensor), name
-    launch.pretrain(TrainConfig(data=str(token_data), out=str(tmp_path / "b"), init_from=str(tmp_path / "a"), **zero))
+    launch.pretrain(TrainConfig.of(data=str(token_data), out=str(tmp_path / "b"),
+                                   init_from=str(tmp_path / "a"), **zero))
     assert losses(tmp_path / "b") == losses(tmp_path / "a")  # same weights, same data order
 
 
 def test_activation_checkpointing_gives_the_same_losses(token_data, precision, tmp_path):
     common = dict(SMALL, model="cpu-tiny", max_steps=3, lr=1e-3, precision=precision)
-    launch.pretrain(TrainConfig(data=str(token_data), out=str(tmp_path / "plain"), **common))
-    launch.pretrain(TrainConfig(data=str(token_data), out=str(tmp_path / "ac"), activation_checkpointing=True, **common))
+    launch.pretrain(TrainConfig.of(data=str(token_data), out=str(tmp_path / "plain"), **common))
+    launch.pretrain(TrainConfig.of(data=str(token_data), out=str(tmp_path / "ac"),
+                                   activation_checkpointing=True, **common))
     assert losses(tmp_path / "ac") == losses(tmp_path / "plain")
     assert load_model(tmp_path / "ac").model.state_dict().keys() == load_model(tmp_path / "plain").model.state_dict().keys()

@@ -13,19 +13,21 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def test_tinyllama_recipe_is_exact():
     cfg, model = load_train_config(EXAMPLES / "tinyllama-1.1b.yaml", {})
-    assert model is None and get_preset(cfg.model).num_params() == 1_100_048_384
-    assert (cfg.lr, cfg.min_lr, cfg.warmup_steps) == (4e-4, 4e-5, 2000)
-    assert (cfg.beta1, cfg.beta2, cfg.weight_decay, cfg.grad_clip) == (0.9, 0.95, 0.1, 1.0)
-    assert (cfg.global_batch_size, cfg.seq_len, cfg.micro_batch_size) == (1024, 2048, 8)
-    assert cfg.devices * cfg.nodes == 16 and cfg.global_batch_size // (8 * 16) == 8  # accumulation
-    assert cfg.max_steps == 1_430_512
-    assert cfg.max_steps * 1024 * 2048 == pytest.approx(3.0e12, rel=1e-3)  # ~3T tokens
-    assert cfg.mix == "slimpajama=0.693584,starcoder=0.306416"
-    assert cfg.save_every == cfg.eval_every == 5000
+    assert model is None and get_preset(cfg.model.model).num_params() == 1_100_048_384
+    s, o, order = cfg.schedule, cfg.optimizer, cfg.data_order
+    assert (s.lr, s.min_lr, s.warmup_steps) == (4e-4, 4e-5, 2000)
+    assert (o.beta1, o.beta2, o.weight_decay, o.grad_clip) == (0.9, 0.95, 0.1, 1.0)
+    assert (order.global_batch_size, order.seq_len, cfg.speed.micro_batch_size) == (1024, 2048, 8)
+    assert cfg.launch.devices * cfg.launch.nodes == 16
+    assert order.global_batch_size // (8 * 16) == 8  # accumulation
+    assert cfg.training.max_steps == 1_430_512
+    assert cfg.training.max_steps * 1024 * 2048 == pytest.approx(3.0e12, rel=1e-3)  # ~3T tokens
+    assert order.mix == "slimpajama=0.693584,starcoder=0.306416"
+    assert cfg.checkpointing.save_every == cfg.logging.eval_every == 5000
 
 
 @pytest.mark.parametrize("name", ["tinyllama-120m.yaml", "cpu-small.yaml"])
 def test_other_recipes_load(name):
     cfg, _ = load_train_config(EXAMPLES / name, {"data": "d", "out": "o"})
-    assert get_preset(cfg.model).block_size >= (cfg.seq_len or 0)
-    assert cfg.global_batch_size % cfg.micro_batch_size == 0
+    assert get_preset(cfg.model.model).block_size >= (cfg.data_order.seq_len or 0)
+    assert cfg.data_order.global_batch_size % cfg.speed.micro_batch_size == 0

@@ -50,7 +50,8 @@ def records(run_dir) -> tuple[dict[int, float], dict[int, float]]:
 
 
 def pretrain(data, out, precision: str, **overrides) -> None:
-    launch.pretrain(TrainConfig(data=str(data), out=str(out), **{**COMMON, "precision": precision, **overrides}))
+    launch.pretrain(TrainConfig.of(data=str(data), out=str(out),
+                                   **{**COMMON, "precision": precision, **overrides}))
 
 
 @pytest.fixture(scope="module")

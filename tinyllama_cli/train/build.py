@@ -33,12 +33,13 @@ def build_model(run: Run, world: World, precision: str) -> nn.Module:
     """The run's model on this worker: parallelised, initialised from the seed or --init-from."""
     with torch.device("meta"):
         model = Llama(run.model)
-    model = parallelize(model, world, precision, run.train.compile, run.train.activation_checkpointing)
+    speed = run.train.speed
+    model = parallelize(model, world, precision, speed.compile, speed.activation_checkpointing)
     model.to_empty(device=world.device)
-    if run.train.init_from:
-        load_weights(model, run.train.init_from)
+    if run.train.model.init_from:
+        load_weights(model, run.train.model.init_from)
     else:
-        init_from_seed(model, run.train.seed)
+        init_from_seed(model, run.train.data_order.seed)
     model.init_rope()
     model.train()
     return model

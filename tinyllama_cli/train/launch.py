@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tinyllama_cli import rundir
-from tinyllama_cli.config import ModelConfig, TrainConfig
+from tinyllama_cli.config import ModelConfig, TrainConfig, load_train_config
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.train.launch_env import LaunchEnv
 from tinyllama_cli.train.setup import (
@@ -38,7 +38,7 @@ def launched_externally(cfg: TrainConfig) -> bool:
     """True when this process is already one of the run's workers: started by torchrun, or by
     srun with one task per worker (srun with one task per node instead runs this launcher per
     node)."""
-    return LaunchEnv.read().is_worker_of(cfg.devices * cfg.nodes)
+    return LaunchEnv.read().is_worker_of(cfg.launch.devices * cfg.launch.nodes)
 
 
 def end_worker_process(code: int) -> None:
@@ -58,6 +58,22 @@ def warn(run: Run, console: Any) -> None:
         console.print(f"[bold yellow]warning:[/] {note}", highlight=False)
 
 
+def with_gpus(flags: dict[str, Any], gpus: int | None) -> dict[str, Any]:
+    """`--gpus N` is shorthand for `--devices N --accelerator cuda`: the flags it stands for
+    (over any --devices / --accelerator given with it)."""
+    if gpus is None:
+        return flags
+    return {**flags, "devices": gpus, "accelerator": "cuda"}
+
+
+def pretrain_from_flags(config: str | Path | None, flags: dict[str, Any], *,
+                        gpus: int | None = None, console: Any = None) -> int:
+    """`tinyllama pretrain`: the --config YAML (optional) with the flags over it (None: not
+    given), then `pretrain`; returns the exit status."""
+    cfg, model = load_train_config(config, with_gpus(flags, gpus))
+    return pretrain(cfg, model, console)
+
+
 def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = None) -> int:
     """Create the run dir from the config and train it; returns the process exit status."""
     run = resolve(cfg, model)
@@ -65,9 +81,9 @@ def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = 
     if launched_externally(cfg):
         from tinyllama_cli.train.loop import train
 
-        train(run.dir, cfg.accelerator, setup=lambda: create_run_dir(run), console=console)
+        train(run.dir, cfg.launch.accelerator, setup=lambda: create_run_dir(run), console=console)
         return 0
-    if cfg.node_rank == 0:
+    if cfg.launch.node_rank == 0:
         create_run_dir(run)
     else:
         _wait_for(rundir.config_path(run.dir))
@@ -75,15 +91,17 @@ def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = 
 
 
 def resume(run_dir: str | Path, overrides: dict[str, Any], model: ModelConfig | None = None,
-           console: Any = None) -> int:
+           console: Any = None, *, gpus: int | None = None) -> int:
     """Continue a run from its newest complete checkpoint (flags may raise --max-steps etc.)."""
+    overrides = with_gpus(overrides, gpus)
     if launched_externally(load_run(Path(run_dir)).train.replace(
             **{k: v for k, v in overrides.items() if k in ("devices", "nodes") and v})):
         from tinyllama_cli.train.loop import train
 
         run = prepare_resume(run_dir, overrides, model, write=False)
         warn(run, console)
-        train(run.dir, run.train.accelerator, setup=lambda: write_config(run), console=console)
+        train(run.dir, run.train.launch.accelerator, setup=lambda: write_config(run),
+              console=console)
         return 0
     run = prepare_resume(run_dir, overrides, model, write=int(overrides.get("node_rank") or 0) == 0)
     warn(run, console)
@@ -108,14 +126,14 @@ SHUTDOWN_TIMEOUT_S = 900
 
 
 def torchrun_command(run: Run) -> list[str]:
-    cfg = run.train
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={cfg.devices}",
-           f"--nnodes={cfg.nodes}", f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}"]
-    if cfg.nodes == 1:
+    launch = run.train.launch
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={launch.devices}",
+           f"--nnodes={launch.nodes}", f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}"]
+    if launch.nodes == 1:
         cmd.append("--standalone")
     else:
         cmd += _rendezvous_flags(run)
-    return cmd + ["-m", "tinyllama_cli.train.worker", str(run.dir), cfg.accelerator]
+    return cmd + ["-m", "tinyllama_cli.train.worker", str(run.dir), launch.accelerator]
 
 
 def _rendezvous_flags(run: Run) -> list[str]:
@@ -125,14 +143,17 @@ def _rendezvous_flags(run: Run) -> list[str]:
     says so), so ours only decides which machine creates the run directory. The static
     rendezvous (`--master-addr`) is torchrun's classic mode, where --node-rank sets the ranks.
     """
-    cfg = run.train
-    if cfg.rdzv_endpoint:
+    launch = run.train.launch
+    if launch.rdzv_endpoint:
         run_id = hashlib.sha256(str(run.dir.resolve()).encode()).hexdigest()[:16]
-        return ["--rdzv-backend=c10d", f"--rdzv-endpoint={cfg.rdzv_endpoint}", f"--rdzv-id={run_id}"]
-    if cfg.master_addr:
-        if not 0 <= cfg.node_rank < cfg.nodes:
-            raise UserError(f"--node-rank {cfg.node_rank} is not one of 0..{cfg.nodes - 1} for --nodes {cfg.nodes}")
-        return [f"--master-addr={cfg.master_addr}", f"--master-port={cfg.master_port}", f"--node-rank={cfg.node_rank}"]
+        return ["--rdzv-backend=c10d", f"--rdzv-endpoint={launch.rdzv_endpoint}",
+                f"--rdzv-id={run_id}"]
+    if launch.master_addr:
+        if not 0 <= launch.node_rank < launch.nodes:
+            raise UserError(f"--node-rank {launch.node_rank} is not one of 0..{launch.nodes - 1} "
+                            f"for --nodes {launch.nodes}")
+        return [f"--master-addr={launch.master_addr}", f"--master-port={launch.master_port}",
+                f"--node-rank={launch.node_rank}"]
     raise UserError("--nodes > 1 needs --rdzv-endpoint HOST:PORT (a port on the first node that every node "
                     "can reach), or --master-addr HOST with a distinct --node-rank on every node")
 
@@ -152,17 +173,17 @@ def _children(pid: int) -> list[int]:
 
 def start(run: Run, console: Any = None) -> int:
     """Train `run` with devices x nodes workers; returns the exit status."""
-    cfg = run.train
-    if cfg.devices < 1 or cfg.nodes < 1:
+    launch = run.train.launch
+    if launch.devices < 1 or launch.nodes < 1:
         raise UserError("--devices and --nodes must be at least 1")
-    if cfg.devices * cfg.nodes == 1:
+    if launch.devices * launch.nodes == 1:
         from tinyllama_cli.train.loop import train
 
-        train(run.dir, cfg.accelerator, console=console)
+        train(run.dir, launch.accelerator, console=console)
         return 0
     from tinyllama_cli.train.distributed import resolve_accelerator
 
-    resolve_accelerator(cfg.accelerator)  # --gpus on a machine without CUDA: say so now
+    resolve_accelerator(launch.accelerator)  # --gpus on a machine without CUDA: say so now
     # A new session: a terminal's Ctrl-C reaches only this process, which forwards one SIGTERM.
     proc = subprocess.Popen(torchrun_command(run), start_new_session=True)
 

@@ -142,26 +142,28 @@ class Trainer:
     def __init__(self, run: Run, world: World, console: Any = None):
         cfg = self.cfg = run.train
         self.run, self.world = run, world
-        self.threads = cpu_threads(cfg.num_threads) if world.device.type == "cpu" else None
-        self.precision = resolve_precision(cfg.precision, world.device)
+        self.threads = cpu_threads(cfg.launch.num_threads) if world.device.type == "cpu" else None
+        self.precision = resolve_precision(cfg.speed.precision, world.device)
         self.accum = check_batch(cfg, world.world_size)
-        self.data = PretrainData(cfg.data, cfg.seq_len, cfg.seed, cfg.mix)
-        self.val_windows = self.data.validation_windows(cfg.eval_samples)
+        order = cfg.data_order
+        self.data = PretrainData(cfg.training.data, order.seq_len, order.seed, order.mix)
+        self.val_windows = self.data.validation_windows(cfg.logging.eval_samples)
         self.model = build_model(run, world, self.precision)
-        self.optimizer = build_optimizer(self.model, cfg, world.device)
+        self.optimizer = build_optimizer(self.model, cfg.optimizer, cfg.schedule, world.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.step, self.interval = 0, Interval()
         checkpoints = list_checkpoints(run.dir)
         if checkpoints:
             state = checkpoint.load(checkpoints[-1], self.model, self.optimizer)
             self.step, self.interval = state["step"], Interval.from_dict(state.get("log_interval"))
-        self.logger = MetricsLogger(run.dir, world.is_main, self.step, cfg.tensorboard, cfg.wandb,
-                                    cfg.wandb_project, {"model": run.model.to_dict(), "train": cfg.to_dict()},
-                                    console)
+        log = cfg.logging
+        self.logger = MetricsLogger(run.dir, world.is_main, self.step, log.tensorboard, log.wandb,
+                                    log.wandb_project,
+                                    {"model": run.model.to_dict(), "train": cfg.to_dict()}, console)
         if checkpoints:
             self.logger.print(f"resumed from {checkpoints[-1]} (step {self.step}, world size {world.world_size})")
         self.stop = StopFlag()
-        self.tokens_per_step = cfg.global_batch_size * cfg.seq_len
+        self.tokens_per_step = order.global_batch_size * order.seq_len
 
     def autocast(self) -> Any:
         if self.precision == "bf16":
@@ -182,7 +184,7 @@ class Trainer:
                 loss = model(x, y)
             (loss / self.accum).backward()
             loss_acc += loss.detach()
-        grad_norm = float(clip_grad_norm(self.params, cfg.grad_clip))
+        grad_norm = float(clip_grad_norm(self.params, cfg.optimizer.grad_clip))
         loss_sum, stop_votes = all_reduce_sum([float(loss_acc) / self.accum, 1.0 if self.stop.signal else 0.0], world)
         loss_value = loss_sum / world.world_size
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
@@ -191,7 +193,7 @@ class Trainer:
             raise UserError(f"non-finite loss or gradient (loss {loss_value}, grad norm {grad_norm}) at step "
                             f"{self.step + 1}; stopped without saving, {keep}; lower --lr or raise "
                             "--warmup-steps, then resume")
-        set_lr(self.optimizer, lr_at(self.step, cfg, cfg.max_steps))
+        set_lr(self.optimizer, lr_at(self.step, cfg.schedule, cfg.training.max_steps))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -199,35 +201,47 @@ class Trainer:
 
     def save(self) -> None:
         state = {"step": self.step, "tokens_seen": self.step * self.tokens_per_step,
-                 "samples_seen": self.step * self.cfg.global_batch_size,
+                 "samples_seen": self.step * self.cfg.data_order.global_batch_size,
                  "data_fingerprint": self.run.data_fingerprint, "model_config": self.run.model.to_dict(),
                  "world_size": self.world.world_size, "log_interval": self.interval.to_dict()}
-        path = checkpoint.save(self.run.dir, self.model, self.optimizer, state, self.world, self.cfg.keep_last)
+        path = checkpoint.save(self.run.dir, self.model, self.optimizer, state, self.world,
+                               self.cfg.checkpointing.keep_last)
         self.logger.print(f"saved {path}")
 
     def validate(self) -> None:
-        val = evaluate(self.model, self.data, self.val_windows, self.world, self.cfg.micro_batch_size, self.autocast)
+        val = evaluate(self.model, self.data, self.val_windows, self.world,
+                       self.cfg.speed.micro_batch_size, self.autocast)
         if val:
             self.logger.log({"step": self.step, **val, "tokens_seen": self.step * self.tokens_per_step})
             sources = "  ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in val.items() if "/" in k)
             self.logger.print(f"step {self.step:>7}  [bold magenta]val loss {val['val_loss']:.4f}[/]  ({sources})")
 
+    def _print_start(self, end: int, peak: float, peak_source: str) -> None:
+        """What is trained on what, the batch, the steps of this job, threads and MFU peak."""
+        cfg, world, model = self.cfg, self.world, self.run.model
+        order = cfg.data_order
+        self.logger.print(
+            f"training {model.name} ({model.num_params():,} params) on {world.world_size} "
+            f"{world.device.type} worker(s), {self.precision}, global batch "
+            f"{order.global_batch_size} x {order.seq_len} tokens (micro "
+            f"{cfg.speed.micro_batch_size}, accumulation {self.accum}), steps {self.step} -> "
+            f"{end} of {cfg.training.max_steps}"
+            + (f"; {self.threads[0]} CPU thread(s) per worker ({self.threads[1]})"
+               if self.threads else "")
+            + f"; MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
+
     def fit(self) -> int:
         """Train to --max-steps (or --stop-at-step, or a signal); returns the last step done."""
         cfg, world = self.cfg, self.world
-        end = min(cfg.max_steps, cfg.stop_at_step or cfg.max_steps)
-        peak, peak_source = peak_flops_per_device(world.device, cfg.peak_flops, self.precision,
-                                                  torch.get_num_threads())
-        flops_per_token = self.run.model.flops_per_token(cfg.seq_len)
-        self.logger.print(
-            f"training {self.run.model.name} ({self.run.model.num_params():,} params) on {world.world_size} "
-            f"{world.device.type} worker(s), {self.precision}, global batch {cfg.global_batch_size} x "
-            f"{cfg.seq_len} tokens (micro {cfg.micro_batch_size}, accumulation {self.accum}), steps "
-            f"{self.step} -> {end} of {cfg.max_steps}"
-            + (f"; {self.threads[0]} CPU thread(s) per worker ({self.threads[1]})" if self.threads else "")
-            + f"; MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
+        max_steps = cfg.training.max_steps
+        end = min(max_steps, cfg.training.stop_at_step or max_steps)
+        peak, peak_source = peak_flops_per_device(world.device, cfg.logging.peak_flops,
+                                                  self.precision, torch.get_num_threads())
+        flops_per_token = self.run.model.flops_per_token(cfg.data_order.seq_len)
+        self._print_start(end, peak, peak_source)
         start_step, run_start = self.step, time.perf_counter()
-        where = StepSlice(cfg.global_batch_size, cfg.micro_batch_size, world.rank, world.world_size)
+        where = StepSlice(cfg.data_order.global_batch_size, cfg.speed.micro_batch_size, world.rank,
+                          world.world_size)
         prefetch = Prefetcher(self.data, where, self.step, end, pin=world.device.type == "cuda")
         try:
             stopped = self._loop(end, prefetch, peak, flops_per_token, start_step, run_start)
@@ -236,7 +250,7 @@ class Trainer:
         if stopped:
             self.logger.print(f"stopped by {self.stop.signal or 'a signal on another worker'} at step "
                               f"{self.step}; continue with `tinyllama resume {self.run.dir}`")
-        elif self.step < cfg.max_steps:
+        elif self.step < max_steps:
             self.logger.print(f"stopped at --stop-at-step {self.step}; continue with `tinyllama resume {self.run.dir}`")
         return self.step
 
@@ -244,28 +258,32 @@ class Trainer:
               run_start: float) -> bool:
         """Steps until `end` or a stop signal; returns whether a signal stopped it."""
         cfg, world = self.cfg, self.world
+        max_steps = cfg.training.max_steps
         stopped = False
         while self.step < end:
-            lr = lr_at(self.step, cfg, cfg.max_steps)
+            lr = lr_at(self.step, cfg.schedule, max_steps)
             started = time.perf_counter()  # waiting for data counts as training time
             loss, grad_norm, stopped = self.train_step(prefetch.get(self.step))
             self.interval.add(loss, time.perf_counter() - started)
             step = self.step
-            if step % cfg.log_every == 0 or step == end:
+            if step % cfg.logging.log_every == 0 or step == end:
                 now = time.perf_counter()
                 tps = self.interval.steps * self.tokens_per_step / self.interval.seconds
                 record = {"step": step, "loss": self.interval.mean_loss, "lr": lr, "grad_norm": grad_norm,
                           "tokens_seen": step * self.tokens_per_step, "tokens_per_sec": tps,
                           "mfu": tps * flops_per_token / (peak * world.world_size), "elapsed_s": now - run_start}
+                if world.device.type == "cuda":  # this worker's high-water mark since the start
+                    record["peak_mem_gib"] = torch.cuda.max_memory_allocated(world.device) / 2**30
                 self.logger.log(record)
                 rate = (step - start_step) / (now - run_start)
-                self.logger.print(format_row(record, cfg.max_steps, (cfg.max_steps - step) / rate))
-                if step % cfg.log_every == 0:  # an early end (--stop-at-step) keeps the interval open
+                self.logger.print(format_row(record, max_steps, (max_steps - step) / rate))
+                if step % cfg.logging.log_every == 0:  # an early end (--stop-at-step) keeps the interval open
                     self.interval = Interval()
             # Validation depends only on the step, so interrupted and uninterrupted runs log the same.
-            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps:
+            eval_every = cfg.logging.eval_every
+            if (eval_every and step % eval_every == 0) or step == max_steps:
                 self.validate()
-            if step % cfg.save_every == 0 or step == end or stopped:
+            if step % cfg.checkpointing.save_every == 0 or step == end or stopped:
                 self.save()
             if stopped:
                 break

@@ -11,28 +11,32 @@ import math
 import torch
 from torch import nn
 
-from tinyllama_cli.config import TrainConfig
+from tinyllama_cli.config import Optimizer, Schedule
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW over every parameter, as TinyLlama does (weight decay on all of them), fp32 state.
+def build_optimizer(model: nn.Module, cfg: Optimizer, schedule: Schedule,
+                    device: torch.device) -> torch.optim.AdamW:
+    """AdamW over every parameter, as TinyLlama does (weight decay on all of them), fp32 state;
+    its lr is the schedule's peak until `set_lr` sets the step's.
 
     Fused on CUDA (one kernel for the whole update); the default implementation on CPU.
     """
     return torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+        model.parameters(), lr=schedule.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
         weight_decay=cfg.weight_decay, fused=device.type == "cuda" or None,
     )
 
 
-def lr_at(step: int, cfg: TrainConfig, max_steps: int) -> float:
-    """Learning rate of optimizer step `step` (0-based): warmup to lr, cosine to min_lr, then flat."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+def lr_at(step: int, schedule: Schedule, max_steps: int) -> float:
+    """Learning rate of optimizer step `step` (0-based): warmup to lr, cosine to min_lr, then
+    flat. `max_steps` is the schedule's length (a resume compares two)."""
+    s = schedule
+    if step < s.warmup_steps:
+        return s.lr * (step + 1) / s.warmup_steps
     if step >= max_steps:
-        return cfg.min_lr
-    progress = (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+        return s.min_lr
+    progress = (step - s.warmup_steps) / max(1, max_steps - s.warmup_steps)
+    return s.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (s.lr - s.min_lr)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -125,4 +125,6 @@ def test_cli_prints_a_summary_table(tmp_path, tok_path):
     r = cli("prepare-data", f"web={src}", "--tokenizer", str(tok_path),
             "--out", str(tmp_path / "j"), "--val-fraction", "0.5", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["warnings"] == []
+    assert list(json.loads(r.stdout)) == ["out", "files_processed", "warnings", "files_resumed",
+                                          "elapsed_s", "tokens_per_s", "log_lines", "manifest"]
     assert "warning" not in r.stderr

@@ -27,3 +27,16 @@ def test_missing_input_or_unusable_tokenizer_exits_2_before_writing(tmp_path, to
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["good.jsonl"] + (["fake.model"] if case == "not_sentencepiece" else []))
+
+
+def test_exclude_meta_is_parsed_by_the_options(tmp_path):
+    """`--exclude-meta KEY=VALUE` is checked where the options are built, so Python gets the
+    CLI's check and message."""
+    from tinyllama_cli.data.prepare import PrepareOptions
+    from tinyllama_cli.errors import UserError
+
+    options = PrepareOptions(out=tmp_path, exclude=["set=Github", ("lang", "go"), "note="])
+    assert options.exclude == (("set", "Github"), ("lang", "go"), ("note", ""))
+    for bad in ("novalue", "=x"):
+        with pytest.raises(UserError, match=f"--exclude-meta takes KEY=VALUE, not '{bad}'"):
+            PrepareOptions(out=tmp_path, exclude=[bad])

@@ -62,6 +62,13 @@ class PrepareResult:
     def warnings(self) -> list[str]:
         return manifest_warnings(self.manifest)
 
+    def to_dict(self) -> dict:
+        """What `prepare-data --json` prints: the run's figures, then the manifest."""
+        return {"out": str(self.out), "files_processed": self.files_processed,
+                "warnings": self.warnings, "files_resumed": self.files_resumed,
+                "elapsed_s": self.elapsed_s, "tokens_per_s": self.tokens_per_s,
+                "log_lines": self.log_lines, "manifest": self.manifest}
+
 
 def prepare_data(specs: list[str], o: PrepareOptions,
                  progress: ProgressSink | None = None) -> PrepareResult:

@@ -3,6 +3,7 @@ anything is written, so that a mistake exits 2 with nothing on disk."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +16,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class PrepareOptions:
-    """Settings of one prepare-data run (the CLI flags)."""
+    """Settings of one prepare-data run (the CLI flags).
+
+    `exclude` takes (key, value) pairs or the flag's KEY=VALUE spellings (`--exclude-meta`);
+    it holds pairs once built, and a spelling without `=` or without a key is refused."""
 
     out: Path
     tokenizer: Path | None = None
@@ -32,6 +36,23 @@ class PrepareOptions:
     num_shards: int = 1
     overwrite: bool = False
     fast_encode: bool = True
+
+    def __post_init__(self) -> None:
+        self.exclude = parse_key_values(self.exclude, "--exclude-meta")
+
+
+def parse_key_values(items: Iterable[str | tuple[str, str]],
+                     flag: str) -> tuple[tuple[str, str], ...]:
+    """KEY=VALUE spellings (or ready pairs) -> (key, value) pairs; the value may be empty."""
+    pairs = []
+    for item in items:
+        if isinstance(item, str):
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UserError(f"{flag} takes KEY=VALUE, not {item!r}")
+            item = (key, value)
+        pairs.append(tuple(item))
+    return tuple(pairs)
 
 
 def check_options(o: PrepareOptions) -> None:

@@ -2,10 +2,10 @@
 
 A model that has learnt nothing but token frequencies ignores the context: the log-likelihood of
 a continuation is the sum of log p(token) over its tokens. Scoring it with lm-eval's own pipeline
-(`UnigramLM` is a `TemplateLM` sharing `NativeLM`'s tokenization, so its requests are the
-model's) gives acc/acc_norm/perplexity from the same metric code as the model's, which is what
-"is my model better than word frequencies?" needs. acc_norm divides by the continuation's length
-in characters, so it is where a unigram model differs from chance most.
+(`UnigramLM` is a `TemplateLM` sharing `NativeLM`'s tokenization, `tokenization.LlamaTokenLM`,
+so its requests are the model's) gives acc/acc_norm/perplexity from the same metric code as the
+model's, which is what "is my model better than word frequencies?" needs. acc_norm divides by
+the continuation's length in characters, so it is where a unigram model differs from chance most.
 
 The frequencies are counted from the run's training data (`config.yaml` `data: dir:`), a bounded
 deterministic sample: at most `DEFAULT_BUDGET` tokens, split over the sources by the run's mix
@@ -24,7 +24,7 @@ import numpy as np
 
 from tinyllama_cli.data.dataset import Manifest, TokenStream
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.eval_lm import LlamaTokenLM, Request
+from tinyllama_cli.eval.tokenization import LlamaTokenLM, Request
 from tinyllama_cli.tokenizer import Tokenizer
 
 DEFAULT_BUDGET = 16_000_000  # tokens counted at most: 32 MB of uint16, 0.12 s when cached

@@ -1,0 +1,25 @@
+"""eval's flags checked where they are built, before any task or model is loaded."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.eval import EvalOptions, evaluate_checkpoint
+
+
+def test_an_existing_output_needs_overwrite(tmp_path):
+    output = tmp_path / "results.json"
+    output.write_text("{}")
+    with pytest.raises(UserError, match="already exists; choose another --output or pass "
+                                        "--overwrite"):
+        evaluate_checkpoint(tmp_path / "no-model", "hellaswag", EvalOptions(output=str(output)))
+    EvalOptions(output=str(output), overwrite=True).check()
+    EvalOptions(output=str(tmp_path / "new.json")).check()
+
+
+@pytest.mark.parametrize("limit, passed", [(None, None), (0.5, 0.5), (5.0, 5), (1, 1)])
+def test_limit_from_one_up_is_a_count(limit, passed):
+    kwargs = EvalOptions(limit=limit).evaluate_kwargs()
+    assert kwargs["limit"] == passed and type(kwargs["limit"]) is type(passed)
+    assert kwargs["baseline"] is True and kwargs["log_samples"] is False
