@@ -105,6 +105,12 @@ def prepare_data(
         "redpajama_set_name=RedPajamaGithub.")] = None,
     on_error: Annotated[str, typer.Option(
         help="skip: count and log bad records; fail: stop at the first.")] = "skip",
+    decontaminate: Annotated[list[Path] | None, typer.Option(
+        metavar="PATH", help="Drop documents sharing an n-word span with this eval file "
+        "(repeatable): an lm-eval task .jsonl/.parquet in the hub schema, or .txt/.jsonl "
+        "texts.")] = None,
+    decontaminate_ngram: Annotated[int, typer.Option(
+        help="Words per span for --decontaminate.")] = 13,
     shard_tokens: Annotated[int, typer.Option(help="Tokens per output shard file.")] = 1 << 27,
     shard_index: Annotated[int, typer.Option(
         help="This job's slice of the input files (0-based).")] = 0,
@@ -124,7 +130,8 @@ def prepare_data(
         tokenizer_sample_mb=tokenizer_sample_mb, workers=workers, val_fraction=val_fraction,
         text_field=text_field, exclude=tuple(exclude_meta or ()), on_error=on_error,
         shard_tokens=shard_tokens, shard_index=shard_index, num_shards=num_shards,
-        overwrite=overwrite,
+        overwrite=overwrite, decontaminate=tuple(decontaminate or ()),
+        decontaminate_ngram=decontaminate_ngram,
     )
     try:
         with display.PrepareProgress() as progress:

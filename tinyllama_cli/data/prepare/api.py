@@ -11,12 +11,18 @@ from typing import TYPE_CHECKING, Protocol
 
 from tinyllama_cli.data.prepare.assemble import assemble
 from tinyllama_cli.data.prepare.datadir import (
+    INDEX,
     LOG,
     TOKENIZER,
     UNITS,
     check_source_names,
     manifest_warnings,
     work_dir,
+)
+from tinyllama_cli.data.prepare.decontaminate import (
+    build_index,
+    manifest_entry,
+    settings_key,
 )
 from tinyllama_cli.data.prepare.options import (
     PrepareOptions,
@@ -82,24 +88,32 @@ def prepare_data(specs: list[str], o: PrepareOptions,
     if o.on_error == "fail":
         _fail_on_listing_problems(sources)
     tok = load_tokenizer(Path(o.tokenizer)) if o.tokenizer else None
+    index = build_index(list(o.decontaminate), o.decontaminate_ngram) if o.decontaminate else None
     check_new_dir(out, o.overwrite)
     read_options = ReadOptions(o.text_field, tuple(o.exclude))
     tokenizer_key = ({"sha256": tok.sha256} if tok else
                      {"train_vocab_size": o.vocab_size, "sample_mb": o.tokenizer_sample_mb})
-    settings = run_settings(sources, o, tokenizer_key)
+    settings = run_settings(sources, o, tokenizer_key, settings_key(index))
     units = slice_of(all_units(sources, o.shard_tokens), o.shard_index, o.num_shards)
 
     work = work_dir(out)
     _open_work_dir(work, fingerprint({**settings, "shard_index": o.shard_index}), settings, o)
     tok = _run_tokenizer(work / TOKENIZER, sources, read_options, o, progress)
     dtype = dtype_for(tok.vocab_size)
-    stats, todo, encode_s = _encode_units(work, units, read_options, o, dtype, progress)
+    if index:
+        index.save(work / INDEX)
+    stats, todo, encode_s = _encode_units(work, units, read_options, o, dtype, progress,
+                                          work / INDEX if index else None)
     if progress:
         progress.stage("writing shards")
     slice_info = ({"index": o.shard_index, "count": o.num_shards,
                    "fingerprint": fingerprint(settings)} if o.num_shards > 1 else None)
-    manifest = assemble(work, sources, units, stats, o, settings, tok, dtype, slice_info)
+    decontamination = (manifest_entry(index, [st["contaminated_by"] for st in stats])
+                       if index else None)
+    manifest = assemble(work, sources, units, stats, o, settings, tok, dtype,
+                        {"slice": slice_info, "decontamination": decontamination})
     remove(work / UNITS)
+    (work / INDEX).unlink(missing_ok=True)
     (work / SETTINGS).unlink()
     publish(work, out)
     if progress:
@@ -153,15 +167,16 @@ def _run_tokenizer(path: Path, sources: list[Source], read_options: ReadOptions,
 
 
 def _encode_units(work: Path, units: list[Unit], read_options: ReadOptions, o: PrepareOptions,
-                  dtype: str,
-                  progress: ProgressSink | None) -> tuple[list[dict], list[int], float]:
+                  dtype: str, progress: ProgressSink | None,
+                  index: Path | None) -> tuple[list[dict], list[int], float]:
     """Encode every unit an earlier run did not finish. Returns the counts of all units, the
     indices of those encoded now, and the seconds that took."""
     stats: list[dict | None] = [unit_done(work, u) for u in units]
     todo = [i for i, st in enumerate(stats) if st is None]
     threshold = round(o.val_fraction * 2**64)
     tasks = [UnitTask(units[i], str(work), str(work / TOKENIZER), threshold, read_options,
-                      o.on_error, o.fast_encode, dtype, o.shard_tokens) for i in todo]
+                      o.on_error, o.fast_encode, dtype, o.shard_tokens,
+                      str(index) if index else None) for i in todo]
     if progress:
         progress.start(sum(u.size for u in units), sum(u.size for u, st in zip(units, stats) if st),
                        sum(len(u.files) for u in units),

@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 
 def assemble(work: Path, sources: list[Source], units: list[Unit], stats: list[dict],
              o: PrepareOptions, settings: dict, tok: Tokenizer, dtype: str,
-             slice_info: dict | None) -> dict:
+             extra: dict) -> dict:
     """Write the listing files of `units` (with their `stats`) into `work`; return the
-    manifest."""
+    manifest, with the entries of `extra` (`slice`, `decontamination`) that are not None."""
     entries = {s.name: new_source_entry(s.spec) for s in sources}
     # Listing problems (a glob that matched nothing) belong to the whole run: reported once.
     log_lines = _listing_problems(sources, entries) if o.shard_index == 0 else []
@@ -54,8 +54,7 @@ def assemble(work: Path, sources: list[Source], units: list[Unit], stats: list[d
     tok_info = {"file": TOKENIZER, "sha256": tok.sha256, "vocab_size": tok.vocab_size,
                 "bos_id": tok.bos_id, "eos_id": tok.eos_id}
     manifest = build_manifest(tok_info, dtype, settings, entries)
-    if slice_info:
-        manifest["slice"] = slice_info
+    manifest.update({k: v for k, v in extra.items() if v is not None})
     (work / LOG).write_text("".join(line + "\n" for line in log_lines))
     (work / FILES).write_text("".join(line + "\n" for line in files_lines))
     write_json(work / MANIFEST, manifest, indent=2)

@@ -21,10 +21,11 @@ TOKENIZER = "tokenizer.model"
 LOG = "prepare-data.log"
 FILES = "files.jsonl"
 UNITS = "units"  # in OUT.partial: the counts of every finished group, a .json each
+INDEX = "decontamination.npz"  # in OUT.partial: the eval-side index the workers load
 SPLITS = ("train", "val")
 TMP = ".tmp"
 # Names a source may not take: the data dir's own files and the work dir's.
-RESERVED = frozenset({MANIFEST, TOKENIZER, LOG, FILES, UNITS, "settings.json"})
+RESERVED = frozenset({MANIFEST, TOKENIZER, LOG, FILES, UNITS, INDEX, "settings.json"})
 SHARD = re.compile(r"(?P<split>[a-z]+)-(?P<group>\d{5,})-(?P<part>\d{3,})\.bin")
 
 

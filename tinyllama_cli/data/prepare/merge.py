@@ -45,6 +45,8 @@ def merge_data(slice_dirs: Iterable[str | Path], out: str | Path, overwrite: boo
                for name, entry in first["sources"].items()}
     manifest = {k: v for k, v in first.items() if k != "slice"}
     manifest.update(sources=sources)
+    if "decontamination" in first:
+        manifest["decontamination"] = _merge_decontamination([m for _, m in ordered])
     for name in (LOG, FILES):
         with open(work / name, "wb") as fh:
             fh.writelines((d / name).read_bytes() for d, _ in ordered)
@@ -77,6 +79,14 @@ def _read_slices(dirs: list[Path]) -> list[Slice]:
         got = sorted(m["slice"]["index"] for m in manifests)
         raise UserError(f"need each of the {count} slices exactly once, got indices {got}")
     return [by_index[i] for i in range(count)]
+
+
+def _merge_decontamination(manifests: list[dict]) -> dict:
+    """The slices' `decontamination` with the documents dropped per eval file summed."""
+    merged = json.loads(json.dumps(manifests[0]["decontamination"]))
+    for i, f in enumerate(merged["files"]):
+        f["documents"] = sum(m["decontamination"]["files"][i]["documents"] for m in manifests)
+    return merged
 
 
 def _merge_source(work: Path, name: str, spec: str, ordered: list[Slice]) -> dict:

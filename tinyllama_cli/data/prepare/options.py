@@ -36,9 +36,12 @@ class PrepareOptions:
     num_shards: int = 1
     overwrite: bool = False
     fast_encode: bool = True
+    decontaminate: tuple[Path, ...] = ()  # eval files whose n-word spans drop a document
+    decontaminate_ngram: int = 13
 
     def __post_init__(self) -> None:
         self.exclude = parse_key_values(self.exclude, "--exclude-meta")
+        self.decontaminate = tuple(Path(p) for p in self.decontaminate)
 
 
 def parse_key_values(items: Iterable[str | tuple[str, str]],
@@ -74,6 +77,12 @@ def check_options(o: PrepareOptions) -> None:
                         "(256 byte pieces + specials)")
     if o.tokenizer_sample_mb <= 0:
         raise UserError("--tokenizer-sample-mb must be positive")
+    if o.decontaminate_ngram < 1:
+        raise UserError("--decontaminate-ngram must be at least 1 (words per span)")
+    for path in o.decontaminate:
+        if not path.is_file():
+            raise UserError(f"--decontaminate {path} does not exist; pass an eval task file "
+                            "(.jsonl/.parquet in the hub schema) or texts (.txt/.jsonl)")
 
 
 def load_tokenizer(path: Path) -> Tokenizer:

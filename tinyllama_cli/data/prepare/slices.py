@@ -75,9 +75,11 @@ def slice_of(units: list[Unit], index: int, count: int) -> list[Unit]:
     return chosen
 
 
-def run_settings(sources: list[Source], o: PrepareOptions, tokenizer_key: dict) -> dict:
-    """What the output depends on (not workers, on_error or the shard index)."""
-    return {
+def run_settings(sources: list[Source], o: PrepareOptions, tokenizer_key: dict,
+                 decontamination: dict | None = None) -> dict:
+    """What the output depends on (not workers, on_error or the shard index); `decontamination`
+    (the eval files and span length) only when asked for, so other runs' fingerprints stay."""
+    settings = {
         "format_version": FORMAT_VERSION,
         "sources": {s.name: s.spec for s in sources},
         "tokenizer": tokenizer_key,
@@ -87,6 +89,9 @@ def run_settings(sources: list[Source], o: PrepareOptions, tokenizer_key: dict) 
         "shard_tokens": o.shard_tokens,
         "num_shards": o.num_shards,
     }
+    if decontamination:
+        settings["decontamination"] = decontamination
+    return settings
 
 
 def fingerprint(settings: dict) -> str:

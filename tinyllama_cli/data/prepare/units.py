@@ -26,6 +26,7 @@ from tinyllama_cli.data.prepare.datadir import (
     ShardWriter,
     remove_group_shards,
 )
+from tinyllama_cli.data.prepare.decontaminate import CONTAMINATED, EvalIndex, contaminated
 from tinyllama_cli.data.prepare.pool import Report, worker_report
 from tinyllama_cli.data.prepare.slices import Unit
 from tinyllama_cli.data.sources import EXCLUDED, InputFile, Reader, ReadOptions, Record
@@ -51,10 +52,12 @@ class UnitTask:
     fast: bool
     dtype: str
     shard_tokens: int
+    index_path: str | None = None  # the decontamination index (`decontaminate.INDEX_FILE`)
 
 
-# A worker process's encoders: one per tokenizer, built once.
+# A worker process's encoders (one per tokenizer) and decontamination indexes, loaded once.
 _ENCODERS: dict = {}
+_INDEXES: dict[str, EvalIndex] = {}
 
 
 def _encoder(path: str, fast: bool) -> DocumentEncoder:
@@ -64,6 +67,14 @@ def _encoder(path: str, fast: bool) -> DocumentEncoder:
     if key not in _ENCODERS:
         _ENCODERS[key] = DocumentEncoder(Path(path).read_bytes(), fast=fast)
     return _ENCODERS[key]
+
+
+def _index(path: str | None) -> EvalIndex | None:
+    if path is None:
+        return None
+    if path not in _INDEXES:
+        _INDEXES[path] = EvalIndex.load(Path(path))
+    return _INDEXES[path]
 
 
 def is_val(text: str, threshold: int) -> bool:
@@ -136,6 +147,13 @@ class _Skips:
         if len(self.log) < MAX_LOG_LINES_PER_FILE:
             self.log.append(f"{where}: {record.reason}: {record.detail}".rstrip(": "))
 
+    def add_contaminated(self, where: str, detail: str) -> None:
+        """A document dropped by decontamination: asked for, so logged but never an error."""
+        self.counts[CONTAMINATED] += 1
+        self.logged += 1
+        if len(self.log) < MAX_LOG_LINES_PER_FILE:
+            self.log.append(f"{where}: {CONTAMINATED}: {detail}")
+
     def log_lines(self, path: str) -> list[str]:
         if self.logged > len(self.log):
             more = self.logged - len(self.log)
@@ -171,6 +189,7 @@ def _encode_group(task: UnitTask, encoder: DocumentEncoder, report: Report,
         "documents": out.documents, "tokens": out.tokens,
         "skipped": dict(sorted(sum((Counter(f["skipped"]) for f in files), Counter()).items())),
         "log": log, "shards": shards,
+        "contaminated_by": [sum(c) for c in zip(*(f.pop("contaminated_by") for f in files))],
     }
     out.commit()
     path = unit_stats_path(root, u)
@@ -183,21 +202,25 @@ def _encode_file(task: UnitTask, f: InputFile, encoder: DocumentEncoder, out: _S
                  report: Report) -> dict:
     """One input file of the group into `out`; returns its own counts and log lines."""
     skips = _Skips()
+    index = _index(task.index_path)
+    dropped = [0] * len(index.files) if index else []  # documents per eval file
     reader = Reader(f, task.options)
     documents, tokens = dict(out.documents), dict(out.tokens)
     reported_bytes = 0
     texts: list[str] = []
+    lines: list[int] = []
     chars = 0
 
     def flush() -> None:
-        nonlocal texts, chars, reported_bytes
-        if not texts:
-            return
-        packed, lengths = encoder.encode_packed(texts)
-        out.write(_by_split(texts, packed, lengths, task.val_threshold))
-        report(len(texts), len(packed), reader.bytes_done - reported_bytes)
-        reported_bytes = reader.bytes_done
-        texts, chars = [], 0
+        nonlocal texts, lines, chars, reported_bytes
+        if index and texts:
+            texts = _decontaminate(index, texts, lines, f.path, skips, dropped)
+        if texts:
+            packed, lengths = encoder.encode_packed(texts)
+            out.write(_by_split(texts, packed, lengths, task.val_threshold))
+            report(len(texts), len(packed), reader.bytes_done - reported_bytes)
+            reported_bytes = reader.bytes_done
+        texts, lines, chars = [], [], 0
 
     size = f.size
     for record in reader:
@@ -205,6 +228,7 @@ def _encode_file(task: UnitTask, f: InputFile, encoder: DocumentEncoder, out: _S
             skips.add(record, f.path, task.on_error)
             continue
         texts.append(record.text)
+        lines.append(record.line)
         chars += len(record.text)
         if len(texts) >= BATCH_DOCS or chars >= BATCH_CHARS:
             flush()
@@ -215,8 +239,23 @@ def _encode_file(task: UnitTask, f: InputFile, encoder: DocumentEncoder, out: _S
         "documents": {s: out.documents[s] - documents[s] for s in SPLITS},
         "tokens": {s: out.tokens[s] - tokens[s] for s in SPLITS},
         "skipped": dict(sorted(skips.counts.items())),
-        "log": skips.log_lines(f.path),
+        "log": skips.log_lines(f.path), "contaminated_by": dropped,
     }
+
+
+def _decontaminate(index: EvalIndex, texts: list[str], lines: list[int], path: str,
+                   skips: _Skips, dropped: list[int]) -> list[str]:
+    """`texts` without the documents that share a span with an eval text; each dropped one is
+    logged with a span and its eval files, and counted per eval file in `dropped`."""
+    hits = contaminated(index, texts)
+    for doc in sorted(hits):
+        hit = hits[doc]
+        names = [f["file"] for bit, f in enumerate(index.files) if hit.mask >> bit & 1]
+        for bit in range(len(dropped)):
+            dropped[bit] += hit.mask >> bit & 1
+        skips.add_contaminated(f"{path}:{lines[doc]}",
+                               f"shares \"{hit.span}\" with {', '.join(names)}")
+    return [t for i, t in enumerate(texts) if i not in hits] if hits else texts
 
 
 def unit_done(root: Path, u: Unit) -> dict | None:
