@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from tinyllama_cli.data.encoder import DocumentEncoder, FastPathMismatch, word_s
 from tinyllama_cli.data.sources import (
     GLOB_NO_MATCH,
     InputFile,
+    Reader,
     ReadOptions,
     default_name,
     parse_spec,
@@ -184,3 +186,40 @@ def test_a_wrong_cached_word_is_caught_by_the_spot_check(model_bytes):
     enc._pool[enc._start[enc._index[" model"]]] += 1  # simulate a word whose cached ids are wrong
     with pytest.raises(FastPathMismatch):
         enc.encode(["a model"])
+
+
+def test_a_json_array_far_larger_than_the_memory_bound_streams_item_by_item(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "big.json"
+    doc = "word " * 2000  # 10 kB a record, ~31 MB in all: 4x the 8 MB bound
+    with open(path, "w") as fh:
+        fh.write("[\n")
+        fh.write(",\n".join(json.dumps({"text": f"{i} {doc}"}) for i in range(3200)))
+        fh.write("\n]\n")
+    assert path.stat().st_size > 30 << 20
+    reader = Reader(InputFile(str(path), "json"), ReadOptions(), block=1 << 20)
+    tracemalloc.start()
+    count = 0
+    for i, record in enumerate(reader):
+        assert record.text.startswith(f"{i} word") and record.line == i + 1
+        count += 1
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 3200 and peak < 8 << 20, peak
+
+
+def test_a_broken_json_array_keeps_the_items_before_the_break(tmp_path):
+    path = tmp_path / "cut.json"
+    items = [json.dumps({"text": f"doc {i}"}) for i in range(50)]
+    path.write_text("[" + ",\n".join(items)[:-9])  # the last item cut short, no closing ]
+    got = list(Reader(InputFile(str(path), "json"), ReadOptions(), block=64))
+    assert [r.text for r in got[:-1]] == [f"doc {i}" for i in range(49)]
+    assert got[-1].line == 50 and got[-1].reason == "invalid_json"
+    assert "line 50" in got[-1].detail
+    path.write_bytes(b'[{"text": "ok"},\n {"text": "caf\xe9"}]')
+    got = list(Reader(InputFile(str(path), "json"), ReadOptions(), block=8))
+    assert got[0].text == "ok" and got[-1].reason == "invalid_utf8"
+    path.write_text('[{"text": "a"} {"text": "b"}]')
+    got = list(Reader(InputFile(str(path), "json"), ReadOptions()))
+    assert got[0].text == "a" and got[1].reason == "invalid_json" and "','" in got[1].detail

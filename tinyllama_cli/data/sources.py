@@ -10,6 +10,7 @@ lines are read in blocks, parquet one row group at a time, Arrow one record batc
 
 from __future__ import annotations
 
+import codecs
 import glob
 import gzip
 import json
@@ -311,15 +312,32 @@ class Reader:
         if not head.startswith(b"["):
             yield from self._read_jsonl()
             return
-        data = Path(self.file.path).read_bytes()
-        self.bytes_done = len(data)
+        with open(self.file.path, "rb") as fh:
+            yield from self._array_items(JsonArrayItems(self._text_blocks(fh)))
+
+    def _text_blocks(self, fh) -> Iterator[str | Exception]:
+        """The file's text, a block at a time; invalid UTF-8 ends it with the error."""
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        for block in self._plain_blocks(fh):
+            try:
+                yield decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                yield exc
+                return
         try:
-            records = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            yield _unparsable(data, exc)
-            return
-        for i, obj in enumerate(records, 1):
-            yield self._from_object(i, obj)
+            yield decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            yield exc
+
+    def _array_items(self, items: JsonArrayItems) -> Iterator[Record]:
+        for i, item in enumerate(items, 1):
+            if isinstance(item, UnicodeDecodeError):
+                yield Record(i, None, INVALID_UTF8, str(item))
+                return
+            if isinstance(item, ValueError):
+                yield Record(i, None, INVALID_JSON, str(item))
+                return
+            yield self._from_object(i, item)
 
     # Plain text: one file is one document -------------------------------------------------------
 
@@ -424,6 +442,95 @@ class Reader:
                 yield Record(line, None, EMPTY_TEXT, "")
             else:
                 yield Record(line, text)
+
+
+class JsonArrayItems:
+    """The items of a JSON array read from text blocks, one at a time: memory holds the current
+    block and item, not the file. An item that does not parse (or the array's end missing) ends
+    the items with a `ValueError` naming the line; an exception among the blocks is passed on."""
+
+    def __init__(self, blocks: Iterator[str | Exception]):
+        self.blocks = blocks
+        self.buf = ""
+        self.pos = 0
+        self.line = 1  # of self.pos
+        self.eof = False
+        self.decoder = json.JSONDecoder()
+
+    def _more(self) -> Exception | None:
+        """Read the next block (dropping the parsed part of the buffer); a block's error."""
+        block = next(self.blocks, None)
+        if block is None:
+            self.eof = True
+            return None
+        if isinstance(block, Exception):
+            self.eof = True
+            return block
+        self.line += self.buf.count("\n", 0, self.pos)
+        self.buf, self.pos = self.buf[self.pos:] + block, 0
+        return None
+
+    def _skip_space(self) -> Exception | None:
+        """Move past whitespace, reading blocks as needed; the error of a failed block read."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(self.buf) or self.eof:
+                return None
+            if error := self._more():
+                return error
+
+    def _error(self, what: str) -> ValueError:
+        line = self.line + self.buf.count("\n", 0, self.pos)
+        return ValueError(f"{what} (line {line})")
+
+    def __iter__(self) -> Iterator[object]:
+        if (error := self._skip_space()) or not self.buf.startswith("[", self.pos):
+            yield error or self._error("not a JSON array")
+            return
+        self.pos += 1
+        first = True
+        while True:
+            if error := self._skip_space():
+                yield error
+                return
+            if self.buf.startswith("]", self.pos):
+                return
+            if not first:
+                if not self.buf.startswith(",", self.pos):
+                    yield self._error("expected ',' or ']' between the array's items")
+                    return
+                self.pos += 1
+                if error := self._skip_space():
+                    yield error
+                    return
+            first = False
+            item = self._item()
+            yield item
+            if isinstance(item, Exception):
+                return
+
+    def _item(self) -> object:
+        """The item at `pos`, reading blocks until it is complete (a cut item fails to parse)."""
+        while True:
+            try:
+                item, end = self.decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                if self.eof:
+                    return self._error(f"invalid JSON: {exc.msg}")
+                # Read until the unparsed text doubles, so a huge item is parsed a few times,
+                # not once per block.
+                want = 2 * (len(self.buf) - self.pos) + 1
+                while not self.eof and len(self.buf) - self.pos < want:
+                    if error := self._more():
+                        return error
+                continue
+            if end == len(self.buf) and not self.eof and not isinstance(item, (dict, list, str)):
+                if error := self._more():  # a number may go on in the next block
+                    return error
+                continue
+            self.pos = end
+            return item
 
 
 def zstd_blocks(raw_blocks: Iterator[bytes]) -> Iterator[bytes | Exception]:
