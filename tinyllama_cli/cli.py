@@ -98,6 +98,8 @@ def prepare_data(
         "--workers", "-w", help="Processes (each tokenizes one input file at a time).")] = 1,
     val_fraction: Annotated[float, typer.Option(
         help="Share of documents for validation, chosen by a hash of the text.")] = 0.001,
+    val_min_docs: Annotated[int, typer.Option(
+        help="Floor of validation documents per source (at most a tenth of it).")] = 10,
     text_field: Annotated[str | None, typer.Option(
         help="JSON field / column of the text [default: text, else content].")] = None,
     exclude_meta: Annotated[list[str] | None, typer.Option(
@@ -128,6 +130,7 @@ def prepare_data(
     options = PrepareOptions(
         out=out, tokenizer=tokenizer, train_tokenizer=train_tokenizer, vocab_size=vocab_size,
         tokenizer_sample_mb=tokenizer_sample_mb, workers=workers, val_fraction=val_fraction,
+        val_min_docs=val_min_docs,
         text_field=text_field, exclude=tuple(exclude_meta or ()), on_error=on_error,
         shard_tokens=shard_tokens, shard_index=shard_index, num_shards=num_shards,
         overwrite=overwrite, decontaminate=tuple(decontaminate or ()),

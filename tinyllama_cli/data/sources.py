@@ -35,6 +35,14 @@ TRUNCATED_FILE = "truncated_file"
 CORRUPT_FILE = "corrupt_file"
 GLOB_NO_MATCH = "glob_no_match"
 
+# Hub datasets: `hf:NAME[:CONFIG[:SPLIT]]`, streamed through `datasets` one shard (data file) per
+# input file, named `<spec>/shard-IIIII-of-NNNNN`.
+HUB = "hf"
+# A hub shard's nominal size, for grouping, slicing and progress: as large as a full group at the
+# default --shard-tokens, so each shard is a group of its own (one worker streams it).
+HUB_SHARD_BYTES = 1 << 28
+_HUB_SHARD = re.compile(r"(?P<spec>.+)/shard-(?P<index>\d{5})-of-(?P<count>\d{5})")
+
 # File kinds by suffix; the longest suffix wins (".jsonl.zst" before ".zst").
 SUFFIXES = {
     ".jsonl.zst": "jsonl.zst", ".json.zst": "jsonl.zst", ".jsonl.gz": "jsonl.gz",
@@ -51,14 +59,22 @@ PIECE = 1 << 14
 
 @dataclass(frozen=True)
 class InputFile:
-    """One unit of work: a file and how to read it. Units are processed independently."""
+    """One input file and how to read it (or one shard of a hub dataset's stream, kind `hf`)."""
 
     path: str
     kind: str
 
     @property
     def size(self) -> int:
-        return os.path.getsize(self.path)
+        return self.stat()[0]
+
+    def stat(self) -> tuple[int, int]:
+        """(bytes, mtime in ns): what a resumed run compares. A hub shard's size is unknown
+        before it is streamed: it counts as `HUB_SHARD_BYTES`, and it has no mtime."""
+        if self.kind == HUB:
+            return HUB_SHARD_BYTES, 0
+        st = os.stat(self.path)
+        return st.st_size, st.st_mtime_ns
 
 
 @dataclass
@@ -145,6 +161,8 @@ def list_files(path: str) -> tuple[list[InputFile], list[tuple[str, str, str]]]:
     A missing file or directory is a `UserError` (nothing is written yet); a glob that matches
     no supported file is returned as a problem, for `--on-error` to decide.
     """
+    if path.startswith(HUB + ":"):
+        return hub_shards(path), []
     if glob.has_magic(path):
         matches = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p) and kind_of(p))
         if not matches:
@@ -173,9 +191,44 @@ def list_files(path: str) -> tuple[list[InputFile], list[tuple[str, str, str]]]:
                             "files; point at the data files")
         return [InputFile(f, kind_of(f)) for f in sorted(found)], []
     looks_like_hub_name = re.fullmatch(r"[\w-]+/[\w.-]+", path) and not kind_of(path)
-    hint = (" (hub names are not downloaded: save the dataset with `save_to_disk` and pass "
-            "that directory)") if looks_like_hub_name else ""
+    hint = (f" (stream a hub dataset as hf:{path}[:CONFIG[:SPLIT]], or save it with "
+            "`save_to_disk` and pass that directory)") if looks_like_hub_name else ""
     raise UserError(f"input {path} does not exist{hint}; check the path")
+
+
+def hub_parts(path: str) -> tuple[str, str | None, str]:
+    """`hf:NAME[:CONFIG[:SPLIT]]` -> (NAME, CONFIG or None, SPLIT, by default train)."""
+    name, _, rest = path[len(HUB) + 1:].partition(":")
+    config, _, split = rest.partition(":")
+    if not name:
+        raise UserError(f"{path}: name the dataset, hf:NAME[:CONFIG[:SPLIT]]")
+    return name, config or None, split or "train"
+
+
+_HUB_STREAMS: dict = {}  # a process's open hub streams, by (name, config, split)
+
+
+def hub_stream(path: str):
+    """The `datasets` IterableDataset of a hub spec (opened once per process). NAME may be a
+    hub id or a local folder of data files: `load_dataset` resolves both the same way."""
+    key = hub_parts(path)
+    if key not in _HUB_STREAMS:
+        import datasets
+
+        name, config, split = key
+        try:
+            _HUB_STREAMS[key] = datasets.load_dataset(name, config, split=split, streaming=True)
+        except Exception as exc:  # noqa: BLE001 - the hub, the network and datasets raise many
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise UserError(f"{path}: cannot stream it with datasets ({type(exc).__name__}: "
+                            f"{first}); check the name, config and split, and the network") from None
+    return _HUB_STREAMS[key]
+
+
+def hub_shards(path: str) -> list[InputFile]:
+    """A hub dataset's stream as one input file per shard, in the dataset's order."""
+    count = hub_stream(path).n_shards
+    return [InputFile(f"{path}/shard-{i:05d}-of-{count:05d}", HUB) for i in range(count)]
 
 
 def resolve_sources(specs: list[str]) -> list[Source]:
@@ -185,7 +238,8 @@ def resolve_sources(specs: list[str]) -> list[Source]:
     by_name: dict[str, Source] = {}
     for spec in specs:
         name, path = parse_spec(spec)
-        name = name or default_name(path.split("*")[0] if glob.has_magic(path) else path)
+        named = hub_parts(path)[0] if path.startswith(HUB + ":") else path
+        name = name or default_name(named.split("*")[0] if glob.has_magic(named) else named)
         if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise UserError(f"source name {name!r} must be letters, digits, '-', '_' or '.'; "
                             "give one with NAME=PATH")
@@ -350,6 +404,25 @@ class Reader:
             yield Record(data.count(b"\n", 0, exc.start) + 1, None, INVALID_UTF8, str(exc))
             return
         yield Record(1, text) if text.strip() else Record(1, None, EMPTY_TEXT, "")
+
+    # A hub dataset's shard, streamed through `datasets` --------------------------------------------
+
+    def _read_hf(self) -> Iterator[Record]:
+        m = _HUB_SHARD.fullmatch(self.file.path)
+        stream = hub_stream(m["spec"]).shard(num_shards=int(m["count"]), index=int(m["index"]))
+        rows = iter(stream)
+        row = 0
+        while True:
+            try:
+                obj = next(rows)
+            except StopIteration:
+                break
+            except Exception as exc:  # noqa: BLE001 - a broken stream ends the shard
+                yield Record(row + 1, None, CORRUPT_FILE, f"{type(exc).__name__}: {exc}")
+                break
+            row += 1
+            yield self._from_object(row, obj)
+        self.bytes_done = HUB_SHARD_BYTES
 
     # Tables: parquet by row group, Arrow (saved datasets) by record batch ------------------------
 

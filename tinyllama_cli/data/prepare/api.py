@@ -34,6 +34,7 @@ from tinyllama_cli.data.prepare.pool import run_tasks
 from tinyllama_cli.data.prepare.slices import Unit, all_units, fingerprint, run_settings, slice_of
 from tinyllama_cli.data.prepare.tokenizer_training import train_on_sample
 from tinyllama_cli.data.prepare.units import UnitTask, process_unit, unit_done
+from tinyllama_cli.data.prepare.val_floor import floored_thresholds
 from tinyllama_cli.data.sources import ReadOptions, Source, resolve_sources
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.files import check_new_dir, publish, remove, write_json
@@ -94,7 +95,8 @@ def prepare_data(specs: list[str], o: PrepareOptions,
     tokenizer_key = ({"sha256": tok.sha256} if tok else
                      {"train_vocab_size": o.vocab_size, "sample_mb": o.tokenizer_sample_mb})
     settings = run_settings(sources, o, tokenizer_key, settings_key(index))
-    units = slice_of(all_units(sources, o.shard_tokens), o.shard_index, o.num_shards)
+    groups = all_units(sources, o.shard_tokens)
+    units = slice_of(groups, o.shard_index, o.num_shards)
 
     work = work_dir(out)
     _open_work_dir(work, fingerprint({**settings, "shard_index": o.shard_index}), settings, o)
@@ -102,8 +104,12 @@ def prepare_data(specs: list[str], o: PrepareOptions,
     dtype = dtype_for(tok.vocab_size)
     if index:
         index.save(work / INDEX)
+    index_path = work / INDEX if index else None
     stats, todo, encode_s = _encode_units(work, units, read_options, o, dtype, progress,
-                                          work / INDEX if index else None)
+                                          index_path)
+    stats, again, again_s = _floor_val(work, groups, units, stats, read_options, o, dtype,
+                                       progress, index_path)
+    todo, encode_s = sorted(set(todo) | set(again)), encode_s + again_s
     if progress:
         progress.stage("writing shards")
     slice_info = ({"index": o.shard_index, "count": o.num_shards,
@@ -167,16 +173,19 @@ def _run_tokenizer(path: Path, sources: list[Source], read_options: ReadOptions,
 
 
 def _encode_units(work: Path, units: list[Unit], read_options: ReadOptions, o: PrepareOptions,
-                  dtype: str, progress: ProgressSink | None,
-                  index: Path | None) -> tuple[list[dict], list[int], float]:
-    """Encode every unit an earlier run did not finish. Returns the counts of all units, the
+                  dtype: str, progress: ProgressSink | None, index: Path | None,
+                  raised: dict[str, int] | None = None) -> tuple[list[dict], list[int], float]:
+    """Encode every unit an earlier run did not finish (with `raised`: every unit of those
+    sources not yet encoded at their raised val threshold). Returns the counts of all units, the
     indices of those encoded now, and the seconds that took."""
-    stats: list[dict | None] = [unit_done(work, u) for u in units]
+    base = round(o.val_fraction * 2**64)
+    wanted = [None if raised is None else raised.get(u.source, base) for u in units]
+    stats: list[dict | None] = [unit_done(work, u, w) for u, w in zip(units, wanted)]
     todo = [i for i, st in enumerate(stats) if st is None]
-    threshold = round(o.val_fraction * 2**64)
-    tasks = [UnitTask(units[i], str(work), str(work / TOKENIZER), threshold, read_options,
+    keep = o.val_min_docs if base else 0
+    tasks = [UnitTask(units[i], str(work), str(work / TOKENIZER), wanted[i] or base, read_options,
                       o.on_error, o.fast_encode, dtype, o.shard_tokens,
-                      str(index) if index else None) for i in todo]
+                      str(index) if index else None, keep) for i in todo]
     if progress:
         progress.start(sum(u.size for u in units), sum(u.size for u, st in zip(units, stats) if st),
                        sum(len(u.files) for u in units),
@@ -187,3 +196,18 @@ def _encode_units(work: Path, units: list[Unit], read_options: ReadOptions, o: P
                                      [t.unit.size for t in tasks])):
         stats[i] = st
     return stats, todo, time.perf_counter() - t_encode
+
+
+def _floor_val(work: Path, all_groups: list[Unit], units: list[Unit], stats: list[dict],
+               read_options: ReadOptions, o: PrepareOptions, dtype: str,
+               progress: ProgressSink | None,
+               index: Path | None) -> tuple[list[dict], list[int], float]:
+    """Encode again, at a raised threshold, the groups of the sources short of val documents
+    (`val_floor`); returns what `_encode_units` does for that pass (nothing when none is)."""
+    raised = floored_thresholds(all_groups, units, stats, round(o.val_fraction * 2**64),
+                                o.val_min_docs)
+    if not raised:
+        return stats, [], 0.0
+    if progress:
+        progress.stage(f"val floor: encoding {', '.join(raised)} again")
+    return _encode_units(work, units, read_options, o, dtype, progress, index, raised)

@@ -23,6 +23,7 @@ FILES = "files.jsonl"
 UNITS = "units"  # in OUT.partial: the counts of every finished group, a .json each
 INDEX = "decontamination.npz"  # in OUT.partial: the eval-side index the workers load
 SPLITS = ("train", "val")
+MAX_VAL_SHARE = 10  # a source holds out at most 1/MAX_VAL_SHARE of its documents (`val_floor`)
 TMP = ".tmp"
 # Names a source may not take: the data dir's own files and the work dir's.
 RESERVED = frozenset({MANIFEST, TOKENIZER, LOG, FILES, UNITS, INDEX, "settings.json"})
@@ -148,11 +149,25 @@ def build_manifest(tok_info: dict, dtype: str, settings: dict, sources: dict) ->
 
 def manifest_warnings(manifest: dict) -> list[str]:
     """What a user should fix before training on this data: sources without validation data
-    (a small source at --val-fraction 0.001 gets none, and its val_loss is then missing)."""
-    fraction = manifest.get("settings", {}).get("val_fraction")
-    empty = [name for name, s in manifest["sources"].items() if not s["documents"]["val"]]
-    if not empty or not fraction:
+    (their val_loss is then missing), or held below the floor `--val-min-docs` because they are
+    too small for it (a source holds out at most a tenth of its documents: `val_floor`)."""
+    settings = manifest.get("settings", {})
+    fraction, floor = settings.get("val_fraction"), settings.get("val_min_docs", 0)
+    if not fraction:
         return []
-    return [(f"source(s) {', '.join(empty)} got 0 validation documents at --val-fraction "
-             f"{fraction:g}; their val_loss will be missing: raise --val-fraction (the split is "
-             "a hash of each document)")]
+    val = {name: s["documents"]["val"] for name, s in manifest["sources"].items()}
+    empty = [name for name, n in val.items() if not n]
+    small = [f"{name} ({val[name]} of {sum(s['documents'].values())})"
+             for name, s in manifest["sources"].items()
+             if 0 < val[name] < floor and val[name] <= sum(s["documents"].values()) // MAX_VAL_SHARE]
+    warnings = []
+    if empty:
+        warnings.append(f"source(s) {', '.join(empty)} got 0 validation documents at "
+                        f"--val-fraction {fraction:g}; their val_loss will be missing: raise "
+                        "--val-fraction (the split is a hash of each document) or add documents "
+                        f"(the floor --val-min-docs takes at most 1/{MAX_VAL_SHARE} of a source)")
+    if small:
+        warnings.append(f"source(s) {', '.join(small)} are too small for --val-min-docs {floor}: "
+                        f"a source holds out at most 1/{MAX_VAL_SHARE} of its documents; their "
+                        "val_loss will be noisy")
+    return warnings

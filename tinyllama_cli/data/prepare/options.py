@@ -28,6 +28,7 @@ class PrepareOptions:
     tokenizer_sample_mb: float = 64.0
     workers: int = 1
     val_fraction: float = 0.001
+    val_min_docs: int = 10  # the floor of val documents per source (`val_floor`)
     text_field: str | None = None
     exclude: tuple[tuple[str, str], ...] = ()
     on_error: str = "skip"
@@ -65,6 +66,8 @@ def check_options(o: PrepareOptions) -> None:
         raise UserError("--workers must be at least 1")
     if not 0.0 <= o.val_fraction < 1.0:
         raise UserError(f"--val-fraction must be in [0, 1), not {o.val_fraction}")
+    if o.val_min_docs < 0:
+        raise UserError(f"--val-min-docs must be 0 or more, not {o.val_min_docs}")
     if o.shard_tokens < 1:
         raise UserError("--shard-tokens must be positive")
     if o.num_shards < 1 or not 0 <= o.shard_index < o.num_shards:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from tinyllama_cli.data.prepare.datadir import (
 from tinyllama_cli.data.prepare.decontaminate import CONTAMINATED, EvalIndex, contaminated
 from tinyllama_cli.data.prepare.pool import Report, worker_report
 from tinyllama_cli.data.prepare.slices import Unit
+from tinyllama_cli.data.prepare.val_floor import smallest
 from tinyllama_cli.data.sources import EXCLUDED, InputFile, Reader, ReadOptions, Record
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.files import write_json
@@ -52,7 +52,8 @@ class UnitTask:
     fast: bool
     dtype: str
     shard_tokens: int
-    index_path: str | None = None  # the decontamination index (`decontaminate.INDEX_FILE`)
+    index_path: str | None = None  # the decontamination index (`datadir.INDEX`)
+    keep_smallest: int = 0  # how many of the smallest document hashes to record (`val_floor`)
 
 
 # A worker process's encoders (one per tokenizer) and decontamination indexes, loaded once.
@@ -77,10 +78,15 @@ def _index(path: str | None) -> EvalIndex | None:
     return _INDEXES[path]
 
 
+def doc_hash(text: str) -> int:
+    """A 64-bit BLAKE2b hash of the UTF-8 text: what the split compares with its threshold."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
 def is_val(text: str, threshold: int) -> bool:
     """The stable per-document split: a 64-bit hash of the UTF-8 text against a threshold."""
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") < threshold
+    return doc_hash(text) < threshold
 
 
 def unit_stats_path(root: Path, u: Unit) -> Path:
@@ -112,6 +118,15 @@ class _SplitFiles:
                         for split in SPLITS}
         self.documents = dict.fromkeys(SPLITS, 0)
         self.tokens = dict.fromkeys(SPLITS, 0)
+        self.keep_smallest = task.keep_smallest
+        self.smallest: list[int] = []  # the group's smallest document hashes, sorted
+
+    def write_batch(self, texts: list[str], packed: np.ndarray, lengths: np.ndarray,
+                    threshold: int) -> None:
+        """A batch of documents (their ids packed), each to its split."""
+        hashes = [doc_hash(t) for t in texts] if threshold or self.keep_smallest else []
+        self.smallest = smallest(self.smallest, hashes, self.keep_smallest)
+        self.write(_by_split(hashes, packed, lengths, threshold))
 
     def write(self, parts: dict[str, tuple[np.ndarray, int]]) -> None:
         for split, (part, docs) in parts.items():
@@ -161,14 +176,14 @@ class _Skips:
         return self.log
 
 
-def _by_split(texts: list[str], packed: np.ndarray, lengths: np.ndarray,
+def _by_split(hashes: list[int], packed: np.ndarray, lengths: np.ndarray,
               threshold: int) -> dict[str, tuple[np.ndarray, int]]:
     """The batch's tokens and document count per split (each document's ids stay together)."""
     if not threshold:
-        return {"train": (packed, len(texts))}
-    in_val = np.fromiter((is_val(t, threshold) for t in texts), dtype=bool, count=len(texts))
+        return {"train": (packed, len(lengths))}
+    in_val = np.fromiter((h < threshold for h in hashes), dtype=bool, count=len(hashes))
     token_in_val = np.repeat(in_val, lengths)
-    return {"train": (packed[~token_in_val], len(texts) - int(in_val.sum())),
+    return {"train": (packed[~token_in_val], len(hashes) - int(in_val.sum())),
             "val": (packed[token_in_val], int(in_val.sum()))}
 
 
@@ -188,7 +203,8 @@ def _encode_group(task: UnitTask, encoder: DocumentEncoder, report: Report,
         "source": u.source, "index": u.index, "files": files,
         "documents": out.documents, "tokens": out.tokens,
         "skipped": dict(sorted(sum((Counter(f["skipped"]) for f in files), Counter()).items())),
-        "log": log, "shards": shards,
+        "log": log, "shards": shards, "val_threshold": task.val_threshold,
+        "smallest_hashes": out.smallest,
         "contaminated_by": [sum(c) for c in zip(*(f.pop("contaminated_by") for f in files))],
     }
     out.commit()
@@ -217,7 +233,7 @@ def _encode_file(task: UnitTask, f: InputFile, encoder: DocumentEncoder, out: _S
             texts = _decontaminate(index, texts, lines, f.path, skips, dropped)
         if texts:
             packed, lengths = encoder.encode_packed(texts)
-            out.write(_by_split(texts, packed, lengths, task.val_threshold))
+            out.write_batch(texts, packed, lengths, task.val_threshold)
             report(len(texts), len(packed), reader.bytes_done - reported_bytes)
             reported_bytes = reader.bytes_done
         texts, lines, chars = [], [], 0
@@ -235,7 +251,7 @@ def _encode_file(task: UnitTask, f: InputFile, encoder: DocumentEncoder, out: _S
     flush()
     report(0, 0, size - reported_bytes)
     return {
-        "path": f.path, "size": size, "mtime_ns": os.stat(f.path).st_mtime_ns,
+        "path": f.path, "size": size, "mtime_ns": f.stat()[1],
         "documents": {s: out.documents[s] - documents[s] for s in SPLITS},
         "tokens": {s: out.tokens[s] - tokens[s] for s in SPLITS},
         "skipped": dict(sorted(skips.counts.items())),
@@ -258,17 +274,15 @@ def _decontaminate(index: EvalIndex, texts: list[str], lines: list[int], path: s
     return [t for i, t in enumerate(texts) if i not in hits] if hits else texts
 
 
-def unit_done(root: Path, u: Unit) -> dict | None:
-    """The saved counts of a group finished by an earlier run, if its inputs are unchanged."""
+def unit_done(root: Path, u: Unit, val_threshold: int | None = None) -> dict | None:
+    """The saved counts of a group finished by an earlier run, if its inputs are unchanged (and
+    it was split at `val_threshold`, when given)."""
     path = unit_stats_path(root, u)
     if not path.is_file():
         return None
     stats = json.loads(path.read_text())
+    if val_threshold is not None and stats.get("val_threshold") != val_threshold:
+        return None
     saved = [(f.get("path"), f.get("size"), f.get("mtime_ns")) for f in stats.get("files", [])]
-    now = [(f.path, *_size_mtime(f.path)) for f in u.files]
+    now = [(f.path, *f.stat()) for f in u.files]
     return stats if saved == now else None
-
-
-def _size_mtime(path: str) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
