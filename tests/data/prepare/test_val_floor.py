@@ -1,12 +1,14 @@
-"""The floor of validation documents per source: a small source gets exactly --val-min-docs val
-documents (the smallest hashes, whatever --workers), at most a tenth of it, and a warning when it
-is too small for the floor."""
+"""The floor of validation documents per source: a small source gets at least --val-min-docs val
+documents, shared over its groups (each its smallest hashes, whatever --workers or slicing), at
+most a tenth of it, and a warning when it is too small for the floor."""
 
 from __future__ import annotations
 
+import json
+
 from tests.data.prepare.runs import cli, options, read_split, tree_bytes
 from tests.data.prepare_corpus import texts, write_jsonl
-from tinyllama_cli.data.prepare import prepare_data
+from tinyllama_cli.data.prepare import merge_data, prepare_data
 from tinyllama_cli.data.prepare.units import doc_hash
 
 
@@ -18,16 +20,20 @@ def small_source(root, files: int, per_file: int, seed: int = 60) -> tuple[str, 
     return f"small={root / 'small'}", docs
 
 
-def test_a_small_source_gets_the_floor_of_val_documents_with_the_smallest_hashes(tmp_path,
-                                                                                  tok_path, sp):
-    spec, docs = small_source(tmp_path, 3, 100)
+def test_a_small_source_gets_the_floor_shared_over_its_groups_by_smallest_hash(tmp_path,
+                                                                                 tok_path, sp):
+    spec, docs = small_source(tmp_path, 3, 100)  # three files: three groups, 4 val docs each
     out = tmp_path / "d1"
     result = prepare_data([spec], options(out, tok_path, val_fraction=0.001, exclude=()))
+    assert [len(g.files) for g in _groups(spec)] == [1, 1, 1]
     entry = result.manifest["sources"]["small"]
-    assert entry["documents"] == {"train": 290, "val": 10}
-    cut = sorted(doc_hash(d) for d in docs)[9]
-    val = [d for d in docs if doc_hash(d) <= cut]
-    assert sum(1 for d in docs if doc_hash(d) < round(0.001 * 2**64)) < 10  # the hash alone: fewer
+    assert entry["documents"] == {"train": 288, "val": 12}
+    val = []
+    for k in range(3):
+        part = docs[k * 100:(k + 1) * 100]
+        assert sum(1 for d in part if doc_hash(d) < round(0.001 * 2**64)) < 4  # the hash alone
+        cut = sorted(doc_hash(d) for d in part)[3]
+        val += [d for d in part if doc_hash(d) <= cut]
     want = {"val": [t for d in val for t in (1, *sp.encode(d), 2)],
             "train": [t for d in docs if d not in val for t in (1, *sp.encode(d), 2)]}
     for split in ("train", "val"):
@@ -36,6 +42,22 @@ def test_a_small_source_gets_the_floor_of_val_documents_with_the_smallest_hashes
     out2 = tmp_path / "d2"
     prepare_data([spec], options(out2, tok_path, val_fraction=0.001, exclude=(), workers=2))
     assert tree_bytes(out) == tree_bytes(out2)
+    # Each group decides alone, so slices of the source merge into the unsliced output.
+    slices = [tmp_path / f"s{i}" for i in range(2)]
+    for i, d in enumerate(slices):
+        prepare_data([spec], options(d, tok_path, val_fraction=0.001, exclude=(), shard_index=i,
+                                     num_shards=2))
+    assert all(json.loads((d / "manifest.json").read_text())["sources"]["small"]["files"]
+               for d in slices)
+    merge_data(slices, tmp_path / "merged")
+    assert tree_bytes(tmp_path / "merged") == tree_bytes(out)
+
+
+def _groups(spec: str):
+    from tinyllama_cli.data.prepare.slices import all_units
+    from tinyllama_cli.data.sources import resolve_sources
+
+    return all_units(resolve_sources([spec]), 1 << 27)
 
 
 def test_a_source_too_small_for_the_floor_gives_a_tenth_and_says_so(tmp_path, tok_path):

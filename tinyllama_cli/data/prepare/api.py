@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -34,7 +35,7 @@ from tinyllama_cli.data.prepare.pool import run_tasks
 from tinyllama_cli.data.prepare.slices import Unit, all_units, fingerprint, run_settings, slice_of
 from tinyllama_cli.data.prepare.tokenizer_training import train_on_sample
 from tinyllama_cli.data.prepare.units import UnitTask, process_unit, unit_done
-from tinyllama_cli.data.prepare.val_floor import floored_thresholds
+from tinyllama_cli.data.prepare.val_floor import group_share, raised_thresholds
 from tinyllama_cli.data.sources import ReadOptions, Source, resolve_sources
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.files import check_new_dir, publish, remove, write_json
@@ -106,7 +107,7 @@ def prepare_data(specs: list[str], o: PrepareOptions,
         index.save(work / INDEX)
     index_path = work / INDEX if index else None
     stats, todo, encode_s = _encode_units(work, units, read_options, o, dtype, progress,
-                                          index_path)
+                                          index_path, keep=_keep(groups, o))
     stats, again, again_s = _floor_val(work, groups, units, stats, read_options, o, dtype,
                                        progress, index_path)
     todo, encode_s = sorted(set(todo) | set(again)), encode_s + again_s
@@ -174,15 +175,16 @@ def _run_tokenizer(path: Path, sources: list[Source], read_options: ReadOptions,
 
 def _encode_units(work: Path, units: list[Unit], read_options: ReadOptions, o: PrepareOptions,
                   dtype: str, progress: ProgressSink | None, index: Path | None,
-                  raised: dict[str, int] | None = None) -> tuple[list[dict], list[int], float]:
-    """Encode every unit an earlier run did not finish (with `raised`: every unit of those
-    sources not yet encoded at their raised val threshold). Returns the counts of all units, the
-    indices of those encoded now, and the seconds that took."""
+                  raised: dict[tuple[str, int], int] | None = None,
+                  keep: int = 0) -> tuple[list[dict], list[int], float]:
+    """Encode every unit an earlier run did not finish (with `raised`: every unit not yet
+    encoded at its val threshold, raised or not), recording each one's `keep` smallest document
+    hashes. Returns the counts of all units, the indices of those encoded now, and the seconds
+    that took."""
     base = round(o.val_fraction * 2**64)
-    wanted = [None if raised is None else raised.get(u.source, base) for u in units]
+    wanted = [None if raised is None else raised.get((u.source, u.index), base) for u in units]
     stats: list[dict | None] = [unit_done(work, u, w) for u, w in zip(units, wanted)]
     todo = [i for i, st in enumerate(stats) if st is None]
-    keep = o.val_min_docs if base else 0
     tasks = [UnitTask(units[i], str(work), str(work / TOKENIZER), wanted[i] or base, read_options,
                       o.on_error, o.fast_encode, dtype, o.shard_tokens,
                       str(index) if index else None, keep) for i in todo]
@@ -190,6 +192,8 @@ def _encode_units(work: Path, units: list[Unit], read_options: ReadOptions, o: P
         progress.start(sum(u.size for u in units), sum(u.size for u, st in zip(units, stats) if st),
                        sum(len(u.files) for u in units),
                        sum(len(u.files) for u, st in zip(units, stats) if st))
+        if raised is not None:
+            progress.stage(f"val floor: encoding {len(todo)} groups again at a raised threshold")
     report = progress.advance if progress else (lambda *a: None)
     t_encode = time.perf_counter()
     for i, st in zip(todo, run_tasks(process_unit, tasks, o.workers, report,
@@ -202,12 +206,18 @@ def _floor_val(work: Path, all_groups: list[Unit], units: list[Unit], stats: lis
                read_options: ReadOptions, o: PrepareOptions, dtype: str,
                progress: ProgressSink | None,
                index: Path | None) -> tuple[list[dict], list[int], float]:
-    """Encode again, at a raised threshold, the groups of the sources short of val documents
+    """Encode again, at a raised threshold, the groups short of their share of the val floor
     (`val_floor`); returns what `_encode_units` does for that pass (nothing when none is)."""
-    raised = floored_thresholds(all_groups, units, stats, round(o.val_fraction * 2**64),
-                                o.val_min_docs)
+    raised = raised_thresholds(all_groups, units, stats, round(o.val_fraction * 2**64),
+                               o.val_min_docs)
     if not raised:
         return stats, [], 0.0
-    if progress:
-        progress.stage(f"val floor: encoding {', '.join(raised)} again")
-    return _encode_units(work, units, read_options, o, dtype, progress, index, raised)
+    return _encode_units(work, units, read_options, o, dtype, progress, index, raised,
+                         _keep(all_groups, o))
+
+
+def _keep(all_groups: list[Unit], o: PrepareOptions) -> int:
+    """How many smallest hashes a group records: the largest share of the floor of a source."""
+    if not o.val_fraction or not all_groups:
+        return 0
+    return group_share(o.val_min_docs, min(Counter(g.source for g in all_groups).values()))
