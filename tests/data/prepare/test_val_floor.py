@@ -76,3 +76,23 @@ def test_no_floor_at_val_min_docs_0_or_val_fraction_0(tmp_path, tok_path):
     none = prepare_data([spec], options(tmp_path / "b", tok_path, val_fraction=0.0, exclude=()))
     assert none.manifest["sources"]["small"]["documents"] == {"train": 200, "val": 0}
     assert none.warnings == []
+
+
+def test_the_floor_moves_tokens_without_encoding_again_and_refuses_unlisted_shards(
+        tmp_path, tok_path, monkeypatch):
+    from tinyllama_cli.data.prepare import api
+    from tinyllama_cli.data.prepare.val_floor import move_to_val
+
+    spec, _ = small_source(tmp_path, 3, 100)
+    calls = []
+    encode = api.process_unit
+    monkeypatch.setattr(api, "process_unit", lambda task, report=None: calls.append(task)
+                        or encode(task, report))
+    moved = prepare_data([spec], options(tmp_path / "a", tok_path, val_fraction=0.001,
+                                         exclude=()))
+    assert len(calls) == 3 and all(t.val_threshold == round(0.001 * 2**64) for t in calls)
+    # A group whose shards are not the ones its counts list (a move cut short) is not moved.
+    stats = {"shards": {"train": [{"file": "small/train-00000-000.bin", "tokens": 5}],
+                        "val": []}, "val_candidates": []}
+    assert move_to_val(tmp_path / "a", None, stats, 1, "uint16", 100, tmp_path / "x.json") is None
+    assert moved.manifest["sources"]["small"]["documents"]["val"] == 12

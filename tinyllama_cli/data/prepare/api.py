@@ -34,8 +34,8 @@ from tinyllama_cli.data.prepare.options import (
 from tinyllama_cli.data.prepare.pool import run_tasks
 from tinyllama_cli.data.prepare.slices import Unit, all_units, fingerprint, run_settings, slice_of
 from tinyllama_cli.data.prepare.tokenizer_training import train_on_sample
-from tinyllama_cli.data.prepare.units import UnitTask, process_unit, unit_done
-from tinyllama_cli.data.prepare.val_floor import group_share, raised_thresholds
+from tinyllama_cli.data.prepare.units import UnitTask, process_unit, unit_done, unit_stats_path
+from tinyllama_cli.data.prepare.val_floor import group_share, move_to_val, raised_thresholds
 from tinyllama_cli.data.sources import ReadOptions, Source, resolve_sources
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.files import check_new_dir, publish, remove, write_json
@@ -206,12 +206,23 @@ def _floor_val(work: Path, all_groups: list[Unit], units: list[Unit], stats: lis
                read_options: ReadOptions, o: PrepareOptions, dtype: str,
                progress: ProgressSink | None,
                index: Path | None) -> tuple[list[dict], list[int], float]:
-    """Encode again, at a raised threshold, the groups short of their share of the val floor
-    (`val_floor`); returns what `_encode_units` does for that pass (nothing when none is)."""
+    """Give the groups short of their share of the val floor their documents of smallest hash
+    (`val_floor`), by moving tokens; a group whose shards are not as listed (a move cut short)
+    is encoded again. Returns what `_encode_units` does for that pass."""
     raised = raised_thresholds(all_groups, units, stats, round(o.val_fraction * 2**64),
                                o.val_min_docs)
     if not raised:
         return stats, [], 0.0
+    if progress:
+        progress.stage(f"val floor: moving documents of {len(raised)} groups to val")
+    stats = list(stats)
+    for i, u in enumerate(units):
+        threshold = raised.get((u.source, u.index))
+        if threshold is not None and stats[i]["val_threshold"] != threshold:
+            moved = move_to_val(work, u, stats[i], threshold, dtype, o.shard_tokens,
+                                unit_stats_path(work, u))
+            if moved is not None:
+                stats[i] = moved
     return _encode_units(work, units, read_options, o, dtype, progress, index, raised,
                          _keep(all_groups, o))
 

@@ -11,6 +11,7 @@ across runs, machines and slicings, and exact duplicates share a split.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,7 +29,6 @@ from tinyllama_cli.data.prepare.datadir import (
 from tinyllama_cli.data.prepare.decontaminate import CONTAMINATED, EvalIndex, contaminated
 from tinyllama_cli.data.prepare.pool import Report, worker_report
 from tinyllama_cli.data.prepare.slices import Unit
-from tinyllama_cli.data.prepare.val_floor import smallest
 from tinyllama_cli.data.sources import EXCLUDED, InputFile, Reader, ReadOptions, Record
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.files import write_json
@@ -119,14 +119,31 @@ class _SplitFiles:
         self.documents = dict.fromkeys(SPLITS, 0)
         self.tokens = dict.fromkeys(SPLITS, 0)
         self.keep_smallest = task.keep_smallest
-        self.smallest: list[int] = []  # the group's smallest document hashes, sorted
+        # The group's documents of smallest hash, sorted: [hash, file, split, offset, tokens,
+        # place] (offset in that split's stream, place in the group's input), so the val floor
+        # can move them without encoding them again (`val_floor.move_to_val`).
+        self.candidates: list[list] = []
+        self.file_index = 0  # of the group's file being written
+        self.seen = 0  # documents written
 
     def write_batch(self, texts: list[str], packed: np.ndarray, lengths: np.ndarray,
                     threshold: int) -> None:
         """A batch of documents (their ids packed), each to its split."""
         hashes = [doc_hash(t) for t in texts] if threshold or self.keep_smallest else []
-        self.smallest = smallest(self.smallest, hashes, self.keep_smallest)
+        if self.keep_smallest:
+            self._keep_candidates(hashes, lengths, threshold)
         self.write(_by_split(hashes, packed, lengths, threshold))
+
+    def _keep_candidates(self, hashes: list[int], lengths: np.ndarray, threshold: int) -> None:
+        in_val = [h < threshold for h in hashes]
+        start = {split: self.tokens[split] for split in SPLITS}
+        places = []
+        for i, (h, val, n) in enumerate(zip(hashes, in_val, lengths.tolist())):
+            split = "val" if val else "train"
+            places.append([h, self.file_index, split, start[split], n, self.seen + i])
+            start[split] += n
+        self.seen += len(hashes)
+        self.candidates = heapq.nsmallest(self.keep_smallest, [*self.candidates, *places])
 
     def write(self, parts: dict[str, tuple[np.ndarray, int]]) -> None:
         for split, (part, docs) in parts.items():
@@ -193,7 +210,10 @@ def _encode_group(task: UnitTask, encoder: DocumentEncoder, report: Report,
     remove_group_shards(root, u.source, u.index)
     out = _SplitFiles(task)
     try:
-        files = [_encode_file(task, f, encoder, out, report) for f in u.files]
+        files = []
+        for i, f in enumerate(u.files):
+            out.file_index = i
+            files.append(_encode_file(task, f, encoder, out, report))
     finally:
         shards = out.close()
     log = [line for f in files for line in f.pop("log")]
@@ -204,7 +224,7 @@ def _encode_group(task: UnitTask, encoder: DocumentEncoder, report: Report,
         "documents": out.documents, "tokens": out.tokens,
         "skipped": dict(sorted(sum((Counter(f["skipped"]) for f in files), Counter()).items())),
         "log": log, "shards": shards, "val_threshold": task.val_threshold,
-        "smallest_hashes": out.smallest,
+        "val_candidates": out.candidates,
         "contaminated_by": [sum(c) for c in zip(*(f.pop("contaminated_by") for f in files))],
     }
     out.commit()
