@@ -17,7 +17,9 @@ Variants, each run in a fresh process, interleaved, `--repeats` times (medians r
 - the same with `--decontaminate` (`+decon`) against an eval file of `--eval-texts` texts (the
   size of hellaswag's validation texts): 40-word windows, 1 in 1000 cut from the middle of one of
   the corpus's documents (so a few are dropped), the rest random words of the corpus.
-  `decon cost` = its median seconds over the plain run's, minus 1.
+  `decon cost` = its median seconds over the plain run's, minus 1; `index s` = the median
+  seconds to build the eval-side index once (timed apart, before the run), and `w/o index` the
+  cost without that fixed part: what decontamination adds per document.
 - with `--before DIR` (a checkout of another version), `before:workers=N` runs that version's
   package on the same corpus, interleaved with the rest.
 Tokens/s = tokens written / wall seconds of the work (interpreter start and imports excluded,
@@ -134,6 +136,7 @@ def run_prepare(files: list[str], tokenizer: str, out_dir: str, workers: int,
 def child(args: argparse.Namespace) -> None:
     """One measurement in this fresh process; prints one JSON line."""
     files = json.loads(args.child_files)
+    index_s = _index_seconds(args.child_eval) if args.child.endswith("+decon") else 0.0
     with tempfile.TemporaryDirectory(dir=args.tmp) as out_dir:
         cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
@@ -147,7 +150,18 @@ def child(args: argparse.Namespace) -> None:
         cpu = _cpu_seconds() - cpu0
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
-    print(json.dumps({"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "peak_rss": peak}))
+    print(json.dumps({"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "peak_rss": peak,
+                      "index_s": index_s}))
+
+
+def _index_seconds(eval_file: str) -> float:
+    """Seconds to build the eval-side index once (a fixed cost per run, inside `seconds` too),
+    timed before the run so the per-document cost can be told from it."""
+    from tinyllama_cli.data.prepare.decontaminate import build_index
+
+    t0 = time.perf_counter()
+    build_index([Path(eval_file)], 13)
+    return time.perf_counter() - t0
 
 
 def _cpu_seconds() -> float:
@@ -199,13 +213,17 @@ def report(info: dict) -> None:
     print(f"cpu: {info['cpu']['model']}; flags: {' '.join(info['cpu']['flags']) or '-'}; "
           f"eval file: {info['eval_texts']:,} texts")
     print(f"{'variant':<22}{'tokens':>12}{'median s':>10}{'tokens/s':>14}{'x baseline':>12}"
-          f"{'x prev':>8}{'decon cost':>12}{'tokens/CPU-s':>14}{'peak MB':>9}")
+          f"{'x prev':>8}{'decon cost':>12}{'index s':>9}{'w/o index':>11}{'tokens/CPU-s':>14}"
+          f"{'peak MB':>9}")
     for r in info["rows"]:
         prev = f"{r['vs_previous']:.2f}" if r["vs_previous"] else "-"
-        cost = f"{r['decon_cost']:+.1%}" if r.get("decon_cost") is not None else "-"
+        decon = r.get("decon_cost") is not None
+        cost = f"{r['decon_cost']:+.1%}" if decon else "-"
+        per_doc = f"{r['decon_cost_per_doc']:+.1%}" if decon else "-"
+        index = f"{r['index_s']:.2f}" if decon else "-"
         print(f"{r['variant']:<22}{r['tokens']:>12,}{r['median_s']:>10.2f}{r['tokens_per_s']:>14,.0f}"
-              f"{r['vs_baseline']:>12.2f}{prev:>8}{cost:>12}{r['tokens_per_cpu_s']:>14,.0f}"
-              f"{r['peak_rss_mb']:>9.0f}")
+              f"{r['vs_baseline']:>12.2f}{prev:>8}{cost:>12}{index:>9}{per_doc:>11}"
+              f"{r['tokens_per_cpu_s']:>14,.0f}{r['peak_rss_mb']:>9.0f}")
 
 
 def main() -> None:
@@ -248,13 +266,16 @@ def main() -> None:
                      "median_s": statistics.median(r["seconds"] for r in rs),
                      "tokens_per_s": statistics.median(r["tokens"] / r["seconds"] for r in rs),
                      "tokens_per_cpu_s": statistics.median(r["tokens"] / r["cpu_seconds"] for r in rs),
-                     "peak_rss_mb": max(r["peak_rss"] for r in rs) / 2**20})
+                     "peak_rss_mb": max(r["peak_rss"] for r in rs) / 2**20,
+                     "index_s": statistics.median(r["index_s"] for r in rs)})
     by_name = {r["variant"]: r for r in rows}
     for r in rows:
         r["vs_baseline"] = r["tokens_per_s"] / rows[0]["tokens_per_s"]
         plain = r["variant"].removesuffix("+decon")
-        r["decon_cost"] = (r["median_s"] / by_name[plain]["median_s"] - 1
-                           if r["variant"].endswith("+decon") else None)
+        decon = r["variant"].endswith("+decon")
+        r["decon_cost"] = r["median_s"] / by_name[plain]["median_s"] - 1 if decon else None
+        r["decon_cost_per_doc"] = ((r["median_s"] - r["index_s"]) / by_name[plain]["median_s"] - 1
+                                   if decon else None)
         one = r["variant"].replace(f"workers={workers[-1]}", f"workers={workers[0]}")
         r["vs_previous"] = (r["tokens_per_s"] / by_name[one]["tokens_per_s"]
                             if one != r["variant"] and one in by_name else None)

@@ -1,12 +1,12 @@
 """Decontamination: drop every training document that shares an n-word span with an eval text.
 
 Words are the runs of letters and digits of the lowercased text (`\\w` without `_`), so case,
-punctuation and whitespace do not hide a copy. A span of `n` words is hashed in two steps, both
-vectorised over a whole batch of documents: each word's UTF-8 bytes to a 64-bit value (a
-polynomial over the bytes, then a mixer), then each run of `n` word values the same way. The eval
-side is one sorted array of those hashes with, for each, a bit per eval file it came from: about
-16 bytes per distinct span, ~40 MB for the full sets of TinyLlama's seven tasks (see docs), built
-once in the main process and read by every worker from `OUT.partial/decontamination.npz`
+punctuation and whitespace do not hide a copy. A span of `n` words is hashed in two steps,
+vectorised over a whole batch of documents: each word to its CRC-32 mixed to 64 bits, then each
+run of `n` word values to a polynomial of them (prefix sums mod 2**64, mixed). The eval side is
+one sorted array of those hashes with, for each, a bit per eval file it came from: 16 bytes per
+distinct span, 27 MB for full-size sets of TinyLlama's seven tasks (~1.8M spans), built once in
+the main process and read by every worker from `OUT.partial/decontamination.npz`
 (`datadir.INDEX`).
 
 A document's fate depends only on its own text and the index, so the output is the same for any
