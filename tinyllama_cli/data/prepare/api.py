@@ -192,7 +192,7 @@ def _encode_units(work: Path, units: list[Unit], read_options: ReadOptions, o: P
         progress.start(sum(u.size for u in units), sum(u.size for u, st in zip(units, stats) if st),
                        sum(len(u.files) for u in units),
                        sum(len(u.files) for u, st in zip(units, stats) if st))
-        if raised is not None:
+        if raised is not None and todo:
             progress.stage(f"val floor: encoding {len(todo)} groups again at a raised threshold")
     report = progress.advance if progress else (lambda *a: None)
     t_encode = time.perf_counter()
