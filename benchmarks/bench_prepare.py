@@ -1,6 +1,7 @@
 """prepare-data throughput against a TinyLlama-style baseline, side by side in one run.
 
     PYTHONPATH=. python benchmarks/bench_prepare.py --mb 20 --files 8 --repeats 3 [--json]
+        [--before DIR]
 
 The corpus is SlimPajama-shaped (`*.jsonl.zst` files of `{"text", "meta"}` lines) made from the
 Python standard library's sources (deterministic, no download). The tokenizer is a Llama-style
@@ -13,8 +14,16 @@ Variants, each run in a fresh process, interleaved, `--repeats` times (medians r
   to an output file; one process. (The original parses each line twice; this does it once.)
 - prepare-data with `--workers 1` and `--workers 2` (`tinyllama_cli.data.prepare.prepare_data`),
   including its shard assembly and manifest.
+- the same with `--decontaminate` (`+decon`) against an eval file of `--eval-texts` texts (the
+  size of hellaswag's validation texts): 40-word windows, 1 in 1000 cut from the middle of one of
+  the corpus's documents (so a few are dropped), the rest random words of the corpus.
+  `decon cost` = its median seconds over the plain run's, minus 1; `index s` = the median
+  seconds to build the eval-side index once (timed apart, before the run), and `w/o index` the
+  cost without that fixed part: what decontamination adds per document.
+- with `--before DIR` (a checkout of another version), `before:workers=N` runs that version's
+  package on the same corpus, interleaved with the rest.
 Tokens/s = tokens written / wall seconds of the work (interpreter start and imports excluded,
-worker start-up included); `x baseline` and `x prev` (2 workers over 1) are ratios of medians.
+worker start-up included); `x baseline` and `x prev` (2 workers over 1, like over like) are ratios of medians.
 Tokens/CPU-s divides by user+system CPU time of the process and its workers instead: on a
 machine shared with other jobs it shows the work done per core, which wall time cannot.
 Peak memory = the larger max RSS of the process and of its workers.
@@ -87,10 +96,39 @@ def run_baseline(files: list[str], tokenizer: str, out_dir: str) -> int:
     return n
 
 
-def run_prepare(files: list[str], tokenizer: str, out_dir: str, workers: int) -> int:
+def make_eval_file(root: Path, files: list[Path], texts: int) -> Path:
+    """`texts` 40-word eval texts, one a line: 1 in 1000 cut from the middle of a corpus
+    document, the rest random words of the corpus."""
+    import random
+
+    import orjson
+    import zstandard
+
+    docs = [orjson.loads(line)["text"] for f in files
+            for line in zstandard.ZstdDecompressor().decompress(f.read_bytes(),
+                                                                max_output_size=1 << 31).splitlines()]
+    words = [w for d in docs[:200] for w in d.split()]
+    rng = random.Random(0)
+    lines = []
+    for i in range(texts):
+        if i % 1000 == 0:
+            doc = docs[rng.randrange(len(docs))].split()
+            start = len(doc) // 2
+            lines.append(" ".join(doc[start:start + 40]))
+        else:
+            lines.append(" ".join(rng.choices(words, k=40)))
+    path = root / "eval.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_prepare(files: list[str], tokenizer: str, out_dir: str, workers: int,
+                eval_file: str | None) -> int:
     from tinyllama_cli.data.prepare import PrepareOptions, prepare_data
 
-    opts = PrepareOptions(out=Path(out_dir) / "data", tokenizer=Path(tokenizer), workers=workers)
+    extra = {"decontaminate": (Path(eval_file),)} if eval_file else {}
+    opts = PrepareOptions(out=Path(out_dir) / "data", tokenizer=Path(tokenizer), workers=workers,
+                          **extra)
     result = prepare_data([f"slim={f}" for f in files], opts)
     return sum(sum(s["tokens"].values()) for s in result.manifest["sources"].values())
 
@@ -98,18 +136,32 @@ def run_prepare(files: list[str], tokenizer: str, out_dir: str, workers: int) ->
 def child(args: argparse.Namespace) -> None:
     """One measurement in this fresh process; prints one JSON line."""
     files = json.loads(args.child_files)
+    index_s = _index_seconds(args.child_eval) if args.child.endswith("+decon") else 0.0
     with tempfile.TemporaryDirectory(dir=args.tmp) as out_dir:
         cpu0 = _cpu_seconds()
         t0 = time.perf_counter()
         if args.child == "baseline":
             tokens = run_baseline(files, args.tokenizer, out_dir)
         else:
-            tokens = run_prepare(files, args.tokenizer, out_dir, int(args.child.split("=")[1]))
+            workers = int(args.child.split("=")[1].removesuffix("+decon"))
+            eval_file = args.child_eval if args.child.endswith("+decon") else None
+            tokens = run_prepare(files, args.tokenizer, out_dir, workers, eval_file)
         seconds = time.perf_counter() - t0
         cpu = _cpu_seconds() - cpu0
     peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
-    print(json.dumps({"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "peak_rss": peak}))
+    print(json.dumps({"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "peak_rss": peak,
+                      "index_s": index_s}))
+
+
+def _index_seconds(eval_file: str) -> float:
+    """Seconds to build the eval-side index once (a fixed cost per run, inside `seconds` too),
+    timed before the run so the per-document cost can be told from it."""
+    from tinyllama_cli.data.prepare.decontaminate import build_index
+
+    t0 = time.perf_counter()
+    build_index([Path(eval_file)], 13)
+    return time.perf_counter() - t0
 
 
 def _cpu_seconds() -> float:
@@ -118,10 +170,14 @@ def _cpu_seconds() -> float:
                for field in ("ru_utime", "ru_stime"))
 
 
-def measure(variant: str, files: list[Path], tokenizer: Path, tmp: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", variant, "--child-files", json.dumps([str(f) for f in files]),
-           "--tokenizer", str(tokenizer), "--tmp", tmp]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+def measure(variant: str, files: list[Path], tokenizer: Path, tmp: str, eval_file: Path,
+            before: str | None) -> dict:
+    root, _, child_variant = variant.rpartition(":")
+    cmd = [sys.executable, __file__, "--child", child_variant, "--child-files",
+           json.dumps([str(f) for f in files]), "--tokenizer", str(tokenizer), "--tmp", tmp,
+           "--child-eval", str(eval_file)]
+    package = before if root == "before" else str(ROOT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package, os.environ.get("PYTHONPATH")])))
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -137,15 +193,37 @@ def train(files: list[Path], vocab_size: int, path: Path) -> Path:
     return path
 
 
+def cpu_info() -> dict:
+    """The CPU's model and the vector flags that matter here (from /proc/cpuinfo, on Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"model": "unknown", "flags": []}
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                  if line.startswith("model name")), "unknown")
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "sha_ni")
+    return {"model": model, "flags": [f for f in wanted if f in flags]}
+
+
 def report(info: dict) -> None:
     print(f"corpus: {info['corpus_mb']} M chars of Python stdlib source in {info['files']} .jsonl.zst files; "
           f"tokenizer: {info['tokenizer']}; {info['repeats']} interleaved repeats; {info['cpus']} CPUs")
-    print(f"{'variant':<12}{'tokens':>12}{'median s':>10}{'tokens/s':>14}{'x baseline':>12}"
-          f"{'x prev':>8}{'tokens/CPU-s':>14}{'peak MB':>9}")
+    print(f"cpu: {info['cpu']['model']}; flags: {' '.join(info['cpu']['flags']) or '-'}; "
+          f"eval file: {info['eval_texts']:,} texts")
+    print(f"{'variant':<22}{'tokens':>12}{'median s':>10}{'tokens/s':>14}{'x baseline':>12}"
+          f"{'x prev':>8}{'decon cost':>12}{'index s':>9}{'w/o index':>11}{'tokens/CPU-s':>14}"
+          f"{'peak MB':>9}")
     for r in info["rows"]:
         prev = f"{r['vs_previous']:.2f}" if r["vs_previous"] else "-"
-        print(f"{r['variant']:<12}{r['tokens']:>12,}{r['median_s']:>10.2f}{r['tokens_per_s']:>14,.0f}"
-              f"{r['vs_baseline']:>12.2f}{prev:>8}{r['tokens_per_cpu_s']:>14,.0f}{r['peak_rss_mb']:>9.0f}")
+        decon = r.get("decon_cost") is not None
+        cost = f"{r['decon_cost']:+.1%}" if decon else "-"
+        per_doc = f"{r['decon_cost_per_doc']:+.1%}" if decon else "-"
+        index = f"{r['index_s']:.2f}" if decon else "-"
+        print(f"{r['variant']:<22}{r['tokens']:>12,}{r['median_s']:>10.2f}{r['tokens_per_s']:>14,.0f}"
+              f"{r['vs_baseline']:>12.2f}{prev:>8}{cost:>12}{index:>9}{per_doc:>11}"
+              f"{r['tokens_per_cpu_s']:>14,.0f}{r['peak_rss_mb']:>9.0f}")
 
 
 def main() -> None:
@@ -156,8 +234,12 @@ def main() -> None:
     p.add_argument("--workers", default="1,2", help="worker counts to measure, comma-separated")
     p.add_argument("--vocab-size", type=int, default=8000, help="vocabulary of the trained tokenizer")
     p.add_argument("--tokenizer", help="a SentencePiece .model to use instead of training one")
+    p.add_argument("--eval-texts", type=int, default=40_000,
+                   help="texts in the --decontaminate eval file (hellaswag validation: ~40k)")
+    p.add_argument("--before", help="a checkout of another version to run side by side")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--child-eval", help=argparse.SUPPRESS)
     p.add_argument("--child-files", help=argparse.SUPPRESS)
     p.add_argument("--tmp", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -167,12 +249,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         files = make_corpus(Path(tmp), args.mb, args.files)
         tokenizer = Path(args.tokenizer) if args.tokenizer else train(files, args.vocab_size, Path(tmp) / "tok.model")
-        variants = ["baseline"] + [f"workers={w}" for w in args.workers.split(",")]
+        eval_file = make_eval_file(Path(tmp), files, args.eval_texts)
+        workers = args.workers.split(",")
+        variants = (["baseline"] + [f"workers={w}{d}" for w in workers for d in ("", "+decon")]
+                    + ([f"before:workers={w}" for w in workers] if args.before else []))
         runs: dict[str, list[dict]] = {v: [] for v in variants}
         for _ in range(args.repeats):
             for v in variants:  # interleaved: machine noise hits every variant alike
-                runs[v].append(measure(v, files, tokenizer, tmp))
-    counts = {r["tokens"] for rs in runs.values() for r in rs}
+                runs[v].append(measure(v, files, tokenizer, tmp, eval_file, args.before))
+    counts = {r["tokens"] for v, rs in runs.items() for r in rs if "+decon" not in v}
     if len(counts) != 1:
         raise SystemExit(f"the variants wrote different numbers of tokens: {counts}")
     rows = []
@@ -181,11 +266,21 @@ def main() -> None:
                      "median_s": statistics.median(r["seconds"] for r in rs),
                      "tokens_per_s": statistics.median(r["tokens"] / r["seconds"] for r in rs),
                      "tokens_per_cpu_s": statistics.median(r["tokens"] / r["cpu_seconds"] for r in rs),
-                     "peak_rss_mb": max(r["peak_rss"] for r in rs) / 2**20})
-    for i, r in enumerate(rows):
+                     "peak_rss_mb": max(r["peak_rss"] for r in rs) / 2**20,
+                     "index_s": statistics.median(r["index_s"] for r in rs)})
+    by_name = {r["variant"]: r for r in rows}
+    for r in rows:
         r["vs_baseline"] = r["tokens_per_s"] / rows[0]["tokens_per_s"]
-        r["vs_previous"] = r["tokens_per_s"] / rows[i - 1]["tokens_per_s"] if i > 1 else None
+        plain = r["variant"].removesuffix("+decon")
+        decon = r["variant"].endswith("+decon")
+        r["decon_cost"] = r["median_s"] / by_name[plain]["median_s"] - 1 if decon else None
+        r["decon_cost_per_doc"] = ((r["median_s"] - r["index_s"]) / by_name[plain]["median_s"] - 1
+                                   if decon else None)
+        one = r["variant"].replace(f"workers={workers[-1]}", f"workers={workers[0]}")
+        r["vs_previous"] = (r["tokens_per_s"] / by_name[one]["tokens_per_s"]
+                            if one != r["variant"] and one in by_name else None)
     info = {"corpus_mb": args.mb, "files": args.files, "repeats": args.repeats, "cpus": os.cpu_count(),
+            "cpu": cpu_info(), "eval_texts": args.eval_texts,
             "tokenizer": args.tokenizer or f"trained BPE, vocab {args.vocab_size}", "rows": rows}
     if args.json:
         print(json.dumps(info, indent=2))

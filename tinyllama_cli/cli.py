@@ -98,6 +98,8 @@ def prepare_data(
         "--workers", "-w", help="Processes (each tokenizes one input file at a time).")] = 1,
     val_fraction: Annotated[float, typer.Option(
         help="Share of documents for validation, chosen by a hash of the text.")] = 0.001,
+    val_min_docs: Annotated[int, typer.Option(
+        help="Floor of validation documents per source (at most a tenth of it).")] = 10,
     text_field: Annotated[str | None, typer.Option(
         help="JSON field / column of the text [default: text, else content].")] = None,
     exclude_meta: Annotated[list[str] | None, typer.Option(
@@ -105,6 +107,12 @@ def prepare_data(
         "redpajama_set_name=RedPajamaGithub.")] = None,
     on_error: Annotated[str, typer.Option(
         help="skip: count and log bad records; fail: stop at the first.")] = "skip",
+    decontaminate: Annotated[list[Path] | None, typer.Option(
+        metavar="PATH", help="Drop documents sharing an n-word span with this eval file "
+        "(repeatable): an lm-eval task .jsonl/.parquet in the hub schema, or .txt/.jsonl "
+        "texts.")] = None,
+    decontaminate_ngram: Annotated[int, typer.Option(
+        help="Words per span for --decontaminate.")] = 13,
     shard_tokens: Annotated[int, typer.Option(help="Tokens per output shard file.")] = 1 << 27,
     shard_index: Annotated[int, typer.Option(
         help="This job's slice of the input files (0-based).")] = 0,
@@ -122,9 +130,11 @@ def prepare_data(
     options = PrepareOptions(
         out=out, tokenizer=tokenizer, train_tokenizer=train_tokenizer, vocab_size=vocab_size,
         tokenizer_sample_mb=tokenizer_sample_mb, workers=workers, val_fraction=val_fraction,
+        val_min_docs=val_min_docs,
         text_field=text_field, exclude=tuple(exclude_meta or ()), on_error=on_error,
         shard_tokens=shard_tokens, shard_index=shard_index, num_shards=num_shards,
-        overwrite=overwrite,
+        overwrite=overwrite, decontaminate=tuple(decontaminate or ()),
+        decontaminate_ngram=decontaminate_ngram,
     )
     try:
         with display.PrepareProgress() as progress:

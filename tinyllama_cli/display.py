@@ -107,6 +107,11 @@ def show_data_summary(manifest: dict[str, Any], title: str) -> None:
     tok = manifest["tokenizer"]
     console.print(f"tokenizer: vocab {tok['vocab_size']:,}, sha256 {tok['sha256'][:16]}...; "
                   f"dtype {manifest['dtype']}")
+    decontamination = manifest.get("decontamination")
+    for f in decontamination["files"] if decontamination else ():
+        console.print(f"decontamination ({decontamination['ngram']}-word spans): {f['file']}: "
+                      f"{f['documents']:,} documents dropped; {f['texts']:,} eval texts, "
+                      f"{f['short_texts']:,} shorter than a span")
 
 
 class PrepareProgress:

@@ -64,6 +64,16 @@ def copy(src: str | Path, dst: str | Path) -> None:
         shutil.copyfile(src, tmp)
 
 
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """`dst` as a hard link to `src` where the filesystem allows (no second copy of the bytes on
+    disk), else a copy; either way `dst` appears complete or not at all."""
+    with replacing(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
 def process_umask() -> int:
     """The umask, read from /proc where it can be (os.umask can only be read by setting it)."""
     try:

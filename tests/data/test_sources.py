@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
+import orjson
 import pytest
 import sentencepiece as spm
 
@@ -13,6 +15,7 @@ from tinyllama_cli.data.encoder import DocumentEncoder, FastPathMismatch, word_s
 from tinyllama_cli.data.sources import (
     GLOB_NO_MATCH,
     InputFile,
+    Reader,
     ReadOptions,
     default_name,
     parse_spec,
@@ -118,6 +121,39 @@ def test_models_the_word_split_would_not_be_exact_for_use_plain_encoding(model_b
     assert enc.encode(docs) == [sp.encode(d) for d in docs]
 
 
+def _damaged_copies(tmp_path: Path, suffix: str, compress) -> tuple[int, Path, Path]:
+    """A compressed JSON-lines file cut at half its size, and the same cut zero-filled back to
+    full size (what a preallocated, interrupted download leaves); and how many records the
+    whole file holds."""
+    rng = random.Random(3)
+    records = [{"text": make_text(rng, 90)} for _ in range(6000)]
+    full = compress(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    cut, zeroed = tmp_path / f"cut{suffix}", tmp_path / f"zeroed{suffix}"
+    cut.write_bytes(full[: len(full) // 2])
+    zeroed.write_bytes(full[: len(full) // 2] + bytes(len(full) - len(full) // 2))
+    return len(records), cut, zeroed
+
+
+@pytest.mark.parametrize("kind", ["jsonl.zst", "jsonl.gz"])
+def test_a_damaged_compressed_file_keeps_the_records_before_the_break(tmp_path, kind):
+    import gzip
+
+    import zstandard
+
+    compress = zstandard.ZstdCompressor().compress if kind == "jsonl.zst" else gzip.compress
+    total, cut, zeroed = _damaged_copies(tmp_path, "." + kind, compress)
+    assert cut.stat().st_size < 4 << 20  # one read: decompressing it whole used to lose it all
+    # gzip has no check before the stream's end: zeros past the break decode as back-references
+    # to earlier text, so only zstd (which rejects the zeros) can tell a zero-filled tail.
+    for path in (cut, zeroed) if kind == "jsonl.zst" else (cut,):
+        got = list(read_records(InputFile(str(path), kind), ReadOptions()))
+        kept = [r for r in got if r.text is not None]
+        assert got[-1].reason == "truncated_file" and got[-1].line == len(kept) + 1
+        assert [r.reason for r in got[:-1]] == [None] * len(kept)
+        # Half the compressed bytes hold about half the records; all but the last piece's kept.
+        assert 0.45 * total < len(kept) < 0.55 * total, (path.name, len(kept))
+
+
 def test_jsonl_zst_round_trip_via_helper(tmp_path):
     path = write_jsonl(tmp_path / "x.jsonl.zst", [{"text": "one"}, {"text": "two"}], zst=True)
     assert [r.text for r in read_records(InputFile(str(path), "jsonl.zst"), ReadOptions())] == ["one", "two"]
@@ -150,3 +186,40 @@ def test_a_wrong_cached_word_is_caught_by_the_spot_check(model_bytes):
     enc._pool[enc._start[enc._index[" model"]]] += 1  # simulate a word whose cached ids are wrong
     with pytest.raises(FastPathMismatch):
         enc.encode(["a model"])
+
+
+def test_a_json_array_far_larger_than_the_memory_bound_streams_item_by_item(tmp_path):
+    import tracemalloc
+
+    path = tmp_path / "big.json"
+    doc = "word " * 2000  # 10 kB a record, ~31 MB in all: 4x the 8 MB bound
+    with open(path, "w") as fh:
+        fh.write("[\n")
+        fh.write(",\n".join(json.dumps({"text": f"{i} {doc}"}) for i in range(3200)))
+        fh.write("\n]\n")
+    assert path.stat().st_size > 30 << 20
+    reader = Reader(InputFile(str(path), "json"), ReadOptions(), block=1 << 20)
+    tracemalloc.start()
+    count = 0
+    for i, record in enumerate(reader):
+        assert record.text.startswith(f"{i} word") and record.line == i + 1
+        count += 1
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 3200 and peak < 8 << 20, peak
+
+
+def test_a_broken_json_array_keeps_the_items_before_the_break(tmp_path):
+    path = tmp_path / "cut.json"
+    items = [json.dumps({"text": f"doc {i}"}) for i in range(50)]
+    path.write_text("[" + ",\n".join(items)[:-9])  # the last item cut short, no closing ]
+    got = list(Reader(InputFile(str(path), "json"), ReadOptions(), block=64))
+    assert [r.text for r in got[:-1]] == [f"doc {i}" for i in range(49)]
+    assert got[-1].line == 50 and got[-1].reason == "invalid_json"
+    assert "line 50" in got[-1].detail
+    path.write_bytes(b'[{"text": "ok"},\n {"text": "caf\xe9"}]')
+    got = list(Reader(InputFile(str(path), "json"), ReadOptions(), block=8))
+    assert got[0].text == "ok" and got[-1].reason == "invalid_utf8"
+    path.write_text('[{"text": "a"} {"text": "b"}]')
+    got = list(Reader(InputFile(str(path), "json"), ReadOptions()))
+    assert got[0].text == "a" and got[1].reason == "invalid_json" and "','" in got[1].detail

@@ -10,6 +10,7 @@ lines are read in blocks, parquet one row group at a time, Arrow one record batc
 
 from __future__ import annotations
 
+import codecs
 import glob
 import gzip
 import json
@@ -34,6 +35,14 @@ TRUNCATED_FILE = "truncated_file"
 CORRUPT_FILE = "corrupt_file"
 GLOB_NO_MATCH = "glob_no_match"
 
+# Hub datasets: `hf:NAME[:CONFIG[:SPLIT]]`, streamed through `datasets` one shard (data file) per
+# input file, named `<spec>/shard-IIIII-of-NNNNN`.
+HUB = "hf"
+# A hub shard's nominal size, for grouping, slicing and progress: as large as a full group at the
+# default --shard-tokens, so each shard is a group of its own (one worker streams it).
+HUB_SHARD_BYTES = 1 << 28
+_HUB_SHARD = re.compile(r"(?P<spec>.+)/shard-(?P<index>\d{5})-of-(?P<count>\d{5})")
+
 # File kinds by suffix; the longest suffix wins (".jsonl.zst" before ".zst").
 SUFFIXES = {
     ".jsonl.zst": "jsonl.zst", ".json.zst": "jsonl.zst", ".jsonl.gz": "jsonl.gz",
@@ -42,18 +51,30 @@ SUFFIXES = {
 }
 DEFAULT_TEXT_FIELDS = ("text", "content")
 BLOCK = 1 << 22  # bytes read at a time from (de)compressed line files
+# Compressed input is decompressed this much at a time, so that a damaged stream (cut short, or
+# zero-filled past the break as a preallocated download leaves it) loses only the records of
+# the last piece: decompressing a whole block raises and returns nothing of it.
+PIECE = 1 << 14
 
 
 @dataclass(frozen=True)
 class InputFile:
-    """One unit of work: a file and how to read it. Units are processed independently."""
+    """One input file and how to read it (or one shard of a hub dataset's stream, kind `hf`)."""
 
     path: str
     kind: str
 
     @property
     def size(self) -> int:
-        return os.path.getsize(self.path)
+        return self.stat()[0]
+
+    def stat(self) -> tuple[int, int]:
+        """(bytes, mtime in ns): what a resumed run compares. A hub shard's size is unknown
+        before it is streamed: it counts as `HUB_SHARD_BYTES`, and it has no mtime."""
+        if self.kind == HUB:
+            return HUB_SHARD_BYTES, 0
+        st = os.stat(self.path)
+        return st.st_size, st.st_mtime_ns
 
 
 @dataclass
@@ -140,6 +161,8 @@ def list_files(path: str) -> tuple[list[InputFile], list[tuple[str, str, str]]]:
     A missing file or directory is a `UserError` (nothing is written yet); a glob that matches
     no supported file is returned as a problem, for `--on-error` to decide.
     """
+    if path.startswith(HUB + ":"):
+        return hub_shards(path), []
     if glob.has_magic(path):
         matches = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p) and kind_of(p))
         if not matches:
@@ -168,9 +191,44 @@ def list_files(path: str) -> tuple[list[InputFile], list[tuple[str, str, str]]]:
                             "files; point at the data files")
         return [InputFile(f, kind_of(f)) for f in sorted(found)], []
     looks_like_hub_name = re.fullmatch(r"[\w-]+/[\w.-]+", path) and not kind_of(path)
-    hint = (" (hub names are not downloaded: save the dataset with `save_to_disk` and pass "
-            "that directory)") if looks_like_hub_name else ""
+    hint = (f" (stream a hub dataset as hf:{path}[:CONFIG[:SPLIT]], or save it with "
+            "`save_to_disk` and pass that directory)") if looks_like_hub_name else ""
     raise UserError(f"input {path} does not exist{hint}; check the path")
+
+
+def hub_parts(path: str) -> tuple[str, str | None, str]:
+    """`hf:NAME[:CONFIG[:SPLIT]]` -> (NAME, CONFIG or None, SPLIT, by default train)."""
+    name, _, rest = path[len(HUB) + 1:].partition(":")
+    config, _, split = rest.partition(":")
+    if not name:
+        raise UserError(f"{path}: name the dataset, hf:NAME[:CONFIG[:SPLIT]]")
+    return name, config or None, split or "train"
+
+
+_HUB_STREAMS: dict = {}  # a process's open hub streams, by (name, config, split)
+
+
+def hub_stream(path: str):
+    """The `datasets` IterableDataset of a hub spec (opened once per process). NAME may be a
+    hub id or a local folder of data files: `load_dataset` resolves both the same way."""
+    key = hub_parts(path)
+    if key not in _HUB_STREAMS:
+        import datasets
+
+        name, config, split = key
+        try:
+            _HUB_STREAMS[key] = datasets.load_dataset(name, config, split=split, streaming=True)
+        except Exception as exc:  # noqa: BLE001 - the hub, the network and datasets raise many
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise UserError(f"{path}: cannot stream it with datasets ({type(exc).__name__}: "
+                            f"{first}); check the name, config and split, and the network") from None
+    return _HUB_STREAMS[key]
+
+
+def hub_shards(path: str) -> list[InputFile]:
+    """A hub dataset's stream as one input file per shard, in the dataset's order."""
+    count = hub_stream(path).n_shards
+    return [InputFile(f"{path}/shard-{i:05d}-of-{count:05d}", HUB) for i in range(count)]
 
 
 def resolve_sources(specs: list[str]) -> list[Source]:
@@ -180,7 +238,8 @@ def resolve_sources(specs: list[str]) -> list[Source]:
     by_name: dict[str, Source] = {}
     for spec in specs:
         name, path = parse_spec(spec)
-        name = name or default_name(path.split("*")[0] if glob.has_magic(path) else path)
+        named = hub_parts(path)[0] if path.startswith(HUB + ":") else path
+        name = name or default_name(named.split("*")[0] if glob.has_magic(named) else named)
         if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise UserError(f"source name {name!r} must be letters, digits, '-', '_' or '.'; "
                             "give one with NAME=PATH")
@@ -199,9 +258,10 @@ def resolve_sources(specs: list[str]) -> list[Source]:
 class Reader:
     """Iterates the records of one input file; `bytes_done` tracks progress through it."""
 
-    def __init__(self, f: InputFile, options: ReadOptions):
+    def __init__(self, f: InputFile, options: ReadOptions, block: int = BLOCK):
         self.file = f
         self.options = options
+        self.block = block  # bytes read at a time (a reader of a file's start wants fewer)
         self.bytes_done = 0
 
     def __iter__(self) -> Iterator[Record]:
@@ -217,8 +277,8 @@ class Reader:
         with open(self.file.path, "rb") as raw, gzip.GzipFile(fileobj=raw) as fh:
             def blocks():
                 while True:
-                    try:
-                        block = fh.read(BLOCK)
+                    try:  # small reads: a damaged stream loses at most one of them
+                        block = fh.read(PIECE)
                     except (EOFError, OSError, gzip.BadGzipFile) as exc:
                         yield exc
                         return
@@ -229,37 +289,16 @@ class Reader:
             yield from self._lines(blocks())
 
     def _read_jsonl_zst(self) -> Iterator[Record]:
-        import zstandard
-
-        dctx = zstandard.ZstdDecompressor()
         with open(self.file.path, "rb") as fh:
-            def blocks():
-                frame = None  # the frame being decompressed, None between frames
-                while True:
-                    raw = fh.read(BLOCK)
+            def raw_blocks():
+                while raw := fh.read(self.block):
                     self.bytes_done = fh.tell()
-                    if not raw:
-                        if frame is not None:
-                            yield EOFError("the zstd stream ends in the middle of a frame")
-                        return
-                    while raw:
-                        if frame is None:
-                            frame = dctx.decompressobj()
-                        try:
-                            out = frame.decompress(raw)
-                        except zstandard.ZstdError as exc:
-                            yield exc
-                            return
-                        if out:
-                            yield out
-                        raw = b""
-                        if frame.eof:
-                            raw, frame = frame.unused_data, None
-            yield from self._lines(blocks())
+                    yield raw
+            yield from self._lines(zstd_blocks(raw_blocks()))
 
     def _plain_blocks(self, fh) -> Iterator[bytes]:
         while True:
-            block = fh.read(BLOCK)
+            block = fh.read(self.block)
             self.bytes_done = fh.tell()
             if not block:
                 return
@@ -267,21 +306,29 @@ class Reader:
 
     def _lines(self, blocks: Iterator[bytes | Exception]) -> Iterator[Record]:
         """Split blocks into lines and parse each; an exception in the stream ends the file
-        with a `truncated_file` record (the incomplete last line is part of that)."""
+        with a `truncated_file` record (the incomplete last line is part of that). A line longer
+        than a block is gathered in a list, so it costs one copy whatever its length."""
         line_no = 0
-        rest = b""
+        rest: list[bytes] = []  # the start of a line that has not ended yet
         for block in blocks:
             if isinstance(block, Exception):
                 yield Record(line_no + 1, None, TRUNCATED_FILE, f"{type(block).__name__}: {block}")
                 return
-            lines = (rest + block).split(b"\n")
-            rest = lines.pop()
+            if b"\n" not in block:
+                rest.append(block)
+                continue
+            lines = block.split(b"\n")
+            if rest:
+                lines[0] = b"".join([*rest, lines[0]])
+            last = lines.pop()
+            rest = [last] if last else []
             for line in lines:
                 line_no += 1
                 if line.strip():
                     yield self._parse_json_line(line_no, line)
-        if rest.strip():
-            yield self._parse_json_line(line_no + 1, rest)
+        tail = b"".join(rest)
+        if tail.strip():
+            yield self._parse_json_line(line_no + 1, tail)
 
     def _parse_json_line(self, line_no: int, line: bytes) -> Record:
         try:
@@ -319,15 +366,32 @@ class Reader:
         if not head.startswith(b"["):
             yield from self._read_jsonl()
             return
-        data = Path(self.file.path).read_bytes()
-        self.bytes_done = len(data)
+        with open(self.file.path, "rb") as fh:
+            yield from self._array_items(JsonArrayItems(self._text_blocks(fh)))
+
+    def _text_blocks(self, fh) -> Iterator[str | Exception]:
+        """The file's text, a block at a time; invalid UTF-8 ends it with the error."""
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        for block in self._plain_blocks(fh):
+            try:
+                yield decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                yield exc
+                return
         try:
-            records = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            yield _unparsable(data, exc)
-            return
-        for i, obj in enumerate(records, 1):
-            yield self._from_object(i, obj)
+            yield decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            yield exc
+
+    def _array_items(self, items: JsonArrayItems) -> Iterator[Record]:
+        for i, item in enumerate(items, 1):
+            if isinstance(item, UnicodeDecodeError):
+                yield Record(i, None, INVALID_UTF8, str(item))
+                return
+            if isinstance(item, ValueError):
+                yield Record(i, None, INVALID_JSON, str(item))
+                return
+            yield self._from_object(i, item)
 
     # Plain text: one file is one document -------------------------------------------------------
 
@@ -340,6 +404,25 @@ class Reader:
             yield Record(data.count(b"\n", 0, exc.start) + 1, None, INVALID_UTF8, str(exc))
             return
         yield Record(1, text) if text.strip() else Record(1, None, EMPTY_TEXT, "")
+
+    # A hub dataset's shard, streamed through `datasets` --------------------------------------------
+
+    def _read_hf(self) -> Iterator[Record]:
+        m = _HUB_SHARD.fullmatch(self.file.path)
+        stream = hub_stream(m["spec"]).shard(num_shards=int(m["count"]), index=int(m["index"]))
+        rows = iter(stream)
+        row = 0
+        while True:
+            try:
+                obj = next(rows)
+            except StopIteration:
+                break
+            except Exception as exc:  # noqa: BLE001 - a broken stream ends the shard
+                yield Record(row + 1, None, CORRUPT_FILE, f"{type(exc).__name__}: {exc}")
+                break
+            row += 1
+            yield self._from_object(row, obj)
+        self.bytes_done = HUB_SHARD_BYTES
 
     # Tables: parquet by row group, Arrow (saved datasets) by record batch ------------------------
 
@@ -432,6 +515,126 @@ class Reader:
                 yield Record(line, None, EMPTY_TEXT, "")
             else:
                 yield Record(line, text)
+
+
+class JsonArrayItems:
+    """The items of a JSON array read from text blocks, one at a time: memory holds the current
+    block and item, not the file. An item that does not parse (or the array's end missing) ends
+    the items with a `ValueError` naming the line; an exception among the blocks is passed on."""
+
+    def __init__(self, blocks: Iterator[str | Exception]):
+        self.blocks = blocks
+        self.buf = ""
+        self.pos = 0
+        self.line = 1  # of self.pos
+        self.eof = False
+        self.decoder = json.JSONDecoder()
+
+    def _more(self) -> Exception | None:
+        """Read the next block (dropping the parsed part of the buffer); a block's error."""
+        block = next(self.blocks, None)
+        if block is None:
+            self.eof = True
+            return None
+        if isinstance(block, Exception):
+            self.eof = True
+            return block
+        self.line += self.buf.count("\n", 0, self.pos)
+        self.buf, self.pos = self.buf[self.pos:] + block, 0
+        return None
+
+    def _skip_space(self) -> Exception | None:
+        """Move past whitespace, reading blocks as needed; the error of a failed block read."""
+        while True:
+            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(self.buf) or self.eof:
+                return None
+            if error := self._more():
+                return error
+
+    def _error(self, what: str) -> ValueError:
+        line = self.line + self.buf.count("\n", 0, self.pos)
+        return ValueError(f"{what} (line {line})")
+
+    def __iter__(self) -> Iterator[object]:
+        if (error := self._skip_space()) or not self.buf.startswith("[", self.pos):
+            yield error or self._error("not a JSON array")
+            return
+        self.pos += 1
+        first = True
+        while True:
+            if error := self._skip_space():
+                yield error
+                return
+            if self.buf.startswith("]", self.pos):
+                return
+            if not first:
+                if not self.buf.startswith(",", self.pos):
+                    yield self._error("expected ',' or ']' between the array's items")
+                    return
+                self.pos += 1
+                if error := self._skip_space():
+                    yield error
+                    return
+            first = False
+            item = self._item()
+            yield item
+            if isinstance(item, Exception):
+                return
+
+    def _item(self) -> object:
+        """The item at `pos`, reading blocks until it is complete (a cut item fails to parse)."""
+        while True:
+            try:
+                item, end = self.decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                if self.eof:
+                    return self._error(f"invalid JSON: {exc.msg}")
+                # Read until the unparsed text doubles, so a huge item is parsed a few times,
+                # not once per block.
+                want = 2 * (len(self.buf) - self.pos) + 1
+                while not self.eof and len(self.buf) - self.pos < want:
+                    if error := self._more():
+                        return error
+                continue
+            if end == len(self.buf) and not self.eof and not isinstance(item, (dict, list, str)):
+                if error := self._more():  # a number may go on in the next block
+                    return error
+                continue
+            self.pos = end
+            return item
+
+
+def zstd_blocks(raw_blocks: Iterator[bytes]) -> Iterator[bytes | Exception]:
+    """The decompressed bytes of a zstd stream of one or more frames, `PIECE` bytes of input at a
+    time; a damaged or truncated stream ends with the exception (after everything before it).
+
+    Frames are decompressed one by one with `decompressobj` (the stream reader stops silently at
+    the end of a truncated frame, so a cut-short file would look complete)."""
+    import zstandard
+
+    dctx = zstandard.ZstdDecompressor()
+    frame = None  # the frame being decompressed, None between frames
+    for raw in raw_blocks:
+        view = memoryview(raw)
+        for start in range(0, len(view), PIECE):
+            data = view[start:start + PIECE].tobytes()
+            while data:
+                if frame is None:
+                    frame = dctx.decompressobj()
+                try:
+                    out = frame.decompress(data)
+                except zstandard.ZstdError as exc:
+                    yield exc
+                    return
+                if out:
+                    yield out
+                data = b""
+                if frame.eof:
+                    data, frame = frame.unused_data, None
+    if frame is not None:
+        yield EOFError("the zstd stream ends in the middle of a frame")
 
 
 def read_records(f: InputFile, options: ReadOptions) -> Iterator[Record]:

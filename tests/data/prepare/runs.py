@@ -10,6 +10,7 @@ import numpy as np
 
 from tests.data.prepare_corpus import texts, write_jsonl
 from tinyllama_cli.data.prepare import PrepareOptions, is_val
+from tinyllama_cli.data.prepare.datadir import SHARD
 
 
 def options(out: Path, tok: Path, **kw) -> PrepareOptions:
@@ -24,6 +25,19 @@ def read_split(out: Path, manifest: dict, source: str, split: str) -> np.ndarray
     for s, a in zip(shards, arrays):
         assert len(a) == s["tokens"]
     return np.concatenate(arrays) if arrays else np.zeros(0, dtype=manifest["dtype"])
+
+
+def shard_sizes_by_group(shards: list[dict]) -> dict[str, list[int]]:
+    """A split's shard sizes per group of input files, from the `<split>-GGGGG-PPP.bin` names,
+    checking that each group's parts are numbered 0, 1, ... in the manifest's order."""
+    groups: dict[str, list[int]] = {}
+    for s in shards:
+        m = SHARD.fullmatch(Path(s["file"]).name)
+        assert m, s["file"]
+        assert int(m["part"]) == len(groups.setdefault(m["group"], []))
+        groups[m["group"]].append(s["tokens"])
+    assert list(groups) == sorted(groups)
+    return groups
 
 
 def expected_streams(sp, docs: list[str], val_fraction: float) -> dict[str, list[int]]:

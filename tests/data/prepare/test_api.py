@@ -15,6 +15,7 @@ from tests.data.prepare.runs import (
     many_files,
     options,
     read_split,
+    shard_sizes_by_group,
     tree_bytes,
 )
 from tests.data.prepare_corpus import texts, write_jsonl
@@ -41,8 +42,9 @@ def test_every_format_gives_exactly_bos_encode_eos_per_document(tmp_path, tok_pa
             # tokens in shards == sum over documents of len(encode) + 2
             assert entry["tokens"][split] == len(want[split]) == len(got)
             assert entry["documents"][split] == int((got == 1).sum())
-            for shard in entry["shards"][split][:-1]:
-                assert shard["tokens"] == 700
+            # Every group's shards hold 700 tokens but its last, which holds 1 to 700.
+            for sizes in shard_sizes_by_group(entry["shards"][split]).values():
+                assert all(t == 700 for t in sizes[:-1]) and 0 < sizes[-1] <= 700
         assert entry["documents"]["train"] + entry["documents"]["val"] == len(docs)
     assert manifest["sources"]["slimpajama"]["skipped"] == {"excluded": 6}
     assert manifest["sources"]["slimpajama"]["files"] == 3
@@ -92,6 +94,23 @@ def test_an_interrupted_run_resumes_without_redoing_finished_files(tmp_path, tok
     assert result.files_resumed == 1 and result.files_processed == 6
     fresh = tmp_path / "fresh"
     prepare_data(specs, options(fresh, tok_path))
+    assert tree_bytes(out) == tree_bytes(fresh)
+
+
+def test_a_rerun_after_an_input_changed_redoes_its_group_and_drops_its_stale_shards(tmp_path,
+                                                                                     tok_path):
+    specs = many_files(tmp_path, 4)
+    out = tmp_path / "data"
+    with pytest.raises(KeyboardInterrupt):
+        prepare_data(specs, options(out, tok_path, shard_tokens=100),
+                     InterruptAfterFirstFile(tmp_path / "data.partial"))
+    assert len(list((tmp_path / "data.partial" / "web").glob("train-00000-*.bin"))) > 2
+    write_jsonl(tmp_path / "web" / "part-00.jsonl.zst", [{"text": t} for t in texts(1, 2)],
+                zst=True)  # shorter now: its group has fewer parts
+    result = prepare_data(specs, options(out, tok_path, shard_tokens=100))
+    assert result.files_resumed == 0 and result.files_processed == 7
+    fresh = tmp_path / "fresh"
+    prepare_data(specs, options(fresh, tok_path, shard_tokens=100))
     assert tree_bytes(out) == tree_bytes(fresh)
 
 

@@ -27,3 +27,7 @@ def test_slices_merge_into_the_unsliced_output(tmp_path, tok_path):
     r = cli("merge-data", *map(str, reversed(slices)), "--out", str(tmp_path / "merged"))
     assert r.returncode == 0, r.stderr
     assert tree_bytes(tmp_path / "merged") == tree_bytes(whole)
+    # The slices' shards are linked, not copied: the merge needs no second copy of the data.
+    merged = json.loads((tmp_path / "merged" / "manifest.json").read_text())["sources"]
+    shard = merged["web"]["shards"]["train"][0]["file"]
+    assert (tmp_path / "merged" / shard).stat().st_ino == (slices[0] / shard).stat().st_ino

@@ -1,8 +1,9 @@
-"""Assembly: the unit outputs of each source concatenated, in input-file order, into the
-fixed-size shards of the data dir, with manifest.json, files.jsonl and prepare-data.log.
+"""Assembly: the counts of every group listed, in input order, as the data dir's manifest.json,
+files.jsonl and prepare-data.log. The groups' workers wrote the shards in place, so nothing is
+copied: the disk holds the output once, plus the groups still being written.
 
 The order is the input order, never the order the workers finished in, so the bytes are a pure
-function of the inputs and settings. Cost: one copy of the data (transiently ~2x disk).
+function of the inputs and settings.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 from tinyllama_cli.data.prepare.datadir import (
     FILES,
@@ -22,7 +21,7 @@ from tinyllama_cli.data.prepare.datadir import (
     add_counts,
     build_manifest,
     new_source_entry,
-    write_split,
+    remove_unlisted_shards,
 )
 from tinyllama_cli.data.prepare.options import PrepareOptions
 from tinyllama_cli.data.prepare.slices import Unit
@@ -35,32 +34,27 @@ if TYPE_CHECKING:
 
 def assemble(work: Path, sources: list[Source], units: list[Unit], stats: list[dict],
              o: PrepareOptions, settings: dict, tok: Tokenizer, dtype: str,
-             slice_info: dict | None) -> dict:
-    """Write the shards and the listing files of `units` (with their `stats`) into `work`;
-    return the manifest."""
-    itemsize = np.dtype(dtype).itemsize
+             extra: dict) -> dict:
+    """Write the listing files of `units` (with their `stats`) into `work`; return the
+    manifest, with the entries of `extra` (`slice`, `decontamination`) that are not None."""
     entries = {s.name: new_source_entry(s.spec) for s in sources}
     # Listing problems (a glob that matched nothing) belong to the whole run: reported once.
     log_lines = _listing_problems(sources, entries) if o.shard_index == 0 else []
     files_lines: list[str] = []
-    for s in sources:
-        src_units = [(u, st) for u, st in zip(units, stats) if u.source == s.name]
-        unit_dir = work / "units" / s.name
+    for u, st in zip(units, stats):
+        entry = entries[u.source]
+        add_counts(entry, st)
         for split in SPLITS:
-            entries[s.name]["shards"][split] = write_split(
-                work, s.name, split, o.shard_tokens, itemsize,
-                (unit_dir / f"{u.index:05d}.{split}.bin" for u, _ in src_units))
-        for u, st in src_units:
-            add_counts(entries[s.name], st)
-            log_lines += st["log"]
-            files_lines.append(json.dumps({
-                "source": s.name, "path": u.file.path, "documents": st["documents"],
-                "tokens": st["tokens"], "skipped": st["skipped"]}))
+            entry["shards"][split] += st["shards"][split]
+        log_lines += st["log"]
+        files_lines += [json.dumps({
+            "source": u.source, "path": f["path"], "documents": f["documents"],
+            "tokens": f["tokens"], "skipped": f["skipped"]}) for f in st["files"]]
+    remove_unlisted_shards(work, entries)
     tok_info = {"file": TOKENIZER, "sha256": tok.sha256, "vocab_size": tok.vocab_size,
                 "bos_id": tok.bos_id, "eos_id": tok.eos_id}
     manifest = build_manifest(tok_info, dtype, settings, entries)
-    if slice_info:
-        manifest["slice"] = slice_info
+    manifest.update({k: v for k, v in extra.items() if v is not None})
     (work / LOG).write_text("".join(line + "\n" for line in log_lines))
     (work / FILES).write_text("".join(line + "\n" for line in files_lines))
     write_json(work / MANIFEST, manifest, indent=2)

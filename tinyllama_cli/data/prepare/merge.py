@@ -1,7 +1,10 @@
 """`merge-data`: the data dirs of `--shard-index 0..K-1 --num-shards K` combined into one.
 
-Slices are contiguous runs of the global file order, so concatenating their shards, logs and
-file listings in slice order gives, byte for byte, the data dir an unsliced run would write.
+Slices are contiguous runs of the global order of groups, and a group's shards are named by its
+place in its source, the same in every slice. So the merged dir takes the slices' shards as they
+are (hard links where the filesystem allows, else copies), and concatenating the slices' shard
+lists, logs and file listings in slice order gives, byte for byte, the data dir an unsliced run
+would write.
 """
 
 from __future__ import annotations
@@ -9,8 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-
-import numpy as np
 
 from tinyllama_cli.data.prepare.datadir import (
     FILES,
@@ -21,34 +22,31 @@ from tinyllama_cli.data.prepare.datadir import (
     add_counts,
     new_source_entry,
     work_dir,
-    write_split,
 )
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.files import check_new_dir, publish, remove, write_json
+from tinyllama_cli.files import check_new_dir, link_or_copy, publish, remove, write_json
 from tinyllama_cli.files import copy as copy_file
 
 Slice = tuple[Path, dict]  # (data dir, its manifest)
 
 
-def merge_data(slice_dirs: Iterable[str | Path], out: str | Path, overwrite: bool = False,
-               shard_tokens: int | None = None) -> dict:
+def merge_data(slice_dirs: Iterable[str | Path], out: str | Path, overwrite: bool = False) -> dict:
     """Combine the data dirs of `--shard-index 0..K-1 --num-shards K` into one data dir, byte for
     byte the one an unsliced run would have written."""
     out = Path(out)
     ordered = _read_slices([Path(d) for d in slice_dirs])
     check_new_dir(out, overwrite)
     first = ordered[0][1]
-    shard_tokens = shard_tokens or first["settings"]["shard_tokens"]
-    itemsize = np.dtype(first["dtype"]).itemsize
     work = work_dir(out)
     remove(work)
     work.mkdir(parents=True)
     copy_file(ordered[0][0] / TOKENIZER, work / TOKENIZER)
-    sources = {name: _merge_source(work, name, entry["spec"], ordered, shard_tokens, itemsize)
+    sources = {name: _merge_source(work, name, entry["spec"], ordered)
                for name, entry in first["sources"].items()}
-    settings = dict(first["settings"], shard_tokens=shard_tokens)
     manifest = {k: v for k, v in first.items() if k != "slice"}
-    manifest.update(settings=settings, sources=sources)
+    manifest.update(sources=sources)
+    if "decontamination" in first:
+        manifest["decontamination"] = _merge_decontamination([m for _, m in ordered])
     for name in (LOG, FILES):
         with open(work / name, "wb") as fh:
             fh.writelines((d / name).read_bytes() for d, _ in ordered)
@@ -83,13 +81,22 @@ def _read_slices(dirs: list[Path]) -> list[Slice]:
     return [by_index[i] for i in range(count)]
 
 
-def _merge_source(work: Path, name: str, spec: str, ordered: list[Slice], shard_tokens: int,
-                  itemsize: int) -> dict:
-    """One source's shards re-cut from every slice's, and its counts summed."""
+def _merge_decontamination(manifests: list[dict]) -> dict:
+    """The slices' `decontamination` with the documents dropped per eval file summed."""
+    merged = json.loads(json.dumps(manifests[0]["decontamination"]))
+    for i, f in enumerate(merged["files"]):
+        f["documents"] = sum(m["decontamination"]["files"][i]["documents"] for m in manifests)
+    return merged
+
+
+def _merge_source(work: Path, name: str, spec: str, ordered: list[Slice]) -> dict:
+    """One source's shards from every slice, in slice order, and its counts summed."""
     entry = new_source_entry(spec)
-    for split in SPLITS:
-        shards = (d / s["file"] for d, m in ordered for s in m["sources"][name]["shards"][split])
-        entry["shards"][split] = write_split(work, name, split, shard_tokens, itemsize, shards)
-    for _, m in ordered:
+    (work / name).mkdir(parents=True, exist_ok=True)
+    for d, m in ordered:
+        for split in SPLITS:
+            for shard in m["sources"][name]["shards"][split]:
+                link_or_copy(d / shard["file"], work / shard["file"])
+                entry["shards"][split].append(shard)
         add_counts(entry, m["sources"][name])
     return entry

@@ -28,6 +28,7 @@ class PrepareOptions:
     tokenizer_sample_mb: float = 64.0
     workers: int = 1
     val_fraction: float = 0.001
+    val_min_docs: int = 10  # the floor of val documents per source (`val_floor`)
     text_field: str | None = None
     exclude: tuple[tuple[str, str], ...] = ()
     on_error: str = "skip"
@@ -36,9 +37,12 @@ class PrepareOptions:
     num_shards: int = 1
     overwrite: bool = False
     fast_encode: bool = True
+    decontaminate: tuple[Path, ...] = ()  # eval files whose n-word spans drop a document
+    decontaminate_ngram: int = 13
 
     def __post_init__(self) -> None:
         self.exclude = parse_key_values(self.exclude, "--exclude-meta")
+        self.decontaminate = tuple(Path(p) for p in self.decontaminate)
 
 
 def parse_key_values(items: Iterable[str | tuple[str, str]],
@@ -62,6 +66,8 @@ def check_options(o: PrepareOptions) -> None:
         raise UserError("--workers must be at least 1")
     if not 0.0 <= o.val_fraction < 1.0:
         raise UserError(f"--val-fraction must be in [0, 1), not {o.val_fraction}")
+    if o.val_min_docs < 0:
+        raise UserError(f"--val-min-docs must be 0 or more, not {o.val_min_docs}")
     if o.shard_tokens < 1:
         raise UserError("--shard-tokens must be positive")
     if o.num_shards < 1 or not 0 <= o.shard_index < o.num_shards:
@@ -74,6 +80,12 @@ def check_options(o: PrepareOptions) -> None:
                         "(256 byte pieces + specials)")
     if o.tokenizer_sample_mb <= 0:
         raise UserError("--tokenizer-sample-mb must be positive")
+    if o.decontaminate_ngram < 1:
+        raise UserError("--decontaminate-ngram must be at least 1 (words per span)")
+    for path in o.decontaminate:
+        if not path.is_file():
+            raise UserError(f"--decontaminate {path} does not exist; pass an eval task file "
+                            "(.jsonl/.parquet in the hub schema) or texts (.txt/.jsonl)")
 
 
 def load_tokenizer(path: Path) -> Tokenizer:

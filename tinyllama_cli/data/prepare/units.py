@@ -1,28 +1,35 @@
-"""One unit of work: an input file encoded into `units/<source>/NNNNN.{train,val}.bin` plus a
-`.json` of its counts, written last, so that a rerun can skip every unit whose `.json` is there.
+"""One unit of work: a group of input files encoded, in order, into the group's own shards
+`<source>/<split>-GGGGG-PPP.bin` of the data dir being built, plus `units/<source>/GGGGG.json`
+with its counts, written last, so that a rerun can skip every group whose `.json` is there.
 
-This is what the worker processes run. Units are independent of each other and of the number of
-workers, so the unit outputs, and the data dir assembled from them, are the same for any
-`--workers`. A document goes to the validation split when a hash of its text falls under the
-threshold: stable across runs, machines and slicings, and exact duplicates share a split.
+This is what the worker processes run. Groups are independent of each other and of the number of
+workers, so the shards, and the data dir listing them, are the same for any `--workers`. A
+document goes to the validation split when a hash of its text falls under the threshold: stable
+across runs, machines and slicings, and exact duplicates share a split.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
-import os
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tinyllama_cli.data.prepare.datadir import SPLITS
+from tinyllama_cli.data.prepare.datadir import (
+    SPLITS,
+    UNITS,
+    ShardWriter,
+    remove_group_shards,
+)
+from tinyllama_cli.data.prepare.decontaminate import CONTAMINATED, EvalIndex, contaminated
+from tinyllama_cli.data.prepare.pool import Report, worker_report
 from tinyllama_cli.data.prepare.slices import Unit
-from tinyllama_cli.data.sources import EXCLUDED, Reader, ReadOptions, Record
+from tinyllama_cli.data.sources import EXCLUDED, InputFile, Reader, ReadOptions, Record
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.files import write_json
 
@@ -33,35 +40,25 @@ BATCH_DOCS = 512
 BATCH_CHARS = 4 << 20
 MAX_LOG_LINES_PER_FILE = 10_000
 
-Report = Callable[[int, int, int], None]  # (documents, tokens, bytes read) since the last call
-
 
 @dataclass(frozen=True)
 class UnitTask:
     unit: Unit
-    unit_dir: str
+    root: str  # the data dir being built (OUT.partial)
     tokenizer_path: str
     val_threshold: int  # a document is val when hash64(text) < this
     options: ReadOptions
     on_error: str
     fast: bool
     dtype: str
+    shard_tokens: int
+    index_path: str | None = None  # the decontamination index (`datadir.INDEX`)
+    keep_smallest: int = 0  # how many of the smallest document hashes to record (`val_floor`)
 
 
-# A worker process's state: its encoders (one per tokenizer, built once) and, set by
-# `init_worker`, the main process's progress queue and stop event.
+# A worker process's encoders (one per tokenizer) and decontamination indexes, loaded once.
 _ENCODERS: dict = {}
-_QUEUE = None
-_STOP = None
-
-
-class _Stopped(Exception):
-    """Raised in a worker when the main process has asked everyone to stop (another failed)."""
-
-
-def init_worker(queue, stop) -> None:
-    global _QUEUE, _STOP
-    _QUEUE, _STOP = queue, stop
+_INDEXES: dict[str, EvalIndex] = {}
 
 
 def _encoder(path: str, fast: bool) -> DocumentEncoder:
@@ -73,58 +70,93 @@ def _encoder(path: str, fast: bool) -> DocumentEncoder:
     return _ENCODERS[key]
 
 
+def _index(path: str | None) -> EvalIndex | None:
+    if path is None:
+        return None
+    if path not in _INDEXES:
+        _INDEXES[path] = EvalIndex.load(Path(path))
+    return _INDEXES[path]
+
+
+def doc_hash(text: str) -> int:
+    """A 64-bit BLAKE2b hash of the UTF-8 text: what the split compares with its threshold."""
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
 def is_val(text: str, threshold: int) -> bool:
     """The stable per-document split: a 64-bit hash of the UTF-8 text against a threshold."""
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") < threshold
+    return doc_hash(text) < threshold
+
+
+def unit_stats_path(root: Path, u: Unit) -> Path:
+    return root / UNITS / u.source / f"{u.index:05d}.json"
 
 
 def process_unit(task: UnitTask, report: Report | None = None) -> dict:
-    """Encode one input file into its unit outputs; return its counts. Runs in a worker."""
+    """Encode one group of input files into its shards; return its counts. Runs in a worker."""
     from tinyllama_cli.data.encoder import FastPathMismatch
 
-    report = report or _queue_report
+    report = report or worker_report
     encoder = _encoder(task.tokenizer_path, task.fast)
     try:
-        return _encode_file(task, encoder, report)
+        return _encode_group(task, encoder, report)
     except FastPathMismatch as exc:
-        # Never expected for a model that passed `word_split_is_exact`; redo the file exactly.
-        plain = _encoder(task.tokenizer_path, False)
-        stats = _encode_file(task, plain, report)
-        stats["log"].append(f"{task.unit.file.path}: note: fell back to plain encoding ({exc})")
-        return stats
-
-
-def _queue_report(documents: int, tokens: int, nbytes: int) -> None:
-    if _STOP is not None and _STOP.is_set():
-        raise _Stopped
-    if _QUEUE is not None:
-        _QUEUE.put((documents, tokens, nbytes))
+        # Never expected for a model that passed `word_split_is_exact`; redo the group exactly.
+        return _encode_group(task, _encoder(task.tokenizer_path, False), report,
+                             note=f"note: fell back to plain encoding ({exc})")
 
 
 class _SplitFiles:
-    """The unit's two split files, written under `.tmp` names, with their counts."""
+    """The group's two splits, each written through a `ShardWriter`, with their counts."""
 
-    def __init__(self, stem: str, dtype: np.dtype):
-        self.stem, self.dtype = stem, dtype
+    def __init__(self, task: UnitTask):
+        self.dtype = np.dtype(task.dtype)
+        u = task.unit
+        self.writers = {split: ShardWriter(Path(task.root), u.source, split, u.index,
+                                           task.shard_tokens, self.dtype.itemsize)
+                        for split in SPLITS}
         self.documents = dict.fromkeys(SPLITS, 0)
         self.tokens = dict.fromkeys(SPLITS, 0)
-        self.files = {split: open(f"{stem}.{split}.bin.tmp", "wb")  # noqa: SIM115 - see close()
-                      for split in SPLITS}
+        self.keep_smallest = task.keep_smallest
+        # The group's documents of smallest hash, sorted: [hash, file, split, offset, tokens,
+        # place] (offset in that split's stream, place in the group's input), so the val floor
+        # can move them without encoding them again (`val_floor.move_to_val`).
+        self.candidates: list[list] = []
+        self.file_index = 0  # of the group's file being written
+        self.seen = 0  # documents written
+
+    def write_batch(self, texts: list[str], packed: np.ndarray, lengths: np.ndarray,
+                    threshold: int) -> None:
+        """A batch of documents (their ids packed), each to its split."""
+        hashes = [doc_hash(t) for t in texts] if threshold or self.keep_smallest else []
+        if self.keep_smallest:
+            self._keep_candidates(hashes, lengths, threshold)
+        self.write(_by_split(hashes, packed, lengths, threshold))
+
+    def _keep_candidates(self, hashes: list[int], lengths: np.ndarray, threshold: int) -> None:
+        in_val = [h < threshold for h in hashes]
+        start = {split: self.tokens[split] for split in SPLITS}
+        places = []
+        for i, (h, val, n) in enumerate(zip(hashes, in_val, lengths.tolist())):
+            split = "val" if val else "train"
+            places.append([h, self.file_index, split, start[split], n, self.seen + i])
+            start[split] += n
+        self.seen += len(hashes)
+        self.candidates = heapq.nsmallest(self.keep_smallest, [*self.candidates, *places])
 
     def write(self, parts: dict[str, tuple[np.ndarray, int]]) -> None:
         for split, (part, docs) in parts.items():
-            part.astype(self.dtype).tofile(self.files[split])
+            self.writers[split].write(part.astype(self.dtype))
             self.tokens[split] += len(part)
             self.documents[split] += docs
 
-    def close(self) -> None:
-        for fh in self.files.values():
-            fh.close()
+    def close(self) -> dict[str, list[dict]]:
+        return {split: w.close() for split, w in self.writers.items()}
 
-    def rename(self) -> None:
-        for split in SPLITS:
-            os.replace(f"{self.stem}.{split}.bin.tmp", f"{self.stem}.{split}.bin")
+    def commit(self) -> None:
+        for w in self.writers.values():
+            w.commit()
 
 
 @dataclass
@@ -147,6 +179,13 @@ class _Skips:
         if len(self.log) < MAX_LOG_LINES_PER_FILE:
             self.log.append(f"{where}: {record.reason}: {record.detail}".rstrip(": "))
 
+    def add_contaminated(self, where: str, detail: str) -> None:
+        """A document dropped by decontamination: asked for, so logged but never an error."""
+        self.counts[CONTAMINATED] += 1
+        self.logged += 1
+        if len(self.log) < MAX_LOG_LINES_PER_FILE:
+            self.log.append(f"{where}: {CONTAMINATED}: {detail}")
+
     def log_lines(self, path: str) -> list[str]:
         if self.logged > len(self.log):
             more = self.logged - len(self.log)
@@ -154,69 +193,116 @@ class _Skips:
         return self.log
 
 
-def _by_split(texts: list[str], packed: np.ndarray, lengths: np.ndarray,
+def _by_split(hashes: list[int], packed: np.ndarray, lengths: np.ndarray,
               threshold: int) -> dict[str, tuple[np.ndarray, int]]:
     """The batch's tokens and document count per split (each document's ids stay together)."""
     if not threshold:
-        return {"train": (packed, len(texts))}
-    in_val = np.fromiter((is_val(t, threshold) for t in texts), dtype=bool, count=len(texts))
+        return {"train": (packed, len(lengths))}
+    in_val = np.fromiter((h < threshold for h in hashes), dtype=bool, count=len(hashes))
     token_in_val = np.repeat(in_val, lengths)
-    return {"train": (packed[~token_in_val], len(texts) - int(in_val.sum())),
+    return {"train": (packed[~token_in_val], len(hashes) - int(in_val.sum())),
             "val": (packed[token_in_val], int(in_val.sum()))}
 
 
-def _encode_file(task: UnitTask, encoder: DocumentEncoder, report: Report) -> dict:
-    u = task.unit
-    stem = os.path.join(task.unit_dir, f"{u.index:05d}")
-    skips = _Skips()
-    reader = Reader(u.file, task.options)
-    reported_bytes = 0
-    texts: list[str] = []
-    chars = 0
-
-    def flush() -> None:
-        nonlocal texts, chars, reported_bytes
-        if not texts:
-            return
-        packed, lengths = encoder.encode_packed(texts)
-        out.write(_by_split(texts, packed, lengths, task.val_threshold))
-        report(len(texts), len(packed), reader.bytes_done - reported_bytes)
-        reported_bytes = reader.bytes_done
-        texts, chars = [], 0
-
-    out = _SplitFiles(stem, np.dtype(task.dtype))
+def _encode_group(task: UnitTask, encoder: DocumentEncoder, report: Report,
+                  note: str | None = None) -> dict:
+    u, root = task.unit, Path(task.root)
+    remove_group_shards(root, u.source, u.index)
+    out = _SplitFiles(task)
     try:
-        for record in reader:
-            if record.text is None:
-                skips.add(record, u.file.path, task.on_error)
-                continue
-            texts.append(record.text)
-            chars += len(record.text)
-            if len(texts) >= BATCH_DOCS or chars >= BATCH_CHARS:
-                flush()
-        flush()
+        files = []
+        for i, f in enumerate(u.files):
+            out.file_index = i
+            files.append(_encode_file(task, f, encoder, out, report))
     finally:
-        out.close()
-    report(0, 0, u.size - reported_bytes)
+        shards = out.close()
+    log = [line for f in files for line in f.pop("log")]
+    if note:
+        log.append(f"{u.files[0].path}: {note}")
     stats = {
-        "source": u.source, "index": u.index, "path": u.file.path, "size": u.size,
-        "mtime_ns": os.stat(u.file.path).st_mtime_ns,
+        "source": u.source, "index": u.index, "files": files,
         "documents": out.documents, "tokens": out.tokens,
-        "skipped": dict(sorted(skips.counts.items())),
-        "log": skips.log_lines(u.file.path),
+        "skipped": dict(sorted(sum((Counter(f["skipped"]) for f in files), Counter()).items())),
+        "log": log, "shards": shards, "val_threshold": task.val_threshold,
+        "val_candidates": out.candidates,
+        "contaminated_by": [sum(c) for c in zip(*(f.pop("contaminated_by") for f in files))],
     }
-    out.rename()
-    write_json(Path(f"{stem}.json"), stats, indent=None)
+    out.commit()
+    path = unit_stats_path(root, u)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, stats, indent=None)
     return stats
 
 
-def unit_done(unit_dir: Path, u: Unit) -> dict | None:
-    """The saved counts of a unit finished by an earlier run, if its input is unchanged."""
-    path = unit_dir / f"{u.index:05d}.json"
+def _encode_file(task: UnitTask, f: InputFile, encoder: DocumentEncoder, out: _SplitFiles,
+                 report: Report) -> dict:
+    """One input file of the group into `out`; returns its own counts and log lines."""
+    skips = _Skips()
+    index = _index(task.index_path)
+    dropped = [0] * len(index.files) if index else []  # documents per eval file
+    reader = Reader(f, task.options)
+    documents, tokens = dict(out.documents), dict(out.tokens)
+    reported_bytes = 0
+    texts: list[str] = []
+    lines: list[int] = []
+    chars = 0
+
+    def flush() -> None:
+        nonlocal texts, lines, chars, reported_bytes
+        if index and texts:
+            texts = _decontaminate(index, texts, lines, f.path, skips, dropped)
+        if texts:
+            packed, lengths = encoder.encode_packed(texts)
+            out.write_batch(texts, packed, lengths, task.val_threshold)
+            report(len(texts), len(packed), reader.bytes_done - reported_bytes)
+            reported_bytes = reader.bytes_done
+        texts, lines, chars = [], [], 0
+
+    size = f.size
+    for record in reader:
+        if record.text is None:
+            skips.add(record, f.path, task.on_error)
+            continue
+        texts.append(record.text)
+        lines.append(record.line)
+        chars += len(record.text)
+        if len(texts) >= BATCH_DOCS or chars >= BATCH_CHARS:
+            flush()
+    flush()
+    report(0, 0, size - reported_bytes)
+    return {
+        "path": f.path, "size": size, "mtime_ns": f.stat()[1],
+        "documents": {s: out.documents[s] - documents[s] for s in SPLITS},
+        "tokens": {s: out.tokens[s] - tokens[s] for s in SPLITS},
+        "skipped": dict(sorted(skips.counts.items())),
+        "log": skips.log_lines(f.path), "contaminated_by": dropped,
+    }
+
+
+def _decontaminate(index: EvalIndex, texts: list[str], lines: list[int], path: str,
+                   skips: _Skips, dropped: list[int]) -> list[str]:
+    """`texts` without the documents that share a span with an eval text; each dropped one is
+    logged with a span and its eval files, and counted per eval file in `dropped`."""
+    hits = contaminated(index, texts)
+    for doc in sorted(hits):
+        hit = hits[doc]
+        names = [f["file"] for bit, f in enumerate(index.files) if hit.mask >> bit & 1]
+        for bit in range(len(dropped)):
+            dropped[bit] += hit.mask >> bit & 1
+        skips.add_contaminated(f"{path}:{lines[doc]}",
+                               f"shares \"{hit.span}\" with {', '.join(names)}")
+    return [t for i, t in enumerate(texts) if i not in hits] if hits else texts
+
+
+def unit_done(root: Path, u: Unit, val_threshold: int | None = None) -> dict | None:
+    """The saved counts of a group finished by an earlier run, if its inputs are unchanged (and
+    it was split at `val_threshold`, when given)."""
+    path = unit_stats_path(root, u)
     if not path.is_file():
         return None
     stats = json.loads(path.read_text())
-    st = os.stat(u.file.path)
-    unchanged = (stats["path"], stats["size"], stats["mtime_ns"]) == (u.file.path, st.st_size,
-                                                                       st.st_mtime_ns)
-    return stats if unchanged else None
+    if val_threshold is not None and stats.get("val_threshold") != val_threshold:
+        return None
+    saved = [(f.get("path"), f.get("size"), f.get("mtime_ns")) for f in stats.get("files", [])]
+    now = [(f.path, *f.stat()) for f in u.files]
+    return stats if saved == now else None
