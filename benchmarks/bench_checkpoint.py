@@ -64,7 +64,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tinyllama-120m")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dir", type=Path, default=None, help="where to save (default: a temp dir)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="where to save (default: a temp dir)"
+    )
     args = parser.parse_args()
     from tinyllama_cli.hardware import cpu_flags
 
@@ -73,10 +75,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         times = timed_saves(model, optimizer, Path(tmp), args.repeats)
     flags = sorted(f for f in cpu_flags() if f.startswith(("amx", "avx512_bf16", "avx512f")))
-    print(f"{args.model}: {params:,} parameters, {12 * params / 2**30:.2f} GiB per checkpoint "
-          f"(fp32 weights + AdamW moments); CPU flags: {' '.join(flags) or 'none of amx/avx512'}; "
-          f"{torch.get_num_threads()} threads; median of {args.repeats}; load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"{args.model}: {params:,} parameters, {12 * params / 2**30:.2f} GiB per checkpoint "
+        f"(fp32 weights + AdamW moments); CPU flags: {' '.join(flags) or 'none of amx/avx512'}; "
+        f"{torch.get_num_threads()} threads; median of {args.repeats}; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     sync = statistics.median(times["sync"])
     for name, values in times.items():
         median = statistics.median(values)

@@ -65,7 +65,8 @@ def cpu_description() -> str:
     except OSError:
         pass
     bf16 = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f in flags]
-    return f"{model}, {os.cpu_count()} CPUs, flags: {' '.join(bf16) or 'none of amx_bf16/avx512_bf16/avx512f/avx2'}"
+    shown = " ".join(bf16) or "none of amx_bf16/avx512_bf16/avx512f/avx2"
+    return f"{model}, {os.cpu_count()} CPUs, flags: {shown}"
 
 
 @contextmanager
@@ -81,14 +82,23 @@ def hogs(n: int):
 
 
 def python(code: str, env: dict | None = None) -> list[float]:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, **(env or {})})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
     return [float(x) for x in out.stdout.split()]
 
 
 def tinyllama(*args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "tinyllama_cli", *args, "--json"], capture_output=True,
-                         text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "tinyllama_cli", *args, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout)
@@ -104,13 +114,27 @@ def make_model(root: Path) -> tuple[Path, Path]:
     from tinyllama_cli.model import Llama
     from tinyllama_cli.tokenizer import Tokenizer, train_tokenizer
 
-    subprocess.run([sys.executable, "-m", "tinyllama_cli", "sample-corpus", "--out", str(root / "corpus"),
-                    "--tokens-target", "300000"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tinyllama_cli",
+            "sample-corpus",
+            "--out",
+            str(root / "corpus"),
+            "--tokens-target",
+            "300000",
+        ],
+        check=True,
+        capture_output=True,
+    )
     import zstandard
 
     texts = []
     for f in sorted((root / "corpus" / "slimpajama").rglob("*.zst")):
-        for line in zstandard.ZstdDecompressor().stream_reader(f.open("rb")).read().decode().splitlines():
+        for line in (
+            zstandard.ZstdDecompressor().stream_reader(f.open("rb")).read().decode().splitlines()
+        ):
             texts.append(json.loads(line)["text"])
     train_tokenizer(texts, 4096, root / "tok.model", num_threads=2)
     torch.manual_seed(0)
@@ -128,29 +152,75 @@ def peak_rows(repeats: int) -> list[dict]:
                 old.append(python(_OLD_PEAK))
                 new.append(python(_NEW_PEAK))
         for i, precision in enumerate(("fp32", "bf16")):
-            for method, values in (("wall clock, all threads (before)", old), ("CPU time x threads (now)", new)):
+            for method, values in (
+                ("wall clock, all threads (before)", old),
+                ("CPU time x threads (now)", new),
+            ):
                 v = sorted(x[i] for x in values)
-                rows.append({"load": load, "precision": precision, "method": method, "min": v[0],
-                             "median": statistics.median(v), "max": v[-1]})
+                rows.append(
+                    {
+                        "load": load,
+                        "precision": precision,
+                        "method": method,
+                        "min": v[0],
+                        "median": statistics.median(v),
+                        "max": v[-1],
+                    }
+                )
     return rows
 
 
 def speed_rows(model: Path, hellaswag: Path, repeats: int) -> list[dict]:
     prompts = model.parent / "prompts.txt"
-    prompts.write_text("\n".join(f"The {w} module provides" for w in
-                                 ("os", "sys", "json", "re", "math", "time", "csv", "ast")) + "\n")
+    prompts.write_text(
+        "\n".join(
+            f"The {w} module provides"
+            for w in ("os", "sys", "json", "re", "math", "time", "csv", "ast")
+        )
+        + "\n"
+    )
     cores = os.cpu_count() or 1
-    settings = {"torch default": ["--threads", str(cores)], "1 thread": ["--threads", "1"], "new default": []}
+    settings = {
+        "torch default": ["--threads", str(cores)],
+        "1 thread": ["--threads", "1"],
+        "new default": [],
+    }
     jobs = {
         "generate batch 8": lambda extra: tinyllama(
-            "generate", str(model), "--prompt-file", str(prompts), "--temperature", "0",
-            "--max-new-tokens", "64", *extra)["stats"]["tokens_per_sec"],
+            "generate",
+            str(model),
+            "--prompt-file",
+            str(prompts),
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "64",
+            *extra,
+        )["stats"]["tokens_per_sec"],
         "generate batch 1": lambda extra: tinyllama(
-            "generate", str(model), "--prompt", "The os module provides", "--temperature", "0",
-            "--max-new-tokens", "64", *extra)["stats"]["tokens_per_sec"],
+            "generate",
+            str(model),
+            "--prompt",
+            "The os module provides",
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "64",
+            *extra,
+        )["stats"]["tokens_per_sec"],
         "eval hellaswag": lambda extra: tinyllama(
-            "eval", str(model), "--tasks", "hellaswag", "--dataset", f"hellaswag={hellaswag}",
-            "--limit", "60", "--batch-size", "16", *extra)["samples_per_sec"],
+            "eval",
+            str(model),
+            "--tasks",
+            "hellaswag",
+            "--dataset",
+            f"hellaswag={hellaswag}",
+            "--limit",
+            "60",
+            "--batch-size",
+            "16",
+            *extra,
+        )["samples_per_sec"],
     }
     rows = []
     for load, n in LOADS.items():
@@ -161,8 +231,14 @@ def speed_rows(model: Path, hellaswag: Path, repeats: int) -> list[dict]:
                     for setting, extra in settings.items():  # interleaved
                         seen[setting].append(run(extra))
                 med = {s: statistics.median(v) for s, v in seen.items()}
-                rows.append({"load": load, "job": job, **med,
-                             "new / torch default": med["new default"] / med["torch default"]})
+                rows.append(
+                    {
+                        "load": load,
+                        "job": job,
+                        **med,
+                        "new / torch default": med["new default"] / med["torch default"],
+                    }
+                )
     return rows
 
 
@@ -173,20 +249,31 @@ def main() -> None:
     args = parser.parse_args()
     print(cpu_description(), flush=True)
     peaks = peak_rows(args.repeats)
-    print(f"\n{'load':<8} {'prec':<5} {'method':<34} {'min':>9} {'median':>9} {'max':>9}  (GFLOP/s)")
+    print(
+        f"\n{'load':<8} {'prec':<5} {'method':<34} {'min':>9} {'median':>9} {'max':>9}  (GFLOP/s)"
+    )
     for r in peaks:
-        print(f"{r['load']:<8} {r['precision']:<5} {r['method']:<34} {r['min'] / 1e9:>9.0f} "
-              f"{r['median'] / 1e9:>9.0f} {r['max'] / 1e9:>9.0f}")
+        print(
+            f"{r['load']:<8} {r['precision']:<5} {r['method']:<34} {r['min'] / 1e9:>9.0f} "
+            f"{r['median'] / 1e9:>9.0f} {r['max'] / 1e9:>9.0f}"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         model, hellaswag = make_model(Path(tmp))
         speeds = speed_rows(model, hellaswag, args.repeats)
-    print(f"\n{'load':<8} {'job':<18} {'torch default':>14} {'1 thread':>10} {'new default':>12} {'new/torch':>10}")
+    print(
+        f"\n{'load':<8} {'job':<18} {'torch default':>14} {'1 thread':>10} {'new default':>12} "
+        f"{'new/torch':>10}"
+    )
     for r in speeds:
-        print(f"{r['load']:<8} {r['job']:<18} {r['torch default']:>14.1f} {r['1 thread']:>10.1f} "
-              f"{r['new default']:>12.1f} {r['new / torch default']:>9.2f}x")
+        print(
+            f"{r['load']:<8} {r['job']:<18} {r['torch default']:>14.1f} {r['1 thread']:>10.1f} "
+            f"{r['new default']:>12.1f} {r['new / torch default']:>9.2f}x"
+        )
     print("(generate: new tokens/s; eval: samples/s)")
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu_description(), "peaks": peaks, "speeds": speeds}, indent=2))
+        args.json.write_text(
+            json.dumps({"cpu": cpu_description(), "peaks": peaks, "speeds": speeds}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,24 @@ def make_data(root: Path, shards_per_source: int = 48, shard_tokens: int = 1 << 
             rng.integers(3, 32000, shard_tokens, dtype=np.uint16).tofile(data / rel)
             entries.append({"file": rel, "tokens": shard_tokens})
         total = shards_per_source * shard_tokens
-        sources[name] = {"documents": {"train": 1, "val": 0}, "tokens": {"train": total, "val": 0},
-                         "skipped": {}, "shards": {"train": entries, "val": []}}
-    manifest = {"format_version": 1, "dtype": "uint16", "sources": sources,
-                "tokenizer": {"file": "tokenizer.model", "sha256": "", "vocab_size": 32000, "bos_id": 1, "eos_id": 2}}
+        sources[name] = {
+            "documents": {"train": 1, "val": 0},
+            "tokens": {"train": total, "val": 0},
+            "skipped": {},
+            "shards": {"train": entries, "val": []},
+        }
+    manifest = {
+        "format_version": 1,
+        "dtype": "uint16",
+        "sources": sources,
+        "tokenizer": {
+            "file": "tokenizer.model",
+            "sha256": "",
+            "vocab_size": 32000,
+            "bos_id": 1,
+            "eos_id": 2,
+        },
+    }
     (data / "manifest.json").write_text(json.dumps(manifest))
     return data
 
@@ -63,7 +77,16 @@ def per_step(data, step: int) -> dict[str, float]:
     for k in range(first, first + PER_WORKER):
         s, j = data.mixture.locate(k)
         epoch, pos = divmod(j, data.windows[s])
-        picks.append((s, int(feistel_permutation(pos, data.windows[s], window_key(data.seed, data.names[s], epoch))[0])))
+        picks.append(
+            (
+                s,
+                int(
+                    feistel_permutation(
+                        pos, data.windows[s], window_key(data.seed, data.names[s], epoch)
+                    )[0]
+                ),
+            )
+        )
     t1 = time.perf_counter()
     windows = [data.streams[s].read(w * SEQ, SEQ + 1) for s, w in picks]
     t2 = time.perf_counter()
@@ -109,15 +132,31 @@ def main() -> None:
         for preset, step_s in STEP_SECONDS.items():
             compute = min(step_s, 0.2)  # a shorter sleep measures the same wait, in less time
             wait = prefetched_wait(data, args.steps, compute)
-            rows.append({"shape": preset, "gpu_step_s": step_s, **median, "prefetched_wait": wait,
-                         "share_in_loop": median["step total"] / step_s, "share_prefetched": wait / step_s})
-    print(f"per worker per step: {PER_WORKER} windows of {SEQ + 1} tokens (median of {args.steps} steps), ms")
-    print(f"{'shape':<16}{'sample':>8}{'read':>8}{'copy':>8}{'total':>8}{'prefetched wait':>17}"
-          f"{'% of step, loop':>17}{'prefetched':>12}")
+            rows.append(
+                {
+                    "shape": preset,
+                    "gpu_step_s": step_s,
+                    **median,
+                    "prefetched_wait": wait,
+                    "share_in_loop": median["step total"] / step_s,
+                    "share_prefetched": wait / step_s,
+                }
+            )
+    print(
+        f"per worker per step: {PER_WORKER} windows of {SEQ + 1} tokens (median of {args.steps} "
+        "steps), ms"
+    )
+    print(
+        f"{'shape':<16}{'sample':>8}{'read':>8}{'copy':>8}{'total':>8}{'prefetched wait':>17}"
+        f"{'% of step, loop':>17}{'prefetched':>12}"
+    )
     for r in rows:
-        print(f"{r['shape']:<16}{1e3 * r['sample']:>8.2f}{1e3 * r['read']:>8.2f}{1e3 * r['copy']:>8.2f}"
-              f"{1e3 * r['step total']:>8.2f}{1e3 * r['prefetched_wait']:>17.3f}"
-              f"{100 * r['share_in_loop']:>16.2f}%{100 * r['share_prefetched']:>11.4f}%")
+        print(
+            f"{r['shape']:<16}{1e3 * r['sample']:>8.2f}{1e3 * r['read']:>8.2f}"
+            f"{1e3 * r['copy']:>8.2f}"
+            f"{1e3 * r['step total']:>8.2f}{1e3 * r['prefetched_wait']:>17.3f}"
+            f"{100 * r['share_in_loop']:>16.2f}%{100 * r['share_prefetched']:>11.4f}%"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -29,7 +29,9 @@ KINDS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--preset", default="cpu-bench")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--json", help="also write the results here")
@@ -39,8 +41,10 @@ def main() -> None:
     params = list(model.parameters())
     for param in params:
         param.grad = torch.randn_like(param) * 1e-3
-    optimizers = {k: torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, **kw)
-                  for k, kw in KINDS.items()}
+    optimizers = {
+        k: torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1, **kw)
+        for k, kw in KINDS.items()
+    }
     times: dict[str, list[float]] = {k: [] for k in KINDS}
     for _ in range(args.repeats + 1):
         for kind, opt in optimizers.items():
@@ -49,8 +53,11 @@ def main() -> None:
             times[kind].append(time.perf_counter() - start)
     medians = {k: statistics.median(v[1:]) * 1e3 for k, v in times.items()}
     n = sum(p.numel() for p in params)
-    print(f"{args.preset}: {n:,} parameters, {torch.get_num_threads()} threads, "
-          f"CPU flags: {' '.join(sorted(cpu_flags() & SHOWN_FLAGS)) or '-'}; median of {args.repeats} steps each\n")
+    print(
+        f"{args.preset}: {n:,} parameters, {torch.get_num_threads()} threads, "
+        f"CPU flags: {' '.join(sorted(cpu_flags() & SHOWN_FLAGS)) or '-'}; median of "
+        f"{args.repeats} steps each\n"
+    )
     print("| AdamW | ms per step | x for-loop |\n|---|---|---|")
     for kind, ms in medians.items():
         print(f"| {kind} | {ms:.1f} | {medians['for-loop'] / ms:.2f} |")

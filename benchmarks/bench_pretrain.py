@@ -1,6 +1,7 @@
 """`tinyllama pretrain` vs Hugging Face LlamaForCausalLM + a plain AdamW loop, side by side.
 
-    PYTHONPATH=. python benchmarks/bench_pretrain.py --steps 6 --repeats 2 [--compile] [--json out.json]
+    PYTHONPATH=. python benchmarks/bench_pretrain.py --steps 6 --repeats 2 \\
+        [--compile] [--json out.json]
 
 Both sides train the `cpu-bench` preset (vocab 32000, 6 layers, d 512, seq 512, micro batch 8,
 ~50M parameters) on the same random tokens, each in its own subprocess (so peak RSS is per side),
@@ -39,46 +40,111 @@ def make_data(root: Path, tokens: int, seed: int = 0) -> Path:
     (data / "rand").mkdir(parents=True)
     ids = np.random.default_rng(seed).integers(3, 32000, tokens).astype(np.uint16)
     ids.tofile(data / "rand" / "train-00000.bin")
-    manifest = {"format_version": 1, "dtype": "uint16",
-                "tokenizer": {"file": "tokenizer.model", "sha256": "", "vocab_size": 32000, "bos_id": 1, "eos_id": 2},
-                "sources": {"rand": {"documents": {"train": 1, "val": 0}, "tokens": {"train": tokens, "val": 0},
-                                     "skipped": {}, "shards": {"train": [{"file": "rand/train-00000.bin", "tokens": tokens}],
-                                                                "val": []}}}}
+    manifest = {
+        "format_version": 1,
+        "dtype": "uint16",
+        "tokenizer": {
+            "file": "tokenizer.model",
+            "sha256": "",
+            "vocab_size": 32000,
+            "bos_id": 1,
+            "eos_id": 2,
+        },
+        "sources": {
+            "rand": {
+                "documents": {"train": 1, "val": 0},
+                "tokens": {"train": tokens, "val": 0},
+                "skipped": {},
+                "shards": {
+                    "train": [{"file": "rand/train-00000.bin", "tokens": tokens}],
+                    "val": [],
+                },
+            }
+        },
+    }
     (data / "manifest.json").write_text(json.dumps(manifest))
     return data
 
 
-_WRAP = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-         "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
-         "sys.exit(r.returncode)")
+_WRAP = (
+    "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+    "file=sys.stderr); "
+    "sys.exit(r.returncode)"
+)
 
 
 def run_child(cmd: list[str]) -> tuple[str, float]:
     """Run one side through a small wrapper whose only child it is, so RUSAGE_CHILDREN's peak RSS
     is that side's alone; return its stdout and peak RSS in MiB."""
-    proc = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True, check=False
+    )
     if proc.returncode:
         raise RuntimeError(f"{cmd[:4]} failed:\n{proc.stderr[-3000:]}")
     rss_kb = int(proc.stderr.strip().splitlines()[-1].split()[-1])
     return proc.stdout, rss_kb / 1024
 
 
-def tinyllama_side(data: Path, root: Path, steps: int, warmup: int, precision: str, compile: bool) -> dict:
+def tinyllama_side(
+    data: Path, root: Path, steps: int, warmup: int, precision: str, compile: bool
+) -> dict:
     out = root / f"run-{time.time_ns()}"
-    cmd = [sys.executable, "-m", "tinyllama_cli", "pretrain", "--data", str(data), "--out", str(out),
-           "--model", PRESET, "--seq-len", str(SEQ), "--micro-batch-size", str(MICRO),
-           "--global-batch-size", str(MICRO), "--max-steps", str(steps), "--log-every", "1",
-           "--save-every", "1000000", "--eval-every", "0", "--precision", precision, "--no-tensorboard",
-           "--warmup-steps", "2", "--keep-last", "1"] + (["--compile"] if compile else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "tinyllama_cli",
+        "pretrain",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--model",
+        PRESET,
+        "--seq-len",
+        str(SEQ),
+        "--micro-batch-size",
+        str(MICRO),
+        "--global-batch-size",
+        str(MICRO),
+        "--max-steps",
+        str(steps),
+        "--log-every",
+        "1",
+        "--save-every",
+        "1000000",
+        "--eval-every",
+        "0",
+        "--precision",
+        precision,
+        "--no-tensorboard",
+        "--warmup-steps",
+        "2",
+        "--keep-last",
+        "1",
+    ] + (["--compile"] if compile else [])
     _, rss = run_child(cmd)
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     rates = [r["tokens_per_sec"] for r in records if "tokens_per_sec" in r][warmup:]
-    return {"tokens_per_sec": statistics.median(rates), "peak_rss_mib": rss, "loss": records[-1]["loss"]}
+    return {
+        "tokens_per_sec": statistics.median(rates),
+        "peak_rss_mib": rss,
+        "loss": records[-1]["loss"],
+    }
 
 
 def hf_side(steps: int, warmup: int, precision: str) -> dict:
-    cmd = [sys.executable, __file__, "--hf-worker", "--steps", str(steps), "--warmup", str(warmup),
-           "--hf-precision", precision]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--hf-worker",
+        "--steps",
+        str(steps),
+        "--warmup",
+        str(warmup),
+        "--hf-precision",
+        precision,
+    ]
     out, rss = run_child(cmd)
     result = json.loads(out.strip().splitlines()[-1])
     return {**result, "peak_rss_mib": rss}
@@ -103,7 +169,11 @@ def hf_worker(steps: int, warmup: int, precision: str) -> None:
     for _ in range(steps):
         x = torch.from_numpy(rng.integers(3, 32000, (MICRO, SEQ + 1)))
         t = time.perf_counter()
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+        ctx = (
+            torch.autocast("cpu", dtype=torch.bfloat16)
+            if precision == "bf16"
+            else contextlib.nullcontext()
+        )
         with ctx:
             loss = model(input_ids=x[:, :-1], labels=x[:, :-1]).loss
         loss.backward()
@@ -120,7 +190,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="steps left out of the median")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--compile", action="store_true", help="tinyllama side with --compile")
-    p.add_argument("--settings", default="auto", help="comma list of default,fp32,bf16 (auto: what applies)")
+    p.add_argument(
+        "--settings", default="auto", help="comma list of default,fp32,bf16 (auto: what applies)"
+    )
     p.add_argument("--json", help="also write results here")
     p.add_argument("--hf-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--hf-precision", default="fp32", help=argparse.SUPPRESS)
@@ -136,17 +208,26 @@ def main() -> None:
     from tinyllama_cli.train.distributed import has_native_bf16_cpu
 
     bf16 = has_native_bf16_cpu()
-    settings = args.settings.split(",") if args.settings != "auto" else (["default", "fp32", "bf16"] if bf16 else ["fp32"])
-    # (tinyllama precision, transformers precision) per setting; "default" == fp32 without bf16 hardware.
+    settings = (
+        args.settings.split(",")
+        if args.settings != "auto"
+        else (["default", "fp32", "bf16"] if bf16 else ["fp32"])
+    )
+    # (tinyllama precision, transformers precision) per setting; "default" == fp32 without bf16
+    # hardware.
     pairs = {"default": ("auto", "fp32"), "fp32": ("fp32", "fp32"), "bf16": ("bf16", "bf16")}
     flops = get_preset(PRESET).flops_per_token(SEQ)
     # The trainer's own peak (one core's matmul rate in CPU time x threads), so both MFU columns
     # are against what `tinyllama pretrain` logs.
     peaks = {p: cpu_peak_flops(p, torch.get_num_threads()) for p in ("fp32", "bf16")}
     allocator = "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc"
-    print(f"cpu-bench (vocab 32000, seq {SEQ}, micro batch {MICRO}), {torch.get_num_threads()} threads, "
-          f"{allocator}, native bf16: {bf16}, steps {args.steps} (median of the last {args.steps - args.warmup}), "
-          f"repeats {args.repeats}, tinyllama compile: {args.compile}")
+    print(
+        f"cpu-bench (vocab 32000, seq {SEQ}, micro batch {MICRO}), {torch.get_num_threads()} "
+        "threads, "
+        f"{allocator}, native bf16: {bf16}, steps {args.steps} (median of the last "
+        f"{args.steps - args.warmup}), "
+        f"repeats {args.repeats}, tinyllama compile: {args.compile}"
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -158,12 +239,18 @@ def main() -> None:
                 order = [0, 1] if r % 2 == 0 else [1, 0]  # interleaved: A B, B A, ...
                 for side in order:
                     if side == 0:
-                        ours.append(tinyllama_side(data, root, args.steps, args.warmup, ours_p, args.compile))
+                        ours.append(
+                            tinyllama_side(
+                                data, root, args.steps, args.warmup, ours_p, args.compile
+                            )
+                        )
                     else:
                         theirs.append(hf_side(args.steps, args.warmup, theirs_p))
             eff = "bf16" if (ours_p == "bf16" or (ours_p == "auto" and bf16)) else "fp32"
             row = {
-                "setting": setting, "tinyllama_precision": eff, "transformers_precision": theirs_p,
+                "setting": setting,
+                "tinyllama_precision": eff,
+                "transformers_precision": theirs_p,
                 "tinyllama_tok_s": statistics.median(o["tokens_per_sec"] for o in ours),
                 "transformers_tok_s": statistics.median(t["tokens_per_sec"] for t in theirs),
                 "tinyllama_peak_rss_mib": max(o["peak_rss_mib"] for o in ours),
@@ -173,17 +260,26 @@ def main() -> None:
             row["tinyllama_mfu"] = row["tinyllama_tok_s"] * flops / peaks[eff]
             row["transformers_mfu"] = row["transformers_tok_s"] * flops / peaks[theirs_p]
             results.append(row)
-    print(f"\n{'setting':<8} {'precision (ours/theirs)':<24} {'tinyllama tok/s':>16} {'transformers tok/s':>19} "
-          f"{'ratio':>6} {'MFU ours':>9} {'MFU theirs':>11} {'RSS ours':>9} {'RSS theirs':>11}")
+    print(
+        f"\n{'setting':<8} {'precision (ours/theirs)':<24} {'tinyllama tok/s':>16} "
+        f"{'transformers tok/s':>19} "
+        f"{'ratio':>6} {'MFU ours':>9} {'MFU theirs':>11} {'RSS ours':>9} {'RSS theirs':>11}"
+    )
     for r in results:
-        print(f"{r['setting']:<8} {r['tinyllama_precision'] + '/' + r['transformers_precision']:<24} "
-              f"{r['tinyllama_tok_s']:>16,.0f} {r['transformers_tok_s']:>19,.0f} {r['ratio']:>5.2f}x "
-              f"{100 * r['tinyllama_mfu']:>8.1f}% {100 * r['transformers_mfu']:>10.1f}% "
-              f"{r['tinyllama_peak_rss_mib']:>7,.0f}Mi {r['transformers_peak_rss_mib']:>9,.0f}Mi")
-    print(f"MFU = {flops / 1e6:.1f} MFLOP/token x tok/s / measured matmul peak "
-          f"(fp32 {peaks['fp32'] / 1e9:.0f}, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s)")
+        print(
+            f"{r['setting']:<8} {r['tinyllama_precision'] + '/' + r['transformers_precision']:<24} "
+            f"{r['tinyllama_tok_s']:>16,.0f} {r['transformers_tok_s']:>19,.0f} {r['ratio']:>5.2f}x "
+            f"{100 * r['tinyllama_mfu']:>8.1f}% {100 * r['transformers_mfu']:>10.1f}% "
+            f"{r['tinyllama_peak_rss_mib']:>7,.0f}Mi {r['transformers_peak_rss_mib']:>9,.0f}Mi"
+        )
+    print(
+        f"MFU = {flops / 1e6:.1f} MFLOP/token x tok/s / measured matmul peak "
+        f"(fp32 {peaks['fp32'] / 1e9:.0f}, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s)"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "peaks": peaks, "allocator": allocator}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"results": results, "peaks": peaks, "allocator": allocator}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Where the time of one `tinyllama pretrain` step goes on a CPU, per op (torch.profiler).
 
-    PYTHONPATH=. python benchmarks/profile_step.py --precision bf16 --steps 3 [--compile] [--json out.json]
+    PYTHONPATH=. python benchmarks/profile_step.py --precision bf16 --steps 3 \\
+        [--compile] [--json out.json]
 
 Builds the `cpu-bench` model (vocab 32000, 6 layers, d 512, seq 512, micro batch 8), the
 trainer's optimizer (`train.optim.build_optimizer`) and the trainer's step (forward under bf16
@@ -37,14 +38,39 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("attention", ("attention", "sdpa", "flash")),
     ("norm", ("rms_norm", "rsqrt", "aten::pow", "aten::mean")),
     ("swiglu", ("silu",)),
-    ("loss", ("log_softmax", "logsumexp", "softmax", "nll", "cross_entropy", "exp", "gather",
-              "scatter")),
+    (
+        "loss",
+        ("log_softmax", "logsumexp", "softmax", "nll", "cross_entropy", "exp", "gather", "scatter"),
+    ),
     ("casts", ("aten::to", "_to_copy", "aten::type_as")),
-    ("optimizer", ("_foreach", "adam", "lerp", "addcmul", "addcdiv", "aten::sqrt", "aten::norm",
-                   "linalg_vector_norm", "clamp")),
+    (
+        "optimizer",
+        (
+            "_foreach",
+            "adam",
+            "lerp",
+            "addcmul",
+            "addcdiv",
+            "aten::sqrt",
+            "aten::norm",
+            "linalg_vector_norm",
+            "clamp",
+        ),
+    ),
     ("alloc/copy", ("empty", "copy_", "contiguous", "clone", "zero_", "fill_", "zeros", "cat")),
-    ("rope/elementwise", ("aten::mul", "aten::add", "aten::sub", "aten::neg", "aten::div",
-                          "aten::slice", "aten::narrow", "aten::sum")),
+    (
+        "rope/elementwise",
+        (
+            "aten::mul",
+            "aten::add",
+            "aten::sub",
+            "aten::neg",
+            "aten::div",
+            "aten::slice",
+            "aten::narrow",
+            "aten::sum",
+        ),
+    ),
 )
 
 
@@ -74,8 +100,13 @@ def build(compile: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     return model, optimizer
 
 
-def step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-         y: torch.Tensor, precision: str) -> None:
+def step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    precision: str,
+) -> None:
     """The trainer's step (`train.loop.Trainer.train_step`) with one micro batch, in scopes."""
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     with record_function("phase:forward"), autocast:
@@ -117,8 +148,11 @@ def profile_steps(args: argparse.Namespace) -> dict:
     phases: dict[str, float] = defaultdict(float)
     ops: dict[str, float] = defaultdict(float)
     for e in events:
-        if not e.name.startswith("aten::") and not e.name.startswith("Torch-Compiled") \
-                and "mkldnn" not in e.name:
+        if (
+            not e.name.startswith("aten::")
+            and not e.name.startswith("Torch-Compiled")
+            and "mkldnn" not in e.name
+        ):
             continue
         self_us = e.self_cpu_time_total
         ph, in_cast = scope_of(e)
@@ -127,20 +161,27 @@ def profile_steps(args: argparse.Namespace) -> dict:
         ops[e.name] += self_us
     n = args.steps
     return {
-        "precision": args.precision, "compile": args.compile, "steps": n,
-        "threads": torch.get_num_threads(), "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
+        "precision": args.precision,
+        "compile": args.compile,
+        "steps": n,
+        "threads": torch.get_num_threads(),
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", ""),
         "step_ms": steps_us / n / 1e3,
         "buckets_ms": {k: v / n / 1e3 for k, v in sorted(buckets.items(), key=lambda kv: -kv[1])},
         "phases_ms": {k: v / n / 1e3 for k, v in sorted(phases.items(), key=lambda kv: -kv[1])},
-        "top_ops_ms": {k: v / n / 1e3 for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:args.top]},
+        "top_ops_ms": {
+            k: v / n / 1e3 for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[: args.top]
+        },
     }
 
 
 def print_report(r: dict) -> None:
     total = r["step_ms"]
-    print(f"precision {r['precision']}, compile {r['compile']}, threads {r['threads']}, "
-          f"ONEDNN_MAX_CPU_ISA={r['onednn_max_cpu_isa'] or '(unset)'}: {total:.1f} ms per step "
-          f"(mean of {r['steps']} profiled steps; the profiler adds overhead)")
+    print(
+        f"precision {r['precision']}, compile {r['compile']}, threads {r['threads']}, "
+        f"ONEDNN_MAX_CPU_ISA={r['onednn_max_cpu_isa'] or '(unset)'}: {total:.1f} ms per step "
+        f"(mean of {r['steps']} profiled steps; the profiler adds overhead)"
+    )
     for title, key in (("bucket", "buckets_ms"), ("phase", "phases_ms"), ("op", "top_ops_ms")):
         print(f"\n| {title} | ms per step | share of step |\n|---|---|---|")
         for name, ms in r[key].items():
@@ -148,7 +189,9 @@ def print_report(r: dict) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)

@@ -31,11 +31,27 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMON = ["--config", str(ROOT / "examples" / "cpu-small.yaml"), "--mix",
-          "slimpajama=0.7,starcoder=0.3", "--global-batch-size", "8", "--warmup-steps", "20",
-          "--log-every", "10",
-          "--eval-every", "40", "--save-every", "40", "--keep-last", "0", "--precision", "fp32",
-          "--no-tensorboard"]
+COMMON = [
+    "--config",
+    str(ROOT / "examples" / "cpu-small.yaml"),
+    "--mix",
+    "slimpajama=0.7,starcoder=0.3",
+    "--global-batch-size",
+    "8",
+    "--warmup-steps",
+    "20",
+    "--log-every",
+    "10",
+    "--eval-every",
+    "40",
+    "--save-every",
+    "40",
+    "--keep-last",
+    "0",
+    "--precision",
+    "fp32",
+    "--no-tensorboard",
+]
 
 
 def tinyllama(*args: str) -> None:
@@ -69,28 +85,78 @@ def main() -> None:
     print(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.processor()}")
     started = time.perf_counter()
     tinyllama("sample-corpus", "--out", str(out / "corpus"))
-    tinyllama("prepare-data", f"slimpajama={out / 'corpus' / 'slimpajama'}",
-              f"starcoder={out / 'corpus' / 'starcoder'}", "--out", str(out / "data"),
-              "--train-tokenizer", "--vocab-size", "8192", "--exclude-meta",
-              "redpajama_set_name=RedPajamaGithub", "--val-fraction", "0.02", "--workers", "2")
-    evals = ["--eval-tasks", "hellaswag,arc_easy", "--eval-limit", "200", "--eval-dataset",
-             (f"hellaswag={out / 'corpus' / 'eval' / 'hellaswag.jsonl'},"
-              f"arc_easy={out / 'corpus' / 'eval' / 'arc_easy.jsonl'}")]
+    tinyllama(
+        "prepare-data",
+        f"slimpajama={out / 'corpus' / 'slimpajama'}",
+        f"starcoder={out / 'corpus' / 'starcoder'}",
+        "--out",
+        str(out / "data"),
+        "--train-tokenizer",
+        "--vocab-size",
+        "8192",
+        "--exclude-meta",
+        "redpajama_set_name=RedPajamaGithub",
+        "--val-fraction",
+        "0.02",
+        "--workers",
+        "2",
+    )
+    evals = [
+        "--eval-tasks",
+        "hellaswag,arc_easy",
+        "--eval-limit",
+        "200",
+        "--eval-dataset",
+        (
+            f"hellaswag={out / 'corpus' / 'eval' / 'hellaswag.jsonl'},"
+            f"arc_easy={out / 'corpus' / 'eval' / 'arc_easy.jsonl'}"
+        ),
+    ]
     data = ["--data", str(out / "data")]
-    tinyllama("pretrain", *COMMON, *data, *evals, "--out", str(out / "cosine"),
-              "--max-steps", str(budget))
-    tinyllama("pretrain", *COMMON, *data, *evals, "--out", str(out / "wsd"), "--lr-schedule",
-              "wsd", "--max-steps", str(5 * budget), "--stop-at-step", str(budget))
-    tinyllama("anneal", str(out / "wsd"), "--from-step", str(at), "--decay-steps",
-              str(budget - at), "--out", str(out / "branch"))
-    tinyllama("plot", str(out / "cosine"), str(out / "wsd"), str(out / "branch"), "--out",
-              args.png, "--overwrite")
+    tinyllama(
+        "pretrain", *COMMON, *data, *evals, "--out", str(out / "cosine"), "--max-steps", str(budget)
+    )
+    tinyllama(
+        "pretrain",
+        *COMMON,
+        *data,
+        *evals,
+        "--out",
+        str(out / "wsd"),
+        "--lr-schedule",
+        "wsd",
+        "--max-steps",
+        str(5 * budget),
+        "--stop-at-step",
+        str(budget),
+    )
+    tinyllama(
+        "anneal",
+        str(out / "wsd"),
+        "--from-step",
+        str(at),
+        "--decay-steps",
+        str(budget - at),
+        "--out",
+        str(out / "branch"),
+    )
+    tinyllama(
+        "plot",
+        str(out / "cosine"),
+        str(out / "wsd"),
+        str(out / "branch"),
+        "--out",
+        args.png,
+        "--overwrite",
+    )
     keys = ["val_loss", "eval/hellaswag/acc_norm", "eval/arc_easy/acc_norm"]
     print(f"\n| run (step {budget}) | lr at the end | " + " | ".join(keys) + " |")
     print("|---|---|" + "---|" * len(keys))
     for name in ("cosine", "wsd", "branch"):
         run = out / name
-        cells = [f"{v:.4f} (step {s})" for s, v in (last(run, k) or (0, float("nan")) for k in keys)]
+        cells = [
+            f"{v:.4f} (step {s})" for s, v in (last(run, k) or (0, float("nan")) for k in keys)
+        ]
         print(f"| {name} | {last(run, 'lr')[1]:.2e} | " + " | ".join(cells) + " |")
     print(f"\n{time.perf_counter() - started:.0f} s in all")
 

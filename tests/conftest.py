@@ -50,8 +50,11 @@ def token_data(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tokens")
     tokenizer = make_tokenizer(root / "tok.model")
-    return write_token_data(root / "data", tokenizer, {"web": {"train": 24000, "val": 700},
-                                                       "code": {"train": 9000, "val": 300}})
+    return write_token_data(
+        root / "data",
+        tokenizer,
+        {"web": {"train": 24000, "val": 700}, "code": {"train": 9000, "val": 300}},
+    )
 
 
 @pytest.fixture(scope="session")
@@ -61,5 +64,9 @@ def other_token_data(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tokens2")
     tokenizer = make_tokenizer(root / "tok.model")
-    return write_token_data(root / "data", tokenizer, {"web": {"train": 24000, "val": 700},
-                                                       "code": {"train": 9000, "val": 300}}, seed=5)
+    return write_token_data(
+        root / "data",
+        tokenizer,
+        {"web": {"train": 24000, "val": 700}, "code": {"train": 9000, "val": 300}},
+        seed=5,
+    )

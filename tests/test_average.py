@@ -21,10 +21,25 @@ from tinyllama_cli.train import launch
 @pytest.fixture(scope="module")
 def run(token_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("avg") / "run"
-    launch.pretrain(TrainConfig.of(
-        data=str(token_data), out=str(out), model="cpu-tiny", seq_len=16, global_batch_size=4,
-        micro_batch_size=2, max_steps=8, warmup_steps=1, save_every=2, keep_last=0, eval_every=0,
-        tensorboard=False, num_threads=1, precision="fp32", lr=3e-3))
+    launch.pretrain(
+        TrainConfig.of(
+            data=str(token_data),
+            out=str(out),
+            model="cpu-tiny",
+            seq_len=16,
+            global_batch_size=4,
+            micro_batch_size=2,
+            max_steps=8,
+            warmup_steps=1,
+            save_every=2,
+            keep_last=0,
+            eval_every=0,
+            tensorboard=False,
+            num_threads=1,
+            precision="fp32",
+            lr=3e-3,
+        )
+    )
     return out
 
 
@@ -41,22 +56,30 @@ def test_the_average_is_the_fp64_mean_of_the_newest_k_rounded_once(run, tmp_path
         expected = (sum(p[name].double() for p in parts) / 3).float()
         assert torch.equal(tensor, expected), name
         assert not torch.equal(tensor, parts[-1][name]) or name.endswith("norm.weight"), name
-    config = json.loads((tmp_path / "avg" / "checkpoints" / "step-00000000" / "state.json").read_text())
+    config = json.loads(
+        (tmp_path / "avg" / "checkpoints" / "step-00000000" / "state.json").read_text()
+    )
     assert config["source"] == f"average of {run.resolve()} steps 4, 6, 8"
     assert (tmp_path / "avg" / "tokenizer.model").is_file() and result.tokenizer
 
 
 def test_the_average_of_one_checkpoint_is_that_checkpoint(run, tmp_path):
     average(run, 1, tmp_path / "one")
-    newest, got = weights(list_checkpoints(run)[-1]), load_model(tmp_path / "one").model.state_dict()
+    newest, got = (
+        weights(list_checkpoints(run)[-1]),
+        load_model(tmp_path / "one").model.state_dict(),
+    )
     assert all(torch.equal(got[name], newest[name]) for name in newest)
 
 
-@pytest.mark.parametrize("last, out, message", [
-    (0, "new", "--last must be at least 1"),
-    (5, "new", "has 4 complete checkpoint\\(s\\), fewer than --last 5"),
-    (2, "exists", "already exists"),
-])
+@pytest.mark.parametrize(
+    "last, out, message",
+    [
+        (0, "new", "--last must be at least 1"),
+        (5, "new", "has 4 complete checkpoint\\(s\\), fewer than --last 5"),
+        (2, "exists", "already exists"),
+    ],
+)
 def test_bad_input_writes_nothing(run, tmp_path, last, out, message):
     (tmp_path / "exists").mkdir()
     with pytest.raises(UserError, match=message):
@@ -65,10 +88,16 @@ def test_bad_input_writes_nothing(run, tmp_path, last, out, message):
 
 
 def test_cli_prints_the_checkpoints_averaged_and_json(run, tmp_path):
-    shown = CliRunner().invoke(app, ["average", str(run), "--last", "2", "--out", str(tmp_path / "a")])
+    shown = CliRunner().invoke(
+        app, ["average", str(run), "--last", "2", "--out", str(tmp_path / "a")]
+    )
     assert shown.exit_code == 0 and "uniform average of 2 checkpoint(s)" in shown.output
     assert "wrote" in shown.output and "384" in shown.output  # step 6: 6 x 4 x 16 tokens seen
-    as_json = CliRunner().invoke(app, ["average", str(run), "--last", "2", "--out", str(tmp_path / "b"), "--json"])
+    as_json = CliRunner().invoke(
+        app, ["average", str(run), "--last", "2", "--out", str(tmp_path / "b"), "--json"]
+    )
     assert json.loads(as_json.output)["steps"] == [6, 8]
-    bad = CliRunner().invoke(app, ["average", str(tmp_path / "nothing"), "--last", "2", "--out", str(tmp_path / "c")])
+    bad = CliRunner().invoke(
+        app, ["average", str(tmp_path / "nothing"), "--last", "2", "--out", str(tmp_path / "c")]
+    )
     assert bad.exit_code != 0

@@ -9,7 +9,9 @@ from tinyllama_cli import __version__
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tinyllama_cli", *args], capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "tinyllama_cli", *args], capture_output=True, text=True, check=False
+    )
 
 
 def test_help_lists_subcommands():
@@ -62,6 +64,8 @@ def test_progress_bars_redraw_rarely_when_stderr_is_a_log(monkeypatch, tty):
     seen = {}
     monkeypatch.delenv("TQDM_MININTERVAL", raising=False)
     monkeypatch.setattr(cli.sys, "stderr", Stderr())
-    monkeypatch.setattr(cli, "app", lambda: seen.update(interval=os.environ.get("TQDM_MININTERVAL")))
+    monkeypatch.setattr(
+        cli, "app", lambda: seen.update(interval=os.environ.get("TQDM_MININTERVAL"))
+    )
     cli.main()
     assert seen["interval"] == (None if tty else "30")

@@ -11,7 +11,9 @@ def test_one_flag_per_field_of_the_sections_in_order():
     changeable = [n for n, f in train_fields().items() if f.resume is Resume.CHANGE]
     assert [p.name for p in params] == changeable and "seed" not in changeable
     flag = {p.name: p for p in params}
-    assert flag["max_steps"].annotation == (int | None) and flag["max_steps"].default.default is None
+    assert (
+        flag["max_steps"].annotation == (int | None) and flag["max_steps"].default.default is None
+    )
     assert flag["tensorboard"].default.param_decls == ("--tensorboard/--no-tensorboard",)
     assert flag["tensorboard"].default.help.endswith(r"\[default: tensorboard]")
     assert flag["warmup_steps"].default.help == r"Linear warmup steps. \[default: 2000]"

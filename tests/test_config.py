@@ -87,7 +87,11 @@ def test_train_config_sections_hold_every_field_once_by_its_flat_name():
     assert [n for s in sections() for n in section_fields(s)] == names
     cfg = TrainConfig.of(lr=1e-3, devices=2, precision="bfloat16", mix="a=1")
     assert (cfg.schedule.lr, cfg.launch.devices, cfg.speed.precision, cfg.data_order.mix) == (
-        1e-3, 2, "bf16", "a=1")
+        1e-3,
+        2,
+        "bf16",
+        "a=1",
+    )
     assert cfg.replace(seq_len=64).data_order.seq_len == 64 and cfg.data_order.seq_len is None
     assert TrainConfig.of(**cfg.to_dict()) == cfg
     with pytest.raises(TypeError, match="learning_rate"):
@@ -98,11 +102,28 @@ def test_what_resume_keeps_follows_from_the_sections():
     """The model, the run dir and the data order are a run's own; launch fields never are."""
     assert sections(Resume.KEEP) == ("run", "model", "data_order")
     assert set(fields_kept_on_resume()) == {
-        "out", "overwrite", "model", "vocab_size", "init_from",
-        "seed", "mix", "seq_len", "global_batch_size", "global_batch_tokens"}
-    assert set(section_fields("launch")) == {"accelerator", "devices", "nodes", "node_rank",
-                                             "rdzv_endpoint", "master_addr", "master_port",
-                                             "num_threads", "dp_shard"}
+        "out",
+        "overwrite",
+        "model",
+        "vocab_size",
+        "init_from",
+        "seed",
+        "mix",
+        "seq_len",
+        "global_batch_size",
+        "global_batch_tokens",
+    }
+    assert set(section_fields("launch")) == {
+        "accelerator",
+        "devices",
+        "nodes",
+        "node_rank",
+        "rdzv_endpoint",
+        "master_addr",
+        "master_port",
+        "num_threads",
+        "dp_shard",
+    }
     assert all(train_fields()[n].resume is Resume.CHANGE for n in section_fields("launch"))
 
 
@@ -111,12 +132,21 @@ def test_every_field_type_has_a_parser():
     assert train_fields()["max_steps"].type_text == "int | None"
 
 
-@pytest.mark.parametrize("name, value, parsed", [
-    ("lr", "4e-4", 4e-4), ("max_steps", "1e3", 1000), ("max_steps", 2.0, 2),
-    ("tensorboard", "no", False), ("compile", "Yes", True), ("wandb", True, True),
-    ("mix", {"web": 3, "code": 1}, "web=3,code=1"), ("vocab_size", None, None),
-    ("accelerator", "cpu", "cpu"), ("peak_flops", 1, 1.0),
-])
+@pytest.mark.parametrize(
+    "name, value, parsed",
+    [
+        ("lr", "4e-4", 4e-4),
+        ("max_steps", "1e3", 1000),
+        ("max_steps", 2.0, 2),
+        ("tensorboard", "no", False),
+        ("compile", "Yes", True),
+        ("wandb", True, True),
+        ("mix", {"web": 3, "code": 1}, "web=3,code=1"),
+        ("vocab_size", None, None),
+        ("accelerator", "cpu", "cpu"),
+        ("peak_flops", 1, 1.0),
+    ],
+)
 def test_yaml_values_are_parsed_by_their_fields_type(tmp_path, name, value, parsed):
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({name: value}, sort_keys=False))
@@ -124,12 +154,19 @@ def test_yaml_values_are_parsed_by_their_fields_type(tmp_path, name, value, pars
     assert got == parsed and type(got) is type(parsed)
 
 
-@pytest.mark.parametrize("name, value, message", [
-    ("max_steps", 2.5, "max_steps has value 2.5, which is not a valid int | None"),
-    ("tensorboard", "maybe", "tensorboard has value 'maybe', which is not a valid bool"),
-    ("lr", None, "lr cannot be empty"),
-    ("seed", "x", "seed has value 'x', which is not a valid int; fix it in the YAML or the flag"),
-])
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("max_steps", 2.5, "max_steps has value 2.5, which is not a valid int | None"),
+        ("tensorboard", "maybe", "tensorboard has value 'maybe', which is not a valid bool"),
+        ("lr", None, "lr cannot be empty"),
+        (
+            "seed",
+            "x",
+            "seed has value 'x', which is not a valid int; fix it in the YAML or the flag",
+        ),
+    ],
+)
 def test_bad_yaml_values_name_the_field_and_its_type(tmp_path, name, value, message):
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({name: value}, sort_keys=False))

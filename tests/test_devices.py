@@ -11,7 +11,9 @@ from tinyllama_cli.errors import UserError
 def test_auto_dtype_is_float32_off_gpu_and_names_are_checked():
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
-    with pytest.raises(UserError, match="--dtype 'fp8' is not a dtype this command takes; use auto"):
+    with pytest.raises(
+        UserError, match="--dtype 'fp8' is not a dtype this command takes; use auto"
+    ):
         resolve_dtype("fp8")
 
 

@@ -36,10 +36,15 @@ def test_eval_table_puts_chance_and_unigram_under_the_rows():
     from tinyllama_cli.eval import Baseline, EvalResult
 
     base = Baseline(scores={"arc_easy": ("acc_norm", 0.3)}, data_dir="/data", tokens_counted=1000)
-    result = EvalResult(results={}, scores={"arc_easy": ("acc_norm", 0.5), "wikitext":
-                                            ("word_perplexity", 123.456)},
-                        stderr={"arc_easy": 0.05, "wikitext": None}, chance={"arc_easy": 0.25},
-                        baseline=base, step=7, tokens_seen=2048)
+    result = EvalResult(
+        results={},
+        scores={"arc_easy": ("acc_norm", 0.5), "wikitext": ("word_perplexity", 123.456)},
+        stderr={"arc_easy": 0.05, "wikitext": None},
+        chance={"arc_easy": 0.25},
+        baseline=base,
+        step=7,
+        tokens_seen=2048,
+    )
     lines = text_of(display.eval_table([result], list(result.scores), title="t")).splitlines()
     row = next(line for line in lines if line.split()[:1] == ["7"])
     assert row.split() == ["7", "2.05K", "50.00", "±5.00", "123.456", "50.00"]

@@ -1,4 +1,5 @@
-"""files.py: atomic writes and outputs that never destroy what was there before they are complete."""
+"""files.py: atomic writes and outputs that never destroy what was there before they are
+complete."""
 
 import json
 
@@ -43,8 +44,10 @@ def test_existing_outputs_need_overwrite(tmp_path):
     files.check_new_dir(tmp_path / "full", overwrite=True)
     with pytest.raises(UserError, match="is not a directory"):
         files.check_new_dir(tmp_path / "file", overwrite=True)
-    with pytest.raises(UserError, match="choose another --to-dir or pass --overwrite"), \
-            files.staged(tmp_path / "file", overwrite=False, flag="--to-dir"):
+    with (
+        pytest.raises(UserError, match="choose another --to-dir or pass --overwrite"),
+        files.staged(tmp_path / "file", overwrite=False, flag="--to-dir"),
+    ):
         pass
     assert (tmp_path / "file").read_text() == "x"
 
@@ -53,7 +56,9 @@ def test_publish_moves_a_file_over_an_old_one(tmp_path):
     (tmp_path / "new").write_text("new")
     (tmp_path / "dst").write_text("old")
     files.publish(tmp_path / "new", tmp_path / "dst")
-    assert (tmp_path / "dst").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["dst"]
+    assert (tmp_path / "dst").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == [
+        "dst"
+    ]
 
 
 def test_a_failed_publish_restores_the_old_output_and_removes_the_new(tmp_path, monkeypatch):
@@ -71,7 +76,9 @@ def test_a_failed_publish_restores_the_old_output_and_removes_the_new(tmp_path, 
     with pytest.raises(OSError, match="disk full"), files.staged(out, overwrite=True) as tmp:
         tmp.mkdir()
         (tmp / "new.txt").write_text("new")
-    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (out / "old.txt").read_text() == "the user's"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (
+        out / "old.txt"
+    ).read_text() == "the user's"
 
 
 def test_a_writer_that_wants_a_file_name_replaces_the_file_or_leaves_it(tmp_path):

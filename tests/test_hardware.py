@@ -8,18 +8,21 @@ from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import GPUS, choose_cpu_threads, cpu_peak_flops, gpu_for_device_name
 
 
-@pytest.mark.parametrize("device_name, expected", [
-    ("NVIDIA A100-SXM4-40GB", "a100-40g"),
-    ("NVIDIA A100-SXM4-80GB", "a100-80g"),
-    ("NVIDIA H100 80GB HBM3", "h100"),
-    ("NVIDIA H100 PCIe", "h100-pcie"),
-    ("NVIDIA H100 NVL", "h100-nvl"),
-    ("NVIDIA H200", "h200"),
-    ("NVIDIA H200 NVL", "h200-nvl"),
-    ("NVIDIA A10G", "a10g"),
-    ("NVIDIA L40S", "l40s"),
-    ("NVIDIA L4", "l4"),
-])
+@pytest.mark.parametrize(
+    "device_name, expected",
+    [
+        ("NVIDIA A100-SXM4-40GB", "a100-40g"),
+        ("NVIDIA A100-SXM4-80GB", "a100-80g"),
+        ("NVIDIA H100 80GB HBM3", "h100"),
+        ("NVIDIA H100 PCIe", "h100-pcie"),
+        ("NVIDIA H100 NVL", "h100-nvl"),
+        ("NVIDIA H200", "h200"),
+        ("NVIDIA H200 NVL", "h200-nvl"),
+        ("NVIDIA A10G", "a10g"),
+        ("NVIDIA L40S", "l40s"),
+        ("NVIDIA L4", "l4"),
+    ],
+)
 def test_cuda_device_names_map_to_the_right_entry(device_name, expected):
     assert gpu_for_device_name(device_name).name == expected
 
@@ -63,10 +66,19 @@ def test_cpu_peak_is_positive_at_both_precisions():
     assert cpu_peak_flops("bf16", 1, sizes=(128,), repeats=2) > 1e7
 
 
-@pytest.mark.parametrize("cores, idle, expected", [
-    (2, 2.0, 2), (2, 1.9, 2), (2, 1.6, 1), (2, 1.0, 1), (2, 0.0, 1), (2, None, 2), (16, 3.0, 3),
-    (4, 8.0, 4),
-])
+@pytest.mark.parametrize(
+    "cores, idle, expected",
+    [
+        (2, 2.0, 2),
+        (2, 1.9, 2),
+        (2, 1.6, 1),
+        (2, 1.0, 1),
+        (2, 0.0, 1),
+        (2, None, 2),
+        (16, 3.0, 3),
+        (4, 8.0, 4),
+    ],
+)
 def test_threads_go_to_idle_cores_only(cores, idle, expected):
     assert choose_cpu_threads(cores, idle) == expected
 

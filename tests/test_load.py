@@ -13,14 +13,24 @@ from tinyllama_cli.load import load_model, resolve_checkpoint
 from tinyllama_cli.model import Llama
 from tinyllama_cli.rundir import list_checkpoints
 
-CONFIG = ModelConfig(name="t", vocab_size=97, n_layer=2, n_embd=32, n_head=4, n_kv_head=2,
-                     intermediate_size=64, block_size=32)
+CONFIG = ModelConfig(
+    name="t",
+    vocab_size=97,
+    n_layer=2,
+    n_embd=32,
+    n_head=4,
+    n_kv_head=2,
+    intermediate_size=64,
+    block_size=32,
+)
 
 
 def write_native(directory, model, step):
     directory.mkdir(parents=True)
     dcp.save({"model": model.state_dict()}, checkpoint_id=str(directory))
-    (directory / "state.json").write_text(json.dumps({"step": step, "model_config": CONFIG.to_dict()}))
+    (directory / "state.json").write_text(
+        json.dumps({"step": step, "model_config": CONFIG.to_dict()})
+    )
 
 
 def test_run_dir_resolves_to_highest_step_not_lexicographic(tmp_path):
@@ -31,7 +41,11 @@ def test_run_dir_resolves_to_highest_step_not_lexicographic(tmp_path):
     (tmp_path / "checkpoints" / "step-99999999.tmp").mkdir()  # incomplete save: ignored
     # A name that sorts last lexicographically but is a lower step must not win.
     write_native(tmp_path / "checkpoints" / "step-950", model, 950)
-    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000900", "step-950", "step-00001000"]
+    assert [p.name for p in list_checkpoints(tmp_path)] == [
+        "step-00000900",
+        "step-950",
+        "step-00001000",
+    ]
     kind, path = resolve_checkpoint(tmp_path)
     assert kind == "native" and path.name == "step-00001000"
     loaded = load_model(tmp_path)
@@ -46,8 +60,11 @@ def test_hf_dir_loads_with_same_logits(tmp_path):
     torch.manual_seed(1)
     model = Llama(CONFIG).eval()
     (tmp_path / "config.json").write_text(json.dumps(hf_config_dict(CONFIG)))
-    save_file({k: v.contiguous() for k, v in native_to_hf_state_dict(model.state_dict()).items()},
-              str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    save_file(
+        {k: v.contiguous() for k, v in native_to_hf_state_dict(model.state_dict()).items()},
+        str(tmp_path / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
     loaded = load_model(tmp_path)
     assert loaded.kind == "hf" and loaded.config.n_kv_head == 2
     idx = torch.randint(0, 97, (1, 8))

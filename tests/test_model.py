@@ -10,8 +10,16 @@ from tinyllama_cli.config import ModelConfig
 from tinyllama_cli.formats.hf import hf_config_dict, native_to_hf_state_dict
 from tinyllama_cli.model import Llama, apply_rope, attention, linear_cross_entropy, rope_tables
 
-CONFIG = ModelConfig(name="t", vocab_size=97, n_layer=3, n_embd=64, n_head=8, n_kv_head=2,
-                     intermediate_size=160, block_size=64)
+CONFIG = ModelConfig(
+    name="t",
+    vocab_size=97,
+    n_layer=3,
+    n_embd=64,
+    n_head=8,
+    n_kv_head=2,
+    intermediate_size=160,
+    block_size=64,
+)
 
 
 def model(seed=0, config=CONFIG):
@@ -33,13 +41,17 @@ def naive_attention(q, k, v):
 def test_sdpa_attention_equals_naive_reference():
     torch.manual_seed(0)
     q, k, v = torch.randn(2, 10, 8, 16), torch.randn(2, 10, 2, 16), torch.randn(2, 10, 2, 16)
-    torch.testing.assert_close(attention(q, k, v, None), naive_attention(q, k, v), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        attention(q, k, v, None), naive_attention(q, k, v), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_single_query_attends_to_every_cached_key():
     torch.manual_seed(0)
     q, k, v = torch.randn(2, 1, 8, 16), torch.randn(2, 7, 2, 16), torch.randn(2, 7, 2, 16)
-    torch.testing.assert_close(attention(q, k, v, None), naive_attention(q, k, v), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        attention(q, k, v, None), naive_attention(q, k, v), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_rope_is_half_split_rotation():
@@ -57,7 +69,9 @@ def test_logits_match_transformers_llama():
     transformers = pytest.importorskip("transformers")
     ours = model()
     hf = transformers.LlamaForCausalLM(transformers.LlamaConfig(**hf_config_dict(CONFIG))).eval()
-    missing, unexpected = hf.load_state_dict(native_to_hf_state_dict(ours.state_dict()), strict=False)
+    missing, unexpected = hf.load_state_dict(
+        native_to_hf_state_dict(ours.state_dict()), strict=False
+    )
     assert not unexpected and all("rotary" in k for k in missing)
     idx = torch.randint(0, CONFIG.vocab_size, (2, 40))
     with torch.no_grad():
@@ -85,7 +99,10 @@ def test_fused_projections_give_the_same_logits_and_state_dict():
     layer = fused.layers[0]
     assert layer.attention.wqkv.shape == (CONFIG.n_embd + 2 * CONFIG.kv_dim, CONFIG.n_embd)
     assert layer.attention.wk.weight.data_ptr() != layer.attention.wqkv.data_ptr()  # a view into it
-    assert layer.attention.wk.weight.untyped_storage().data_ptr() == layer.attention.wqkv.untyped_storage().data_ptr()
+    assert (
+        layer.attention.wk.weight.untyped_storage().data_ptr()
+        == layer.attention.wqkv.untyped_storage().data_ptr()
+    )
     # Same parameters, names and values: checkpoints and conversion do not see the fusion.
     assert fused.num_params() == plain.num_params()
     assert list(fused.state_dict()) == list(plain.state_dict())
@@ -98,15 +115,22 @@ def test_fused_projections_give_the_same_logits_and_state_dict():
             m.setup_kv_cache(batch_size=2, max_seq_len=32)
             m(idx[:, :12], input_pos=0)
         for t in range(12, 20):
-            torch.testing.assert_close(fused(idx[:, t : t + 1], input_pos=t), plain(idx[:, t : t + 1], input_pos=t),
-                                       atol=1e-6, rtol=1e-6)
+            torch.testing.assert_close(
+                fused(idx[:, t : t + 1], input_pos=t),
+                plain(idx[:, t : t + 1], input_pos=t),
+                atol=1e-6,
+                rtol=1e-6,
+            )
     fused.fuse_projections()  # a second call is a no-op
     assert fused.layers[0].attention.wqkv is layer.attention.wqkv
 
 
 def test_left_padded_rows_match_unpadded_rows():
     m = model()
-    short, long = torch.randint(3, CONFIG.vocab_size, (1, 5)), torch.randint(3, CONFIG.vocab_size, (1, 9))
+    short, long = (
+        torch.randint(3, CONFIG.vocab_size, (1, 5)),
+        torch.randint(3, CONFIG.vocab_size, (1, 9)),
+    )
     batch = torch.cat([torch.cat([torch.zeros(1, 4, dtype=torch.long), short], 1), long])
     key_mask = torch.ones(2, 9, dtype=torch.bool)
     key_mask[0, :4] = False
@@ -170,7 +194,9 @@ def test_loss_and_gradients_equal_plain_cross_entropy(monkeypatch):
     torch.testing.assert_close(grads[0], h.grad, atol=1e-6, rtol=1e-4)
     torch.testing.assert_close(grads[1], w.grad, atol=1e-6, rtol=1e-4)
     with torch.no_grad():
-        torch.testing.assert_close(linear_cross_entropy(h, w, targets), reference, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            linear_cross_entropy(h, w, targets), reference, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_model_loss_matches_logits_and_trains():
@@ -198,8 +224,16 @@ def test_bf16_autocast_loss_is_close_to_fp32():
 
 
 def test_init_follows_tinyllama():
-    config = ModelConfig(name="init", vocab_size=1000, n_layer=4, n_embd=256, n_head=4, n_kv_head=2,
-                         intermediate_size=512, block_size=32)
+    config = ModelConfig(
+        name="init",
+        vocab_size=1000,
+        n_layer=4,
+        n_embd=256,
+        n_head=4,
+        n_kv_head=2,
+        intermediate_size=512,
+        block_size=32,
+    )
     m = model(config=config)
     std = math.sqrt(2 / (5 * 256))
     assert abs(m.tok_embeddings.weight.std().item() - std) < 0.05 * std

@@ -25,8 +25,16 @@ from tinyllama_cli.model import Llama
 from tinyllama_cli.tokenizer import train_tokenizer
 
 TOKENIZER_VOCAB, MODEL_VOCAB = 320, 512
-CONFIG = ModelConfig(name="padded", vocab_size=MODEL_VOCAB, n_layer=1, n_embd=32, n_head=4, n_kv_head=2,
-                     intermediate_size=64, block_size=64)
+CONFIG = ModelConfig(
+    name="padded",
+    vocab_size=MODEL_VOCAB,
+    n_layer=1,
+    n_embd=32,
+    n_head=4,
+    n_kv_head=2,
+    intermediate_size=64,
+    block_size=64,
+)
 TEXTS = [f"the quick brown fox jumps over the lazy dog {i} times" for i in range(300)]
 
 
@@ -34,7 +42,9 @@ def write_run(root, model: Llama) -> None:
     checkpoint = root / "checkpoints" / "step-00000001"
     checkpoint.mkdir(parents=True)
     dcp.save({"model": model.state_dict()}, checkpoint_id=str(checkpoint), no_dist=True)
-    (checkpoint / "state.json").write_text(json.dumps({"step": 1, "model_config": model.config.to_dict()}))
+    (checkpoint / "state.json").write_text(
+        json.dumps({"step": 1, "model_config": model.config.to_dict()})
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +72,26 @@ def test_the_fixture_would_sample_unknown_ids_without_the_limit(loaded):
     ids = [[loaded.tokenizer.bos_id, *loaded.tokenizer.encode("the quick brown fox")]]
     free = generate_tokens(loaded.model, ids, SamplingParams(max_new_tokens=8, temperature=0.0))
     assert max(free.tokens[0]) >= TOKENIZER_VOCAB  # the bug this file guards against
-    bounded = generate_tokens(loaded.model, ids, SamplingParams(max_new_tokens=8, temperature=0.0),
-                              vocab_limit=TOKENIZER_VOCAB)
+    bounded = generate_tokens(
+        loaded.model,
+        ids,
+        SamplingParams(max_new_tokens=8, temperature=0.0),
+        vocab_limit=TOKENIZER_VOCAB,
+    )
     assert max(bounded.tokens[0]) < TOKENIZER_VOCAB
 
 
-@pytest.mark.parametrize("params", [
-    SamplingParams(temperature=0.0), SamplingParams(temperature=1.0, seed=1),
-    SamplingParams(temperature=1.0, top_k=5, seed=2), SamplingParams(temperature=1.0, top_p=0.5, seed=3),
-    SamplingParams(temperature=0.0, repetition_penalty=1.3),
-], ids=["greedy", "sample", "top-k", "top-p", "repetition"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(temperature=0.0),
+        SamplingParams(temperature=1.0, seed=1),
+        SamplingParams(temperature=1.0, top_k=5, seed=2),
+        SamplingParams(temperature=1.0, top_p=0.5, seed=3),
+        SamplingParams(temperature=0.0, repetition_penalty=1.3),
+    ],
+    ids=["greedy", "sample", "top-k", "top-p", "repetition"],
+)
 def test_sample_next_never_picks_an_id_past_the_limit(params):
     logits = torch.randn(64, MODEL_VOCAB)
     logits[:, TOKENIZER_VOCAB:] += 100.0
@@ -81,18 +101,25 @@ def test_sample_next_never_picks_an_id_past_the_limit(params):
     assert picked.max() < TOKENIZER_VOCAB
 
 
-@pytest.mark.parametrize("params", [SamplingParams(max_new_tokens=12, temperature=0.0),
-                                    SamplingParams(max_new_tokens=12, temperature=1.0, top_k=40, seed=4)],
-                         ids=["greedy", "sampled"])
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(max_new_tokens=12, temperature=0.0),
+        SamplingParams(max_new_tokens=12, temperature=1.0, top_k=40, seed=4),
+    ],
+    ids=["greedy", "sampled"],
+)
 def test_generate_emits_only_tokenizer_ids_batched(loaded, params):
     result = generate(loaded, ["the quick", "a lazy dog jumps", ""], params, num_samples=2)
     assert all(t < TOKENIZER_VOCAB for s in result.samples for t in s.tokens)
     assert all(len(s.tokens) > 0 for s in result.samples)
 
 
-@pytest.mark.parametrize("gen_kwargs", [{"do_sample": False},
-                                        {"do_sample": True, "temperature": 1.0}],
-                         ids=["greedy", "sampled"])
+@pytest.mark.parametrize(
+    "gen_kwargs",
+    [{"do_sample": False}, {"do_sample": True, "temperature": 1.0}],
+    ids=["greedy", "sampled"],
+)
 def test_eval_generate_until_emits_only_tokenizer_ids(run_dir, gen_kwargs):
     """lm-eval's generation tasks on the native adapter decode only ids the tokenizer has: the
     text of each row is decoded from them (an id past the tokenizer has no piece)."""
@@ -106,8 +133,10 @@ def test_eval_generate_until_emits_only_tokenizer_ids(run_dir, gen_kwargs):
     decode = lm.tok_decode
     lm.tok_decode = lambda ids, **kw: decoded.append(list(ids)) or decode(ids, **kw)
     kwargs = {"until": ["\n"], "max_gen_toks": 8, **gen_kwargs}
-    requests = [Instance("generate_until", {}, (prompt, kwargs), 0)
-                for prompt in ("the quick", "a lazy dog jumps", "")]
+    requests = [
+        Instance("generate_until", {}, (prompt, kwargs), 0)
+        for prompt in ("the quick", "a lazy dog jumps", "")
+    ]
     texts = lm.generate_until(requests, disable_tqdm=True)
     assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
     generated = [t for ids in decoded for t in ids]
@@ -115,8 +144,21 @@ def test_eval_generate_until_emits_only_tokenizer_ids(run_dir, gen_kwargs):
 
 
 def test_cli_greedy_json_and_streaming_do_not_crash(run_dir):
-    base = [sys.executable, "-m", "tinyllama_cli", "generate", str(run_dir), "--prompt", "the quick",
-            "--temperature", "0", "--max-new-tokens", "10", "--threads", "1"]
+    base = [
+        sys.executable,
+        "-m",
+        "tinyllama_cli",
+        "generate",
+        str(run_dir),
+        "--prompt",
+        "the quick",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "10",
+        "--threads",
+        "1",
+    ]
     out = subprocess.run([*base, "--json"], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     tokens = json.loads(out.stdout)["samples"][0]["tokens"]
@@ -153,13 +195,19 @@ def trained_run(tmp_path_factory):
 
 def greedy_ids(loaded, prompt: str, n: int = 12) -> tuple[list[int], list[int]]:
     ids = [loaded.tokenizer.bos_id, *loaded.tokenizer.encode(prompt)]
-    out = generate_tokens(loaded.model, [ids], SamplingParams(max_new_tokens=n, temperature=0.0, ignore_eos=True),
-                          vocab_limit=loaded.tokenizer.vocab_size)
+    out = generate_tokens(
+        loaded.model,
+        [ids],
+        SamplingParams(max_new_tokens=n, temperature=0.0, ignore_eos=True),
+        vocab_limit=loaded.tokenizer.vocab_size,
+    )
     return ids, out.tokens[0]
 
 
 @pytest.mark.parametrize("which", ["adversarial", "trained"])
-def test_hf_export_keeps_the_vocabulary_and_generates_our_greedy_text(which, run_dir, trained_run, tmp_path):
+def test_hf_export_keeps_the_vocabulary_and_generates_our_greedy_text(
+    which, run_dir, trained_run, tmp_path
+):
     transformers = pytest.importorskip("transformers")
     from tinyllama_cli.convert.api import convert
 
@@ -168,7 +216,8 @@ def test_hf_export_keeps_the_vocabulary_and_generates_our_greedy_text(which, run
     convert(str(src), "hf", str(out))
     assert json.loads((out / "config.json").read_text())["vocab_size"] == MODEL_VOCAB
     assert json.loads((out / "generation_config.json").read_text())["suppress_tokens"] == list(
-        range(TOKENIZER_VOCAB, MODEL_VOCAB))
+        range(TOKENIZER_VOCAB, MODEL_VOCAB)
+    )
     auto = transformers.AutoTokenizer.from_pretrained(str(out))
     text = "the quick brown fox jumps over the lazy dog 7 times"
     assert len(auto) == TOKENIZER_VOCAB
@@ -178,12 +227,20 @@ def test_hf_export_keeps_the_vocabulary_and_generates_our_greedy_text(which, run
     assert auto(text[:19])["input_ids"] == ids
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
     kwargs = {"max_new_tokens": 12, "min_new_tokens": 12, "do_sample": False}
-    got = hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), **kwargs)
-    assert got[0, len(ids):].tolist() == expected and max(expected) < TOKENIZER_VOCAB
-    if which == "adversarial":  # without the export's suppress_tokens transformers picks unused rows
-        free = hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                           suppress_tokens=None, **kwargs)
-        assert max(free[0, len(ids):].tolist()) >= TOKENIZER_VOCAB
+    got = hf.generate(
+        torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), **kwargs
+    )
+    assert got[0, len(ids) :].tolist() == expected and max(expected) < TOKENIZER_VOCAB
+    if (
+        which == "adversarial"
+    ):  # without the export's suppress_tokens transformers picks unused rows
+        free = hf.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            suppress_tokens=None,
+            **kwargs,
+        )
+        assert max(free[0, len(ids) :].tolist()) >= TOKENIZER_VOCAB
 
 
 def test_gguf_export_has_one_token_per_embedding_row(trained_run, tmp_path):
@@ -233,16 +290,35 @@ def test_a_tokenizer_larger_than_the_model_is_refused_by_every_command(tmp_path)
     torch.manual_seed(0)
     write_run(root, Llama(CONFIG.replace(vocab_size=256)))
     hellaswag = tmp_path / "h.jsonl"
-    hellaswag.write_text(json.dumps({"ind": 0, "activity_label": "a", "ctx_a": "the quick", "ctx_b": "",
-                                     "ctx": "the quick", "endings": ["fox", "dog", "cat", "cow"],
-                                     "source_id": "x", "split": "val", "split_type": "indomain",
-                                     "label": "0"}) + "\n")
-    commands = [["generate", str(root), "--prompt", "the"],
-                ["convert", str(root), "--to", "hf", "--out", str(tmp_path / "hf")],
-                ["eval", str(root), "--tasks", "hellaswag", "--dataset", f"hellaswag={hellaswag}"]]
+    hellaswag.write_text(
+        json.dumps(
+            {
+                "ind": 0,
+                "activity_label": "a",
+                "ctx_a": "the quick",
+                "ctx_b": "",
+                "ctx": "the quick",
+                "endings": ["fox", "dog", "cat", "cow"],
+                "source_id": "x",
+                "split": "val",
+                "split_type": "indomain",
+                "label": "0",
+            }
+        )
+        + "\n"
+    )
+    commands = [
+        ["generate", str(root), "--prompt", "the"],
+        ["convert", str(root), "--to", "hf", "--out", str(tmp_path / "hf")],
+        ["eval", str(root), "--tasks", "hellaswag", "--dataset", f"hellaswag={hellaswag}"],
+    ]
     for args in commands:
-        out = subprocess.run([sys.executable, "-m", "tinyllama_cli", *args], capture_output=True, text=True,
-                             check=False)
+        out = subprocess.run(
+            [sys.executable, "-m", "tinyllama_cli", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert out.returncode == 2, (args, out.stderr)
         assert "tokenizer has 320 pieces but the model's vocabulary is 256" in out.stderr
         assert out.stderr.strip().count("\n") == 0 and out.stdout == ""

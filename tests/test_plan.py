@@ -62,7 +62,9 @@ def test_default_mfu_reproduces_tinyllamas_throughput():
 def test_chinchilla_optimal_tokens_for_1_1b_is_22b_reached_in_32_hours_on_8_a100s():
     p = plan(tinyllama(tokens=3e12, gpus=8, tokens_per_sec_per_gpu=24_000))
     assert p.chinchilla.optimal_tokens == pytest.approx(22e9, rel=0.001)
-    assert p.chinchilla.days_to_optimal_tokens * 24 == pytest.approx(32, rel=0.02)  # README: 32 h, 8 A100
+    assert p.chinchilla.days_to_optimal_tokens * 24 == pytest.approx(
+        32, rel=0.02
+    )  # README: 32 h, 8 A100
     assert p.chinchilla.tokens_per_param == pytest.approx(3e12 / 1_100_048_384)
     assert p.chinchilla.multiple_of_optimal == pytest.approx(136.4, abs=0.1)
 
@@ -108,7 +110,9 @@ def test_faster_gpu_and_price():
     assert a100.compute.cost == pytest.approx(a100.compute.gpu_hours * 2.0)
     custom = plan(tinyllama(tokens=1e12, gpus=8, mfu=0.4, peak_tflops=100.0))
     assert custom.peak_tflops == 100.0
-    assert custom.compute.tokens_per_sec_per_gpu == pytest.approx(0.4 * 100e12 / TINY_1B.flops_per_token())
+    assert custom.compute.tokens_per_sec_per_gpu == pytest.approx(
+        0.4 * 100e12 / TINY_1B.flops_per_token()
+    )
 
 
 def test_default_mfu_is_discounted_for_recomputation():
@@ -125,7 +129,9 @@ def test_tinyllama_micro_batch_8_fits_an_a100_40g_under_fsdp_on_16_gpus():
     assert m.fits and m.total < 40 * GIB
     assert m.max_micro_batch >= 8
     # 16k tokens x 22 layers of activations dominate; the sharded states are ~1 GiB.
-    assert m.params_fp32 + m.grads_fp32 + m.adamw_state == pytest.approx(16 * TINY_1B.num_params() / 16)
+    assert m.params_fp32 + m.grads_fp32 + m.adamw_state == pytest.approx(
+        16 * TINY_1B.num_params() / 16
+    )
     assert m.activations > 25 * GIB
     # Twice the micro batch does not fit without checkpointing, and does with it.
     m16 = plan(tinyllama(tokens=3e12, gpus=16, micro_batch=16)).memory
@@ -152,7 +158,9 @@ def test_a_tenth_of_memory_is_kept_free_when_choosing_the_micro_batch():
     assert m.total <= m.capacity - m.margin < plan(tinyllama(gpus=16, micro_batch=9)).memory.total
     assert not plan(tinyllama(gpus=16, micro_batch=9)).memory.fits
     bare = plan(tinyllama(gpus=16, memory_margin=0.0)).memory
-    assert bare.micro_batch == 9 and bare.capacity - bare.total == pytest.approx(0.70 * GIB, abs=0.01 * GIB)
+    assert bare.micro_batch == 9 and bare.capacity - bare.total == pytest.approx(
+        0.70 * GIB, abs=0.01 * GIB
+    )
     with pytest.raises(UserError, match="--memory-margin must be in"):
         plan(tinyllama(memory_margin=1.0))
 
@@ -203,8 +211,15 @@ def test_activation_formula_matches_what_autograd_saves():
 
     from tinyllama_cli.model import Llama
 
-    config = ModelConfig(vocab_size=512, n_layer=2, n_embd=128, n_head=4, n_kv_head=2,
-                         intermediate_size=352, block_size=32)
+    config = ModelConfig(
+        vocab_size=512,
+        n_layer=2,
+        n_embd=128,
+        n_head=4,
+        n_kv_head=2,
+        intermediate_size=352,
+        block_size=32,
+    )
     model = Llama(config).to(torch.bfloat16)
 
     def step(batch, seq, wrap=None):
@@ -231,15 +246,27 @@ def test_activation_formula_matches_what_autograd_saves():
     full = _saved_bytes_per_token(model, step)
     assert full + 8 == config.n_layer * layer + head
     # Per-block checkpointing keeps only each block's bf16 input.
-    ckpt = _saved_bytes_per_token(model, lambda b, s: step(b, s, lambda f: lambda *a: checkpoint(f, *a, use_reentrant=False)))
+    ckpt = _saved_bytes_per_token(
+        model, lambda b, s: step(b, s, lambda f: lambda *a: checkpoint(f, *a, use_reentrant=False))
+    )
     assert ckpt + 8 == config.n_layer * 2 * config.n_embd + head
 
 
 # --- parsing and errors ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,value", [("3T", 3e12), ("300B", 300e9), ("2.5e12", 2.5e12),
-                                        ("1_000_000", 1e6), ("120m", 120e6), ("22b", 22e9), ("7", 7.0)])
+@pytest.mark.parametrize(
+    "text,value",
+    [
+        ("3T", 3e12),
+        ("300B", 300e9),
+        ("2.5e12", 2.5e12),
+        ("1_000_000", 1e6),
+        ("120m", 120e6),
+        ("22b", 22e9),
+        ("7", 7.0),
+    ],
+)
 def test_parse_count(text, value):
     assert parse_count(text) == value
 
@@ -279,27 +306,53 @@ def test_model_from_a_yaml_file(tmp_path):
 # --- --from RUN_DIR -------------------------------------------------------------------------
 
 
-def write_run(tmp_path, *, rate=5000.0, elapsed=True, steps=10, tokens_per_step=4096, extra_lines="",
-              hardware=None):
-    """A synthetic run dir in the pretrain format: config.yaml + metrics.jsonl at a known throughput.
+def write_run(
+    tmp_path,
+    *,
+    rate=5000.0,
+    elapsed=True,
+    steps=10,
+    tokens_per_step=4096,
+    extra_lines="",
+    hardware=None,
+):
+    """A synthetic run dir in the pretrain format: config.yaml + metrics.jsonl at a known
+    throughput.
     The logged mfu is 0.01 x the logged rate / `rate`: its median is 0.0125 (0.02 and 0.005
     alternate), and every record implies the same peak FLOP/s."""
     run = tmp_path / "run"
     run.mkdir()
     config = get_preset("cpu-tiny")
-    (run / "config.yaml").write_text(yaml.safe_dump({
-        "model": config.to_dict(),
-        "train": {"max_steps": 100, "global_batch_size": 32, "micro_batch_size": 4, "seq_len": 128,
-                  "devices": 2, "accelerator": "auto"},
-        **({"hardware": hardware} if hardware else {}),
-    }))
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "model": config.to_dict(),
+                "train": {
+                    "max_steps": 100,
+                    "global_batch_size": 32,
+                    "micro_batch_size": 4,
+                    "seq_len": 128,
+                    "devices": 2,
+                    "accelerator": "auto",
+                },
+                **({"hardware": hardware} if hardware else {}),
+            }
+        )
+    )
     lines = []
     for step in range(1, steps + 1):
         seen = step * tokens_per_step
         factor = 2.0 if step % 2 else 0.5
-        record = {"step": step, "loss": 6.0 - 0.1 * step, "lr": 1e-3, "grad_norm": 1.0, "tokens_seen": seen,
-                  # logged per-step rates are noisy; the wall clock is the truth
-                  "tokens_per_sec": rate * factor, "mfu": 0.01 * factor}
+        record = {
+            "step": step,
+            "loss": 6.0 - 0.1 * step,
+            "lr": 1e-3,
+            "grad_norm": 1.0,
+            "tokens_seen": seen,
+            # logged per-step rates are noisy; the wall clock is the truth
+            "tokens_per_sec": rate * factor,
+            "mfu": 0.01 * factor,
+        }
         if elapsed:
             record["elapsed_s"] = 7.0 + seen / rate
         lines.append(json.dumps(record))
@@ -343,9 +396,20 @@ def test_from_run_measures_the_latest_job_after_a_resume(tmp_path):
     lines = (run / "metrics.jsonl").read_text().splitlines()
     for step in range(9, 16):  # resumed from the step-8 checkpoint, now at 8000 tokens/s
         seen = step * 4096
-        lines.append(json.dumps({"step": step, "loss": 5.0, "lr": 1e-3, "grad_norm": 1.0,
-                                 "tokens_seen": seen, "tokens_per_sec": 8000.0, "mfu": 0.01,
-                                 "elapsed_s": 60.0 + (seen - 8 * 4096) / 8000.0}))
+        lines.append(
+            json.dumps(
+                {
+                    "step": step,
+                    "loss": 5.0,
+                    "lr": 1e-3,
+                    "grad_norm": 1.0,
+                    "tokens_seen": seen,
+                    "tokens_per_sec": 8000.0,
+                    "mfu": 0.01,
+                    "elapsed_s": 60.0 + (seen - 8 * 4096) / 8000.0,
+                }
+            )
+        )
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     p = plan_from_run(run)
     assert p.progress.tokens_per_sec == pytest.approx(8000.0)
@@ -356,8 +420,9 @@ def test_from_run_measures_the_latest_job_after_a_resume(tmp_path):
 def test_from_run_reads_checkpointing_peak_and_max_tokens_from_the_config(tmp_path):
     run = write_run(tmp_path)
     data = yaml.safe_load((run / "config.yaml").read_text())
-    data["train"].update(activation_checkpointing=True, peak_flops=100e12, max_steps=None,
-                         max_tokens=2_000_000)
+    data["train"].update(
+        activation_checkpointing=True, peak_flops=100e12, max_steps=None, max_tokens=2_000_000
+    )
     (run / "config.yaml").write_text(yaml.safe_dump(data))
     p = plan_from_run(run)
     assert p.peak_tflops == pytest.approx(100.0)  # the peak the trainer's mfu was against
@@ -369,7 +434,8 @@ def test_from_run_reads_checkpointing_peak_and_max_tokens_from_the_config(tmp_pa
 
 
 def test_from_a_cpu_run_reports_its_own_hardware_and_median_mfu(tmp_path):
-    """Not "1 x a100-40g, MFU 0.0%": the devices config.yaml records and the MFU the trainer logged."""
+    """Not "1 x a100-40g, MFU 0.0%": the devices config.yaml records and the MFU the trainer
+    logged."""
     run = write_run(tmp_path, hardware={"accelerator": "cpu", "world_size": 2})
     p = plan_from_run(run)
     fpt = get_preset("cpu-tiny").flops_per_token(128)
@@ -432,7 +498,9 @@ def test_from_run_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         plan_from_run(tmp_path / "missing")
     run = write_run(tmp_path)
-    with pytest.raises(UserError, match="measured throughput on its own hardware; drop --mfu.*--gpu"):
+    with pytest.raises(
+        UserError, match="measured throughput on its own hardware; drop --mfu.*--gpu"
+    ):
         plan_from_run(run, mfu=0.5)
     with pytest.raises(UserError, match="drop --peak-tflops"):
         plan_from_run(run, peak_tflops=100.0)
@@ -446,8 +514,23 @@ def test_from_run_errors(tmp_path):
 
 def test_cli_json_and_table():
     runner = CliRunner()
-    args = ["plan", "--model", "tinyllama-1.1b", "--tokens", "3T", "--gpus", "16", "--gpu", "a100-40g",
-            "--tokens-per-sec-per-gpu", "24000", "--micro-batch", "8", "--price", "1.5"]
+    args = [
+        "plan",
+        "--model",
+        "tinyllama-1.1b",
+        "--tokens",
+        "3T",
+        "--gpus",
+        "16",
+        "--gpu",
+        "a100-40g",
+        "--tokens-per-sec-per-gpu",
+        "24000",
+        "--micro-batch",
+        "8",
+        "--price",
+        "1.5",
+    ]
     result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -465,7 +548,9 @@ def test_cli_memory_margin_flag_and_row():
     runner = CliRunner()
     args = ["plan", "--model", "tinyllama-1.1b", "--gpus", "16", "--gpu", "a100-40g"]
     assert json.loads(runner.invoke(app, [*args, "--json"]).output)["memory"]["micro_batch"] == 8
-    bare = json.loads(runner.invoke(app, [*args, "--memory-margin", "0", "--json"]).output)["memory"]
+    bare = json.loads(runner.invoke(app, [*args, "--memory-margin", "0", "--json"]).output)[
+        "memory"
+    ]
     assert bare["micro_batch"] == 9 and bare["margin"] == 0
     table = runner.invoke(app, [*args, "--memory-margin", "15%"]).output
     assert "safety margin (15%, --memory-margin)" in table and "6.00 GiB" in table
@@ -481,9 +566,18 @@ def test_cli_from_run(tmp_path):
 
 
 def test_cli_user_errors_are_one_line_exit_2():
-    for args in (["--mfu", "150%"], ["--gpu", "tpu-v9"], ["--tokens", "lots"], ["--memory-margin", "100%"]):
-        result = subprocess.run([sys.executable, "-m", "tinyllama_cli", "plan", *args],
-                                check=False, capture_output=True, text=True)
+    for args in (
+        ["--mfu", "150%"],
+        ["--gpu", "tpu-v9"],
+        ["--tokens", "lots"],
+        ["--memory-margin", "100%"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "tinyllama_cli", "plan", *args],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr and result.stderr.strip().startswith("error:")
 
@@ -491,8 +585,9 @@ def test_cli_user_errors_are_one_line_exit_2():
 def test_options_are_parsed_and_checked_as_the_command_does(tmp_path):
     from tinyllama_cli.plan import PlanOptions, plan_from_options
 
-    p = plan_from_options(PlanOptions(model="tinyllama-120m", tokens="300B", mfu="45%",
-                                      memory_margin="5%"))
+    p = plan_from_options(
+        PlanOptions(model="tinyllama-120m", tokens="300B", mfu="45%", memory_margin="5%")
+    )
     assert (p.tokens, p.compute.mfu, p.memory.margin_fraction) == (300e9, 0.45, 0.05)
     assert (p.gpus, p.gpu) == (1, "a100-40g")
     with pytest.raises(UserError, match="--from takes the model from the run's config.yaml"):

@@ -18,11 +18,22 @@ def write_metrics(run, *, steps=20, lr=3e-4, rate=1000.0, batch_tokens=512, offs
     run.mkdir(parents=True)
     lines = []
     for step in range(1, steps + 1):
-        lines.append({"step": step, "loss": 8.0 / step + offset, "lr": lr * min(1.0, step / 5),
-                      "grad_norm": 1.0, "tokens_seen": step * batch_tokens,
-                      "tokens_per_sec": rate + step, "mfu": 0.1, "elapsed_s": step * 0.5})
+        lines.append(
+            {
+                "step": step,
+                "loss": 8.0 / step + offset,
+                "lr": lr * min(1.0, step / 5),
+                "grad_norm": 1.0,
+                "tokens_seen": step * batch_tokens,
+                "tokens_per_sec": rate + step,
+                "mfu": 0.1,
+                "elapsed_s": step * 0.5,
+            }
+        )
         if step % 10 == 0:
-            lines.append({"step": step, "val_loss": 9.0 / step + offset, "tokens_seen": step * batch_tokens})
+            lines.append(
+                {"step": step, "val_loss": 9.0 / step + offset, "tokens_seen": step * batch_tokens}
+            )
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     return run
 
@@ -41,16 +52,24 @@ def test_series_are_the_metrics(tmp_path):
 
 
 def test_figure_draws_exactly_the_series_of_every_run(tmp_path):
-    runs = [run_series(write_metrics(tmp_path / "a")),
-            run_series(write_metrics(tmp_path / "b", lr=1e-3, rate=2000.0, offset=0.5))]
+    runs = [
+        run_series(write_metrics(tmp_path / "a")),
+        run_series(write_metrics(tmp_path / "b", lr=1e-3, rate=2000.0, offset=0.5)),
+    ]
     fig = build_figure(runs)
     loss_ax, lr_ax, tps_ax = fig.axes
-    for ax, metrics in ((loss_ax, ["loss", "val_loss"]), (lr_ax, ["lr"]), (tps_ax, ["tokens_per_sec"])):
+    for ax, metrics in (
+        (loss_ax, ["loss", "val_loss"]),
+        (lr_ax, ["lr"]),
+        (tps_ax, ["tokens_per_sec"]),
+    ):
         drawn = {line.get_label(): line.get_xydata().tolist() for line in ax.lines}
         expected = {}
         for run in runs:
             for metric in metrics:
-                name = {"loss": f"{run.label} (train)", "val_loss": f"{run.label} (val)"}.get(metric, run.label)
+                name = {"loss": f"{run.label} (train)", "val_loss": f"{run.label} (val)"}.get(
+                    metric, run.label
+                )
                 xs, ys = run.curves[metric]
                 expected[name] = [[x, y] for x, y in zip(xs, ys)]
         assert drawn == expected
@@ -104,8 +123,20 @@ def test_cli(tmp_path):
     assert result.exit_code == 0, result.output
     assert out.is_file() and "2 run(s)" in result.output
     (tmp_path / "nometrics").mkdir()
-    bad = subprocess.run([sys.executable, "-m", "tinyllama_cli", "plot", str(tmp_path / "nometrics"),
-                          "--out", str(tmp_path / "d.png")], check=False, capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tinyllama_cli",
+            "plot",
+            str(tmp_path / "nometrics"),
+            "--out",
+            str(tmp_path / "d.png"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     assert "no metrics.jsonl" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "d.png").exists()
@@ -114,13 +145,26 @@ def test_cli(tmp_path):
 def test_downstream_scores_get_their_own_panel_per_run_and_task(tmp_path):
     run = write_metrics(tmp_path / "a")
     with open(run / "metrics.jsonl", "a") as f:
-        f.writelines(json.dumps({"step": step, "eval/piqa/acc_norm": step / 100, "eval/arc_easy/acc_norm": step / 50,
-                                "tokens_seen": step * 512}) + "\n" for step in (10, 20))
+        f.writelines(
+            json.dumps(
+                {
+                    "step": step,
+                    "eval/piqa/acc_norm": step / 100,
+                    "eval/arc_easy/acc_norm": step / 50,
+                    "tokens_seen": step * 512,
+                }
+            )
+            + "\n"
+            for step in (10, 20)
+        )
     s = run_series(run)
     assert s.curves["eval/piqa/acc_norm"] == ([10, 20], [0.1, 0.2])
     assert s.curves["loss"][0] == list(range(1, 21))  # the score records are not training steps
     fig = build_figure([s, run_series(write_metrics(tmp_path / "b"))])
     assert len(fig.axes) == 4
     drawn = {line.get_label(): line.get_xydata().tolist() for line in fig.axes[3].lines}
-    assert drawn == {"a arc_easy/acc_norm": [[10, 0.2], [20, 0.4]], "a piqa/acc_norm": [[10, 0.1], [20, 0.2]]}
+    assert drawn == {
+        "a arc_easy/acc_norm": [[10, 0.2], [20, 0.4]],
+        "a piqa/acc_norm": [[10, 0.1], [20, 0.2]],
+    }
     assert len(build_figure([run_series(write_metrics(tmp_path / "c"))]).axes) == 3

@@ -41,7 +41,10 @@ def test_only_complete_checkpoints_are_listed_by_step_number(tmp_path):
     fake_checkpoint(tmp_path, rundir.checkpoint_name(2000))  # no state.json yet
     fake_checkpoint(tmp_path, rundir.checkpoint_name(3000), {"step": 3000}, metadata=False)
     assert [p.name for p in rundir.list_checkpoints(tmp_path)] == [
-        "step-00000900", "step-950", "step-00001000"]
+        "step-00000900",
+        "step-950",
+        "step-00001000",
+    ]
     assert rundir.list_checkpoints(tmp_path / "elsewhere") == []
 
 
@@ -76,7 +79,9 @@ def test_metrics_append_truncate_and_read(tmp_path):
     assert [r["step"] for r in rundir.read_metrics(tmp_path)] == [1, 2, 3]  # a live run: skipped
     rundir.truncate_metrics(tmp_path, 2)
     assert rundir.metrics_path(tmp_path).read_text().splitlines() == [
-        json.dumps({"step": 1, "loss": 1.0}), json.dumps({"step": 2, "loss": 0.5})]
+        json.dumps({"step": 1, "loss": 1.0}),
+        json.dumps({"step": 2, "loss": 0.5}),
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
     rundir.truncate_metrics(tmp_path / "new", 0)  # nothing to truncate yet
 
@@ -97,7 +102,9 @@ def test_the_module_needs_no_torch():
 
 
 def test_downstream_score_records_are_not_optimizer_steps():
-    steps = [{"step": s, "loss": 1.0, "tokens_seen": 64 * s, "elapsed_s": float(s)} for s in (1, 2, 3, 4)]
+    steps = [
+        {"step": s, "loss": 1.0, "tokens_seen": 64 * s, "elapsed_s": float(s)} for s in (1, 2, 3, 4)
+    ]
     score = {"step": 2, "eval/piqa/acc_norm": 0.5, "tokens_seen": 128}
     records = steps[:2] + [score] + steps[2:]
     assert rundir.training_records(records) == steps

@@ -51,12 +51,16 @@ def newest_checkpoints(run_dir: str | Path, last: int) -> list[Path]:
     if last < 1:
         raise UserError(f"--last must be at least 1 (got {last})")
     if not rundir.checkpoints_root(run_dir).is_dir():
-        raise UserError(f"{run_dir} is not a run directory (no checkpoints/); pass one written "
-                        "by `tinyllama pretrain`")
+        raise UserError(
+            f"{run_dir} is not a run directory (no checkpoints/); pass one written "
+            "by `tinyllama pretrain`"
+        )
     found = rundir.list_checkpoints(run_dir)
     if len(found) < last:
-        raise UserError(f"{run_dir} has {len(found)} complete checkpoint(s), fewer than --last "
-                        f"{last}; lower --last (or keep more with --keep-last)")
+        raise UserError(
+            f"{run_dir} has {len(found)} complete checkpoint(s), fewer than --last "
+            f"{last}; lower --last (or keep more with --keep-last)"
+        )
     return found[-last:]
 
 
@@ -81,7 +85,12 @@ def average(run_dir: str | Path, last: int, out: str | Path) -> AverageResult:
     tokenizer = find_tokenizer(checkpoints[-1])
     save_native(model, out, tokenizer, source)
     return AverageResult(
-        run_dir=str(run_dir), out=str(out), steps=steps,
+        run_dir=str(run_dir),
+        out=str(out),
+        steps=steps,
         tokens_seen=[rundir.read_state(c).get("tokens_seen") for c in checkpoints],
-        params=config.num_params(), tokenizer=tokenizer is not None,
-        seconds=time.perf_counter() - started, source=source)
+        params=config.num_params(),
+        tokenizer=tokenizer is not None,
+        seconds=time.perf_counter() - started,
+        source=source,
+    )

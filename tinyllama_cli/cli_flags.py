@@ -32,12 +32,14 @@ def _flag(field: TrainField, panel: str) -> inspect.Parameter:
         shown = (flag[2:] if field.default else f"no-{flag[2:]}") if boolean else field.default
         help_text += f" \\[default: {shown}]"  # escaped: rich would read [...] as markup
     option = typer.Option(None, *decls, help=help_text, show_default=False, rich_help_panel=panel)
-    return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                             annotation=field.kind | None)
+    return inspect.Parameter(
+        field.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=field.kind | None
+    )
 
 
-def with_train_flags(sections: tuple[str, ...],
-                     panel: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def with_train_flags(
+    sections: tuple[str, ...], panel: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give `func(own parameters, **flags)` a signature Typer reads: its own parameters, then
     the flags of `sections` (`train_flags`); the flags reach it as `**flags`."""
 

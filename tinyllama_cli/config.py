@@ -112,24 +112,45 @@ PRESETS: dict[str, ModelConfig] = {
         ModelConfig(name="tinyllama-1.1b"),
         # A GPT-2-small-sized sibling: same shape family (GQA 3:1 per kv head, ffn 2.67x).
         ModelConfig(
-            name="tinyllama-120m", n_layer=12, n_embd=768, n_head=12, n_kv_head=4,
+            name="tinyllama-120m",
+            n_layer=12,
+            n_embd=768,
+            n_head=12,
+            n_kv_head=4,
             intermediate_size=2048,
         ),
         # CPU benchmark preset: 32000 vocabulary like the real thing, trains at a usable speed
         # on 2 cores (seq 512, micro batch 8 in benchmarks/).
         ModelConfig(
-            name="cpu-bench", n_layer=6, n_embd=512, n_head=8, n_kv_head=2,
-            intermediate_size=1408, block_size=512,
+            name="cpu-bench",
+            n_layer=6,
+            n_embd=512,
+            n_head=8,
+            n_kv_head=2,
+            intermediate_size=1408,
+            block_size=512,
         ),
         # Quickstart / demo preset: trains in minutes on a laptop CPU.
         ModelConfig(
-            name="cpu-small", vocab_size=8192, n_layer=4, n_embd=256, n_head=8, n_kv_head=2,
-            intermediate_size=704, block_size=256,
+            name="cpu-small",
+            vocab_size=8192,
+            n_layer=4,
+            n_embd=256,
+            n_head=8,
+            n_kv_head=2,
+            intermediate_size=704,
+            block_size=256,
         ),
         # Unit-test preset: milliseconds per step.
         ModelConfig(
-            name="cpu-tiny", vocab_size=512, n_layer=2, n_embd=64, n_head=4, n_kv_head=2,
-            intermediate_size=176, block_size=128,
+            name="cpu-tiny",
+            vocab_size=512,
+            n_layer=2,
+            n_embd=64,
+            n_head=4,
+            n_kv_head=2,
+            intermediate_size=176,
+            block_size=128,
         ),
     ]
 }
@@ -140,9 +161,15 @@ def describe_presets() -> list[dict[str, Any]]:
     FLOPs per token (the rest of its fields are the same for every preset)."""
     return [
         {
-            "name": c.name, "n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
-            "n_kv_head": c.n_kv_head, "intermediate_size": c.intermediate_size,
-            "vocab_size": c.vocab_size, "block_size": c.block_size, "params": c.num_params(),
+            "name": c.name,
+            "n_layer": c.n_layer,
+            "n_embd": c.n_embd,
+            "n_head": c.n_head,
+            "n_kv_head": c.n_kv_head,
+            "intermediate_size": c.intermediate_size,
+            "vocab_size": c.vocab_size,
+            "block_size": c.block_size,
+            "params": c.num_params(),
             "flops_per_token": c.flops_per_token(),
         }
         for c in PRESETS.values()
@@ -186,8 +213,6 @@ def dump_yaml(data: dict[str, Any], path: str | Path) -> None:
     files.write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
-
-
 # --- training --------------------------------------------------------------------------------
 
 
@@ -213,8 +238,9 @@ class Training:
     data: str | None = _field(None, "Token data dir written by `tinyllama prepare-data`.")
     max_steps: int | None = _field(None, "Optimizer steps of the schedule.")
     max_tokens: int | None = _field(None, "Tokens of the schedule (instead of --max-steps).")
-    stop_at_step: int | None = _field(None, "End this job at this step with a checkpoint; "
-                                            "the schedule is unchanged.")
+    stop_at_step: int | None = _field(
+        None, "End this job at this step with a checkpoint; the schedule is unchanged."
+    )
 
 
 @dataclass
@@ -249,8 +275,9 @@ class DataOrder:
     seed: int = _field(1337, "Seed of the initialisation and of the data order.")
     seq_len: int | None = _field(None, "Tokens per training sequence; default: block size.")
     global_batch_size: int = _field(64, "Sequences per optimizer step, across all workers.")
-    global_batch_tokens: int | None = _field(None, "Tokens per optimizer step (sets "
-                                                   "--global-batch-size to this / seq_len).")
+    global_batch_tokens: int | None = _field(
+        None, "Tokens per optimizer step (sets --global-batch-size to this / seq_len)."
+    )
 
 
 # The learning-rate schedules and WSD's decay shapes (`train/schedule.py` computes them); the
@@ -271,22 +298,33 @@ class Schedule:
     lr: float = _field(4e-4, "Peak learning rate.")
     min_lr: float = _field(4e-5, "Learning rate at the end of the decay.")
     warmup_steps: int = _field(2000, "Linear warmup steps.")
-    lr_schedule: str = _field("cosine", f"{'|'.join(LR_SCHEDULES)}: cosine decays over the whole "
-                                        "run (TinyLlama); wsd holds --lr and decays at the end "
-                                        "(resume --max-steps lengthens its flat part); constant "
-                                        "never decays.")
+    lr_schedule: str = _field(
+        "cosine",
+        f"{'|'.join(LR_SCHEDULES)}: cosine decays over the whole "
+        "run (TinyLlama); wsd holds --lr and decays at the end "
+        "(resume --max-steps lengthens its flat part); constant "
+        "never decays.",
+    )
     decay_steps: int | None = _field(None, "WSD: steps of the final decay.")
-    decay_fraction: float | None = _field(None, "WSD: the final decay as a fraction of --max-steps "
-                                                f"(default {DEFAULT_DECAY_FRACTION}).")
-    decay_shape: str | None = _field(None, f"WSD: {'|'.join(DECAY_SHAPE_NAMES)} (default "
-                                           f"{DEFAULT_DECAY_SHAPE}).")
-    decay_start_lr: float | None = _field(None, "WSD: the lr the decay starts from (default "
-                                                "--lr); `tinyllama anneal` sets the lr the "
-                                                "parent trained the branch checkpoint at.")
+    decay_fraction: float | None = _field(
+        None,
+        f"WSD: the final decay as a fraction of --max-steps (default {DEFAULT_DECAY_FRACTION}).",
+    )
+    decay_shape: str | None = _field(
+        None, f"WSD: {'|'.join(DECAY_SHAPE_NAMES)} (default {DEFAULT_DECAY_SHAPE})."
+    )
+    decay_start_lr: float | None = _field(
+        None,
+        "WSD: the lr the decay starts from (default "
+        "--lr); `tinyllama anneal` sets the lr the "
+        "parent trained the branch checkpoint at.",
+    )
 
     def __post_init__(self) -> None:
-        for flag, value, names in (("--lr-schedule", self.lr_schedule, LR_SCHEDULES),
-                                   ("--decay-shape", self.decay_shape, DECAY_SHAPE_NAMES)):
+        for flag, value, names in (
+            ("--lr-schedule", self.lr_schedule, LR_SCHEDULES),
+            ("--decay-shape", self.decay_shape, DECAY_SHAPE_NAMES),
+        ):
             if value is not None and value not in names:
                 raise UserError(f"{flag} {value!r} is not one of {', '.join(names)}; pick one")
 
@@ -326,13 +364,18 @@ class DownstreamEval:
 
     RESUME: ClassVar[Resume] = Resume.CHANGE
 
-    eval_tasks: str | None = _field(None, "lm-eval tasks to score during training, e.g. "
-                                          "hellaswag,piqa (tinyllama: the seven); "
-                                          "log-likelihood tasks only.")
-    eval_dataset: str | None = _field(None, "TASK=PATH[,TASK=PATH...]: local data of "
-                                            "--eval-tasks, as `tinyllama eval --dataset`.")
-    eval_tasks_every: int | None = _field(None, "Score --eval-tasks every N steps (default: "
-                                                "--eval-every) and at the end.")
+    eval_tasks: str | None = _field(
+        None,
+        "lm-eval tasks to score during training, e.g. "
+        "hellaswag,piqa (tinyllama: the seven); "
+        "log-likelihood tasks only.",
+    )
+    eval_dataset: str | None = _field(
+        None, "TASK=PATH[,TASK=PATH...]: local data of --eval-tasks, as `tinyllama eval --dataset`."
+    )
+    eval_tasks_every: int | None = _field(
+        None, "Score --eval-tasks every N steps (default: --eval-every) and at the end."
+    )
     eval_limit: int | None = _field(None, "At most this many documents per task.")
     eval_fewshot: int | None = _field(None, "Few-shot examples (default: each task's).")
 
@@ -345,8 +388,11 @@ class Checkpointing:
 
     save_every: int = _field(1000, "Checkpoint every N steps (and always at the end).")
     keep_last: int = _field(3, "Keep the newest K checkpoints (0: keep all).")
-    async_save: bool = _field(False, "Write checkpoints in a background thread (DCP async_save) "
-                                     "while training goes on; the last one is written before exit.")
+    async_save: bool = _field(
+        False,
+        "Write checkpoints in a background thread (DCP async_save) "
+        "while training goes on; the last one is written before exit.",
+    )
 
 
 ATTENTION_BACKENDS = ("auto", "flash", "sdpa")
@@ -360,21 +406,28 @@ class Speed:
     RESUME: ClassVar[Resume] = Resume.CHANGE
 
     micro_batch_size: int = _field(8, "Sequences per worker per forward/backward.")
-    precision: str = _field("auto", f"{accepted(TRAIN_PRECISIONS, auto=True)} (fp16 is refused: "
-                                    "no grad scaler). auto: bf16 on CUDA, and on CPUs with "
-                                    "AMX/AVX512-BF16; fp32 otherwise.")
+    precision: str = _field(
+        "auto",
+        f"{accepted(TRAIN_PRECISIONS, auto=True)} (fp16 is refused: "
+        "no grad scaler). auto: bf16 on CUDA, and on CPUs with "
+        "AMX/AVX512-BF16; fp32 otherwise.",
+    )
     compile: bool = _field(False, "torch.compile each transformer block.")
     activation_checkpointing: bool = _field(False, "Recompute block activations in backward.")
-    attention: str = _field("auto", "auto|flash|sdpa. auto: flash-attn 2 when installed, on CUDA "
-                                    "in bf16/fp16; SDPA otherwise. flash: required (error without).")
+    attention: str = _field(
+        "auto",
+        "auto|flash|sdpa. auto: flash-attn 2 when installed, on CUDA "
+        "in bf16/fp16; SDPA otherwise. flash: required (error without).",
+    )
 
     def __post_init__(self) -> None:
         # One spelling per precision whatever the user typed (`bfloat16` is stored as `bf16`), so
         # config.yaml, resume and the trainer compare and act on the same names.
         self.precision = canonical_precision(self.precision)
         if self.attention not in ATTENTION_BACKENDS:
-            raise UserError(f"--attention {self.attention!r} is not one of "
-                            f"{', '.join(ATTENTION_BACKENDS)}")
+            raise UserError(
+                f"--attention {self.attention!r} is not one of {', '.join(ATTENTION_BACKENDS)}"
+            )
 
 
 @dataclass
@@ -388,16 +441,26 @@ class Launch:
     accelerator: str = _field("auto", "auto|cpu|cuda.")
     devices: int = _field(1, "Workers on this machine (GPUs, or CPU processes).")
     nodes: int = _field(1, "Machines.")
-    node_rank: int = _field(0, "This machine's rank, distinct on every machine of a multi-node "
-                               "run (rank 0 creates the run dir).")
-    rdzv_endpoint: str | None = _field(None, "HOST:PORT of the c10d rendezvous (multi-node; it "
-                                             "ranks the workers itself).")
-    master_addr: str | None = _field(None, "Instead of --rdzv-endpoint: node 0's address for a "
-                                           "static rendezvous (ranks follow --node-rank).")
+    node_rank: int = _field(
+        0,
+        "This machine's rank, distinct on every machine of a multi-node "
+        "run (rank 0 creates the run dir).",
+    )
+    rdzv_endpoint: str | None = _field(
+        None, "HOST:PORT of the c10d rendezvous (multi-node; it ranks the workers itself)."
+    )
+    master_addr: str | None = _field(
+        None,
+        "Instead of --rdzv-endpoint: node 0's address for a "
+        "static rendezvous (ranks follow --node-rank).",
+    )
     master_port: int = _field(29500, "Port on --master-addr.")
-    dp_shard: int | None = _field(None, "HSDP: shard over groups of N workers and replicate across "
-                                        "the groups (default: the GPUs per node with --nodes > 1, "
-                                        "else all workers: plain FSDP).")
+    dp_shard: int | None = _field(
+        None,
+        "HSDP: shard over groups of N workers and replicate across "
+        "the groups (default: the GPUs per node with --nodes > 1, "
+        "else all workers: plain FSDP).",
+    )
 
 
 @dataclass
@@ -437,8 +500,11 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Every field by its flat name, section by section: config.yaml's `train:` mapping."""
-        return {name: value for section in fields(self)
-                for name, value in dataclasses.asdict(getattr(self, section.name)).items()}
+        return {
+            name: value
+            for section in fields(self)
+            for name, value in dataclasses.asdict(getattr(self, section.name)).items()
+        }
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with fields changed, by their flat names (`cfg.replace(seq_len=256)`)."""
@@ -478,8 +544,12 @@ def _parse_int(value: Any) -> int:
 
 # How a flag or YAML value becomes a field's type: YAML gives 4e-4 as a string, 1e3 as a string
 # an int field accepts, yes/no as booleans. The CLI's flags are typed by the same keys.
-PARSERS: dict[type, Callable[[Any], Any]] = {bool: _parse_bool, int: _parse_int, float: float,
-                                             str: str}
+PARSERS: dict[type, Callable[[Any], Any]] = {
+    bool: _parse_bool,
+    int: _parse_int,
+    float: float,
+    str: str,
+}
 
 
 @functools.cache
@@ -493,16 +563,24 @@ def train_fields() -> dict[str, TrainField]:
             args = get_args(hints[f.name]) or (hints[f.name],)
             kinds = [a for a in args if a is not type(None)]
             assert len(kinds) == 1 and kinds[0] in PARSERS, f"{f.name}: {hints[f.name]}"
-            found[f.name] = TrainField(f.name, section.name, cls.RESUME, kinds[0],
-                                       type(None) in args, str(f.type), f.default,
-                                       f.metadata.get("help", ""))
+            found[f.name] = TrainField(
+                f.name,
+                section.name,
+                cls.RESUME,
+                kinds[0],
+                type(None) in args,
+                str(f.type),
+                f.default,
+                f.metadata.get("help", ""),
+            )
     return found
 
 
 def sections(resume: Resume | None = None) -> tuple[str, ...]:
     """TrainConfig's section names in order; with `resume`, only the sections of that kind."""
-    return tuple(f.name for f in fields(TrainConfig)
-                 if resume is None or f.default_factory.RESUME is resume)
+    return tuple(
+        f.name for f in fields(TrainConfig) if resume is None or f.default_factory.RESUME is resume
+    )
 
 
 def fields_kept_on_resume() -> tuple[str, ...]:
@@ -526,11 +604,15 @@ def _coerce(field: TrainField, value: Any) -> Any:
     try:
         return PARSERS[field.kind](value)
     except (TypeError, ValueError):
-        raise UserError(f"train config field {field.name} has value {value!r}, which is not a "
-                        f"valid {field.type_text}; fix it in the YAML or the flag") from None
+        raise UserError(
+            f"train config field {field.name} has value {value!r}, which is not a "
+            f"valid {field.type_text}; fix it in the YAML or the flag"
+        ) from None
 
 
-def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> tuple[TrainConfig, ModelConfig | None]:
+def load_train_config(
+    path: str | Path | None, overrides: dict[str, Any]
+) -> tuple[TrainConfig, ModelConfig | None]:
     """TrainConfig from a YAML file (optional) with CLI overrides on top.
 
     The YAML is either flat (`lr: 4e-4`, `model: tinyllama-1.1b`) or a run's resolved
@@ -549,15 +631,18 @@ def load_train_config(path: str | Path | None, overrides: dict[str, Any]) -> tup
     values: dict[str, Any] = {}
     for name, value in {**flat, **{k: v for k, v in overrides.items() if v is not None}}.items():
         if name not in known:
-            raise UserError(f"unknown train config field {name!r}; valid fields: "
-                            f"{', '.join(sorted(known))}")
+            raise UserError(
+                f"unknown train config field {name!r}; valid fields: {', '.join(sorted(known))}"
+            )
         values[name] = _coerce(known[name], value)
     model_config = None
     if isinstance(model_spec, dict) and overrides.get("model") is None:
         unknown = sorted(set(model_spec) - {f.name for f in fields(ModelConfig)})
         if unknown:
-            raise UserError(f"unknown model config field(s) {', '.join(unknown)} in {path}; "
-                            f"valid fields: {', '.join(f.name for f in fields(ModelConfig))}")
+            raise UserError(
+                f"unknown model config field(s) {', '.join(unknown)} in {path}; "
+                f"valid fields: {', '.join(f.name for f in fields(ModelConfig))}"
+            )
         base = PRESETS.get(model_spec.get("name", ""))
         model_config = base.replace(**model_spec) if base else ModelConfig.from_dict(model_spec)
         values.setdefault("model", model_config.name)

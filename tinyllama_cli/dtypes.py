@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 # canonical name -> the other spelling (torch's attribute name, used by HF and lm-eval)
 TORCH_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 ALL = tuple(TORCH_NAMES)
-SPELLINGS = {**{short: short for short in TORCH_NAMES},
-             **{long: short for short, long in TORCH_NAMES.items()}}
+SPELLINGS = {
+    **{short: short for short in TORCH_NAMES},
+    **{long: short for short, long in TORCH_NAMES.items()},
+}
 AUTO = "auto"
 
 # Why training refuses fp16: it needs loss scaling (a GradScaler, sharded under FSDP2), which
@@ -38,8 +40,13 @@ def accepted(choices: tuple[str, ...] = ALL, auto: bool = False) -> str:
     return ", ".join([AUTO] * auto + names)
 
 
-def canonical_dtype(text: str, flag: str, choices: tuple[str, ...] = ALL, auto: bool = False,
-                    refused: dict[str, str] | None = None) -> str:
+def canonical_dtype(
+    text: str,
+    flag: str,
+    choices: tuple[str, ...] = ALL,
+    auto: bool = False,
+    refused: dict[str, str] | None = None,
+) -> str:
     """'bfloat16' -> 'bf16' (any accepted spelling, any case), 'auto' when `auto`; else a
     UserError naming `flag`, the value and the accepted spellings. `refused` gives the reason
     for a known dtype this command does not take (pretrain and fp16)."""
@@ -50,9 +57,12 @@ def canonical_dtype(text: str, flag: str, choices: tuple[str, ...] = ALL, auto: 
     if name is not None and name in choices:
         return name
     if name is not None and refused and name in refused:
-        raise UserError(f"{flag} {text} is not supported: {refused[name]}; "
-                        f"use {accepted(choices, auto)}")
-    raise UserError(f"{flag} {text!r} is not a dtype this command takes; use {accepted(choices, auto)}")
+        raise UserError(
+            f"{flag} {text} is not supported: {refused[name]}; use {accepted(choices, auto)}"
+        )
+    raise UserError(
+        f"{flag} {text!r} is not a dtype this command takes; use {accepted(choices, auto)}"
+    )
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -62,8 +72,9 @@ def torch_dtype(name: str) -> torch.dtype:
     return getattr(torch, TORCH_NAMES[name])
 
 
-def parse_dtype(text: str, flag: str = "--dtype", choices: tuple[str, ...] = ALL,
-                auto: bool = False) -> tuple[str, torch.dtype | None]:
+def parse_dtype(
+    text: str, flag: str = "--dtype", choices: tuple[str, ...] = ALL, auto: bool = False
+) -> tuple[str, torch.dtype | None]:
     """(canonical name, torch.dtype) of a spelling; the dtype is None for 'auto', which the
     caller resolves from its device."""
     name = canonical_dtype(text, flag, choices, auto)
@@ -72,5 +83,6 @@ def parse_dtype(text: str, flag: str = "--dtype", choices: tuple[str, ...] = ALL
 
 def canonical_precision(text: str) -> str:
     """pretrain/resume --precision: auto, fp32/float32 or bf16/bfloat16 (fp16 refused, why said)."""
-    return canonical_dtype(text, "--precision", TRAIN_PRECISIONS, auto=True,
-                           refused={"fp16": FP16_TRAINING})
+    return canonical_dtype(
+        text, "--precision", TRAIN_PRECISIONS, auto=True, refused={"fp16": FP16_TRAINING}
+    )

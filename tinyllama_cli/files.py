@@ -50,8 +50,14 @@ def write_text(path: str | Path, text: str, fsync: bool = False) -> None:
     write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 
-def write_json(path: str | Path, data: Any, indent: int | None = 2, fsync: bool = False,
-               default: Callable[[Any], Any] | None = None, ensure_ascii: bool = True) -> None:
+def write_json(
+    path: str | Path,
+    data: Any,
+    indent: int | None = 2,
+    fsync: bool = False,
+    default: Callable[[Any], Any] | None = None,
+    ensure_ascii: bool = True,
+) -> None:
     """JSON with a trailing newline when indented (a file a person may read); `default` and
     `ensure_ascii` as in `json.dumps`."""
     text = json.dumps(data, indent=indent, default=default, ensure_ascii=ensure_ascii)
@@ -111,7 +117,9 @@ def check_new_dir(out: Path, overwrite: bool, flag: str = "--out") -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} exists and is not a directory; choose another {flag}")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out} already exists; pass --overwrite to replace it or choose another {flag}")
+        raise UserError(
+            f"{out} already exists; pass --overwrite to replace it or choose another {flag}"
+        )
 
 
 def check_new_path(out: Path, overwrite: bool, flag: str = "--out") -> None:

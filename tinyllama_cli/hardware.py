@@ -47,17 +47,17 @@ GPUS: dict[str, GPU] = {
         GPU("a800", 312.0, 19.5, 80.0, ("A800",)),
         GPU("h100-pcie", 756.0, 51.2, 80.0, ("H100 PCIe",)),
         GPU("h100-nvl", 835.0, 60.0, 94.0, ("H100 NVL",)),  # 1671 with sparsity
-        GPU("h100", 989.0, 67.0, 80.0, ("H100", "H800")),    # SXM5 (1979 with sparsity)
+        GPU("h100", 989.0, 67.0, 80.0, ("H100", "H800")),  # SXM5 (1979 with sparsity)
         GPU("h200-nvl", 835.0, 60.0, 141.0, ("H200 NVL",)),
-        GPU("h200", 989.0, 67.0, 141.0, ("H200",)),          # SXM: H100's compute, HBM3e
-        GPU("b200", 2250.0, 75.0, 180.0, ("B200",)),         # HGX B200 per GPU
+        GPU("h200", 989.0, 67.0, 141.0, ("H200",)),  # SXM: H100's compute, HBM3e
+        GPU("b200", 2250.0, 75.0, 180.0, ("B200",)),  # HGX B200 per GPU
         GPU("l40s", 362.0, 91.6, 48.0, ("L40S",)),
         GPU("a10g", 125.0, 31.2, 24.0, ("A10G",)),
         GPU("a10", 125.0, 31.2, 24.0, ("A10",)),
         GPU("l4", 121.0, 30.3, 24.0, ("L4",)),
-        GPU("v100", 125.0, 15.7, 32.0, ("V100",)),           # fp16 tensor cores (no bf16)
-        GPU("rtx-3090", 71.0, 35.6, 24.0, ("RTX 3090",)),    # GA102: bf16 with fp32 accumulate
-        GPU("rtx-4090", 165.2, 82.6, 24.0, ("RTX 4090",)),   # AD102: bf16 with fp32 accumulate
+        GPU("v100", 125.0, 15.7, 32.0, ("V100",)),  # fp16 tensor cores (no bf16)
+        GPU("rtx-3090", 71.0, 35.6, 24.0, ("RTX 3090",)),  # GA102: bf16 with fp32 accumulate
+        GPU("rtx-4090", 165.2, 82.6, 24.0, ("RTX 4090",)),  # AD102: bf16 with fp32 accumulate
         GPU("mi300x", 1307.4, 163.4, 192.0, ("MI300X",)),
         GPU("mi250x", 383.0, 47.9, 128.0, ("MI250X",)),
     ]
@@ -85,13 +85,14 @@ def cpu_flags() -> set[str]:
 
 
 def cpu_bf16_kind(flags: set[str] | None = None) -> str | None:
-    """"amx_bf16", "avx512_bf16" or None: which native bf16 matmul instructions the CPU has."""
+    """ "amx_bf16", "avx512_bf16" or None: which native bf16 matmul instructions the CPU has."""
     flags = cpu_flags() if flags is None else flags
     return next((f for f in ("amx_bf16", "avx512_bf16") if f in flags), None)
 
 
-def cpu_peak_flops(precision: str, threads: int, sizes: tuple[int, ...] = (512, 768, 1024),
-                   repeats: int = 5) -> float:
+def cpu_peak_flops(
+    precision: str, threads: int, sizes: tuple[int, ...] = (512, 768, 1024), repeats: int = 5
+) -> float:
     """Peak matmul FLOP/s of `threads` cores at `precision`: one core's best rate x threads.
 
     One core's rate is timed in that thread's CPU time (`time.thread_time`), not wall time, so

@@ -36,7 +36,10 @@ def resolve_checkpoint(path: str | Path) -> tuple[str, Path]:
     """("native" | "hf", directory holding the weights) for a run, checkpoint or HF directory."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{path} does not exist; pass a run directory, a checkpoint directory or a Hugging Face model directory")
+        raise UserError(
+            f"{path} does not exist; pass a run directory, a checkpoint directory or a Hugging "
+            "Face model directory"
+        )
     if rundir.is_complete(path):
         return "native", path
     if hf.is_hf_dir(path):
@@ -44,11 +47,20 @@ def resolve_checkpoint(path: str | Path) -> tuple[str, Path]:
     if rundir.checkpoints_root(path).is_dir():
         checkpoints = rundir.list_checkpoints(path)
         if not checkpoints:
-            raise UserError(f"run directory {path} has no complete checkpoint yet; train with --save-every or wait for the first save")
+            raise UserError(
+                f"run directory {path} has no complete checkpoint yet; train with --save-every or "
+                "wait for the first save"
+            )
         return "native", checkpoints[-1]
     if (path / hf.CONFIG_FILE).is_file() and (path / "pytorch_model.bin").is_file():
-        raise UserError(f"{path} holds pickled pytorch_model.bin weights, which are not loaded for safety; re-save them as safetensors")
-    raise UserError(f"{path} is not a model directory (no checkpoints/, state.json + .metadata, or config.json + model.safetensors)")
+        raise UserError(
+            f"{path} holds pickled pytorch_model.bin weights, which are not loaded for safety; "
+            "re-save them as safetensors"
+        )
+    raise UserError(
+        f"{path} is not a model directory (no checkpoints/, state.json + .metadata, or "
+        "config.json + model.safetensors)"
+    )
 
 
 def model_config_of(kind: str, directory: Path) -> ModelConfig:
@@ -60,15 +72,18 @@ def model_config_of(kind: str, directory: Path) -> ModelConfig:
 
 def find_tokenizer(directory: Path) -> Tokenizer | None:
     """tokenizer.model beside the weights, or in the run directory two levels up."""
-    for candidate in (rundir.tokenizer_path(directory),
-                      rundir.tokenizer_path(rundir.run_dir_of(directory))):
+    for candidate in (
+        rundir.tokenizer_path(directory),
+        rundir.tokenizer_path(rundir.run_dir_of(directory)),
+    ):
         if candidate.is_file():
             return Tokenizer(candidate)
     return None
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu",
-               dtype: torch.dtype = torch.float32) -> LoadedModel:
+def load_model(
+    path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> LoadedModel:
     """Load weights, config and tokenizer from a run, checkpoint or HF directory, in eval mode."""
     kind, directory = resolve_checkpoint(path)
     config = model_config_of(kind, directory)
@@ -89,17 +104,27 @@ def _check_vocabulary(directory: Path, tokenizer: Tokenizer | None, config: Mode
     """A tokenizer may be smaller than the model's vocabulary (a padded embedding: generation
     masks the unused rows) but never larger: its top ids would have no embedding."""
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
-        raise UserError(f"{directory}: its tokenizer has {tokenizer.vocab_size} pieces but the model's "
-                        f"vocabulary is {config.vocab_size}, so some ids have no embedding; put the "
-                        "tokenizer.model the model was trained with beside it")
+        raise UserError(
+            f"{directory}: its tokenizer has {tokenizer.vocab_size} pieces but the model's "
+            f"vocabulary is {config.vocab_size}, so some ids have no embedding; put the "
+            "tokenizer.model the model was trained with beside it"
+        )
 
 
-def _check_tensors(directory: Path, state: dict[str, torch.Tensor],
-                   expected: dict[str, torch.Tensor]) -> None:
+def _check_tensors(
+    directory: Path, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+) -> None:
     """Every tensor the config implies, each of its shape, or one line naming the first miss."""
     missing = sorted(set(expected) - set(state))
     if missing:
-        raise UserError(f"{directory} lacks tensors {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; it is not a complete Llama checkpoint")
+        raise UserError(
+            f"{directory} lacks tensors "
+            f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}; it is not a complete "
+            "Llama checkpoint"
+        )
     for name, tensor in state.items():
         if tensor.shape != expected[name].shape:
-            raise UserError(f"{directory}: tensor {name} has shape {tuple(tensor.shape)}, the config implies {tuple(expected[name].shape)}")
+            raise UserError(
+                f"{directory}: tensor {name} has shape {tuple(tensor.shape)}, the config implies "
+                f"{tuple(expected[name].shape)}"
+            )

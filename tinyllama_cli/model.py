@@ -45,7 +45,9 @@ class RMSNorm(nn.Module):
         return self.weight * normed.to(x.dtype)
 
 
-def rope_tables(config: ModelConfig, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(
+    config: ModelConfig, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of every (position, frequency) pair, shape (block_size, head_dim), fp32."""
     dim = config.head_dim
     inv_freq = 1.0 / (config.rope_base ** (torch.arange(0, dim, 2, device=device).float() / dim))
@@ -65,8 +67,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-              flash: bool = True) -> torch.Tensor:
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, flash: bool = True
+) -> torch.Tensor:
     """Causal attention over (B, T, H, D) tensors with fewer kv heads than query heads (GQA).
 
     `mask=None` means plain causal attention, aligned at the end of the keys (the last query sees
@@ -74,8 +77,13 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
     everything else goes to PyTorch's SDPA with native GQA, so K/V are never materialised per
     query head.
     """
-    if (flash and mask is None and flash_attn_func is not None and q.is_cuda
-            and q.dtype in (torch.float16, torch.bfloat16)):
+    if (
+        flash
+        and mask is None
+        and flash_attn_func is not None
+        and q.is_cuda
+        and q.dtype in (torch.float16, torch.bfloat16)
+    ):
         return flash_attn_func(q, k, v, causal=True)
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
     if mask is None:
@@ -89,21 +97,35 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
 class KVCache(nn.Module):
     """Preallocated keys and values for incremental decoding, (B, max_seq_len, n_kv_head, D)."""
 
-    def __init__(self, batch_size: int, max_seq_len: int, n_kv_head: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device | str | None):
+    def __init__(
+        self,
+        batch_size: int,
+        max_seq_len: int,
+        n_kv_head: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device | str | None,
+    ):
         super().__init__()
         shape = (batch_size, max_seq_len, n_kv_head, head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
-    def update(self, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, start: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k/v at positions start.. and return every key/value up to the new end."""
         batch, length = k.size(0), k.size(1)
         end = start + length
         if end > self.k.size(1) or batch > self.k.size(0):
-            raise ValueError(f"KV cache of shape {tuple(self.k.shape)} cannot hold positions up to {end} for batch {batch}")
+            raise ValueError(
+                f"KV cache of shape {tuple(self.k.shape)} cannot hold positions up to {end} for "
+                f"batch {batch}"
+            )
         # narrow + copy_ rather than slice assignment: fewer dispatches in the per-token loop.
-        cache_k, cache_v = (self.k, self.v) if batch == self.k.size(0) else (self.k[:batch], self.v[:batch])
+        cache_k, cache_v = (
+            (self.k, self.v) if batch == self.k.size(0) else (self.k[:batch], self.v[:batch])
+        )
         cache_k.narrow(1, start, length).copy_(k)
         cache_v.narrow(1, start, length).copy_(v)
         return cache_k.narrow(1, 0, end), cache_v.narrow(1, 0, end)
@@ -112,7 +134,11 @@ class KVCache(nn.Module):
 class Attention(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        self.n_head, self.n_kv_head, self.head_dim = (
+            config.n_head,
+            config.n_kv_head,
+            config.head_dim,
+        )
         self.wq = nn.Linear(config.n_embd, config.n_head * config.head_dim, bias=False)
         self.wk = nn.Linear(config.n_embd, config.kv_dim, bias=False)
         self.wv = nn.Linear(config.n_embd, config.kv_dim, bias=False)
@@ -121,8 +147,14 @@ class Attention(nn.Module):
         self.kv_cache: KVCache | None = None
         self.flash = True  # flash-attn where it applies; Llama.set_attention("sdpa") turns it off
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int,
-                mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        start: int,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
         B, T, _ = x.shape
         if self.wqkv is not None:  # one matmul for q, k and v, one RoPE call for q and k
             qkv = F.linear(x, self.wqkv).view(B, T, self.n_head + 2 * self.n_kv_head, self.head_dim)
@@ -160,8 +192,14 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(config.n_embd, config.norm_eps)
         self.feed_forward = FeedForward(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start: int,
-                mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        start: int,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
         x = x + self.attention(self.attention_norm(x), cos, sin, start, mask)
         return x + self.feed_forward(self.ffn_norm(x))
 
@@ -192,7 +230,9 @@ class Llama(nn.Module):
         call (loading weights instead: `init_rope()`).
         """
         for name, param in self.named_parameters():
-            init_parameter(self.config, name, param, None if seed is None else param_generator(seed, name))
+            init_parameter(
+                self.config, name, param, None if seed is None else param_generator(seed, name)
+            )
         self.init_rope()
 
     @torch.no_grad()
@@ -202,9 +242,15 @@ class Llama(nn.Module):
         self.rope_cos.copy_(cos)
         self.rope_sin.copy_(sin)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, *,
-                input_pos: int | None = None, key_mask: torch.Tensor | None = None,
-                last_only: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        input_pos: int | None = None,
+        key_mask: torch.Tensor | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
         """Logits (B, T, vocab), or the mean cross-entropy when `targets` is given.
 
         input_pos: with a KV cache (`setup_kv_cache`), the position of idx[:, 0].
@@ -214,15 +260,21 @@ class Llama(nn.Module):
             (B*T, vocab) logits (see `linear_cross_entropy`).
         last_only: logits for the last position only, (B, 1, vocab) (a generation prefill).
         """
-        x = self.hidden_states(idx, input_pos=input_pos, key_mask=key_mask,
-                               last_only=last_only and targets is None)
+        x = self.hidden_states(
+            idx, input_pos=input_pos, key_mask=key_mask, last_only=last_only and targets is None
+        )
         if targets is None:
             return self.output(x)
         return linear_cross_entropy(x, self.output.weight, targets)
 
-    def hidden_states(self, idx: torch.Tensor, *, input_pos: int | None = None,
-                      key_mask: torch.Tensor | None = None,
-                      last_only: bool = False) -> torch.Tensor:
+    def hidden_states(
+        self,
+        idx: torch.Tensor,
+        *,
+        input_pos: int | None = None,
+        key_mask: torch.Tensor | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
         """The final norm's output (B, T, n_embd): `forward` without the output head.
 
         For callers that need the head at a few positions only: lm-eval scoring projects just
@@ -232,8 +284,9 @@ class Llama(nn.Module):
         T = idx.size(1)
         start = 0 if input_pos is None else input_pos
         if start + T > self.config.block_size:
-            raise ValueError(f"sequence end {start + T} exceeds the context length "
-                             f"{self.config.block_size}")
+            raise ValueError(
+                f"sequence end {start + T} exceeds the context length {self.config.block_size}"
+            )
         # (T, 1, D) once per forward instead of a reshape per layer and per q/k.
         cos, sin = self.rope_cos[start : start + T, None], self.rope_sin[start : start + T, None]
         mask = self._attention_mask(T, start, key_mask, idx.device)
@@ -245,8 +298,11 @@ class Llama(nn.Module):
         return self.norm(x)
 
     @staticmethod
-    def _attention_mask(T: int, start: int, key_mask: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
-        """None where plain causal attention is right; else a bool (T, end) or (B, 1, T, end) mask."""
+    def _attention_mask(
+        T: int, start: int, key_mask: torch.Tensor | None, device: torch.device
+    ) -> torch.Tensor | None:
+        """None where plain causal attention is right; else a bool (T, end) or (B, 1, T, end)
+        mask."""
         if key_mask is None and (start == 0 or T == 1):
             return None
         end = start + T
@@ -259,21 +315,29 @@ class Llama(nn.Module):
         allowed = key_pos <= query_pos
         if key_mask is None:
             return allowed
-        allowed = (allowed & key_mask[:, None, :end]) | (key_pos == query_pos)  # a pad query sees itself: no NaN rows
+        allowed = (allowed & key_mask[:, None, :end]) | (
+            key_pos == query_pos
+        )  # a pad query sees itself: no NaN rows
         return allowed[:, None]
 
-    def setup_kv_cache(self, batch_size: int, max_seq_len: int | None = None,
-                       dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> None:
+    def setup_kv_cache(
+        self,
+        batch_size: int,
+        max_seq_len: int | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         """Preallocate a KV cache in every layer for decoding up to max_seq_len positions."""
         max_seq_len = max_seq_len or self.config.block_size
         dtype = dtype or self.output.weight.dtype
         device = device or self.output.weight.device
         for layer in self.layers:
-            layer.attention.kv_cache = KVCache(batch_size, max_seq_len, self.config.n_kv_head,
-                                               self.config.head_dim, dtype, device)
+            layer.attention.kv_cache = KVCache(
+                batch_size, max_seq_len, self.config.n_kv_head, self.config.head_dim, dtype, device
+            )
 
     def set_attention(self, backend: str) -> None:
-        """"auto" or "flash": flash-attn 2 where it applies (CUDA, half precision, no padding
+        """ "auto" or "flash": flash-attn 2 where it applies (CUDA, half precision, no padding
         mask); "sdpa": PyTorch's SDPA everywhere (to compare the two, or to avoid flash-attn)."""
         for block in self.layers:
             block.attention.flash = backend != "sdpa"
@@ -314,23 +378,31 @@ def param_generator(seed: int, name: str) -> torch.Generator:
 
 
 @torch.no_grad()
-def init_parameter(config: ModelConfig, name: str, param: torch.Tensor,
-                   generator: torch.Generator | None = None) -> None:
+def init_parameter(
+    config: ModelConfig, name: str, param: torch.Tensor, generator: torch.Generator | None = None
+) -> None:
     """Fill one parameter (a full, unsharded tensor) by TinyLlama's rule for its name; with a
     (CPU) `generator`, the values are drawn on the CPU whatever the parameter's device."""
     if name.endswith("norm.weight"):
         param.fill_(1.0)
         return
     residual = name.endswith(("attention.wo.weight", "feed_forward.w2.weight"))
-    std = 1.0 / math.sqrt(config.n_embd) / config.n_layer if residual else math.sqrt(2.0 / (5 * config.n_embd))
+    std = (
+        1.0 / math.sqrt(config.n_embd) / config.n_layer
+        if residual
+        else math.sqrt(2.0 / (5 * config.n_embd))
+    )
     if generator is None:
         param.normal_(0.0, std)
     else:
-        param.copy_(torch.empty(param.shape, dtype=torch.float32).normal_(0.0, std, generator=generator))
+        param.copy_(
+            torch.empty(param.shape, dtype=torch.float32).normal_(0.0, std, generator=generator)
+        )
 
 
-def empty_model(config: ModelConfig, device: torch.device | str = "cpu",
-                dtype: torch.dtype = torch.float32) -> Llama:
+def empty_model(
+    config: ModelConfig, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> Llama:
     """A model with uninitialised weights, for loading into: built on the meta device, so no
     time is spent on a random init that the loaded weights overwrite; the RoPE tables are set."""
     with torch.device("meta"):
@@ -353,8 +425,10 @@ def _stack_weights(*linears: nn.Linear) -> torch.Tensor:
 
 # --- loss ---------------------------------------------------------------------------------------
 
-def linear_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
-                         ignore_index: int = -100) -> torch.Tensor:
+
+def linear_cross_entropy(
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100
+) -> torch.Tensor:
     """Mean cross-entropy of `h @ weight.T` against `targets`, without the full logits matrix.
 
     For TinyLlama's micro batch (8 x 2048 tokens, 32000 vocabulary) fp32 logits alone are 2 GiB,
@@ -378,8 +452,9 @@ def _compute_dtype(t: torch.Tensor) -> torch.dtype:
     return t.dtype
 
 
-def _chunked_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int,
-                  need_grad: bool):
+def _chunked_loss(
+    h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int, need_grad: bool
+):
     dtype = _compute_dtype(h)
     h2 = h.reshape(-1, h.size(-1))
     t = targets.reshape(-1)
@@ -387,7 +462,9 @@ def _chunked_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
     count = (t != ignore_index).sum().clamp(min=1).float()
     loss_sum = torch.zeros((), dtype=torch.float32, device=h.device)
     grad_h = torch.empty_like(h2) if need_grad else None
-    grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_grad else None
+    grad_w = (
+        torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_grad else None
+    )
     with torch.autocast(h.device.type, enabled=False):
         w = weight.to(dtype)
         for i in range(0, h2.size(0), rows):
@@ -400,7 +477,9 @@ def _chunked_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
             loss_sum += ((lse - target_logit) * valid).sum()
             if need_grad:
                 grad_logits = torch.softmax(logits, dim=-1)
-                grad_logits.scatter_add_(1, safe_t[:, None], -torch.ones_like(target_logit)[:, None])
+                grad_logits.scatter_add_(
+                    1, safe_t[:, None], -torch.ones_like(target_logit)[:, None]
+                )
                 grad_logits *= (valid.float() / count)[:, None]
                 grad_logits = grad_logits.to(dtype)
                 grad_h[i : i + rows] = (grad_logits @ w).to(grad_h.dtype)
@@ -411,7 +490,9 @@ def _chunked_loss(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, targets, ignore_index):
-        loss_sum, count, grad_h, grad_w = _chunked_loss(h, weight, targets, ignore_index, need_grad=True)
+        loss_sum, count, grad_h, grad_w = _chunked_loss(
+            h, weight, targets, ignore_index, need_grad=True
+        )
         ctx.save_for_backward(grad_h.view_as(h), grad_w.to(weight.dtype))
         return loss_sum / count
 

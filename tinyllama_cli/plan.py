@@ -58,10 +58,15 @@ def parse_count(text: str | float, what: str = "count") -> float:
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        match = re.fullmatch(r"\s*([0-9][0-9_]*(?:\.[0-9]*)?(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*",
-                             str(text), re.IGNORECASE)
+        match = re.fullmatch(
+            r"\s*([0-9][0-9_]*(?:\.[0-9]*)?(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*",
+            str(text),
+            re.IGNORECASE,
+        )
         if not match:
-            raise UserError(f"cannot read {what} {text!r}; write a number such as 3T, 300B, 2.5e12 or 120M")
+            raise UserError(
+                f"cannot read {what} {text!r}; write a number such as 3T, 300B, 2.5e12 or 120M"
+            )
         value = float(match.group(1).replace("_", "")) * _SUFFIXES[match.group(2).lower()]
     if not math.isfinite(value) or value <= 0:
         raise UserError(f"{what} must be a positive number, got {text!r}")
@@ -267,9 +272,14 @@ def _check_request(req: PlanRequest) -> None:
         raise UserError("give either --mfu or --tokens-per-sec-per-gpu, not both")
     if req.mfu is not None and not 0 < req.mfu <= 1:
         raise UserError(f"--mfu must be a fraction in (0, 1], got {req.mfu}; 56% is 0.56")
-    for name, value in (("--gpus", req.gpus), ("--tokens-per-sec-per-gpu", req.tokens_per_sec_per_gpu),
-                        ("--seq-len", req.seq_len), ("--micro-batch", req.micro_batch),
-                        ("--peak-tflops", req.peak_tflops), ("--gpu-memory-gib", req.gpu_memory_gib)):
+    for name, value in (
+        ("--gpus", req.gpus),
+        ("--tokens-per-sec-per-gpu", req.tokens_per_sec_per_gpu),
+        ("--seq-len", req.seq_len),
+        ("--micro-batch", req.micro_batch),
+        ("--peak-tflops", req.peak_tflops),
+        ("--gpu-memory-gib", req.gpu_memory_gib),
+    ):
         if value is not None and value <= 0:
             raise UserError(f"{name} must be positive, got {value}")
     if not 0 <= req.memory_margin < 1:
@@ -301,8 +311,19 @@ def _compute(req: PlanRequest, peak: float, tokens: float) -> Compute:
     seconds = tokens / cluster
     gpu_hours = seconds * req.gpus / 3600
     cost = gpu_hours * req.price_per_gpu_hour if req.price_per_gpu_hour is not None else None
-    return Compute(seq_len, fpt, fpt * tokens, mfu, source, per_gpu, cluster, seconds,
-                   seconds / 86400, gpu_hours, cost)
+    return Compute(
+        seq_len,
+        fpt,
+        fpt * tokens,
+        mfu,
+        source,
+        per_gpu,
+        cluster,
+        seconds,
+        seconds / 86400,
+        gpu_hours,
+        cost,
+    )
 
 
 def chinchilla(params: float, tokens: float, tokens_per_sec: float) -> Chinchilla:
@@ -396,14 +417,26 @@ def memory(req: PlanRequest, gpu: GPU) -> Memory:
         source = "largest that fits"
     total, total_ac = fixed + micro * per_seq, fixed + micro * per_seq_ac
     return Memory(
-        micro_batch=micro, micro_batch_source=source, seq_len=seq_len, capacity=capacity,
-        margin_fraction=req.memory_margin, margin=margin,
-        params_fp32=params_fp32, grads_fp32=grads_fp32, adamw_state=adamw,
-        bf16_buffers=bf16_buffers, loss_buffers=loss_buffers, overhead=overhead,
-        activations=micro * per_seq, activations_checkpointed=micro * per_seq_ac,
-        total=total, total_checkpointed=total_ac,
-        fits=total <= usable, fits_checkpointed=total_ac <= usable,
-        max_micro_batch=max_b, max_micro_batch_checkpointed=max_b_ac,
+        micro_batch=micro,
+        micro_batch_source=source,
+        seq_len=seq_len,
+        capacity=capacity,
+        margin_fraction=req.memory_margin,
+        margin=margin,
+        params_fp32=params_fp32,
+        grads_fp32=grads_fp32,
+        adamw_state=adamw,
+        bf16_buffers=bf16_buffers,
+        loss_buffers=loss_buffers,
+        overhead=overhead,
+        activations=micro * per_seq,
+        activations_checkpointed=micro * per_seq_ac,
+        total=total,
+        total_checkpointed=total_ac,
+        fits=total <= usable,
+        fits_checkpointed=total_ac <= usable,
+        max_micro_batch=max_b,
+        max_micro_batch_checkpointed=max_b_ac,
         activation_checkpointing=req.activation_checkpointing,
     )
 
@@ -434,18 +467,30 @@ def measured_throughput(records: list[dict[str, Any]]) -> tuple[float, str]:
         dtok = timed[-1]["tokens_seen"] - timed[0]["tokens_seen"]
         if dt > 0 and dtok > 0:
             return dtok / dt, f"elapsed_s over the last {len(timed)} records"
-    rates = [r["tokens_per_sec"] for r in job if _is_number(r.get("tokens_per_sec")) and r["tokens_per_sec"] > 0]
+    rates = [
+        r["tokens_per_sec"]
+        for r in job
+        if _is_number(r.get("tokens_per_sec")) and r["tokens_per_sec"] > 0
+    ]
     if not rates:
-        raise UserError("metrics.jsonl has no tokens_per_sec or elapsed_s yet; let the run log a few steps")
-    return statistics.median(rates[-20:]), f"median tokens_per_sec of the last {len(rates[-20:])} records"
+        raise UserError(
+            "metrics.jsonl has no tokens_per_sec or elapsed_s yet; let the run log a few steps"
+        )
+    return statistics.median(
+        rates[-20:]
+    ), f"median tokens_per_sec of the last {len(rates[-20:])} records"
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def run_hardware(data: dict[str, Any], records: list[dict[str, Any]], flops_per_token: float,
-                 world_size: int | None = None) -> RunHardware:
+def run_hardware(
+    data: dict[str, Any],
+    records: list[dict[str, Any]],
+    flops_per_token: float,
+    world_size: int | None = None,
+) -> RunHardware:
     """What a run trained on, from its config.yaml and metrics.jsonl (see RunHardware).
 
     The accelerator is config.yaml's `hardware.accelerator` (what `auto` resolved to, written by
@@ -459,15 +504,29 @@ def run_hardware(data: dict[str, Any], records: list[dict[str, Any]], flops_per_
     mfu = median_mfu(records)
     peak = float(train["peak_flops"]) if _is_number(train.get("peak_flops")) else None
     if peak is None:
-        implied = [r["tokens_per_sec"] * flops_per_token / (r["mfu"] * world) for r in latest_job(records)
-                   if _is_number(r.get("tokens_per_sec")) and _is_number(r.get("mfu")) and r["mfu"] > 0]
+        implied = [
+            r["tokens_per_sec"] * flops_per_token / (r["mfu"] * world)
+            for r in latest_job(records)
+            if _is_number(r.get("tokens_per_sec")) and _is_number(r.get("mfu")) and r["mfu"] > 0
+        ]
         peak = statistics.median(implied) if implied else None
-    return RunHardware(accelerator=accelerator, world_size=world, mfu=mfu[0] if mfu else None,
-                       mfu_records=mfu[1] if mfu else 0, peak_flops_per_device=peak)
+    return RunHardware(
+        accelerator=accelerator,
+        world_size=world,
+        mfu=mfu[0] if mfu else None,
+        mfu_records=mfu[1] if mfu else 0,
+        peak_flops_per_device=peak,
+    )
 
 
-def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int | None = None,
-                  gpu: str | None = None, **overrides: Any) -> Plan:
+def plan_from_run(
+    run_dir: str | Path,
+    *,
+    tokens: float | None = None,
+    gpus: int | None = None,
+    gpu: str | None = None,
+    **overrides: Any,
+) -> Plan:
     """Plan the rest of a run from its config.yaml and measured metrics.jsonl.
 
     The model, sequence length, micro batch, world size (train.world_size, else devices x
@@ -484,7 +543,11 @@ def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int
     data = _run_config(run_dir)
     config = ModelConfig.from_dict(data["model"])
     train = data.get("train") or {}
-    seq_len = overrides.pop("seq_len", None) or _first(train, "seq_len", "block_size") or config.block_size
+    seq_len = (
+        overrides.pop("seq_len", None)
+        or _first(train, "seq_len", "block_size")
+        or config.block_size
+    )
     target = tokens if tokens is not None else _target_tokens(train, seq_len)
     if target is None:
         raise UserError(f"{config_path(run_dir)} sets no max_tokens or max_steps; pass --tokens")
@@ -492,14 +555,20 @@ def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int
     fpt = float(config.flops_per_token(seq_len))
     if gpu is None:
         hw = run_hardware(data, records, fpt, gpus)
-        result = _plan_on_run_hardware(config, target, hw, rate, source, seq_len, run_dir, overrides)
+        result = _plan_on_run_hardware(
+            config, target, hw, rate, source, seq_len, run_dir, overrides
+        )
     else:
         hw = run_hardware(data, records, fpt)
-        micro = overrides.pop("micro_batch", None) or _first(train, "micro_batch_size", "micro_batch")
+        micro = overrides.pop("micro_batch", None) or _first(
+            train, "micro_batch_size", "micro_batch"
+        )
         overrides["activation_checkpointing"] = bool(
-            overrides.get("activation_checkpointing") or train.get("activation_checkpointing"))
-        result = _project_run(config, target, hw, gpu, gpus or hw.world_size, seq_len, micro,
-                              run_dir, overrides)
+            overrides.get("activation_checkpointing") or train.get("activation_checkpointing")
+        )
+        result = _project_run(
+            config, target, hw, gpu, gpus or hw.world_size, seq_len, micro, run_dir, overrides
+        )
     if tokens is None:
         result = dataclasses.replace(result, tokens_source=f"schedule in {config_path(run_dir)}")
     return dataclasses.replace(result, progress=_progress(result, records, rate, source, run_dir))
@@ -508,25 +577,50 @@ def plan_from_run(run_dir: str | Path, *, tokens: float | None = None, gpus: int
 def _run_config(run_dir: Path) -> dict[str, Any]:
     path = config_path(run_dir)
     if not path.is_file():
-        raise UserError(f"{run_dir} has no config.yaml; pass a run directory written by `tinyllama pretrain`")
+        raise UserError(
+            f"{run_dir} has no config.yaml; pass a run directory written by `tinyllama pretrain`"
+        )
     data = load_yaml(path)
     if "model" not in data:
         raise UserError(f"{path} has no model: section; is {run_dir} a run directory?")
     return data
 
 
-def _plan_on_run_hardware(config: ModelConfig, target: float, hw: RunHardware, rate: float,
-                          source: str, seq_len: int, run_dir: Path, options: dict[str, Any]) -> Plan:
+def _plan_on_run_hardware(
+    config: ModelConfig,
+    target: float,
+    hw: RunHardware,
+    rate: float,
+    source: str,
+    seq_len: int,
+    run_dir: Path,
+    options: dict[str, Any],
+) -> Plan:
     """The run's own devices at the throughput and MFU it measured; no GPU memory model."""
-    given = [flag for key, flag in (("mfu", "--mfu"), ("tokens_per_sec_per_gpu", "--tokens-per-sec-per-gpu"),
-                                    ("peak_tflops", "--peak-tflops"), ("gpu_memory_gib", "--gpu-memory-gib"))
-             if options.get(key) is not None]
+    given = [
+        flag
+        for key, flag in (
+            ("mfu", "--mfu"),
+            ("tokens_per_sec_per_gpu", "--tokens-per-sec-per-gpu"),
+            ("peak_tflops", "--peak-tflops"),
+            ("gpu_memory_gib", "--gpu-memory-gib"),
+        )
+        if options.get(key) is not None
+    ]
     if given:
-        raise UserError(f"--from reports the run's measured throughput on its own hardware; drop "
-                        f"{' / '.join(given)}, or add --gpu NAME to project the run onto that GPU")
+        raise UserError(
+            f"--from reports the run's measured throughput on its own hardware; drop "
+            f"{' / '.join(given)}, or add --gpu NAME to project the run onto that GPU"
+        )
     price = options.get("price_per_gpu_hour")
-    req = PlanRequest(model=config, params=config.num_params(), tokens=target, gpus=hw.world_size,
-                      seq_len=seq_len, price_per_gpu_hour=price)
+    req = PlanRequest(
+        model=config,
+        params=config.num_params(),
+        tokens=target,
+        gpus=hw.world_size,
+        seq_len=seq_len,
+        price_per_gpu_hour=price,
+    )
     _check_request(req)
     fpt = float(config.flops_per_token(seq_len))
     seconds = target / rate
@@ -534,37 +628,83 @@ def _plan_on_run_hardware(config: ModelConfig, target: float, hw: RunHardware, r
     mfu_source = f"median logged in {run_dir}, {hw.mfu_records} records"
     if hw.accelerator == "cpu":
         mfu_source += "; against the CPU's measured matmul peak"
-    compute = Compute(seq_len, fpt, fpt * target, hw.mfu, mfu_source if hw.mfu is not None else
-                      f"metrics.jsonl in {run_dir} logs no mfu", rate / hw.world_size, rate,
-                      seconds, seconds / 86400, hours, hours * price if price is not None else None)
+    compute = Compute(
+        seq_len,
+        fpt,
+        fpt * target,
+        hw.mfu,
+        mfu_source if hw.mfu is not None else f"metrics.jsonl in {run_dir} logs no mfu",
+        rate / hw.world_size,
+        rate,
+        seconds,
+        seconds / 86400,
+        hours,
+        hours * price if price is not None else None,
+    )
     peak = hw.peak_flops_per_device
-    return Plan(model=config.name, params=req.params, tokens=target, tokens_source="given",
-                gpus=hw.world_size, gpu=hw.accelerator, peak_tflops=peak / 1e12 if peak else None,
-                price_per_gpu_hour=price, compute=compute,
-                chinchilla=chinchilla(req.params, target, rate), memory=None,
-                hardware="run", run_hardware=hw, device="GPU" if hw.accelerator == "cuda" else "worker")
+    return Plan(
+        model=config.name,
+        params=req.params,
+        tokens=target,
+        tokens_source="given",
+        gpus=hw.world_size,
+        gpu=hw.accelerator,
+        peak_tflops=peak / 1e12 if peak else None,
+        price_per_gpu_hour=price,
+        compute=compute,
+        chinchilla=chinchilla(req.params, target, rate),
+        memory=None,
+        hardware="run",
+        run_hardware=hw,
+        device="GPU" if hw.accelerator == "cuda" else "worker",
+    )
 
 
-def _project_run(config: ModelConfig, target: float, hw: RunHardware, gpu: str, gpus: int,
-                 seq_len: int, micro: int | None, run_dir: Path, options: dict[str, Any]) -> Plan:
+def _project_run(
+    config: ModelConfig,
+    target: float,
+    hw: RunHardware,
+    gpu: str,
+    gpus: int,
+    seq_len: int,
+    micro: int | None,
+    run_dir: Path,
+    options: dict[str, Any],
+) -> Plan:
     """`gpus` x `gpu` at the run's measured MFU (unless --mfu / --tokens-per-sec-per-gpu)."""
     own_mfu = options.get("mfu") is None and options.get("tokens_per_sec_per_gpu") is None
     if own_mfu:
         if hw.mfu is None:
-            raise UserError(f"metrics.jsonl in {run_dir} logs no mfu to project with; pass --mfu "
-                            "(or --tokens-per-sec-per-gpu) for the projection")
+            raise UserError(
+                f"metrics.jsonl in {run_dir} logs no mfu to project with; pass --mfu "
+                "(or --tokens-per-sec-per-gpu) for the projection"
+            )
         options = {**options, "mfu": hw.mfu}
-    req = PlanRequest(model=config, params=config.num_params(), tokens=target, gpus=gpus, gpu=gpu,
-                      seq_len=seq_len, micro_batch=micro, **options)
+    req = PlanRequest(
+        model=config,
+        params=config.num_params(),
+        tokens=target,
+        gpus=gpus,
+        gpu=gpu,
+        seq_len=seq_len,
+        micro_batch=micro,
+        **options,
+    )
     result = plan(req)
     if own_mfu:
-        source = (f"the run's measured {hw.mfu:.1%} on {hw.world_size} x {hw.accelerator}, "
-                  f"applied to {result.gpu}")
-        result = dataclasses.replace(result, compute=dataclasses.replace(result.compute, mfu_source=source))
+        source = (
+            f"the run's measured {hw.mfu:.1%} on {hw.world_size} x {hw.accelerator}, "
+            f"applied to {result.gpu}"
+        )
+        result = dataclasses.replace(
+            result, compute=dataclasses.replace(result.compute, mfu_source=source)
+        )
     return dataclasses.replace(result, hardware="projection", run_hardware=hw)
 
 
-def _progress(p: Plan, records: list[dict[str, Any]], rate: float, source: str, run_dir: Path) -> Progress:
+def _progress(
+    p: Plan, records: list[dict[str, Any]], rate: float, source: str, run_dir: Path
+) -> Progress:
     """Where the run stands, and the rest at the plan's throughput (measured, or projected)."""
     last = [r for r in records if "tokens_seen" in r][-1]
     tokens_seen = float(last["tokens_seen"])
@@ -572,10 +712,18 @@ def _progress(p: Plan, records: list[dict[str, Any]], rate: float, source: str, 
     remaining_s = remaining / p.compute.tokens_per_sec
     hours = remaining_s * p.gpus / 3600
     return Progress(
-        run_dir=str(run_dir), step=int(last.get("step", 0)), tokens_seen=tokens_seen,
-        target_tokens=p.tokens, fraction_done=min(1.0, tokens_seen / p.tokens), tokens_per_sec=rate,
-        throughput_source=source, elapsed_s=_first(last, "elapsed_s"), remaining_tokens=remaining,
-        remaining_s=remaining_s, remaining_days=remaining_s / 86400, remaining_gpu_hours=hours,
+        run_dir=str(run_dir),
+        step=int(last.get("step", 0)),
+        tokens_seen=tokens_seen,
+        target_tokens=p.tokens,
+        fraction_done=min(1.0, tokens_seen / p.tokens),
+        tokens_per_sec=rate,
+        throughput_source=source,
+        elapsed_s=_first(last, "elapsed_s"),
+        remaining_tokens=remaining,
+        remaining_s=remaining_s,
+        remaining_days=remaining_s / 86400,
+        remaining_gpu_hours=hours,
         remaining_cost=hours * p.price_per_gpu_hour if p.price_per_gpu_hour is not None else None,
         remaining_tokens_per_sec=p.compute.tokens_per_sec,
     )
@@ -613,8 +761,10 @@ def parse_fraction(text: str | float, what: str = "--mfu", allow_zero: bool = Fa
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
-        raise UserError(f"cannot read {what} {text!r}; write a fraction such as 0.56 or a "
-                        "percentage such as 56%") from None
+        raise UserError(
+            f"cannot read {what} {text!r}; write a fraction such as 0.56 or a "
+            "percentage such as 56%"
+        ) from None
     if allow_zero and not 0 <= value < 1:
         raise UserError(f"{what} must be in [0, 1) or [0%, 100%), got {text!r}")
     if not allow_zero and not 0 < value <= 1:
@@ -647,11 +797,15 @@ def plan_from_options(o: PlanOptions) -> Plan:
     """What `tinyllama plan` computes: the flags parsed (--mfu, --memory-margin, --tokens, in
     that order), then the plan of the run given by --from, or of --model."""
     options = {
-        "peak_tflops": o.peak_tflops, "gpu_memory_gib": o.gpu_memory_gib,
+        "peak_tflops": o.peak_tflops,
+        "gpu_memory_gib": o.gpu_memory_gib,
         "mfu": parse_fraction(o.mfu) if o.mfu is not None else None,
-        "tokens_per_sec_per_gpu": o.tokens_per_sec_per_gpu, "price_per_gpu_hour": o.price,
-        "seq_len": o.seq_len, "micro_batch": o.micro_batch,
-        "activation_checkpointing": o.activation_checkpointing, "overhead_gib": o.overhead_gib,
+        "tokens_per_sec_per_gpu": o.tokens_per_sec_per_gpu,
+        "price_per_gpu_hour": o.price,
+        "seq_len": o.seq_len,
+        "micro_batch": o.micro_batch,
+        "activation_checkpointing": o.activation_checkpointing,
+        "overhead_gib": o.overhead_gib,
         "memory_margin": parse_fraction(o.memory_margin, "--memory-margin", allow_zero=True),
     }
     count = parse_count(o.tokens, "--tokens") if o.tokens is not None else None
@@ -660,8 +814,16 @@ def plan_from_options(o: PlanOptions) -> Plan:
             raise UserError("--from takes the model from the run's config.yaml; drop --model")
         return plan_from_run(o.from_run, tokens=count, gpus=o.gpus, gpu=o.gpu, **options)
     config, params = resolve_model(o.model or "tinyllama-1.1b")
-    return plan(PlanRequest(model=config, params=params, tokens=count, gpus=o.gpus or 1,
-                            gpu=o.gpu or "a100-40g", **options))
+    return plan(
+        PlanRequest(
+            model=config,
+            params=params,
+            tokens=count,
+            gpus=o.gpus or 1,
+            gpu=o.gpu or "a100-40g",
+            **options,
+        )
+    )
 
 
 __all__ = [

@@ -50,7 +50,9 @@ def run_series(run_dir: str | Path, x: str = "step", label: str | None = None) -
     series = RunSeries(label=label or Path(run_dir).name or str(run_dir), run_dir=str(run_dir))
     downstream = sorted({k for r in records for k in r if k.startswith(EVAL_PREFIX)})
     for metric in [*PANELS, *downstream]:
-        points = [(r[key], r[metric]) for r in records if _number(r.get(key)) and _number(r.get(metric))]
+        points = [
+            (r[key], r[metric]) for r in records if _number(r.get(key)) and _number(r.get(metric))
+        ]
         if points:
             series.curves[metric] = ([float(a) for a, _ in points], [float(b) for _, b in points])
     if not series.curves:
@@ -94,8 +96,14 @@ def build_figure(runs: list[RunSeries], x: str = "step") -> Any:
             ax = by_panel[panel_of(metric)]
             if metric in scores:
                 marker = "osD^v<>"[scores.index(metric) % 7]
-                ax.plot(xs, ys, f"{marker}-", color=color, markersize=4,
-                        label=f"{run.label} {metric[len(EVAL_PREFIX):]}")
+                ax.plot(
+                    xs,
+                    ys,
+                    f"{marker}-",
+                    color=color,
+                    markersize=4,
+                    label=f"{run.label} {metric[len(EVAL_PREFIX) :]}",
+                )
             elif metric == "val_loss":
                 ax.plot(xs, ys, "o--", color=color, markersize=4, label=f"{run.label} (val)")
             else:
@@ -113,8 +121,9 @@ def build_figure(runs: list[RunSeries], x: str = "step") -> Any:
     return fig
 
 
-def plot_runs(run_dirs: list[str | Path], out: str | Path, x: str = "step",
-              overwrite: bool = False) -> list[RunSeries]:
+def plot_runs(
+    run_dirs: list[str | Path], out: str | Path, x: str = "step", overwrite: bool = False
+) -> list[RunSeries]:
     """Read every run, draw them on shared axes and write a PNG atomically; returns the series."""
     if not run_dirs:
         raise UserError("give at least one run directory to plot")

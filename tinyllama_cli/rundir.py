@@ -151,8 +151,10 @@ def checkpoint_model_config(checkpoint: Path) -> ModelConfig:
     run_config = config_path(run_dir_of(checkpoint))
     if run_config.is_file():
         return ModelConfig.from_dict(load_yaml(run_config)["model"])
-    raise UserError(f"checkpoint {checkpoint} records no model config (state.json model_config "
-                    "or ../../config.yaml)")
+    raise UserError(
+        f"checkpoint {checkpoint} records no model config (state.json model_config "
+        "or ../../config.yaml)"
+    )
 
 
 # --- metrics.jsonl -------------------------------------------------------------------------------
@@ -185,12 +187,15 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     a bad line elsewhere is an error."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} does not exist; pass a directory written by "
-                        "`tinyllama pretrain`")
+        raise UserError(
+            f"run directory {run_dir} does not exist; pass a directory written by "
+            "`tinyllama pretrain`"
+        )
     path = metrics_path(run_dir)
     if not path.is_file():
-        raise UserError(f"{run_dir} has no metrics.jsonl; pass a run directory written by "
-                        "`tinyllama pretrain`")
+        raise UserError(
+            f"{run_dir} has no metrics.jsonl; pass a run directory written by `tinyllama pretrain`"
+        )
     lines = path.read_text().splitlines()
     records = []
     for number, line in enumerate(lines, 1):

@@ -18,13 +18,21 @@ from tinyllama_cli.tokenizer import Tokenizer
 
 transformers = pytest.importorskip("transformers")
 
-HF_FILES = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.model",
-            "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}
+HF_FILES = {
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+}
 
 
 def hf_model(directory):
-    return transformers.AutoModelForCausalLM.from_pretrained(str(directory), dtype=torch.float32,
-                                                             local_files_only=True).eval()
+    return transformers.AutoModelForCausalLM.from_pretrained(
+        str(directory), dtype=torch.float32, local_files_only=True
+    ).eval()
 
 
 @torch.no_grad()
@@ -63,11 +71,22 @@ def test_autotokenizer_ids_equal_sentencepiece_with_bos(run_dir, tmp_path):
     convert(src, "hf", tmp_path / "hf", verify=False)
     sp = Tokenizer(src / "tokenizer.model")
     auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
-    texts = ["the quick brown fox", "  two leading spaces", "trailing   ", "\nnew\nlines\n", "",
-             "digits 0123456789", "naïve café déjà vu", "emoji 🦙 falls back to bytes", "tab\there"]
+    texts = [
+        "the quick brown fox",
+        "  two leading spaces",
+        "trailing   ",
+        "\nnew\nlines\n",
+        "",
+        "digits 0123456789",
+        "naïve café déjà vu",
+        "emoji 🦙 falls back to bytes",
+        "tab\there",
+    ]
     for text in texts:
         assert auto(text)["input_ids"] == sp.encode(text, bos=True), text
-        assert auto.decode(auto(text)["input_ids"], skip_special_tokens=True) == sp.decode(sp.encode(text))
+        assert auto.decode(auto(text)["input_ids"], skip_special_tokens=True) == sp.decode(
+            sp.encode(text)
+        )
     assert (auto.bos_token_id, auto.eos_token_id) == (sp.bos_id, sp.eos_id)
 
 
@@ -126,9 +145,16 @@ def test_sharded_bf16_output_loads_in_transformers(run_dir, tmp_path):
 def test_tied_hf_checkpoint_becomes_untied_native(tmp_path, convert_tokenizer):
     import shutil
 
-    config = transformers.LlamaConfig(vocab_size=320, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
-                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                                      tie_word_embeddings=True)
+    config = transformers.LlamaConfig(
+        vocab_size=320,
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(5)
     hf = transformers.LlamaForCausalLM(config).eval()
     hf.save_pretrained(str(tmp_path / "tied"))
@@ -142,8 +168,10 @@ def test_tied_hf_checkpoint_becomes_untied_native(tmp_path, convert_tokenizer):
         torch.testing.assert_close(model(idx), hf(idx).logits, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("text,expected", [("2GB", 2 * 10**9), ("500MB", 500 * 10**6), ("1GiB", 2**30),
-                                           ("1.5kb", 1500), ("4096", 4096)])
+@pytest.mark.parametrize(
+    "text,expected",
+    [("2GB", 2 * 10**9), ("500MB", 500 * 10**6), ("1GiB", 2**30), ("1.5kb", 1500), ("4096", 4096)],
+)
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
@@ -157,16 +185,31 @@ def test_cli_prints_table_and_json(run_dir, tmp_path):
     runner = CliRunner()
     result = runner.invoke(app, ["convert", str(src), "--to", "hf", "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
-    assert "model.safetensors" in result.output and "verify: OK" in result.output and "params 127,296" in result.output
-    result = runner.invoke(app, ["convert", str(src), "--to", "hf", "--out", str(tmp_path / "b"), "--json", "--no-verify"])
+    assert (
+        "model.safetensors" in result.output
+        and "verify: OK" in result.output
+        and "params 127,296" in result.output
+    )
+    result = runner.invoke(
+        app,
+        ["convert", str(src), "--to", "hf", "--out", str(tmp_path / "b"), "--json", "--no-verify"],
+    )
     data = json.loads(result.stdout)
     assert data["target"] == "hf" and data["verify"] is None
     assert {f["name"] for f in data["files"]} == HF_FILES
 
 
-@pytest.mark.parametrize("spelling, name, torch_name", [
-    ("fp32", "fp32", "float32"), ("float32", "fp32", "float32"), ("bf16", "bf16", "bfloat16"),
-    ("bfloat16", "bf16", "bfloat16"), ("fp16", "fp16", "float16"), ("float16", "fp16", "float16")])
+@pytest.mark.parametrize(
+    "spelling, name, torch_name",
+    [
+        ("fp32", "fp32", "float32"),
+        ("float32", "fp32", "float32"),
+        ("bf16", "bf16", "bfloat16"),
+        ("bfloat16", "bf16", "bfloat16"),
+        ("fp16", "fp16", "float16"),
+        ("float16", "fp16", "float16"),
+    ],
+)
 def test_cli_dtype_takes_every_spelling(run_dir, tmp_path, spelling, name, torch_name):
     from safetensors import safe_open
     from typer.testing import CliRunner
@@ -175,8 +218,21 @@ def test_cli_dtype_takes_every_spelling(run_dir, tmp_path, spelling, name, torch
 
     src, _ = run_dir
     out = tmp_path / "hf"
-    result = CliRunner().invoke(app, ["convert", str(src), "--to", "hf", "--out", str(out),
-                                      "--dtype", spelling, "--json", "--no-verify"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "convert",
+            str(src),
+            "--to",
+            "hf",
+            "--out",
+            str(out),
+            "--dtype",
+            spelling,
+            "--json",
+            "--no-verify",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["dtype"] == name  # the canonical spelling is reported
     assert json.loads((out / "config.json").read_text())["dtype"] == torch_name
@@ -194,10 +250,14 @@ def test_hf_export_generates_without_warnings(run_dir, tmp_path):
     src, _ = run_dir
     convert(src, "hf", tmp_path / "hf", verify=False)
     assert json.loads((tmp_path / "hf" / "generation_config.json").read_text()) == {
-        "bos_token_id": 1, "eos_token_id": 2,
-        "suppress_tokens": list(range(300, 320))}  # the fixture's padded rows (vocab 320, 300 pieces)
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "suppress_tokens": list(range(300, 320)),
+    }  # the fixture's padded rows (vocab 320, 300 pieces)
     model = hf_model(tmp_path / "hf")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        str(tmp_path / "hf"), local_files_only=True
+    )
     records: list[logging.LogRecord] = []
     handler = logging.Handler(logging.WARNING)
     handler.emit = records.append
@@ -208,8 +268,11 @@ def test_hf_export_generates_without_warnings(run_dir, tmp_path):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out = model.generate(**tokenizer("the quick brown", return_tensors="pt"), max_new_tokens=4,
-                                 do_sample=False)
+            out = model.generate(
+                **tokenizer("the quick brown", return_tensors="pt"),
+                max_new_tokens=4,
+                do_sample=False,
+            )
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -222,7 +285,9 @@ def test_tokenizer_max_length_is_the_models_context(run_dir, tmp_path):
     convert(src, "hf", tmp_path / "hf", verify=False)
     saved = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text())
     assert saved["model_max_length"] == 64  # CONVERT_CONFIG.block_size
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "hf"), local_files_only=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        str(tmp_path / "hf"), local_files_only=True
+    )
     assert tokenizer.model_max_length == 64
     assert len(tokenizer("the quick brown fox " * 40, truncation=True)["input_ids"]) == 64
 
@@ -261,17 +326,39 @@ def test_tinyllama_style_bf16_checkpoint_to_native(tmp_path, convert_tokenizer):
 
     src = tmp_path / "TinyLlama-tiny"
     src.mkdir()
-    (src / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu",
-        "hidden_size": 64, "initializer_range": 0.02, "intermediate_size": 160, "max_position_embeddings": 64,
-        "model_type": "llama", "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2,
-        "pretraining_tp": 1, "rms_norm_eps": 1e-05, "rope_scaling": None, "rope_theta": 10000.0,
-        "tie_word_embeddings": False, "torch_dtype": "bfloat16", "transformers_version": "4.35.0",
-        "use_cache": True, "vocab_size": 320,
-    }))
+    (src / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "bos_token_id": 1,
+                "eos_token_id": 2,
+                "hidden_act": "silu",
+                "hidden_size": 64,
+                "initializer_range": 0.02,
+                "intermediate_size": 160,
+                "max_position_embeddings": 64,
+                "model_type": "llama",
+                "num_attention_heads": 4,
+                "num_hidden_layers": 2,
+                "num_key_value_heads": 2,
+                "pretraining_tp": 1,
+                "rms_norm_eps": 1e-05,
+                "rope_scaling": None,
+                "rope_theta": 10000.0,
+                "tie_word_embeddings": False,
+                "torch_dtype": "bfloat16",
+                "transformers_version": "4.35.0",
+                "use_cache": True,
+                "vocab_size": 320,
+            }
+        )
+    )
     torch.manual_seed(9)
     native = {k: v.to(torch.bfloat16) for k, v in Llama(CONVERT_CONFIG).state_dict().items()}
-    save_file({k: v.contiguous() for k, v in native_to_hf_state_dict(native).items()}, str(src / "model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in native_to_hf_state_dict(native).items()},
+        str(src / "model.safetensors"),
+    )
     shutil.copyfile(convert_tokenizer, src / "tokenizer.model")
     result = convert(src, "native", tmp_path / "native")
     assert result.verify.ok and "transformers" in result.verify.method

@@ -11,8 +11,31 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
 
-WORDS = ("the", "model", "data", "token", "of", "a", "llama", "tiny", "train", "shard", "def",
-         "return", "x", "=", "1", "42", "2026", "(self):", "café", "日本", "naïve", "→", "🙂")
+WORDS = (
+    "the",
+    "model",
+    "data",
+    "token",
+    "of",
+    "a",
+    "llama",
+    "tiny",
+    "train",
+    "shard",
+    "def",
+    "return",
+    "x",
+    "=",
+    "1",
+    "42",
+    "2026",
+    "(self):",
+    "café",
+    "日本",
+    "naïve",
+    "→",
+    "🙂",
+)
 
 
 def make_text(rng: random.Random, n_words: int | None = None) -> str:
@@ -58,7 +81,9 @@ def build_all_formats(root: Path) -> dict[str, tuple[str, list[str]]]:
     # SlimPajama: .jsonl.zst chunks + a plain .jsonl, meta.redpajama_set_name, GitHub excluded.
     slim = root / "slimpajama"
     kept: list[str] = []
-    for i, name in enumerate(("chunk1/example_0.jsonl.zst", "chunk1/example_1.jsonl.zst", "chunk2/example_2.jsonl")):
+    for i, name in enumerate(
+        ("chunk1/example_0.jsonl.zst", "chunk1/example_1.jsonl.zst", "chunk2/example_2.jsonl")
+    ):
         records = []
         for j, t in enumerate(texts(10 + i, 9)):
             set_name = "RedPajamaGithub" if j % 4 == 3 else "RedPajamaCommonCrawl"
@@ -72,8 +97,10 @@ def build_all_formats(root: Path) -> dict[str, tuple[str, list[str]]]:
     docs = []
     for lang, seed in (("java", 20), ("python", 21)):
         t = texts(seed, 11)
-        write_parquet(star / lang / "train-00000-of-00001.parquet",
-                      [{"content": x, "max_stars_repo_name": f"r{i}"} for i, x in enumerate(t)])
+        write_parquet(
+            star / lang / "train-00000-of-00001.parquet",
+            [{"content": x, "max_stars_repo_name": f"r{i}"} for i, x in enumerate(t)],
+        )
         docs += t
     out["starcoder"] = (f"starcoder={star}", docs)
     # Plain text files: one document each, sorted by path.

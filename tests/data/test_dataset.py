@@ -18,13 +18,19 @@ def many_shards(tmp_path_factory):
     """Two sources in 1,300 shards of 50 tokens (windows of 33 tokens straddle shards often)."""
     root = tmp_path_factory.mktemp("shards")
     tok = make_tokenizer(root / "tok.model")
-    return write_token_data(root / "data", tok, {"web": {"train": 45000, "val": 500},
-                                                 "code": {"train": 20000, "val": 200}}, shard_tokens=50)
+    return write_token_data(
+        root / "data",
+        tok,
+        {"web": {"train": 45000, "val": 500}, "code": {"train": 20000, "val": 200}},
+        shard_tokens=50,
+    )
 
 
 def concatenated(data, source: str, split: str) -> np.ndarray:
     stream = TokenStream(PretrainData(data, 32, 0).manifest, source, split)
-    return np.concatenate([np.fromfile(f, dtype=stream.dtype) for f in stream.files]).astype(np.int64)
+    return np.concatenate([np.fromfile(f, dtype=stream.dtype) for f in stream.files]).astype(
+        np.int64
+    )
 
 
 def test_reads_across_thousands_of_shards_equal_the_concatenated_stream(many_shards):
@@ -68,7 +74,9 @@ def test_training_over_1300_shards_under_ulimit_n_100(many_shards, tmp_path):
                         eval_samples=16, num_threads=1, tensorboard=False, precision="fp32"))
         print("open shards", SHARDS.open_count())
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=300
+    )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     assert "open shards" in out.stdout
     assert int(out.stdout.split("open shards")[1].split()[0]) <= 64

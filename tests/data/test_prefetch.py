@@ -45,9 +45,12 @@ def test_a_read_error_reaches_the_loop_and_close_does_not_hang(token_data):
     with pytest.raises(OSError, match="disk gone"):
         prefetch.get(2)
     prefetch.close()
-    full = Prefetcher(PretrainData(token_data, 16, seed=3), StepSlice(8, 2, 0, 1), start=0, end=1000, depth=1)
+    full = Prefetcher(
+        PretrainData(token_data, 16, seed=3), StepSlice(8, 2, 0, 1), start=0, end=1000, depth=1
+    )
     time.sleep(0.2)  # the thread now blocks on a full queue
     started = time.perf_counter()
     full.close()
-    assert time.perf_counter() - started < 2 and not any(t.name == "tinyllama-prefetch" and t.is_alive()
-                                                        for t in threading.enumerate())
+    assert time.perf_counter() - started < 2 and not any(
+        t.name == "tinyllama-prefetch" and t.is_alive() for t in threading.enumerate()
+    )

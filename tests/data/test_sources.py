@@ -58,16 +58,26 @@ def test_directories_are_listed_recursively_in_sorted_order(tmp_path):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
     [source] = resolve_sources([str(tmp_path)])
-    assert [Path(f.path).relative_to(tmp_path).as_posix() for f in source.files] == ["a/0.txt", "a/1.parquet", "b/2.jsonl"]
+    assert [Path(f.path).relative_to(tmp_path).as_posix() for f in source.files] == [
+        "a/0.txt",
+        "a/1.parquet",
+        "b/2.jsonl",
+    ]
     assert [f.kind for f in source.files] == ["txt", "parquet", "jsonl"]
 
 
 def test_jsonl_text_field_fallback_and_line_numbers(tmp_path):
     path = tmp_path / "a.jsonl"
-    path.write_bytes(b'{"content": "code"}\n\n{"text": "prose", "content": "ignored"}\n{"text": 3}\n[1]\n')
+    path.write_bytes(
+        b'{"content": "code"}\n\n{"text": "prose", "content": "ignored"}\n{"text": 3}\n[1]\n'
+    )
     records = list(read_records(InputFile(str(path), "jsonl"), ReadOptions()))
     assert [(r.line, r.text, r.reason) for r in records] == [
-        (1, "code", None), (3, "prose", None), (4, None, "missing_text"), (5, None, "missing_text")]
+        (1, "code", None),
+        (3, "prose", None),
+        (4, None, "missing_text"),
+        (5, None, "missing_text"),
+    ]
     records = list(read_records(InputFile(str(path), "jsonl"), ReadOptions(text_field="content")))
     assert [r.text for r in records] == ["code", "ignored", None, None]
 
@@ -76,22 +86,37 @@ def test_parquet_is_read_by_row_group_with_exclusion_on_a_column(tmp_path):
     rows = [{"content": t, "lang": "java" if i % 3 else "go"} for i, t in enumerate(texts(2, 10))]
     rows[4]["content"] = None
     path = write_parquet(tmp_path / "p.parquet", rows, row_group_size=3)
-    records = list(read_records(InputFile(str(path), "parquet"), ReadOptions(exclude=(("lang", "go"),))))
+    records = list(
+        read_records(InputFile(str(path), "parquet"), ReadOptions(exclude=(("lang", "go"),)))
+    )
     assert len(records) == 10
     assert [r.line for r in records] == list(range(1, 11))
-    assert [r.reason for r in records if r.reason] == ["excluded", "excluded", "missing_text", "excluded", "excluded"]
-    assert [r.text for r in records if r.text] == [row["content"] for i, row in enumerate(rows)
-                                                  if row["lang"] == "java" and row["content"]]
+    assert [r.reason for r in records if r.reason] == [
+        "excluded",
+        "excluded",
+        "missing_text",
+        "excluded",
+        "excluded",
+    ]
+    assert [r.text for r in records if r.text] == [
+        row["content"] for i, row in enumerate(rows) if row["lang"] == "java" and row["content"]
+    ]
 
 
 def test_zst_with_several_frames_is_read_whole(tmp_path):
     import zstandard
 
-    frames = [zstandard.ZstdCompressor().compress(b"".join(f'{{"text": "{x}"}}\n'.encode() for x in part))
-              for part in (["a1", "a2"], ["b1"])]
+    frames = [
+        zstandard.ZstdCompressor().compress(b"".join(f'{{"text": "{x}"}}\n'.encode() for x in part))
+        for part in (["a1", "a2"], ["b1"])
+    ]
     path = tmp_path / "m.jsonl.zst"
     path.write_bytes(b"".join(frames))
-    assert [r.text for r in read_records(InputFile(str(path), "jsonl.zst"), ReadOptions())] == ["a1", "a2", "b1"]
+    assert [r.text for r in read_records(InputFile(str(path), "jsonl.zst"), ReadOptions())] == [
+        "a1",
+        "a2",
+        "b1",
+    ]
 
 
 def test_word_cached_encoding_equals_sentencepiece(model_bytes):
@@ -99,8 +124,24 @@ def test_word_cached_encoding_equals_sentencepiece(model_bytes):
     assert word_split_is_exact(model_bytes)
     enc = DocumentEncoder(model_bytes, check_every=10**9)  # no spot checks: compare everything here
     assert enc.fast
-    tricky = [" ", "  ", "a ", " a", "a  b", "   x", "x\n  y ", "\u2581a b", "a\u2581 b", "a \u2581b",
-              "日本語 テキスト 🙂", "12345 678", "\t tab", "a\u3000b", "trailing   ", "x" * 200 + " y"]
+    tricky = [
+        " ",
+        "  ",
+        "a ",
+        " a",
+        "a  b",
+        "   x",
+        "x\n  y ",
+        "\u2581a b",
+        "a\u2581 b",
+        "a \u2581b",
+        "日本語 テキスト 🙂",
+        "12345 678",
+        "\t tab",
+        "a\u3000b",
+        "trailing   ",
+        "x" * 200 + " y",
+    ]
     docs = tricky + texts(11, 300)
     assert enc.encode(docs) == [sp.encode(d) for d in docs]
     assert enc.encode(docs[::-1]) == [sp.encode(d) for d in docs[::-1]]  # with a warm cache
@@ -156,7 +197,10 @@ def test_a_damaged_compressed_file_keeps_the_records_before_the_break(tmp_path, 
 
 def test_jsonl_zst_round_trip_via_helper(tmp_path):
     path = write_jsonl(tmp_path / "x.jsonl.zst", [{"text": "one"}, {"text": "two"}], zst=True)
-    assert [r.text for r in read_records(InputFile(str(path), "jsonl.zst"), ReadOptions())] == ["one", "two"]
+    assert [r.text for r in read_records(InputFile(str(path), "jsonl.zst"), ReadOptions())] == [
+        "one",
+        "two",
+    ]
 
 
 def test_gzip_json_lines_under_a_json_name_and_a_saved_dataset_dict(tmp_path):
@@ -166,13 +210,23 @@ def test_gzip_json_lines_under_a_json_name_and_a_saved_dataset_dict(tmp_path):
 
     gz = tmp_path / "a.jsonl.gz"
     gz.write_bytes(gzip.compress(b'{"text": "one"}\n{"text": "two"}\n'))
-    assert [r.text for r in read_records(InputFile(str(gz), "jsonl.gz"), ReadOptions())] == ["one", "two"]
+    assert [r.text for r in read_records(InputFile(str(gz), "jsonl.gz"), ReadOptions())] == [
+        "one",
+        "two",
+    ]
     lines = tmp_path / "b.json"
     lines.write_text('{"text": "three"}\n{"text": "four"}\n')
-    assert [r.text for r in read_records(InputFile(str(lines), "json"), ReadOptions())] == ["three", "four"]
+    assert [r.text for r in read_records(InputFile(str(lines), "json"), ReadOptions())] == [
+        "three",
+        "four",
+    ]
     datasets.disable_progress_bars()
-    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": ["t1", "t2"]}),
-                               "validation": datasets.Dataset.from_dict({"text": ["v1"]})})
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": ["t1", "t2"]}),
+            "validation": datasets.Dataset.from_dict({"text": ["v1"]}),
+        }
+    )
     dd.save_to_disk(str(tmp_path / "dd"))
     [source] = resolve_sources([str(tmp_path / "dd")])
     assert source.name == "dd" and [f.kind for f in source.files] == ["arrow", "arrow"]

@@ -30,10 +30,21 @@ def env(tmp_path_factory):
     """A run dir with two checkpoints and local data files for all seven tasks."""
     root = tmp_path_factory.mktemp("eval")
     rng = random.Random(0)
-    tokenizer = train_tokenizer([sentence(rng, 12) + rng.choice([".", "?", "\n"]) for _ in range(3000)],
-                                320, root / "tok.model")
-    config = ModelConfig(name="eval-tiny", vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=48, n_head=4,
-                         n_kv_head=2, intermediate_size=96, block_size=128)
+    tokenizer = train_tokenizer(
+        [sentence(rng, 12) + rng.choice([".", "?", "\n"]) for _ in range(3000)],
+        320,
+        root / "tok.model",
+    )
+    config = ModelConfig(
+        name="eval-tiny",
+        vocab_size=tokenizer.vocab_size,
+        n_layer=2,
+        n_embd=48,
+        n_head=4,
+        n_kv_head=2,
+        intermediate_size=96,
+        block_size=128,
+    )
     run = root / "run"
     run.mkdir()
     dump_yaml({"model": config.to_dict()}, run / "config.yaml")
@@ -80,8 +91,13 @@ def unigram_env(env, tmp_path_factory):
     data = write_data_dir(root / "data", tok, {"a": [yes * 500, yes * 500], "b": [no * 1000]})
     run = root / "run"
     run.mkdir()
-    dump_yaml({"model": env["config"].to_dict(),
-               "data": {"dir": str(data), "weights": {"a": 0.75, "b": 0.25}}}, run / "config.yaml")
+    dump_yaml(
+        {
+            "model": env["config"].to_dict(),
+            "data": {"dir": str(data), "weights": {"a": 0.75, "b": 0.25}},
+        },
+        run / "config.yaml",
+    )
     (run / "tokenizer.model").write_bytes(tok.path.read_bytes())
     for step, seed in ((10, 3), (20, 4)):
         torch.manual_seed(seed)
@@ -90,7 +106,9 @@ def unigram_env(env, tmp_path_factory):
     tasks.mkdir()
     (root / "mc.jsonl").write_text("".join(json.dumps(d) + "\n" for d in MC_DOCS))
     (tasks / "tiny_mc.yaml").write_text(
-        f"task: tiny_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {root / 'mc.jsonl'}\n"
+        "task: tiny_mc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: "
+        f"{root / 'mc.jsonl'}\n"
         "test_split: test\noutput_type: multiple_choice\ndoc_to_text: q\ndoc_to_target: label\n"
-        "doc_to_choice: choices\nmetric_list:\n  - metric: acc\n  - metric: acc_norm\n")
+        "doc_to_choice: choices\nmetric_list:\n  - metric: acc\n  - metric: acc_norm\n"
+    )
     return {"root": root, "run": run, "data": data, "tasks": tasks, "yes": yes, "no": no}

@@ -28,23 +28,30 @@ def test_unigram_lm_log_likelihoods_by_hand(unigram_env, env):
     assert note == "" and training.weights == {"a": 0.75, "b": 0.25}
     lm = UnigramLM(count_unigrams(training, 320), loaded.tokenizer, 128)
     space, no = math.log(2001 / 6320), math.log(501 / 6320)
-    reqs = [Instance("loglikelihood", {}, (ctx, " no"), 0) for ctx in ("the man cooks", "rain?", "a dog")]
+    reqs = [
+        Instance("loglikelihood", {}, (ctx, " no"), 0)
+        for ctx in ("the man cooks", "rain?", "a dog")
+    ]
     assert [ll for ll, _ in lm.loglikelihood(reqs)] == pytest.approx([space + 2 * no] * 3)
     native = NativeLM(loaded.model, loaded.tokenizer)
     assert [native._encode_pair(*r.args) for r in reqs] == [lm._encode_pair(*r.args) for r in reqs]
     assert lm.loglikelihood([Instance("loglikelihood", {}, ("x", " no"), 0)])[0][1] is False
     rolled = lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, ("no no",), 0)])
-    bos = math.log(1 / 6320)  # the rolling windows score the BOS of tok_encode too, as NativeLM's do
+    bos = math.log(
+        1 / 6320
+    )  # the rolling windows score the BOS of tok_encode too, as NativeLM's do
     assert rolled == pytest.approx([bos + 2 * (space + 2 * no)])
-
 
 
 def test_unigram_counts_spread_over_shards_and_follow_the_mix(env, tmp_path):
     from tinyllama_cli.data.dataset import Manifest
     from tinyllama_cli.eval.baseline import TrainingData, count_unigrams, spread_blocks
 
-    data = write_data_dir(tmp_path / "data", env["tokenizer"],
-                          {"a": [[10] * 1000, [11] * 1000, [12] * 1000], "b": [[20] * 3000]})
+    data = write_data_dir(
+        tmp_path / "data",
+        env["tokenizer"],
+        {"a": [[10] * 1000, [11] * 1000, [12] * 1000], "b": [[20] * 3000]},
+    )
     training = TrainingData(Manifest.load(data), {"a": 0.5, "b": 0.5})
     # 300 tokens of each source in 3 blocks of 100, spread: one block from each of a's shards.
     assert spread_blocks(3000, 300, 100) == [(0, 100), (1450, 100), (2900, 100)]
@@ -55,7 +62,9 @@ def test_unigram_counts_spread_over_shards_and_follow_the_mix(env, tmp_path):
         assert small.logprobs[token] == pytest.approx(math.log((count + 1) / (600 + 320)))
     assert small.logprobs[30] == pytest.approx(math.log(1 / 920))
     # Everything counted when it fits; the mix (not the token counts) weighs the sources.
-    full = count_unigrams(TrainingData(Manifest.load(data), {"a": 0.9, "b": 0.1}), 320, budget=10**9)
+    full = count_unigrams(
+        TrainingData(Manifest.load(data), {"a": 0.9, "b": 0.1}), 320, budget=10**9
+    )
     assert full.tokens_counted == 6000
     assert full.logprobs[10] == pytest.approx(math.log((0.3 * 6000 + 1) / 6320))
     assert full.logprobs[20] == pytest.approx(math.log((0.1 * 6000 + 1) / 6320))
@@ -63,7 +72,6 @@ def test_unigram_counts_spread_over_shards_and_follow_the_mix(env, tmp_path):
     wrong = write_data_dir(tmp_path / "wrong", env["tokenizer"], {"a": [[5, 400, 7]]})
     with pytest.raises(UserError, match="token id 400, outside the model's vocabulary of 320"):
         count_unigrams(TrainingData(Manifest.load(wrong), None), 320)
-
 
 
 def test_no_training_data_means_a_note_not_a_baseline(env, unigram_env, tmp_path):

@@ -11,8 +11,10 @@ import pytest
 
 def test_importing_the_package_loads_neither_torch_nor_lm_eval():
     """The CLI imports the package before its argument checks; they stay fast."""
-    code = ("import sys, tinyllama_cli.eval as ev; ev.evaluate, ev.evaluate_series, ev.EvalResult; "
-            "print(sorted(m for m in ('torch', 'lm_eval') if m in sys.modules))")
+    code = (
+        "import sys, tinyllama_cli.eval as ev; ev.evaluate, ev.evaluate_series, ev.EvalResult; "
+        "print(sorted(m for m in ('torch', 'lm_eval') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

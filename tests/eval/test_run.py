@@ -23,4 +23,7 @@ def test_native_matches_hf_backend_on_all_seven_schemas(both_backends):
         for metric in ("acc", "acc_norm"):
             key = f"{metric},none"
             if key in hf.results["results"][task]:
-                assert native.results["results"][task][key] == hf.results["results"][task][key], (task, metric)
+                assert native.results["results"][task][key] == hf.results["results"][task][key], (
+                    task,
+                    metric,
+                )

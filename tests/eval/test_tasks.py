@@ -21,7 +21,6 @@ def test_aliases_and_group_expand():
         expand_tasks(" , ")
 
 
-
 def test_bad_dataset_arguments_are_user_errors(env, tmp_path):
     from tinyllama_cli.eval import evaluate, parse_datasets
 
@@ -37,17 +36,22 @@ def test_bad_dataset_arguments_are_user_errors(env, tmp_path):
         evaluate(env["run"], "piqa", datasets=[f"boolq={env['files']['boolq']}"], bootstrap_iters=0)
 
 
-
 def test_tasks_dir_adds_a_custom_task(env, tmp_path):
     from tinyllama_cli.eval import evaluate
 
     tasks_dir = tmp_path / "tasks"
     tasks_dir.mkdir()
     data = tmp_path / "mine.jsonl"
-    data.write_text("".join(json.dumps({"q": sentence(random.Random(i)), "a": i % 2}) + "\n" for i in range(4)))
+    data.write_text(
+        "".join(json.dumps({"q": sentence(random.Random(i)), "a": i % 2}) + "\n" for i in range(4))
+    )
     (tasks_dir / "mine.yaml").write_text(
         f"task: my_yesno\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\n"
-        "test_split: test\noutput_type: multiple_choice\ndoc_to_text: \"{{q}}?\"\ndoc_to_target: a\n"
-        "doc_to_choice: [\"no\", \"yes\"]\nmetric_list:\n  - metric: acc\n")
+        'test_split: test\noutput_type: multiple_choice\ndoc_to_text: "{{q}}?"\ndoc_to_target: a\n'
+        'doc_to_choice: ["no", "yes"]\nmetric_list:\n  - metric: acc\n'
+    )
     result = evaluate(env["run"], "my_yesno", tasks_dir=tasks_dir, bootstrap_iters=0)
-    assert result.scores["my_yesno"][0] == "acc" and result.results["n-samples"]["my_yesno"]["effective"] == 4
+    assert (
+        result.scores["my_yesno"][0] == "acc"
+        and result.results["n-samples"]["my_yesno"]["effective"] == 4
+    )

@@ -13,7 +13,19 @@ def test_tokenization_follows_hf_llama_tokenizer(env, tmp_path):
 
     loaded = load_model(env["run"])
     lm = NativeLM(loaded.model, loaded.tokenizer)
-    hf = AutoTokenizer.from_pretrained(str(save_hf(loaded.model, tmp_path / "hf", loaded.tokenizer)))
-    for text in ("the man", " leading space", "  two spaces", "a\nb c", "trailing ", "x 123 y", " "):
+    hf = AutoTokenizer.from_pretrained(
+        str(save_hf(loaded.model, tmp_path / "hf", loaded.tokenizer))
+    )
+    for text in (
+        "the man",
+        " leading space",
+        "  two spaces",
+        "a\nb c",
+        "trailing ",
+        "x 123 y",
+        " ",
+    ):
         assert lm.tok_encode(text) == hf.encode(text), text
-        assert lm.tok_encode(text, add_special_tokens=False) == hf.encode(text, add_special_tokens=False), text
+        assert lm.tok_encode(text, add_special_tokens=False) == hf.encode(
+            text, add_special_tokens=False
+        ), text

@@ -30,31 +30,78 @@ class RunsAShellCommand:
 @pytest.fixture
 def run(token_data, tmp_path):
     out = tmp_path / "run"
-    launch.pretrain(TrainConfig.of(data=str(token_data), out=str(out), model="cpu-tiny", seq_len=16,
-                                micro_batch_size=2, global_batch_size=4, max_steps=2, warmup_steps=1,
-                                save_every=2, num_threads=1, tensorboard=False, precision="fp32"))
+    launch.pretrain(
+        TrainConfig.of(
+            data=str(token_data),
+            out=str(out),
+            model="cpu-tiny",
+            seq_len=16,
+            micro_batch_size=2,
+            global_batch_size=4,
+            max_steps=2,
+            warmup_steps=1,
+            save_every=2,
+            num_threads=1,
+            tensorboard=False,
+            precision="fp32",
+        )
+    )
     return out
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tinyllama_cli", *args], capture_output=True, text=True,
-                          check=False, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tinyllama_cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
 
 
 def commands(run, token_data, tmp_path) -> dict[str, list[str]]:
     hellaswag = tmp_path / "h.jsonl"
-    hellaswag.write_text(json.dumps({"ind": 0, "activity_label": "a", "ctx_a": "the quick", "ctx_b": "",
-                                     "ctx": "the quick", "endings": ["fox", "dog", "cat", "cow"],
-                                     "source_id": "x", "split": "val", "split_type": "indomain",
-                                     "label": "0"}) + "\n")
+    hellaswag.write_text(
+        json.dumps(
+            {
+                "ind": 0,
+                "activity_label": "a",
+                "ctx_a": "the quick",
+                "ctx_b": "",
+                "ctx": "the quick",
+                "endings": ["fox", "dog", "cat", "cow"],
+                "source_id": "x",
+                "split": "val",
+                "split_type": "indomain",
+                "label": "0",
+            }
+        )
+        + "\n"
+    )
     return {
         "generate": ["generate", str(run), "--prompt", "the"],
         "convert": ["convert", str(run), "--to", "hf", "--out", str(tmp_path / "hf")],
         "eval": ["eval", str(run), "--tasks", "hellaswag", "--dataset", f"hellaswag={hellaswag}"],
         "resume": ["resume", str(run), "--max-steps", "4"],
-        "init-from": ["pretrain", "--data", str(token_data), "--out", str(tmp_path / "new"), "--init-from",
-                      str(run), "--max-steps", "1", "--model", "cpu-tiny", "--seq-len", "16",
-                      "--micro-batch-size", "2", "--global-batch-size", "4"],
+        "init-from": [
+            "pretrain",
+            "--data",
+            str(token_data),
+            "--out",
+            str(tmp_path / "new"),
+            "--init-from",
+            str(run),
+            "--max-steps",
+            "1",
+            "--model",
+            "cpu-tiny",
+            "--seq-len",
+            "16",
+            "--micro-batch-size",
+            "2",
+            "--global-batch-size",
+            "4",
+        ],
     }
 
 
@@ -65,7 +112,9 @@ def test_a_crafted_metadata_file_runs_nothing_in_any_command(run, token_data, tm
     for name, args in commands(run, token_data, tmp_path).items():
         out = cli(*args)
         assert out.returncode == 2, (name, out.stderr[-2000:])
-        assert "posix.system, which is no part of a torch.distributed.checkpoint index" in out.stderr, name
+        assert (
+            "posix.system, which is no part of a torch.distributed.checkpoint index" in out.stderr
+        ), name
         assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr, name
         assert not marker.exists(), f"{name} ran the checkpoint's code"
     assert not (tmp_path / "hf").exists() and not (tmp_path / "new" / "checkpoints").exists()

@@ -26,20 +26,40 @@ def test_permutation_makes_interleaved_rope_equal_half_split_rope():
     n_head, head_dim, d, T = 4, 16, 64, 12
     wq, wk = torch.randn(n_head * head_dim, d), torch.randn(n_head * head_dim, d)
     x = torch.randn(1, T, d)
-    config = ModelConfig(name="rope", vocab_size=320, n_layer=2, n_embd=n_head * head_dim, n_head=n_head,
-                         n_kv_head=n_head, intermediate_size=160, block_size=64)
+    config = ModelConfig(
+        name="rope",
+        vocab_size=320,
+        n_layer=2,
+        n_embd=n_head * head_dim,
+        n_head=n_head,
+        n_kv_head=n_head,
+        intermediate_size=160,
+        block_size=64,
+    )
     cos, sin = rope_tables(config)
 
     def scores(q, k):
         return torch.einsum("bthd,bshd->bhts", q, k)
 
-    ours = scores(apply_rope((x @ wq.T).view(1, T, n_head, head_dim), cos[:T], sin[:T]),
-                  apply_rope((x @ wk.T).view(1, T, n_head, head_dim), cos[:T], sin[:T]))
-    theirs = scores(interleaved_rope((x @ permute_for_gguf(wq, n_head).T).view(1, T, n_head, head_dim), 10000.0),
-                    interleaved_rope((x @ permute_for_gguf(wk, n_head).T).view(1, T, n_head, head_dim), 10000.0))
+    ours = scores(
+        apply_rope((x @ wq.T).view(1, T, n_head, head_dim), cos[:T], sin[:T]),
+        apply_rope((x @ wk.T).view(1, T, n_head, head_dim), cos[:T], sin[:T]),
+    )
+    theirs = scores(
+        interleaved_rope(
+            (x @ permute_for_gguf(wq, n_head).T).view(1, T, n_head, head_dim), 10000.0
+        ),
+        interleaved_rope(
+            (x @ permute_for_gguf(wk, n_head).T).view(1, T, n_head, head_dim), 10000.0
+        ),
+    )
     torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=1e-4)
     # Without the permutation llama.cpp would compute something else.
-    wrong = scores(interleaved_rope((x @ wq.T).view(1, T, n_head, head_dim), 10000.0),
-                   interleaved_rope((x @ wk.T).view(1, T, n_head, head_dim), 10000.0))
+    wrong = scores(
+        interleaved_rope((x @ wq.T).view(1, T, n_head, head_dim), 10000.0),
+        interleaved_rope((x @ wk.T).view(1, T, n_head, head_dim), 10000.0),
+    )
     assert (wrong - ours).abs().max() > 1.0
-    torch.testing.assert_close(unpermute_from_gguf(permute_for_gguf(wq, n_head), n_head), wq, atol=0, rtol=0)
+    torch.testing.assert_close(
+        unpermute_from_gguf(permute_for_gguf(wq, n_head), n_head), wq, atol=0, rtol=0
+    )

@@ -21,10 +21,31 @@ def test_tokenizer_json_follows_sentencepiece_defaults(tmp_path):
     from tinyllama_cli.formats.hf import write_tokenizer_files
 
     rng = random.Random(0)
-    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "reading", "ﬁle", "café", "1234", "or", "56"]
+    words = [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "jumps",
+        "over",
+        "a",
+        "lazy",
+        "dog",
+        "reading",
+        "ﬁle",
+        "café",
+        "1234",
+        "or",
+        "56",
+    ]
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(" ".join(rng.choice(words) for _ in range(30)) for _ in range(300)),
-                                   model_writer=model, model_type="bpe", vocab_size=120, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(" ".join(rng.choice(words) for _ in range(30)) for _ in range(300)),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=120,
+        minloglevel=2,
+    )
     (tmp_path / "sp.model").write_bytes(model.getvalue())
     sp = Tokenizer(tmp_path / "sp.model")
     (tmp_path / "hf").mkdir()

@@ -23,14 +23,24 @@ def main(out: Path, preset: str, vocab: int, init_from: str | None, gather: bool
     torch.set_num_threads(1)
     world = init_world("cpu")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    run = Run(out, TrainConfig.of(seed=7, init_from=init_from), get_preset(preset).replace(vocab_size=vocab), "")
+    run = Run(
+        out,
+        TrainConfig.of(seed=7, init_from=init_from),
+        get_preset(preset).replace(vocab_size=vocab),
+        "",
+    )
     model = build_model(run, world, "fp32")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    local = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
-    (out / f"rank{world.rank}.json").write_text(json.dumps(
-        {"local_params": local, "rss_growth_bytes": (peak - before) * 1024}))
+    local = sum(
+        p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters()
+    )
+    (out / f"rank{world.rank}.json").write_text(
+        json.dumps({"local_params": local, "rss_growth_bytes": (peak - before) * 1024})
+    )
     if gather:
-        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        state = get_model_state_dict(
+            model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
         if world.rank == 0:
             torch.save(state, out / "full.pt")
     dist.barrier()

@@ -24,17 +24,44 @@ ONE = World(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), mesh
 
 
 def one_device(init_from: str | None = None, preset: str = "cpu-tiny", vocab: int = 320) -> dict:
-    run = Run(Path("/unused"), TrainConfig.of(seed=7, init_from=init_from), get_preset(preset).replace(vocab_size=vocab), "")
+    run = Run(
+        Path("/unused"),
+        TrainConfig.of(seed=7, init_from=init_from),
+        get_preset(preset).replace(vocab_size=vocab),
+        "",
+    )
     return build_model(run, ONE, "fp32").state_dict()
 
 
-def on_workers(tmp_path, n: int, preset: str = "cpu-tiny", vocab: int = 320, init_from: str | None = None,
-               gather: bool = True) -> tuple[dict | None, list[dict]]:
+def on_workers(
+    tmp_path,
+    n: int,
+    preset: str = "cpu-tiny",
+    vocab: int = 320,
+    init_from: str | None = None,
+    gather: bool = True,
+) -> tuple[dict | None, list[dict]]:
     out = tmp_path / f"w{n}"
     out.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
-                           str(WORKER), str(out), preset, str(vocab), init_from or "-", "1" if gather else "0"],
-                          capture_output=True, text=True, check=False, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={n}",
+            str(WORKER),
+            str(out),
+            preset,
+            str(vocab),
+            init_from or "-",
+            "1" if gather else "0",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(n)]
     full = torch.load(out / "full.pt", weights_only=True) if gather else None
@@ -50,8 +77,12 @@ def assert_equal_states(a: dict, b: dict) -> None:
 def test_one_device_init_is_tinyllamas_and_seeded():
     state = one_device()
     assert torch.equal(state["layers.0.attention_norm.weight"], torch.ones(64))
-    assert state["tok_embeddings.weight"].std().item() == pytest.approx((2 / (5 * 64)) ** 0.5, rel=0.05)
-    assert state["layers.1.attention.wo.weight"].std().item() == pytest.approx(64**-0.5 / 2, rel=0.05)
+    assert state["tok_embeddings.weight"].std().item() == pytest.approx(
+        (2 / (5 * 64)) ** 0.5, rel=0.05
+    )
+    assert state["layers.1.attention.wo.weight"].std().item() == pytest.approx(
+        64**-0.5 / 2, rel=0.05
+    )
     assert_equal_states(state, one_device())  # the seed decides, not the global RNG
     torch.manual_seed(123)
     assert_equal_states(state, one_device())

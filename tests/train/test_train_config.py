@@ -1,4 +1,5 @@
-"""TrainConfig: YAML + flags, the resolved config.yaml, and every config error -> one line, exit 2."""
+"""TrainConfig: YAML + flags, the resolved config.yaml, and every config error -> one line, exit
+2."""
 
 from __future__ import annotations
 
@@ -17,24 +18,65 @@ from tinyllama_cli.rundir import list_checkpoints
 from tinyllama_cli.train import launch
 from tinyllama_cli.train.setup import prepare_resume, resolve
 
-FAST = ["--model", "cpu-tiny", "--seq-len", "16", "--micro-batch-size", "2", "--global-batch-size", "4",
-        "--num-threads", "1", "--no-tensorboard", "--eval-samples", "2"]
+FAST = [
+    "--model",
+    "cpu-tiny",
+    "--seq-len",
+    "16",
+    "--micro-batch-size",
+    "2",
+    "--global-batch-size",
+    "4",
+    "--num-threads",
+    "1",
+    "--no-tensorboard",
+    "--eval-samples",
+    "2",
+]
 
 
 def test_yaml_with_flag_overrides_is_written_fully_resolved(token_data, tmp_path):
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text("model: {name: cpu-tiny, n_layer: 1}\nlr: 1.0e-3\nwarmup_steps: 1\nmax_steps: 2\n"
-                      "mix: {web: 3, code: 1}\nsave_every: 1\n")
+    recipe.write_text(
+        "model: {name: cpu-tiny, n_layer: 1}\nlr: 1.0e-3\nwarmup_steps: 1\nmax_steps: 2\n"
+        "mix: {web: 3, code: 1}\nsave_every: 1\n"
+    )
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["pretrain", "--config", str(recipe), "--data", str(token_data),
-                                      "--out", str(out), "--lr", "2e-3", "--seq-len", "16",
-                                      "--micro-batch-size", "2", "--global-batch-size", "4",
-                                      "--num-threads", "1", "--no-tensorboard"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "pretrain",
+            "--config",
+            str(recipe),
+            "--data",
+            str(token_data),
+            "--out",
+            str(out),
+            "--lr",
+            "2e-3",
+            "--seq-len",
+            "16",
+            "--micro-batch-size",
+            "2",
+            "--global-batch-size",
+            "4",
+            "--num-threads",
+            "1",
+            "--no-tensorboard",
+        ],
+    )
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["train"]["lr"] == 2e-3 and saved["train"]["warmup_steps"] == 1  # flag wins, YAML kept
-    assert saved["train"]["mix"] == "web=3,code=1" and saved["data"]["weights"] == {"code": 0.25, "web": 0.75}
-    assert saved["model"]["n_layer"] == 1 and saved["model"]["vocab_size"] == 320  # vocab from the data
+    assert (
+        saved["train"]["lr"] == 2e-3 and saved["train"]["warmup_steps"] == 1
+    )  # flag wins, YAML kept
+    assert saved["train"]["mix"] == "web=3,code=1" and saved["data"]["weights"] == {
+        "code": 0.25,
+        "web": 0.75,
+    }
+    assert (
+        saved["model"]["n_layer"] == 1 and saved["model"]["vocab_size"] == 320
+    )  # vocab from the data
     assert saved["train"]["seq_len"] == 16
     assert set(saved["train"]) == set(train_fields())  # every field, flat
     assert (out / "tokenizer.model").read_bytes() == (token_data / "tokenizer.model").read_bytes()
@@ -43,12 +85,15 @@ def test_yaml_with_flag_overrides_is_written_fully_resolved(token_data, tmp_path
     assert cfg.schedule.lr == 2e-3 and model.n_layer == 1
 
 
-@pytest.mark.parametrize("yaml_text, message", [
-    ("lr: fast\n", "lr has value 'fast'"),
-    ("learning_rate: 1e-3\n", "unknown train config field 'learning_rate'"),
-    ("model: {name: cpu-tiny, layers: 3}\n", "unknown model config field"),
-    ("- a\n- b\n", "must hold a mapping"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("lr: fast\n", "lr has value 'fast'"),
+        ("learning_rate: 1e-3\n", "unknown train config field 'learning_rate'"),
+        ("model: {name: cpu-tiny, layers: 3}\n", "unknown model config field"),
+        ("- a\n- b\n", "must hold a mapping"),
+    ],
+)
 def test_bad_yaml_is_a_user_error(tmp_path, yaml_text, message):
     path = tmp_path / "c.yaml"
     path.write_text(yaml_text)
@@ -56,25 +101,42 @@ def test_bad_yaml_is_a_user_error(tmp_path, yaml_text, message):
         load_train_config(path, {})
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"global_batch_size": 6, "micro_batch_size": 4}, "not a multiple of --micro-batch-size 4 x 1"),
-    ({"global_batch_size": 8, "micro_batch_size": 4, "devices": 3}, "4 x 3 worker"),
-    ({"max_steps": None}, "--max-steps N or --max-tokens N"),
-    ({"vocab_size": 100}, "tokenizer has 320 tokens"),
-    ({"seq_len": 4096}, "must be between 1 and the model's context 128"),
-    ({"mix": "books=1"}, "does not have"),
-    ({"precision": "fp8"}, "--precision"),
-    ({"data": "/nonexistent"}, "not a token data dir"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            {"global_batch_size": 6, "micro_batch_size": 4},
+            "not a multiple of --micro-batch-size 4 x 1",
+        ),
+        ({"global_batch_size": 8, "micro_batch_size": 4, "devices": 3}, "4 x 3 worker"),
+        ({"max_steps": None}, "--max-steps N or --max-tokens N"),
+        ({"vocab_size": 100}, "tokenizer has 320 tokens"),
+        ({"seq_len": 4096}, "must be between 1 and the model's context 128"),
+        ({"mix": "books=1"}, "does not have"),
+        ({"precision": "fp8"}, "--precision"),
+        ({"data": "/nonexistent"}, "not a token data dir"),
+    ],
+)
 def test_config_errors(token_data, tmp_path, overrides, message):
-    base = {"data": str(token_data), "out": str(tmp_path / "run"), "model": "cpu-tiny", "max_steps": 2}
+    base = {
+        "data": str(token_data),
+        "out": str(tmp_path / "run"),
+        "model": "cpu-tiny",
+        "max_steps": 2,
+    }
     with pytest.raises(UserError, match=message):
         resolve(TrainConfig.of(**{**base, **overrides}), None)
 
 
 def test_global_batch_in_tokens(token_data, tmp_path):
-    base = {"data": str(token_data), "out": str(tmp_path), "model": "cpu-tiny", "seq_len": 16,
-            "micro_batch_size": 2, "max_steps": 1}
+    base = {
+        "data": str(token_data),
+        "out": str(tmp_path),
+        "model": "cpu-tiny",
+        "seq_len": 16,
+        "micro_batch_size": 2,
+        "max_steps": 1,
+    }
     run = resolve(TrainConfig.of(**base, global_batch_tokens=128), None)
     assert run.train.data_order.global_batch_size == 8
     with pytest.raises(UserError, match="not a positive multiple of seq_len 16"):
@@ -82,19 +144,34 @@ def test_global_batch_in_tokens(token_data, tmp_path):
 
 
 def test_max_tokens_sets_the_schedule(token_data, tmp_path):
-    run = resolve(TrainConfig.of(data=str(token_data), out=str(tmp_path), model="cpu-tiny",
-                                 seq_len=16, global_batch_size=4, micro_batch_size=2,
-                                 max_tokens=1000), None)
+    run = resolve(
+        TrainConfig.of(
+            data=str(token_data),
+            out=str(tmp_path),
+            model="cpu-tiny",
+            seq_len=16,
+            global_batch_size=4,
+            micro_batch_size=2,
+            max_tokens=1000,
+        ),
+        None,
+    )
     assert run.train.training.max_steps == 16  # ceil(1000 / (4 x 16))
 
 
-def test_existing_run_dir_is_not_overwritten_and_resume_refuses_changes(token_data, other_token_data, tmp_path):
+def test_existing_run_dir_is_not_overwritten_and_resume_refuses_changes(
+    token_data, other_token_data, tmp_path
+):
     out = tmp_path / "run"
     args = ["pretrain", "--data", str(token_data), "--out", str(out), "--max-steps", "2", *FAST]
     assert CliRunner().invoke(app, args).exit_code == 0
     with pytest.raises(UserError, match="already exists.*tinyllama resume"):
-        launch.pretrain(load_train_config(None, {"data": str(token_data), "out": str(out), "max_steps": 2})[0])
-    with pytest.raises(UserError, match=r"different model config \(.*n_embd 64 -> 256.*n_layer 2 -> 4"):
+        launch.pretrain(
+            load_train_config(None, {"data": str(token_data), "out": str(out), "max_steps": 2})[0]
+        )
+    with pytest.raises(
+        UserError, match=r"different model config \(.*n_embd 64 -> 256.*n_layer 2 -> 4"
+    ):
         prepare_resume(out, {"model": "cpu-small", "vocab_size": 320, "max_steps": 4})
     with pytest.raises(UserError, match="not the data it was trained on"):
         prepare_resume(out, {"data": str(other_token_data), "max_steps": 4})
@@ -122,26 +199,84 @@ def test_every_section_resume_keeps_has_its_check():
 # The field order of config.yaml's `train:` before TrainConfig had sections (the keys are the
 # same: the file format did not change).
 FLAT_ORDER = (
-    "data", "out", "model", "vocab_size", "init_from", "mix", "seed", "seq_len",
-    "micro_batch_size", "global_batch_size", "global_batch_tokens", "max_steps", "max_tokens",
-    "stop_at_step", "lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "eps",
-    "grad_clip", "log_every", "eval_every", "eval_samples", "save_every", "keep_last",
-    "precision", "compile", "activation_checkpointing", "num_threads", "accelerator", "devices",
-    "nodes", "node_rank", "rdzv_endpoint", "master_addr", "master_port", "peak_flops",
-    "tensorboard", "wandb", "wandb_project", "overwrite")
+    "data",
+    "out",
+    "model",
+    "vocab_size",
+    "init_from",
+    "mix",
+    "seed",
+    "seq_len",
+    "micro_batch_size",
+    "global_batch_size",
+    "global_batch_tokens",
+    "max_steps",
+    "max_tokens",
+    "stop_at_step",
+    "lr",
+    "min_lr",
+    "warmup_steps",
+    "weight_decay",
+    "beta1",
+    "beta2",
+    "eps",
+    "grad_clip",
+    "log_every",
+    "eval_every",
+    "eval_samples",
+    "save_every",
+    "keep_last",
+    "precision",
+    "compile",
+    "activation_checkpointing",
+    "num_threads",
+    "accelerator",
+    "devices",
+    "nodes",
+    "node_rank",
+    "rdzv_endpoint",
+    "master_addr",
+    "master_port",
+    "peak_flops",
+    "tensorboard",
+    "wandb",
+    "wandb_project",
+    "overwrite",
+)
 # Fields added after the sections, with the values an older config.yaml (without them) gets.
-ADDED_SINCE = {"lr_schedule": "cosine", "decay_steps": None, "decay_fraction": None,
-               "decay_shape": None, "decay_start_lr": None, "eval_tasks": None,
-               "eval_dataset": None, "eval_tasks_every": None, "eval_limit": None,
-               "eval_fewshot": None,
-               "async_save": False, "attention": "auto", "dp_shard": None}
+ADDED_SINCE = {
+    "lr_schedule": "cosine",
+    "decay_steps": None,
+    "decay_fraction": None,
+    "decay_shape": None,
+    "decay_start_lr": None,
+    "eval_tasks": None,
+    "eval_dataset": None,
+    "eval_tasks_every": None,
+    "eval_limit": None,
+    "eval_fewshot": None,
+    "async_save": False,
+    "attention": "auto",
+    "dp_shard": None,
+}
 
 
 def test_a_config_yaml_written_before_the_sections_loads_and_resumes(token_data, tmp_path):
     out = tmp_path / "run"
-    launch.pretrain(TrainConfig.of(data=str(token_data), out=str(out), model="cpu-tiny",
-                                   seq_len=16, global_batch_size=4, micro_batch_size=2,
-                                   max_steps=2, warmup_steps=1, tensorboard=False, num_threads=1))
+    launch.pretrain(
+        TrainConfig.of(
+            data=str(token_data),
+            out=str(out),
+            model="cpu-tiny",
+            seq_len=16,
+            global_batch_size=4,
+            micro_batch_size=2,
+            max_steps=2,
+            warmup_steps=1,
+            tensorboard=False,
+            num_threads=1,
+        )
+    )
     path = out / "config.yaml"
     saved = yaml.safe_load(path.read_text())
     assert set(saved["train"]) == set(FLAT_ORDER) | set(ADDED_SINCE)
@@ -156,40 +291,96 @@ def test_a_config_yaml_written_before_the_sections_loads_and_resumes(token_data,
 
 
 def test_cli_error_is_one_line_and_exit_2(token_data, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "tinyllama_cli", "pretrain", "--data", str(token_data),
-                           "--out", str(tmp_path / "r"), "--max-steps", "1", "--global-batch-size", "5",
-                           "--micro-batch-size", "2"], capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tinyllama_cli",
+            "pretrain",
+            "--data",
+            str(token_data),
+            "--out",
+            str(tmp_path / "r"),
+            "--max-steps",
+            "1",
+            "--global-batch-size",
+            "5",
+            "--micro-batch-size",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not a multiple" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_warmup_as_long_as_the_run_warns(token_data, tmp_path):
-    base = {"data": str(token_data), "out": str(tmp_path / "r"), "model": "cpu-tiny", "seq_len": 16,
-                "global_batch_size": 4, "micro_batch_size": 2}
+    base = {
+        "data": str(token_data),
+        "out": str(tmp_path / "r"),
+        "model": "cpu-tiny",
+        "seq_len": 16,
+        "global_batch_size": 4,
+        "micro_batch_size": 2,
+    }
     assert resolve(TrainConfig.of(**base, max_steps=10, warmup_steps=2), None).notes == []
     notes = resolve(TrainConfig.of(**base, max_steps=10), None).notes  # default warmup: 2000
     assert len(notes) == 1 and "--warmup-steps 2000 >= --max-steps 10" in notes[0]
     assert "2.00e-06" in notes[0]  # lr reaches 10/2000 of 4e-4 at the last step
-    proc = subprocess.run([sys.executable, "-m", "tinyllama_cli", "pretrain", "--data", str(token_data),
-                           "--out", str(tmp_path / "cli"), "--max-steps", "1", *FAST],
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tinyllama_cli",
+            "pretrain",
+            "--data",
+            str(token_data),
+            "--out",
+            str(tmp_path / "cli"),
+            "--max-steps",
+            "1",
+            *FAST,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0 and "warning: --warmup-steps" in proc.stdout
 
 
 def test_resume_that_re_stretches_the_cosine_says_how_the_lr_changes(token_data, tmp_path):
     out = tmp_path / "run"
-    launch.pretrain(TrainConfig.of(data=str(token_data), out=str(out), model="cpu-tiny", seq_len=16,
-                                global_batch_size=4, micro_batch_size=2, max_steps=4, warmup_steps=1,
-                                tensorboard=False, num_threads=1))
+    launch.pretrain(
+        TrainConfig.of(
+            data=str(token_data),
+            out=str(out),
+            model="cpu-tiny",
+            seq_len=16,
+            global_batch_size=4,
+            micro_batch_size=2,
+            max_steps=4,
+            warmup_steps=1,
+            tensorboard=False,
+            num_threads=1,
+        )
+    )
     from tinyllama_cli.train.schedule import lr_at
 
     run = prepare_resume(out, {"max_steps": 8}, write=False)
     old = load_train_config(out / "config.yaml", {})[0]
     before, after = lr_at(4, old.schedule, 4), lr_at(4, run.train.schedule, 8)
     assert before != after
-    assert run.notes == [(f"the schedule changes at step 4: lr {before:.3e} -> {after:.3e} (--max-steps 4 -> 8 "
-                         "re-stretches the cosine from here; steps up to 4 are unchanged)")]
+    assert run.notes == [
+        (
+            f"the schedule changes at step 4: lr {before:.3e} -> {after:.3e} (--max-steps 4 -> 8 "
+            "re-stretches the cosine from here; steps up to 4 are unchanged)"
+        )
+    ]
     assert prepare_resume(out, {"max_steps": 8, "devices": 1}, write=False).notes  # still said
     assert prepare_resume(out, {"max_steps": 8, "log_every": 2, "lr": 4e-4}, write=False).notes
 
@@ -199,8 +390,18 @@ def test_resume_has_no_flags_for_what_it_cannot_change(token_data, tmp_path):
 
     text = CliRunner().invoke(app, ["resume", "--help"], env={"COLUMNS": "200"}).output
     shown = set(re.findall(r"--[a-z][a-z0-9-]*", text))
-    for fixed in ("--config", "--out", "--seed", "--mix", "--model", "--vocab-size", "--init-from",
-                  "--seq-len", "--global-batch-size", "--overwrite"):
+    for fixed in (
+        "--config",
+        "--out",
+        "--seed",
+        "--mix",
+        "--model",
+        "--vocab-size",
+        "--init-from",
+        "--seq-len",
+        "--global-batch-size",
+        "--overwrite",
+    ):
         assert fixed not in shown, fixed
     assert {"--max-steps", "--devices", "--save-every", "--data"} <= shown
     result = CliRunner().invoke(app, ["resume", str(tmp_path), "--seed", "3"])
@@ -217,12 +418,26 @@ def test_data_without_validation_windows_warns(tmp_path):
     from tests.train.tokendata import make_tokenizer, write_token_data
 
     tok = make_tokenizer(tmp_path / "tok.model")
-    data = write_token_data(tmp_path / "d", tok, {"web": {"train": 4000, "val": 400}, "code": {"train": 4000}})
-    base = {"data": str(data), "out": str(tmp_path / "r"), "model": "cpu-tiny", "seq_len": 16, "global_batch_size": 4,
-                "micro_batch_size": 2, "max_steps": 4, "warmup_steps": 1}
+    data = write_token_data(
+        tmp_path / "d", tok, {"web": {"train": 4000, "val": 400}, "code": {"train": 4000}}
+    )
+    base = {
+        "data": str(data),
+        "out": str(tmp_path / "r"),
+        "model": "cpu-tiny",
+        "seq_len": 16,
+        "global_batch_size": 4,
+        "micro_batch_size": 2,
+        "max_steps": 4,
+        "warmup_steps": 1,
+    }
     assert resolve(TrainConfig.of(**base), None).notes == [
-        ("source(s) code have no validation window of 17 tokens: val_loss covers web only; re-run "
-        "prepare-data with a larger --val-fraction")]
+        (
+            "source(s) code have no validation window of 17 tokens: val_loss covers web only; "
+            "re-run "
+            "prepare-data with a larger --val-fraction"
+        )
+    ]
     none = write_token_data(tmp_path / "n", tok, {"web": {"train": 4000}})
     notes = resolve(TrainConfig.of(**{**base, "data": str(none)}), None).notes
     assert len(notes) == 1 and "has no validation data" in notes[0]
@@ -230,12 +445,25 @@ def test_data_without_validation_windows_warns(tmp_path):
     assert resolve(quiet, None).notes == []
 
 
-@pytest.mark.parametrize("spelling, stored", [
-    ("auto", "auto"), ("fp32", "fp32"), ("float32", "fp32"), ("bf16", "bf16"), ("bfloat16", "bf16")])
+@pytest.mark.parametrize(
+    "spelling, stored",
+    [
+        ("auto", "auto"),
+        ("fp32", "fp32"),
+        ("float32", "fp32"),
+        ("bf16", "bf16"),
+        ("bfloat16", "bf16"),
+    ],
+)
 def test_precision_spellings_are_stored_canonically(token_data, tmp_path, spelling, stored):
     from tinyllama_cli.train.distributed import resolve_precision
 
-    base = {"data": str(token_data), "out": str(tmp_path / "run"), "model": "cpu-tiny", "max_steps": 2}
+    base = {
+        "data": str(token_data),
+        "out": str(tmp_path / "run"),
+        "model": "cpu-tiny",
+        "max_steps": 2,
+    }
     assert resolve(TrainConfig.of(**base, precision=spelling), None).train.speed.precision == stored
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"precision: {spelling}\n")
@@ -246,8 +474,21 @@ def test_precision_spellings_are_stored_canonically(token_data, tmp_path, spelli
 
 def test_pretrain_precision_bfloat16_is_stored_as_bf16_and_resume_keeps_it(token_data, tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["pretrain", "--data", str(token_data), "--out", str(out),
-                                      "--max-steps", "1", "--precision", "bfloat16", *FAST])
+    result = CliRunner().invoke(
+        app,
+        [
+            "pretrain",
+            "--data",
+            str(token_data),
+            "--out",
+            str(out),
+            "--max-steps",
+            "1",
+            "--precision",
+            "bfloat16",
+            *FAST,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert ", bf16, " in result.output  # the trainer ran in bf16
 
@@ -261,8 +502,10 @@ def test_pretrain_precision_bfloat16_is_stored_as_bf16_and_resume_keeps_it(token
     resumed = prepare_resume(out, {"precision": "float32", "max_steps": 2})
     assert resumed.train.speed.precision == "fp32"
     assert saved() == "fp32"
-    with pytest.raises(UserError, match="--precision fp16 is not supported: training in fp16 needs a "
-                                        "gradient scaler"):
+    with pytest.raises(
+        UserError,
+        match="--precision fp16 is not supported: training in fp16 needs a gradient scaler",
+    ):
         prepare_resume(out, {"precision": "fp16", "max_steps": 2})
     assert saved() == "fp32"  # the refused resume wrote nothing
 
@@ -274,14 +517,27 @@ def test_config_records_the_hardware_and_plan_from_reports_it(token_data, tmp_pa
     import statistics
 
     out = tmp_path / "run"
-    args = ["pretrain", "--data", str(token_data), "--out", str(out), "--max-steps", "3",
-            "--log-every", "1", *FAST]
+    args = [
+        "pretrain",
+        "--data",
+        str(token_data),
+        "--out",
+        str(out),
+        "--max-steps",
+        "3",
+        "--log-every",
+        "1",
+        *FAST,
+    ]
     assert CliRunner().invoke(app, args).exit_code == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["hardware"] == {"accelerator": "cpu", "world_size": 1}
     assert saved["train"]["accelerator"] == "auto"  # the user's choice is kept for resume
-    logged = [json.loads(line)["mfu"] for line in (out / "metrics.jsonl").read_text().splitlines()
-              if "mfu" in line]
+    logged = [
+        json.loads(line)["mfu"]
+        for line in (out / "metrics.jsonl").read_text().splitlines()
+        if "mfu" in line
+    ]
     result = CliRunner().invoke(app, ["plan", "--from", str(out), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)

@@ -1,4 +1,5 @@
-"""The deterministic sample order: a pure function of (seed, k, manifest), independent of workers."""
+"""The deterministic sample order: a pure function of (seed, k, manifest), independent of
+workers."""
 
 import numpy as np
 import pytest
@@ -61,8 +62,11 @@ def test_samples_are_pure_and_cover_each_window_once_per_epoch(token_data):
     # The next epoch is another order of the same windows.
     second = [tuple(data.sample(k)[:4]) for k in range(n, 2 * n)]
     assert set(second) == expected and second != windows
-    assert not np.array_equal(PretrainData(token_data, 32, seed=8, mix="web=1").sample(0), data.sample(0)) or \
-        not np.array_equal(PretrainData(token_data, 32, seed=8, mix="web=1").sample(1), data.sample(1))
+    assert not np.array_equal(
+        PretrainData(token_data, 32, seed=8, mix="web=1").sample(0), data.sample(0)
+    ) or not np.array_equal(
+        PretrainData(token_data, 32, seed=8, mix="web=1").sample(1), data.sample(1)
+    )
 
 
 def test_targets_are_inputs_shifted_and_in_vocab(token_data):
@@ -85,15 +89,23 @@ def test_validation_windows_follow_the_mix_and_span_the_stream(token_data):
     """Shares by the mix weights (a source short of its share gives the rest away), windows
     spread over the whole val stream by a seeded permutation, the same set on every call."""
     data = PretrainData(token_data, seq_len=16, seed=1, mix="web=0.75,code=0.25")
-    n = {name: data.val_streams[data.val_names.index(name)].num_windows(16) for name in ("web", "code")}
+    n = {
+        name: data.val_streams[data.val_names.index(name)].num_windows(16)
+        for name in ("web", "code")
+    }
     assert n == {"web": 52, "code": 27}
     windows = data.validation_windows(40)
     assert {k: len(v) for k, v in windows.items()} == {"web": 30, "code": 10}
     assert max(windows["web"]) > 40 and windows["web"] != list(range(30))  # not just the first ones
     assert all(len(set(v)) == len(v) and max(v) < n[k] for k, v in windows.items())
     assert data.validation_windows(40) == windows
-    assert PretrainData(token_data, 16, seed=2, mix="web=0.75,code=0.25").validation_windows(40) != windows
+    assert (
+        PretrainData(token_data, 16, seed=2, mix="web=0.75,code=0.25").validation_windows(40)
+        != windows
+    )
     everything = data.validation_windows(1000)  # more than there is: every window once
     assert {k: sorted(v) for k, v in everything.items()} == {k: list(range(n[k])) for k in n}
-    only_web = PretrainData(token_data, seq_len=16, seed=1, mix="web=1,code=0").validation_windows(8)
+    only_web = PretrainData(token_data, seq_len=16, seed=1, mix="web=1,code=0").validation_windows(
+        8
+    )
     assert set(only_web) == {"web"} and len(only_web["web"]) == 8

@@ -19,7 +19,12 @@ def run_of(**cfg) -> Run:
 def test_single_node_spawns_standalone_torchrun():
     cmd = torchrun_command(run_of(devices=4, accelerator="cpu"))
     assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc-per-node=4" in cmd
-    assert "--standalone" in cmd and cmd[-4:] == ["-m", "tinyllama_cli.train.worker", "/runs/x", "cpu"]
+    assert "--standalone" in cmd and cmd[-4:] == [
+        "-m",
+        "tinyllama_cli.train.worker",
+        "/runs/x",
+        "cpu",
+    ]
     # torchrun's own 30 s would SIGKILL workers in the middle of a large checkpoint save
     assert "--shutdown-timeout=900" in cmd
 
@@ -34,7 +39,9 @@ def test_multi_node_uses_the_rendezvous_and_needs_an_endpoint():
 
 
 def test_multi_node_static_rendezvous_ranks_by_node_rank():
-    cmd = torchrun_command(run_of(devices=8, nodes=2, node_rank=1, master_addr="node0", master_port=29400))
+    cmd = torchrun_command(
+        run_of(devices=8, nodes=2, node_rank=1, master_addr="node0", master_port=29400)
+    )
     assert {"--nnodes=2", "--master-addr=node0", "--master-port=29400", "--node-rank=1"} <= set(cmd)
     assert not any(arg.startswith("--rdzv") for arg in cmd)
     with pytest.raises(UserError, match="--node-rank 2 is not one of 0..1"):
@@ -61,8 +68,11 @@ def test_gpus_is_devices_on_cuda():
     from tinyllama_cli.train.launch import with_gpus
 
     assert with_gpus({"devices": 1, "lr": 1e-3}, None) == {"devices": 1, "lr": 1e-3}
-    assert with_gpus({"devices": 1, "lr": 1e-3}, 4) == {"devices": 4, "accelerator": "cuda",
-                                                        "lr": 1e-3}
+    assert with_gpus({"devices": 1, "lr": 1e-3}, 4) == {
+        "devices": 4,
+        "accelerator": "cuda",
+        "lr": 1e-3,
+    }
 
 
 def test_dp_shard_defaults_to_one_node_with_several_nodes():

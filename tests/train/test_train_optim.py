@@ -23,8 +23,14 @@ def test_cpu_adamw_is_fused_and_matches_the_per_parameter_loop():
     cfg, schedule = Optimizer(), Schedule(lr=1e-2)
     fused = build_optimizer(fused_model, cfg, schedule, torch.device("cpu"))
     assert fused.defaults["fused"] is True
-    loop = torch.optim.AdamW(loop_model.parameters(), lr=schedule.lr, betas=(cfg.beta1, cfg.beta2),
-                             eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=False)
+    loop = torch.optim.AdamW(
+        loop_model.parameters(),
+        lr=schedule.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        foreach=False,
+    )
     for _ in range(3):
         fused.step()
         loop.step()

@@ -22,22 +22,47 @@ from tinyllama_cli.train import launch
 from tinyllama_cli.train.setup import prepare_resume
 
 STEPS = 24
-COMMON = {"model": "cpu-tiny", "seq_len": 32, "micro_batch_size": 2, "global_batch_size": 8,
-              "max_steps": STEPS, "warmup_steps": 4, "lr": 3e-3, "min_lr": 3e-4, "log_every": 1, "save_every": 6,
-              "eval_every": 12, "eval_samples": 6, "num_threads": 1, "keep_last": 0, "tensorboard": False}
+COMMON = {
+    "model": "cpu-tiny",
+    "seq_len": 32,
+    "micro_batch_size": 2,
+    "global_batch_size": 8,
+    "max_steps": STEPS,
+    "warmup_steps": 4,
+    "lr": 3e-3,
+    "min_lr": 3e-4,
+    "log_every": 1,
+    "save_every": 6,
+    "eval_every": 12,
+    "eval_samples": 6,
+    "num_threads": 1,
+    "keep_last": 0,
+    "tensorboard": False,
+}
 
 
 def flags(precision: str, **overrides) -> list[str]:
     out = []
     for key, value in {**COMMON, "precision": precision, **overrides}.items():
         flag = "--" + key.replace("_", "-")
-        out += ([flag] if value is True else [f"--no-{flag[2:]}"] if value is False else [flag, str(value)])
+        out += (
+            [flag]
+            if value is True
+            else [f"--no-{flag[2:]}"]
+            if value is False
+            else [flag, str(value)]
+        )
     return out
 
 
 def cli(*args: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tinyllama_cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tinyllama_cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 def records(run_dir) -> tuple[dict[int, float], dict[int, float]]:
@@ -52,8 +77,11 @@ def records(run_dir) -> tuple[dict[int, float], dict[int, float]]:
 
 
 def pretrain(data, out, precision: str, **overrides) -> None:
-    launch.pretrain(TrainConfig.of(data=str(data), out=str(out),
-                                   **{**COMMON, "precision": precision, **overrides}))
+    launch.pretrain(
+        TrainConfig.of(
+            data=str(data), out=str(out), **{**COMMON, "precision": precision, **overrides}
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +95,16 @@ def references(token_data, tmp_path_factory):
             pretrain(token_data, out, precision)
             losses, vals = records(out)
             assert sorted(losses) == list(range(1, STEPS + 1)) and sorted(vals) == [12, 24]
-            first, last = (sum(losses[s] for s in steps) / 6 for steps in (range(1, 7), range(19, 25)))
-            assert last < first - 0.05 and vals[24] < vals[12]  # it learns (one step's loss is noisy)
-            mfus = [json.loads(line).get("mfu") for line in (out / "metrics.jsonl").read_text().splitlines()]
+            first, last = (
+                sum(losses[s] for s in steps) / 6 for steps in (range(1, 7), range(19, 25))
+            )
+            assert (
+                last < first - 0.05 and vals[24] < vals[12]
+            )  # it learns (one step's loss is noisy)
+            mfus = [
+                json.loads(line).get("mfu")
+                for line in (out / "metrics.jsonl").read_text().splitlines()
+            ]
             assert all(0 < m <= 1 for m in mfus if m is not None) and any(mfus)  # a true fraction
             runs[precision] = out
         return runs[precision]
@@ -101,7 +136,9 @@ def test_resume_after_checkpoint_is_bit_exact(token_data, reference, precision, 
     assert state["tokens_seen"] == STEPS * 8 * 32 and state["model_config"]["vocab_size"] == 320
 
 
-def test_resume_lengthening_a_wsd_run_equals_the_longer_run_from_the_start(token_data, precision, tmp_path):
+def test_resume_lengthening_a_wsd_run_equals_the_longer_run_from_the_start(
+    token_data, precision, tmp_path
+):
     """WSD's flat part does not depend on --max-steps: a run planned for 16 steps, stopped at 8 and
     resumed to 24 trains exactly the 24-step run (every lr, loss and weight), and says nothing
     about a schedule change."""
@@ -115,8 +152,11 @@ def test_resume_lengthening_a_wsd_run_equals_the_longer_run_from_the_start(token
     launch.resume(out, {"max_steps": STEPS})
     assert records(out) == records(longer)
     assert_same_weights(out, longer)
-    lrs = {r["step"]: r["lr"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
-           if "lr" in r}
+    lrs = {
+        r["step"]: r["lr"]
+        for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+        if "lr" in r
+    }
     assert lrs[20] == 3e-3 and lrs[STEPS] == 3e-4  # flat to step 20, decayed over the last 4
 
 
@@ -149,12 +189,19 @@ def test_sigterm_saves_and_resume_is_bit_exact(token_data, reference, precision,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("async_save", [False, True])
-def test_kill_9_at_a_random_moment_then_resume_is_bit_exact(token_data, reference, precision, tmp_path,
-                                                            async_save):
+def test_kill_9_at_a_random_moment_then_resume_is_bit_exact(
+    token_data, reference, precision, tmp_path, async_save
+):
     """With --async-save the kill may land while a background write is in flight."""
     out = tmp_path / "run"
-    proc = cli("pretrain", "--data", str(token_data), "--out", str(out),
-               *flags(precision, async_save=async_save))
+    proc = cli(
+        "pretrain",
+        "--data",
+        str(token_data),
+        "--out",
+        str(out),
+        *flags(precision, async_save=async_save),
+    )
     # A random step past the first checkpoint, and a random moment within it (maybe mid-save).
     _wait_for_lines(out / "metrics.jsonl", random.randint(7, STEPS - 4), proc)
     time.sleep(random.uniform(0.0, 0.03))
@@ -170,12 +217,24 @@ def test_kill_9_at_a_random_moment_then_resume_is_bit_exact(token_data, referenc
 
 
 @pytest.mark.slow
-def test_two_process_fsdp_matches_one_process_and_resumes_at_world_one(token_data, references, tmp_path):
+def test_two_process_fsdp_matches_one_process_and_resumes_at_world_one(
+    token_data, references, tmp_path
+):
     """fp32: FSDP's sharded reductions change only the summation order, so 1e-5 holds."""
     reference = references("fp32")
     out = tmp_path / "run"
-    proc = cli("pretrain", "--data", str(token_data), "--out", str(out),
-               *flags("fp32", stop_at_step=8, eval_every=4, eval_samples=1), "--devices", "2", "--accelerator", "cpu")
+    proc = cli(
+        "pretrain",
+        "--data",
+        str(token_data),
+        "--out",
+        str(out),
+        *flags("fp32", stop_at_step=8, eval_every=4, eval_samples=1),
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+    )
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
     ref_losses, ref_vals = records(reference)
@@ -187,7 +246,9 @@ def test_two_process_fsdp_matches_one_process_and_resumes_at_world_one(token_dat
         assert loss == pytest.approx(ref_losses[step], rel=1e-5, abs=1e-6), step
     state = json.loads((list_checkpoints(out)[-1] / "state.json").read_text())
     assert state["world_size"] == 2 and state["step"] == 8
-    launch.resume(out, {"devices": 1, "eval_every": 12, "eval_samples": 6})  # DCP reshards 2 -> 1; the data order needs only samples seen
+    launch.resume(
+        out, {"devices": 1, "eval_every": 12, "eval_samples": 6}
+    )  # DCP reshards 2 -> 1; the data order needs only samples seen
     losses, vals = records(out)
     assert sorted(losses) == list(range(1, STEPS + 1))
     for step in range(9, STEPS + 1):
@@ -196,14 +257,28 @@ def test_two_process_fsdp_matches_one_process_and_resumes_at_world_one(token_dat
 
 
 @pytest.mark.slow
-def test_fsdp_with_compile_and_activation_checkpointing_matches_one_process(token_data, references, tmp_path):
+def test_fsdp_with_compile_and_activation_checkpointing_matches_one_process(
+    token_data, references, tmp_path
+):
     """The three wrappers train.distributed applies, all at once: FSDP2 over 2 gloo workers,
     torch.compile (inductor) per block and activation checkpointing (fp32: inductor's fused
     kernels round differently from eager, within 1e-4)."""
     reference = references("fp32")
     out = tmp_path / "run"
-    proc = cli("pretrain", "--data", str(token_data), "--out", str(out), *flags("fp32", stop_at_step=6, eval_every=6),
-               "--devices", "2", "--accelerator", "cpu", "--compile", "--activation-checkpointing")
+    proc = cli(
+        "pretrain",
+        "--data",
+        str(token_data),
+        "--out",
+        str(out),
+        *flags("fp32", stop_at_step=6, eval_every=6),
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--compile",
+        "--activation-checkpointing",
+    )
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output
     ref_losses, _ = records(reference)
@@ -225,13 +300,33 @@ def test_two_nodes_on_one_machine_match_one_process(token_data, references, tmp_
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    meet = (["--rdzv-endpoint", f"127.0.0.1:{port}"] if rendezvous == "c10d"
-            else ["--master-addr", "127.0.0.1", "--master-port", str(port)])
+    meet = (
+        ["--rdzv-endpoint", f"127.0.0.1:{port}"]
+        if rendezvous == "c10d"
+        else ["--master-addr", "127.0.0.1", "--master-port", str(port)]
+    )
     reference = references("fp32")
     out = tmp_path / "run"
-    nodes = [cli("pretrain", "--data", str(token_data), "--out", str(out), *flags("fp32", stop_at_step=6, eval_every=6),
-                 "--devices", "1", "--nodes", "2", "--node-rank", str(rank), *meet, "--accelerator", "cpu")
-             for rank in (1, 0)]  # the waiting node first
+    nodes = [
+        cli(
+            "pretrain",
+            "--data",
+            str(token_data),
+            "--out",
+            str(out),
+            *flags("fp32", stop_at_step=6, eval_every=6),
+            "--devices",
+            "1",
+            "--nodes",
+            "2",
+            "--node-rank",
+            str(rank),
+            *meet,
+            "--accelerator",
+            "cpu",
+        )
+        for rank in (1, 0)
+    ]  # the waiting node first
     outputs = [node.communicate(timeout=300)[0] for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
     assert "node_rank is only used for static" not in "".join(outputs)
@@ -247,7 +342,16 @@ def test_two_nodes_on_one_machine_match_one_process(token_data, references, tmp_
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(token_data, precision, tmp_path):
     out = tmp_path / "run"
     with pytest.raises(UserError, match=r"non-finite loss or gradient") as info:
-        pretrain(token_data, out, precision, lr=1e30, warmup_steps=1, save_every=1, max_steps=20, grad_clip=0.0)
+        pretrain(
+            token_data,
+            out,
+            precision,
+            lr=1e30,
+            warmup_steps=1,
+            save_every=1,
+            max_steps=20,
+            grad_clip=0.0,
+        )
     last = list_checkpoints(out)[-1]
     step = int(str(info.value).split(" at step ")[1].split(";")[0])
     assert f"the last good checkpoint is {last}" in str(info.value)
@@ -255,7 +359,9 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(token_data, precision
     assert all(torch.isfinite(t).all() for t in load_model(out).model.state_dict().values())
 
 
-def test_crash_during_save_leaves_the_previous_checkpoint_usable(token_data, precision, tmp_path, monkeypatch):
+def test_crash_during_save_leaves_the_previous_checkpoint_usable(
+    token_data, precision, tmp_path, monkeypatch
+):
     from tinyllama_cli import rundir
 
     out = tmp_path / "run"
@@ -276,7 +382,11 @@ def test_crash_during_save_leaves_the_previous_checkpoint_usable(token_data, pre
     assert (out / "checkpoints" / "step-00000012.tmp").is_dir()  # the partial save, ignored
     assert load_model(out).source.name == "step-00000006"
     launch.resume(out, {})
-    assert [p.name for p in list_checkpoints(out)] == ["step-00000006", "step-00000012", "step-00000018"]
+    assert [p.name for p in list_checkpoints(out)] == [
+        "step-00000006",
+        "step-00000012",
+        "step-00000018",
+    ]
     assert not (out / "checkpoints" / "step-00000012.tmp").exists()
 
 
@@ -287,8 +397,18 @@ def test_bf16_two_process_fsdp_tracks_one_process_and_fp32(token_data, reference
     and bf16 training follows the fp32 run closely."""
     bf16, fp32 = records(references("bf16"))[0], records(references("fp32"))[0]
     out = tmp_path / "run"
-    proc = cli("pretrain", "--data", str(token_data), "--out", str(out),
-               *flags("bf16", stop_at_step=8, eval_every=4, eval_samples=1), "--devices", "2", "--accelerator", "cpu")
+    proc = cli(
+        "pretrain",
+        "--data",
+        str(token_data),
+        "--out",
+        str(out),
+        *flags("bf16", stop_at_step=8, eval_every=4, eval_samples=1),
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+    )
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
     assert "bf16" in output
@@ -300,10 +420,14 @@ def test_bf16_two_process_fsdp_tracks_one_process_and_fp32(token_data, reference
     # Seen: bf16 within 2.4e-4 of fp32 over all 24 steps on the same three kinds of CPU.
     for step in range(1, STEPS + 1):
         assert bf16[step] == pytest.approx(fp32[step], rel=2e-3), step
-    assert sum(bf16[s] for s in range(19, 25)) < sum(bf16[s] for s in range(1, 7)) - 0.3  # it learns
+    assert (
+        sum(bf16[s] for s in range(19, 25)) < sum(bf16[s] for s in range(1, 7)) - 0.3
+    )  # it learns
 
 
-def test_logged_loss_is_the_interval_mean_and_survives_a_resume_mid_interval(token_data, references, tmp_path):
+def test_logged_loss_is_the_interval_mean_and_survives_a_resume_mid_interval(
+    token_data, references, tmp_path
+):
     """--log-every 4: each record's loss is the mean of its four steps; a job that ends at step 6
     (logging there) and a resumed one log the same records at 4, 8, ... as one uninterrupted run."""
     every_step, _ = records(references("fp32"))
@@ -343,25 +467,42 @@ def test_validation_logs_each_source_and_their_mix_weighted_mean(token_data, ref
     from tinyllama_cli.data.dataset import PretrainData
 
     weights = PretrainData(token_data, 32, 1337).weights
-    rows = [json.loads(line) for line in (references("fp32") / "metrics.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line) for line in (references("fp32") / "metrics.jsonl").read_text().splitlines()
+    ]
     vals = [r for r in rows if "val_loss" in r]
     assert [r["step"] for r in vals] == [12, 24]
     for r in vals:
         per_source = {k.split("/")[1]: v for k, v in r.items() if k.startswith("val_loss/")}
         assert set(per_source) == {"web", "code"}
-        assert r["val_loss"] == pytest.approx(sum(weights[s] * v for s, v in per_source.items()), rel=1e-12)
+        assert r["val_loss"] == pytest.approx(
+            sum(weights[s] * v for s, v in per_source.items()), rel=1e-12
+        )
 
 
 @pytest.mark.slow
-def test_sigterm_to_the_whole_process_group_saves_exits_0_and_resumes_exactly(token_data, references, tmp_path):
+def test_sigterm_to_the_whole_process_group_saves_exits_0_and_resumes_exactly(
+    token_data, references, tmp_path
+):
     """What SLURM does at a time limit: SIGTERM to every process of the job step at once (the
     launcher, torchrun and both workers). They finish the step, save, exit 0; the resumed run
     is the uninterrupted one."""
     import os
 
     out = tmp_path / "run"
-    proc = cli("pretrain", "--data", str(token_data), "--out", str(out), *flags("fp32"), "--devices", "2",
-               "--accelerator", "cpu", start_new_session=True)
+    proc = cli(
+        "pretrain",
+        "--data",
+        str(token_data),
+        "--out",
+        str(out),
+        *flags("fp32"),
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+        start_new_session=True,
+    )
     _wait_for_lines(out / "metrics.jsonl", 3, proc)
     os.killpg(proc.pid, signal.SIGTERM)
     output, _ = proc.communicate(timeout=300)
@@ -379,15 +520,27 @@ def test_sigterm_to_the_whole_process_group_saves_exits_0_and_resumes_exactly(to
 
 
 @pytest.mark.slow
-def test_hsdp_on_four_workers_matches_one_process_and_resumes_at_world_one(token_data, references,
-                                                                           tmp_path):
+def test_hsdp_on_four_workers_matches_one_process_and_resumes_at_world_one(
+    token_data, references, tmp_path
+):
     """--dp-shard 2 over 4 gloo workers: a 2 x 2 mesh (2 replicas, each sharded over 2 workers).
     fp32: HSDP's reduce-scatter then all-reduce changes only the summation order."""
     reference = references("fp32")
     out = tmp_path / "run"
-    proc = cli("pretrain", "--data", str(token_data), "--out", str(out),
-               *flags("fp32", stop_at_step=6, eval_every=6, eval_samples=1),
-               "--devices", "4", "--dp-shard", "2", "--accelerator", "cpu")
+    proc = cli(
+        "pretrain",
+        "--data",
+        str(token_data),
+        "--out",
+        str(out),
+        *flags("fp32", stop_at_step=6, eval_every=6, eval_samples=1),
+        "--devices",
+        "4",
+        "--dp-shard",
+        "2",
+        "--accelerator",
+        "cpu",
+    )
     output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output
     assert "4 cpu worker(s) (HSDP: 2 replicas x 2 shards)" in output
@@ -406,14 +559,22 @@ def test_hsdp_on_four_workers_matches_one_process_and_resumes_at_world_one(token
 
 def test_dp_shard_must_divide_the_workers(token_data, tmp_path):
     with pytest.raises(UserError, match=r"--dp-shard 3 does not divide the 4 worker\(s\)"):
-        launch.pretrain(TrainConfig.of(data=str(token_data), out=str(tmp_path / "run"),
-                                       **{**COMMON, "precision": "fp32"}, devices=4, dp_shard=3,
-                                       accelerator="cpu"))
+        launch.pretrain(
+            TrainConfig.of(
+                data=str(token_data),
+                out=str(tmp_path / "run"),
+                **{**COMMON, "precision": "fp32"},
+                devices=4,
+                dp_shard=3,
+                accelerator="cpu",
+            )
+        )
     assert not (tmp_path / "run").exists()
 
 
-def test_async_save_writes_what_a_synchronous_save_writes(token_data, reference, precision,
-                                                         tmp_path):
+def test_async_save_writes_what_a_synchronous_save_writes(
+    token_data, reference, precision, tmp_path
+):
     """Training goes on while DCP writes from its staged copy: every checkpoint still holds the
     weights of its own step, and a resume from a background-written one is exact."""
     out = tmp_path / "run"
@@ -424,8 +585,10 @@ def test_async_save_writes_what_a_synchronous_save_writes(token_data, reference,
     for name in saved[:2]:
         assert_same_weights(out / "checkpoints" / name, reference / "checkpoints" / name)
         # (not "rng": the process's global generator, which other tests in this process move)
-        state, ref = (json.loads((run / "checkpoints" / name / "state.json").read_text())
-                      for run in (out, reference))
+        state, ref = (
+            json.loads((run / "checkpoints" / name / "state.json").read_text())
+            for run in (out, reference)
+        )
         assert state.pop("rng").keys() == ref.pop("rng").keys() and state == ref
     files.remove(out / "checkpoints" / "step-00000015")  # resume from the one written behind
     launch.resume(out, {})
@@ -438,9 +601,19 @@ def test_async_save_on_two_workers_resumes_at_world_one(token_data, references, 
     """The background writes' collectives run on their own gloo group beside training's."""
     reference = references("fp32")
     out = tmp_path / "run"
-    proc = cli("pretrain", "--data", str(token_data), "--out", str(out),
-               *flags("fp32", stop_at_step=9, save_every=2, keep_last=2, eval_every=12),
-               "--async-save", "--devices", "2", "--accelerator", "cpu")
+    proc = cli(
+        "pretrain",
+        "--data",
+        str(token_data),
+        "--out",
+        str(out),
+        *flags("fp32", stop_at_step=9, save_every=2, keep_last=2, eval_every=12),
+        "--async-save",
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+    )
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
     assert "written in the background" in output

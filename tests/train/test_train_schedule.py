@@ -20,8 +20,9 @@ from tinyllama_cli.train.schedule import (
 
 
 def wsd(**changes) -> Schedule:
-    return TrainConfig.of(lr=1e-3, min_lr=1e-4, warmup_steps=10, lr_schedule="wsd",
-                          **changes).schedule
+    return TrainConfig.of(
+        lr=1e-3, min_lr=1e-4, warmup_steps=10, lr_schedule="wsd", **changes
+    ).schedule
 
 
 def test_wsd_warms_up_holds_then_decays_to_min_lr_at_the_last_step():
@@ -35,8 +36,9 @@ def test_wsd_warms_up_holds_then_decays_to_min_lr_at_the_last_step():
     assert lrs[89] == pytest.approx(1e-4 + (1 - math.sqrt(0.5)) * 9e-4)
 
 
-@pytest.mark.parametrize("shape, left", [("linear", 0.5), ("cosine", 0.5),
-                                         ("1-sqrt", 1 - math.sqrt(0.5))])
+@pytest.mark.parametrize(
+    "shape, left", [("linear", 0.5), ("cosine", 0.5), ("1-sqrt", 1 - math.sqrt(0.5))]
+)
 def test_each_decay_shape_at_the_halfway_point(shape, left):
     s = wsd(decay_steps=20, decay_shape=shape)
     assert lr_at(89, s, 100) == pytest.approx(1e-4 + left * 9e-4)
@@ -48,7 +50,10 @@ def test_the_shapes_are_the_names_configs_accept():
 
 
 def test_decay_fraction_sets_the_length_and_defaults_to_a_fifth():
-    assert (decay_steps(wsd(decay_fraction=0.1), 1000), decay_start(wsd(decay_fraction=0.1), 1000)) == (100, 900)
+    assert (
+        decay_steps(wsd(decay_fraction=0.1), 1000),
+        decay_start(wsd(decay_fraction=0.1), 1000),
+    ) == (100, 900)
     assert decay_steps(wsd(), 1000) == 200
     assert decay_steps(wsd(decay_fraction=0.001), 100) == 1  # never zero steps
 
@@ -56,7 +61,8 @@ def test_decay_fraction_sets_the_length_and_defaults_to_a_fifth():
 def test_decay_start_lr_starts_the_decay_below_the_peak():
     s = wsd(decay_steps=4, decay_start_lr=5e-4, decay_shape="linear")
     assert [lr_at(step, s, 20) for step in range(16, 20)] == pytest.approx(
-        [1e-4 + 4e-4 * f for f in (0.75, 0.5, 0.25, 0.0)])
+        [1e-4 + 4e-4 * f for f in (0.75, 0.5, 0.25, 0.0)]
+    )
 
 
 def test_lengthening_wsd_keeps_every_step_before_the_old_decay():
@@ -64,7 +70,9 @@ def test_lengthening_wsd_keeps_every_step_before_the_old_decay():
     assert [lr_at(k, short, 100) for k in range(80)] == [lr_at(k, long, 400) for k in range(80)]
     assert describe_change(60, short, 100, long, 400) is None
     fraction = wsd(decay_fraction=0.2)  # the decay grows with the run, and still starts later
-    assert [lr_at(k, fraction, 100) for k in range(80)] == [lr_at(k, fraction, 400) for k in range(80)]
+    assert [lr_at(k, fraction, 100) for k in range(80)] == [
+        lr_at(k, fraction, 400) for k in range(80)
+    ]
     cosine = TrainConfig.of(lr=1e-3, min_lr=1e-4, warmup_steps=10).schedule  # the contrast
     assert lr_at(60, cosine, 100) != lr_at(60, cosine, 400)
     assert "re-stretches the cosine" in describe_change(60, cosine, 100, cosine, 400)
@@ -80,23 +88,32 @@ def test_constant_holds_the_peak_after_warmup():
     assert [lr_at(k, s, 10) for k in (0, 1, 2, 9, 50)] == [5e-4, 1e-3, 1e-3, 1e-3, 1e-3]
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"decay_steps": 5}, "--decay-steps set the decay of --lr-schedule wsd, not of cosine"),
-    ({"lr_schedule": "constant", "decay_shape": "linear"}, "--decay-shape set the decay"),
-    ({"lr_schedule": "wsd", "decay_steps": 5, "decay_fraction": 0.1}, "not both"),
-    ({"lr_schedule": "wsd", "decay_fraction": 1.5}, "--decay-fraction must be in (0, 1]"),
-    ({"lr_schedule": "wsd", "decay_steps": 0}, "--decay-steps must be between 1 and --max-steps 100"),
-    ({"lr_schedule": "wsd", "decay_steps": 101}, "--decay-steps must be between 1"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"decay_steps": 5}, "--decay-steps set the decay of --lr-schedule wsd, not of cosine"),
+        ({"lr_schedule": "constant", "decay_shape": "linear"}, "--decay-shape set the decay"),
+        ({"lr_schedule": "wsd", "decay_steps": 5, "decay_fraction": 0.1}, "not both"),
+        ({"lr_schedule": "wsd", "decay_fraction": 1.5}, "--decay-fraction must be in (0, 1]"),
+        (
+            {"lr_schedule": "wsd", "decay_steps": 0},
+            "--decay-steps must be between 1 and --max-steps 100",
+        ),
+        ({"lr_schedule": "wsd", "decay_steps": 101}, "--decay-steps must be between 1"),
+    ],
+)
 def test_bad_schedule_flags_are_one_line_errors(changes, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         check_schedule(TrainConfig.of(**changes).schedule, 100)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"lr_schedule": "linear"}, "--lr-schedule 'linear' is not one of cosine, wsd, constant"),
-    ({"decay_shape": "sqrt"}, "--decay-shape 'sqrt' is not one of linear, cosine, 1-sqrt"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"lr_schedule": "linear"}, "--lr-schedule 'linear' is not one of cosine, wsd, constant"),
+        ({"decay_shape": "sqrt"}, "--decay-shape 'sqrt' is not one of linear, cosine, 1-sqrt"),
+    ],
+)
 def test_misspelt_names_fail_when_the_config_is_built(changes, message):
     with pytest.raises(UserError, match=message):
         TrainConfig.of(**changes)

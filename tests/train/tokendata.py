@@ -12,7 +12,8 @@ import numpy as np
 from tinyllama_cli.tokenizer import train_tokenizer
 
 TEXT = [f"the quick brown fox jumps over the lazy dog {i} times" for i in range(400)] + [
-    f"def f(x):\n    return x * {i}\n" for i in range(400)]
+    f"def f(x):\n    return x * {i}\n" for i in range(400)
+]
 
 
 def make_tokenizer(path: Path, vocab_size: int = 320) -> Path:
@@ -20,9 +21,15 @@ def make_tokenizer(path: Path, vocab_size: int = 320) -> Path:
     return path
 
 
-def write_token_data(out: Path, tokenizer: Path, sources: dict[str, dict[str, int]],
-                     seed: int = 0, doc_len: tuple[int, int] = (20, 200), shard_tokens: int = 4000,
-                     vocab_size: int = 320) -> Path:
+def write_token_data(
+    out: Path,
+    tokenizer: Path,
+    sources: dict[str, dict[str, int]],
+    seed: int = 0,
+    doc_len: tuple[int, int] = (20, 200),
+    shard_tokens: int = 4000,
+    vocab_size: int = 320,
+) -> Path:
     """sources: {name: {"train": n_tokens_at_least, "val": n_tokens_at_least}}."""
     out.mkdir(parents=True)
     (out / "tokenizer.model").write_bytes(tokenizer.read_bytes())
@@ -49,9 +56,13 @@ def write_token_data(out: Path, tokenizer: Path, sources: dict[str, dict[str, in
         manifest_sources[name] = entry
     manifest = {
         "format_version": 1,
-        "tokenizer": {"file": "tokenizer.model",
-                      "sha256": hashlib.sha256(tokenizer.read_bytes()).hexdigest(),
-                      "vocab_size": vocab_size, "bos_id": 1, "eos_id": 2},
+        "tokenizer": {
+            "file": "tokenizer.model",
+            "sha256": hashlib.sha256(tokenizer.read_bytes()).hexdigest(),
+            "vocab_size": vocab_size,
+            "bos_id": 1,
+            "eos_id": 2,
+        },
         "dtype": "uint16",
         "sources": manifest_sources,
     }

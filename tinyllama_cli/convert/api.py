@@ -46,9 +46,16 @@ class ConvertResult:
         return asdict(self)
 
 
-def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
-            max_shard_size: str | int = "5GB", overwrite: bool = False, verify: bool | None = None,
-            on_stage: Callable[[str], None] | None = None) -> ConvertResult:
+def convert(
+    src: str | Path,
+    to: str,
+    out: str | Path,
+    dtype: str | None = None,
+    max_shard_size: str | int = "5GB",
+    overwrite: bool = False,
+    verify: bool | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> ConvertResult:
     """Convert the model at `src` to `to` ("hf", "native" or "gguf") at `out`.
 
     dtype: "fp32" (default), "bf16" or "fp16", or their long names (`dtypes`); native output is
@@ -58,8 +65,9 @@ def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
     """
     stage = on_stage or (lambda _: None)
     started = time.perf_counter()
-    dtype, torch_dtype, shard_bytes, verify = _check_arguments(to, dtype or "fp32", max_shard_size,
-                                                               verify)
+    dtype, torch_dtype, shard_bytes, verify = _check_arguments(
+        to, dtype or "fp32", max_shard_size, verify
+    )
     out = Path(out)
     kind, directory = resolve_checkpoint(src)
     check_new_path(out, overwrite)
@@ -71,13 +79,23 @@ def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
     if kind == "hf":
         _tie_if_configured(loaded.model, directory)
     if to == "gguf" and loaded.tokenizer is None:
-        raise UserError(f"GGUF embeds the tokenizer, but {src} has no tokenizer.model; put one beside the weights")
+        raise UserError(
+            f"GGUF embeds the tokenizer, but {src} has no tokenizer.model; put one beside the "
+            "weights"
+        )
     if verify:
         stage("computing reference logits")
         probe = _Probe.of(loaded, kind, to, directory, torch_dtype)
 
-    result = ConvertResult(source=str(directory), source_kind=kind, target=to, out=str(out), dtype=dtype,
-                           params=loaded.model.num_params(), tokenizer=loaded.tokenizer is not None)
+    result = ConvertResult(
+        source=str(directory),
+        source_kind=kind,
+        target=to,
+        out=str(out),
+        dtype=dtype,
+        params=loaded.model.num_params(),
+        tokenizer=loaded.tokenizer is not None,
+    )
     with staged(out, overwrite) as tmp:
         stage(f"writing {to} to {out}")
         written = _write(to, loaded, tmp, out, torch_dtype, shard_bytes, directory)
@@ -85,28 +103,45 @@ def convert(src: str | Path, to: str, out: str | Path, dtype: str | None = None,
             stage("verifying the output")
             result.verify = probe.check(to, written, loaded)
             _raise_if_failed(result.verify)
-        result.files = [{"name": out.name if tmp.is_file() else name, "bytes": size} for name, size in list_files(tmp)]
+        result.files = [
+            {"name": out.name if tmp.is_file() else name, "bytes": size}
+            for name, size in list_files(tmp)
+        ]
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _check_arguments(to: str, dtype: str, max_shard_size: str | int,
-                     verify: bool | None) -> tuple[str, torch.dtype, int, bool]:
+def _check_arguments(
+    to: str, dtype: str, max_shard_size: str | int, verify: bool | None
+) -> tuple[str, torch.dtype, int, bool]:
     """(canonical dtype, torch dtype, shard bytes, verify) or a UserError, before any work."""
     if to not in TARGETS:
         raise UserError(f"--to {to!r} is not a target; choose one of {', '.join(TARGETS)}")
     dtype, torch_dtype = parse_dtype(dtype, "--dtype")
     if to == "native" and dtype != "fp32":
-        raise UserError("native checkpoints hold fp32 weights (the training precision); drop --dtype or use fp32")
+        raise UserError(
+            "native checkpoints hold fp32 weights (the training precision); drop --dtype or use "
+            "fp32"
+        )
     shard_bytes = parse_size(max_shard_size)
     has_transformers = verify_mod.transformers_available()
     if verify and to == "hf" and not has_transformers:
-        raise UserError("--verify for --to hf needs transformers (pip install transformers); or pass --no-verify")
+        raise UserError(
+            "--verify for --to hf needs transformers (pip install transformers); or pass "
+            "--no-verify"
+        )
     return dtype, torch_dtype, shard_bytes, has_transformers if verify is None else verify
 
 
-def _write(to: str, loaded: LoadedModel, tmp: Path, out: Path, dtype: torch.dtype, shard_bytes: int,
-           source: Path) -> Path:
+def _write(
+    to: str,
+    loaded: LoadedModel,
+    tmp: Path,
+    out: Path,
+    dtype: torch.dtype,
+    shard_bytes: int,
+    source: Path,
+) -> Path:
     """Write the target format at `tmp`; returns the path to verify (the GGUF file itself)."""
     if to == "hf":
         hf.write_hf(loaded.model, tmp, loaded.tokenizer, dtype, shard_bytes)
@@ -129,11 +164,16 @@ class _Probe:
     reference_name: str
 
     @classmethod
-    def of(cls, loaded: LoadedModel, kind: str, to: str, directory: Path,
-           dtype: torch.dtype) -> _Probe:
+    def of(
+        cls, loaded: LoadedModel, kind: str, to: str, directory: Path, dtype: torch.dtype
+    ) -> _Probe:
         idx = verify_mod.probe_batch(loaded.config)
-        verify_mod.round_weights_(loaded.model, dtype)  # what the output holds; writing it again is exact
-        if kind == "hf" and to == "native" and verify_mod.transformers_available():  # fp32: no rounding
+        verify_mod.round_weights_(
+            loaded.model, dtype
+        )  # what the output holds; writing it again is exact
+        if (
+            kind == "hf" and to == "native" and verify_mod.transformers_available()
+        ):  # fp32: no rounding
             return cls(idx, verify_mod.transformers_logits(directory, idx), "transformers")
         return cls(idx, verify_mod.native_logits(loaded.model, idx), "tinyllama")
 
@@ -142,7 +182,9 @@ class _Probe:
             return verify_mod.verify_hf(written, self.reference, self.idx, loaded.tokenizer)
         if to == "native":
             return verify_mod.verify_native(written, self.reference, self.idx, self.reference_name)
-        return verify_mod.verify_gguf(written, self.reference, self.idx, loaded.model, loaded.tokenizer)
+        return verify_mod.verify_gguf(
+            written, self.reference, self.idx, loaded.model, loaded.tokenizer
+        )
 
 
 def _raise_if_failed(v: verify_mod.VerifyResult) -> None:

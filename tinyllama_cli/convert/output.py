@@ -13,9 +13,22 @@ from pathlib import Path
 from tinyllama_cli.errors import UserError
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-          "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+}
 
 
 def parse_size(text: str | int) -> int:
@@ -25,7 +38,9 @@ def parse_size(text: str | int) -> int:
     match = _SIZE.fullmatch(text)
     unit = match.group(2).lower() if match else None
     if match is None or unit not in _UNITS or float(match.group(1)) <= 0:
-        raise UserError(f"--max-shard-size {text!r} is not a size; write it like 2GB, 500MB or 1GiB")
+        raise UserError(
+            f"--max-shard-size {text!r} is not a size; write it like 2GB, 500MB or 1GiB"
+        )
     return int(float(match.group(1)) * _UNITS[unit])
 
 
@@ -34,4 +49,6 @@ def list_files(path: Path) -> list[tuple[str, int]]:
     path = Path(path)
     if path.is_file():
         return [(path.name, path.stat().st_size)]
-    return sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file())
+    return sorted(
+        (str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*") if p.is_file()
+    )

@@ -39,7 +39,9 @@ class VerifyResult:
     tolerance: float
     ok: bool
     probe_shape: tuple[int, int]
-    tokenizer: str | None = None  # "match", "mismatch: ..." or None when not checked (HF: AutoTokenizer
+    tokenizer: str | None = (
+        None  # "match", "mismatch: ..." or None when not checked (HF: AutoTokenizer
+    )
     # ids == [bos] + SentencePiece ids; GGUF: embedded pieces/scores/types == tokenizer.model's)
     max_tensor_diff: float | None = None  # GGUF: read-back tensors vs source (after un-permuting)
 
@@ -69,7 +71,8 @@ def native_logits(model: Llama, idx: torch.Tensor) -> torch.Tensor:
 def _hf_fp32_kwargs() -> dict:
     import transformers
 
-    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars would garble our output
+    # "Loading weights" bars would garble our output
+    transformers.utils.logging.disable_progress_bar()
 
     major = int(transformers.__version__.split(".")[0])
     return {"dtype" if major >= 5 else "torch_dtype": torch.float32, "local_files_only": True}
@@ -84,7 +87,7 @@ def transformers_logits(directory: Path, idx: torch.Tensor) -> torch.Tensor:
 
 
 def check_hf_tokenizer(directory: Path, tokenizer: Tokenizer) -> str:
-    """"match" when AutoTokenizer gives [bos] + SentencePiece ids for every probe text."""
+    """ "match" when AutoTokenizer gives [bos] + SentencePiece ids for every probe text."""
     from transformers import AutoTokenizer
 
     auto = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
@@ -92,7 +95,10 @@ def check_hf_tokenizer(directory: Path, tokenizer: Tokenizer) -> str:
         expected = tokenizer.encode(text, bos=True)
         got = list(auto(text)["input_ids"])
         if got != expected:
-            return f"mismatch on {text!r}: AutoTokenizer {got[:8]}... vs SentencePiece {expected[:8]}..."
+            return (
+                f"mismatch on {text!r}: AutoTokenizer {got[:8]}... vs SentencePiece "
+                f"{expected[:8]}..."
+            )
     return "match"
 
 
@@ -101,25 +107,43 @@ def compare(method: str, reference: torch.Tensor, candidate: torch.Tensor, **ext
     tolerance = RELATIVE_TOLERANCE * max(1.0, reference.abs().max().item())
     tokenizer_ok = extra.get("tokenizer") in (None, "match")
     tensors_ok = extra.get("max_tensor_diff") in (None, 0.0)  # the read-back must be the exact bits
-    return VerifyResult(method=method, max_abs_diff=diff, tolerance=tolerance,
-                        ok=diff <= tolerance and tokenizer_ok and tensors_ok,
-                        probe_shape=tuple(reference.shape[:2]), **extra)
+    return VerifyResult(
+        method=method,
+        max_abs_diff=diff,
+        tolerance=tolerance,
+        ok=diff <= tolerance and tokenizer_ok and tensors_ok,
+        probe_shape=tuple(reference.shape[:2]),
+        **extra,
+    )
 
 
-def verify_hf(directory: Path, reference: torch.Tensor, idx: torch.Tensor, tokenizer: Tokenizer | None) -> VerifyResult:
+def verify_hf(
+    directory: Path, reference: torch.Tensor, idx: torch.Tensor, tokenizer: Tokenizer | None
+) -> VerifyResult:
     candidate = transformers_logits(directory, idx)
     checked = check_hf_tokenizer(directory, tokenizer) if tokenizer is not None else None
-    return compare("transformers AutoModelForCausalLM on the output vs tinyllama on the source",
-                   reference, candidate, tokenizer=checked)
+    return compare(
+        "transformers AutoModelForCausalLM on the output vs tinyllama on the source",
+        reference,
+        candidate,
+        tokenizer=checked,
+    )
 
 
-def verify_native(directory: Path, reference: torch.Tensor, idx: torch.Tensor, reference_name: str) -> VerifyResult:
+def verify_native(
+    directory: Path, reference: torch.Tensor, idx: torch.Tensor, reference_name: str
+) -> VerifyResult:
     candidate = native_logits(load_model(directory).model, idx)
-    return compare(f"tinyllama load_model on the output vs {reference_name} on the source", reference, candidate)
+    return compare(
+        f"tinyllama load_model on the output vs {reference_name} on the source",
+        reference,
+        candidate,
+    )
 
 
-def verify_gguf(path: Path, reference: torch.Tensor, idx: torch.Tensor, source: Llama,
-                tokenizer: Tokenizer) -> VerifyResult:
+def verify_gguf(
+    path: Path, reference: torch.Tensor, idx: torch.Tensor, source: Llama, tokenizer: Tokenizer
+) -> VerifyResult:
     """Read back with GGUFReader (exact tensors, token table, logits); when transformers is
     importable also run its GGUF loader, whose llama q/k un-permutation is independent of ours."""
     config, state, meta, _ = read_gguf(path)
@@ -130,18 +154,30 @@ def verify_gguf(path: Path, reference: torch.Tensor, idx: torch.Tensor, source: 
     candidate = native_logits(model.eval(), idx)
     method = "GGUFReader read-back (q/k un-permuted)"
     pieces, scores, types = token_table(tokenizer, config.vocab_size)
-    same_vocab = (meta["tokenizer.ggml.tokens"] == pieces and meta["tokenizer.ggml.token_type"] == types
-                  and torch.allclose(torch.tensor(meta["tokenizer.ggml.scores"]), torch.tensor(scores)))
+    same_vocab = (
+        meta["tokenizer.ggml.tokens"] == pieces
+        and meta["tokenizer.ggml.token_type"] == types
+        and torch.allclose(torch.tensor(meta["tokenizer.ggml.scores"]), torch.tensor(scores))
+    )
     if transformers_available():
         from transformers import AutoModelForCausalLM
 
         kwargs = _hf_fp32_kwargs()
         with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar ignores the logging switch
-            hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs).eval()
+            hf = AutoModelForCausalLM.from_pretrained(
+                str(path.parent), gguf_file=path.name, **kwargs
+            ).eval()
         with torch.no_grad():
             via_hf = hf(idx).logits.float()
         if (via_hf - reference).abs().max() > (candidate - reference).abs().max():
             candidate = via_hf
         method += " and transformers' GGUF loader"
-    return compare(f"{method} vs tinyllama on the source", reference, candidate, max_tensor_diff=tensor_diff,
-                   tokenizer="match" if same_vocab else "mismatch: embedded token table differs from tokenizer.model")
+    return compare(
+        f"{method} vs tinyllama on the source",
+        reference,
+        candidate,
+        max_tensor_diff=tensor_diff,
+        tokenizer="match"
+        if same_vocab
+        else "mismatch: embedded token table differs from tokenizer.model",
+    )

@@ -1,1 +1,2 @@
-"""Data: prepare-data (sources -> token shards), dataset (shards -> batches), mixture, built-in corpus."""
+"""Data: prepare-data (sources -> token shards), dataset (shards -> batches), mixture, built-in
+corpus."""

@@ -1,12 +1,12 @@
 """Token shards -> training and validation batches, in a deterministic order.
 
-A data dir (written by `prepare-data`, see docs/prepare-data.md) holds, per source, flat token streams of
-`<s> doc </s>` documents. Each source's train stream is cut into windows of seq_len + 1 tokens
-that start every seq_len tokens (consecutive windows share one token, so every token is a target
-exactly once per epoch). Sample k of a run is `PretrainData.sample(k)`: the source comes from the
-mixture, the window from a seeded per-source, per-epoch permutation (`data/mixture.py`). Nothing
-depends on the number of workers or on history, so a resumed run continues from `samples_seen`
-at any world size and sees every window exactly once per epoch.
+A data dir (written by `prepare-data`, see docs/prepare-data.md) holds, per source, flat token
+streams of `<s> doc </s>` documents. Each source's train stream is cut into windows of seq_len + 1
+tokens that start every seq_len tokens (consecutive windows share one token, so every token is a
+target exactly once per epoch). Sample k of a run is `PretrainData.sample(k)`: the source comes from
+the mixture, the window from a seeded per-source, per-epoch permutation (`data/mixture.py`). Nothing
+depends on the number of workers or on history, so a resumed run continues from `samples_seen` at
+any world size and sees every window exactly once per epoch.
 
 Step s of a run consumes samples [s*G, (s+1)*G) (G = global batch). Worker r of W takes the
 contiguous slice [r*G/W, (r+1)*G/W) and splits it into micro batches.
@@ -54,22 +54,28 @@ class Manifest:
         root = Path(data_dir)
         path = root / "manifest.json"
         if not path.is_file():
-            raise UserError(f"{root} is not a token data dir (no manifest.json); create one with "
-                            "`tinyllama prepare-data SOURCE... --out DIR`")
+            raise UserError(
+                f"{root} is not a token data dir (no manifest.json); create one with "
+                "`tinyllama prepare-data SOURCE... --out DIR`"
+            )
         try:
             raw = json.loads(path.read_text())
             version = raw.get("format_version")
             if version != 1:
-                raise UserError(f"{path} has format_version {version!r}; this tinyllama reads 1: "
-                                "re-run prepare-data with this version")
+                raise UserError(
+                    f"{path} has format_version {version!r}; this tinyllama reads 1: "
+                    "re-run prepare-data with this version"
+                )
             dtype = np.dtype(DTYPES[raw["dtype"]])
             tok = raw["tokenizer"]
             sources = raw["sources"]
             vocab = int(tok["vocab_size"])
             tokenizer_file = root / tok.get("file", "tokenizer.model")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise UserError(f"{path} is not a valid manifest ({type(exc).__name__}: {exc}); "
-                            "re-create the data dir with `tinyllama prepare-data`") from None
+            raise UserError(
+                f"{path} is not a valid manifest ({type(exc).__name__}: {exc}); "
+                "re-create the data dir with `tinyllama prepare-data`"
+            ) from None
         if not sources:
             raise UserError(f"{path} lists no sources; prepare-data wrote no tokens")
         return cls(root, raw, dtype, vocab, tokenizer_file, sources)
@@ -107,8 +113,10 @@ class OpenShards:
             self._fds[path] = fd  # most recently used last
             data = os.pread(fd, nbytes, offset)
         if len(data) != nbytes:
-            raise UserError(f"shard {path} ended after {offset + len(data)} bytes, the manifest implies "
-                            f"at least {offset + nbytes}; the data dir is damaged: re-run prepare-data")
+            raise UserError(
+                f"shard {path} ended after {offset + len(data)} bytes, the manifest implies "
+                f"at least {offset + nbytes}; the data dir is damaged: re-run prepare-data"
+            )
         return data
 
     def open_count(self) -> int:
@@ -136,10 +144,14 @@ class TokenStream:
         self.shards = shards
         for file, size in zip(self.files, sizes):
             if not file.is_file():
-                raise UserError(f"shard {file} listed in the manifest is missing; re-run prepare-data")
+                raise UserError(
+                    f"shard {file} listed in the manifest is missing; re-run prepare-data"
+                )
             if file.stat().st_size != size * self.dtype.itemsize:
-                raise UserError(f"shard {file} holds {file.stat().st_size} bytes, the manifest says "
-                                f"{size} {self.dtype.name} tokens; the data dir is damaged: re-run prepare-data")
+                raise UserError(
+                    f"shard {file} holds {file.stat().st_size} bytes, the manifest says "
+                    f"{size} {self.dtype.name} tokens; the data dir is damaged: re-run prepare-data"
+                )
 
     def read(self, start: int, length: int) -> np.ndarray:
         """Tokens [start, start + length) of the stream, as int64 (a window may span shards)."""
@@ -170,8 +182,10 @@ class PretrainData:
         self.windows = [s.num_windows(seq_len) for s in self.streams]
         for name, n in zip(self.names, self.windows):
             if n == 0:
-                raise UserError(f"source {name!r} has fewer than seq_len + 1 = {seq_len + 1} training "
-                                "tokens; add data, lower --seq-len, or leave it out of --mix")
+                raise UserError(
+                    f"source {name!r} has fewer than seq_len + 1 = {seq_len + 1} training "
+                    "tokens; add data, lower --seq-len, or leave it out of --mix"
+                )
         self.mixture = Mixture([self.weights[n] for n in self.names], seed)
         self.val_names = sorted(self.manifest.sources)
         self.val_streams = [TokenStream(self.manifest, name, "val") for name in self.val_names]
@@ -180,7 +194,11 @@ class PretrainData:
         """Training sample k: seq_len + 1 tokens of one source."""
         s, j = self.mixture.locate(k)
         epoch, pos = divmod(j, self.windows[s])
-        window = int(feistel_permutation(pos, self.windows[s], window_key(self.seed, self.names[s], epoch))[0])
+        window = int(
+            feistel_permutation(pos, self.windows[s], window_key(self.seed, self.names[s], epoch))[
+                0
+            ]
+        )
         return self.streams[s].read(window * self.seq_len, self.seq_len + 1)
 
     def batch(self, first: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,7 +216,9 @@ class PretrainData:
         Starcoderdata are the alphabetically first languages). A pure function of the seed, the
         mix and the data, like the training order."""
         names = [n for n in self.val_names if n in self.weights]
-        capacity = [self.val_streams[self.val_names.index(n)].num_windows(self.seq_len) for n in names]
+        capacity = [
+            self.val_streams[self.val_names.index(n)].num_windows(self.seq_len) for n in names
+        ]
         quotas = capped_quotas(limit, [self.weights[n] for n in names], capacity)
         chosen = {}
         for name, n, q in zip(names, capacity, quotas):
@@ -207,7 +227,9 @@ class PretrainData:
                 chosen[name] = sorted(int(w) for w in picks)
         return chosen
 
-    def validation_batch(self, source: str, windows: list[int], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def validation_batch(
+        self, source: str, windows: list[int], size: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """A micro batch of one source's val windows, padded to `size` rows whose targets are all
         ignored (-100), so every worker runs the same number of forward passes even with fewer
         windows than workers."""

@@ -80,7 +80,7 @@ class DocumentEncoder:
         self._len = np.empty(1 << 16, dtype=np.int64)
         if self.fast:
             # A lone trailing space has no characters after it: " " -> encode("") would be [].
-            self._add(" ", [self.sp.encode("a ")[len(self.sp.encode("a")):]])
+            self._add(" ", [self.sp.encode("a ")[len(self.sp.encode("a")) :]])
 
     def _add(self, words: str | list[str], ids: list[list[int]]) -> None:
         words = [words] if isinstance(words, str) else words
@@ -89,10 +89,11 @@ class DocumentEncoder:
         total = int(lens.sum())
         self._pool = _grow(self._pool, self._pool_used + total)
         self._start, self._len = _grow(self._start, n + k), _grow(self._len, n + k)
-        self._pool[self._pool_used:self._pool_used + total] = np.fromiter(
-            chain.from_iterable(ids), dtype=np.int32, count=total)
-        self._start[n:n + k] = self._pool_used + np.cumsum(lens) - lens
-        self._len[n:n + k] = lens
+        self._pool[self._pool_used : self._pool_used + total] = np.fromiter(
+            chain.from_iterable(ids), dtype=np.int32, count=total
+        )
+        self._start[n : n + k] = self._pool_used + np.cumsum(lens) - lens
+        self._len[n : n + k] = lens
         self._pool_used += total
         self._index.update(zip(words, range(n, n + k)))
 
@@ -100,14 +101,16 @@ class DocumentEncoder:
         """The ids of each text (no BOS/EOS), identical to `sp.encode(text)`."""
         packed, lengths = self.encode_packed(texts)
         ends = np.cumsum(lengths)
-        return [packed[e - n + 1:e - 1].tolist() for e, n in zip(ends.tolist(), lengths.tolist())]
+        return [packed[e - n + 1 : e - 1].tolist() for e, n in zip(ends.tolist(), lengths.tolist())]
 
     def encode_packed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """All `texts` as one int32 array of `<s> ids </s>` documents, and each one's length."""
         if not self.fast:
             return self._pack_lists(self.sp.encode(texts, num_threads=1))
-        splits = [SPACE_RUN_WORD.findall(" " + (t.replace("\u2581", " ") if "\u2581" in t else t))
-                  for t in texts]
+        splits = [
+            SPACE_RUN_WORD.findall(" " + (t.replace("\u2581", " ") if "\u2581" in t else t))
+            for t in texts
+        ]
         index = self._index
         missing = set(filterfalse(index.__contains__, chain.from_iterable(splits)))
         if len(index) + len(missing) > MAX_CACHE_ENTRIES or self._pool_used > MAX_POOL_TOKENS:
@@ -117,14 +120,22 @@ class DocumentEncoder:
             new = list(missing)
             self._add(new, self.sp.encode([w[1:] for w in new], num_threads=1))
         words_per_doc = np.fromiter(map(len, splits), dtype=np.int64, count=len(splits))
-        word_ids = np.fromiter(map(self._index.__getitem__, chain.from_iterable(splits)),
-                               dtype=np.int64, count=int(words_per_doc.sum()))
+        word_ids = np.fromiter(
+            map(self._index.__getitem__, chain.from_iterable(splits)),
+            dtype=np.int64,
+            count=int(words_per_doc.sum()),
+        )
         word_len, word_start = self._len[word_ids], self._start[word_ids]
         body_ends = np.cumsum(word_len)
-        body = self._pool[np.repeat(word_start - (body_ends - word_len), word_len)
-                          + np.arange(int(body_ends[-1]) if len(body_ends) else 0)]
-        doc_tokens = np.add.reduceat(word_len, np.cumsum(words_per_doc) - words_per_doc) \
-            if len(texts) else np.zeros(0, dtype=np.int64)
+        body = self._pool[
+            np.repeat(word_start - (body_ends - word_len), word_len)
+            + np.arange(int(body_ends[-1]) if len(body_ends) else 0)
+        ]
+        doc_tokens = (
+            np.add.reduceat(word_len, np.cumsum(words_per_doc) - words_per_doc)
+            if len(texts)
+            else np.zeros(0, dtype=np.int64)
+        )
         packed, lengths = self._frame(body, doc_tokens)
         self._check(texts, packed, lengths)
         return packed, lengths
@@ -153,14 +164,16 @@ class DocumentEncoder:
             return
         starts = np.cumsum(lengths) - lengths
         for i in range(first, len(texts), self.check_every):
-            got = packed[starts[i] + 1:starts[i] + lengths[i] - 1].tolist()
+            got = packed[starts[i] + 1 : starts[i] + lengths[i] - 1].tolist()
             if self.sp.encode(texts[i]) != got:
-                raise FastPathMismatch(f"word-cached encoding differs from SentencePiece on {texts[i][:60]!r}")
+                raise FastPathMismatch(
+                    f"word-cached encoding differs from SentencePiece on {texts[i][:60]!r}"
+                )
 
 
 def _grow(a: np.ndarray, size: int) -> np.ndarray:
     if size <= len(a):
         return a
     bigger = np.empty(max(size, 2 * len(a)), dtype=a.dtype)
-    bigger[:len(a)] = a
+    bigger[: len(a)] = a
     return bigger

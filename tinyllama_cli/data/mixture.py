@@ -38,18 +38,24 @@ def parse_mix(spec: str | None, train_tokens: dict[str, int]) -> dict[str, float
         except ValueError:
             weight = -1.0
         if not sep or weight < 0:
-            raise UserError(f"--mix item {item!r} is not NAME=WEIGHT with a weight >= 0; write e.g. "
-                            "--mix slimpajama=0.7,starcoder=0.3")
+            raise UserError(
+                f"--mix item {item!r} is not NAME=WEIGHT with a weight >= 0; write e.g. "
+                "--mix slimpajama=0.7,starcoder=0.3"
+            )
         if name not in train_tokens:
-            raise UserError(f"--mix names source {name!r}, which the data dir does not have; its "
-                            f"sources are: {', '.join(sorted(train_tokens))}")
+            raise UserError(
+                f"--mix names source {name!r}, which the data dir does not have; its "
+                f"sources are: {', '.join(sorted(train_tokens))}"
+            )
         weights[name] = weight
     total = sum(weights.values())
     if total <= 0:
         raise UserError("--mix weights sum to zero; give at least one source a positive weight")
     for name, weight in weights.items():
         if weight > 0 and train_tokens[name] == 0:
-            raise UserError(f"source {name!r} has weight {weight} but no training tokens; drop it from --mix")
+            raise UserError(
+                f"source {name!r} has weight {weight} but no training tokens; drop it from --mix"
+            )
     return {name: w / total for name, w in sorted(weights.items()) if w > 0}
 
 

@@ -50,13 +50,24 @@ def read_step(data: PretrainData, where: StepSlice, step: int, pin: bool = False
 class Prefetcher:
     """Reads steps [start, end) ahead of the loop, at most `depth` steps in advance."""
 
-    def __init__(self, data: PretrainData, where: StepSlice, start: int, end: int, pin: bool = False,
-                 depth: int = 2):
+    def __init__(
+        self,
+        data: PretrainData,
+        where: StepSlice,
+        start: int,
+        end: int,
+        pin: bool = False,
+        depth: int = 2,
+    ):
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._next = start
-        self._thread = threading.Thread(target=self._run, args=(data, where, start, end, pin),
-                                        name="tinyllama-prefetch", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(data, where, start, end, pin),
+            name="tinyllama-prefetch",
+            daemon=True,
+        )
         self._thread.start()
 
     def _run(self, data: PretrainData, where: StepSlice, start: int, end: int, pin: bool) -> None:

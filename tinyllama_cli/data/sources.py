@@ -45,9 +45,15 @@ _HUB_SHARD = re.compile(r"(?P<spec>.+)/shard-(?P<index>\d{5})-of-(?P<count>\d{5}
 
 # File kinds by suffix; the longest suffix wins (".jsonl.zst" before ".zst").
 SUFFIXES = {
-    ".jsonl.zst": "jsonl.zst", ".json.zst": "jsonl.zst", ".jsonl.gz": "jsonl.gz",
-    ".json.gz": "jsonl.gz", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet",
-    ".txt": "txt", ".arrow": "arrow",
+    ".jsonl.zst": "jsonl.zst",
+    ".json.zst": "jsonl.zst",
+    ".jsonl.gz": "jsonl.gz",
+    ".json.gz": "jsonl.gz",
+    ".jsonl": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".txt": "txt",
+    ".arrow": "arrow",
 }
 DEFAULT_TEXT_FIELDS = ("text", "content")
 BLOCK = 1 << 22  # bytes read at a time from (de)compressed line files
@@ -126,7 +132,8 @@ def parse_spec(spec: str) -> tuple[str | None, str]:
 
 
 def default_name(path: str) -> str:
-    """The stem of a file or directory (`data/slim.jsonl.zst` -> `slim`), used when no NAME= is given."""
+    """The stem of a file or directory (`data/slim.jsonl.zst` -> `slim`), used when no NAME= is
+    given."""
     base = Path(path.rstrip("/\\")).name or "data"
     kind = kind_of(base)
     if kind:
@@ -150,8 +157,10 @@ def saved_dataset_files(path: Path) -> list[InputFile]:
         return [f for split in splits for f in saved_dataset_files(path / split)]
     state = json.loads((path / "state.json").read_text())
     if state.get("_indices_data_files"):
-        raise UserError(f"{path} is a saved dataset with an indices mapping; save it again after "
-                        "`dataset.flatten_indices()`")
+        raise UserError(
+            f"{path} is a saved dataset with an indices mapping; save it again after "
+            "`dataset.flatten_indices()`"
+        )
     return [InputFile(str(path / f["filename"]), "arrow") for f in state["_data_files"]]
 
 
@@ -164,7 +173,9 @@ def list_files(path: str) -> tuple[list[InputFile], list[tuple[str, str, str]]]:
     if path.startswith(HUB + ":"):
         return hub_shards(path), []
     if glob.has_magic(path):
-        matches = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p) and kind_of(p))
+        matches = sorted(
+            p for p in glob.glob(path, recursive=True) if os.path.isfile(p) and kind_of(p)
+        )
         if not matches:
             detail = "the pattern matched no .jsonl/.jsonl.zst/.json/.parquet/.txt/.arrow file"
             return [], [(GLOB_NO_MATCH, path, detail)]
@@ -173,8 +184,10 @@ def list_files(path: str) -> tuple[list[InputFile], list[tuple[str, str, str]]]:
     if p.is_file():
         kind = kind_of(path)
         if kind is None:
-            raise UserError(f"{path} is not a supported input; use .jsonl, .jsonl.zst, .json, "
-                            ".parquet, .txt or a saved `datasets` directory")
+            raise UserError(
+                f"{path} is not a supported input; use .jsonl, .jsonl.zst, .json, "
+                ".parquet, .txt or a saved `datasets` directory"
+            )
         return [InputFile(path, kind)], []
     if p.is_dir():
         if is_saved_dataset(p):
@@ -187,18 +200,26 @@ def list_files(path: str) -> tuple[list[InputFile], list[tuple[str, str, str]]]:
                 if not name.startswith(".") and kind_of(name):
                     found.append(full)
         if not found:
-            raise UserError(f"directory {path} has no .jsonl, .jsonl.zst, .json, .parquet or .txt "
-                            "files; point at the data files")
+            raise UserError(
+                f"directory {path} has no .jsonl, .jsonl.zst, .json, .parquet or .txt "
+                "files; point at the data files"
+            )
         return [InputFile(f, kind_of(f)) for f in sorted(found)], []
     looks_like_hub_name = re.fullmatch(r"[\w-]+/[\w.-]+", path) and not kind_of(path)
-    hint = (f" (stream a hub dataset as hf:{path}[:CONFIG[:SPLIT]], or save it with "
-            "`save_to_disk` and pass that directory)") if looks_like_hub_name else ""
+    hint = (
+        (
+            f" (stream a hub dataset as hf:{path}[:CONFIG[:SPLIT]], or save it with "
+            "`save_to_disk` and pass that directory)"
+        )
+        if looks_like_hub_name
+        else ""
+    )
     raise UserError(f"input {path} does not exist{hint}; check the path")
 
 
 def hub_parts(path: str) -> tuple[str, str | None, str]:
     """`hf:NAME[:CONFIG[:SPLIT]]` -> (NAME, CONFIG or None, SPLIT, by default train)."""
-    name, _, rest = path[len(HUB) + 1:].partition(":")
+    name, _, rest = path[len(HUB) + 1 :].partition(":")
     config, _, split = rest.partition(":")
     if not name:
         raise UserError(f"{path}: name the dataset, hf:NAME[:CONFIG[:SPLIT]]")
@@ -220,8 +241,10 @@ def hub_stream(path: str):
             _HUB_STREAMS[key] = datasets.load_dataset(name, config, split=split, streaming=True)
         except Exception as exc:  # noqa: BLE001 - the hub, the network and datasets raise many
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise UserError(f"{path}: cannot stream it with datasets ({type(exc).__name__}: "
-                            f"{first}); check the name, config and split, and the network") from None
+            raise UserError(
+                f"{path}: cannot stream it with datasets ({type(exc).__name__}: "
+                f"{first}); check the name, config and split, and the network"
+            ) from None
     return _HUB_STREAMS[key]
 
 
@@ -241,8 +264,10 @@ def resolve_sources(specs: list[str]) -> list[Source]:
         named = hub_parts(path)[0] if path.startswith(HUB + ":") else path
         name = name or default_name(named.split("*")[0] if glob.has_magic(named) else named)
         if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
-            raise UserError(f"source name {name!r} must be letters, digits, '-', '_' or '.'; "
-                            "give one with NAME=PATH")
+            raise UserError(
+                f"source name {name!r} must be letters, digits, '-', '_' or '.'; "
+                "give one with NAME=PATH"
+            )
         files, problems = list_files(path)
         source = by_name.setdefault(name, Source(name, spec))
         if source.spec != spec:
@@ -275,6 +300,7 @@ class Reader:
 
     def _read_jsonl_gz(self) -> Iterator[Record]:
         with open(self.file.path, "rb") as raw, gzip.GzipFile(fileobj=raw) as fh:
+
             def blocks():
                 while True:
                     try:  # small reads: a damaged stream loses at most one of them
@@ -286,14 +312,17 @@ class Reader:
                     if not block:
                         return
                     yield block
+
             yield from self._lines(blocks())
 
     def _read_jsonl_zst(self) -> Iterator[Record]:
         with open(self.file.path, "rb") as fh:
+
             def raw_blocks():
                 while raw := fh.read(self.block):
                     self.bytes_done = fh.tell()
                     yield raw
+
             yield from self._lines(zstd_blocks(raw_blocks()))
 
     def _plain_blocks(self, fh) -> Iterator[bytes]:
@@ -339,13 +368,17 @@ class Reader:
 
     def _from_object(self, line_no: int, obj) -> Record:
         if not isinstance(obj, dict):
-            return Record(line_no, None, MISSING_TEXT, f"a JSON {type(obj).__name__}, not an object")
+            return Record(
+                line_no, None, MISSING_TEXT, f"a JSON {type(obj).__name__}, not an object"
+            )
         for name in self.options.fields():
             text = obj.get(name)
             if text is not None:
                 break
         else:
-            return Record(line_no, None, MISSING_TEXT, f"no field {' or '.join(self.options.fields())}")
+            return Record(
+                line_no, None, MISSING_TEXT, f"no field {' or '.join(self.options.fields())}"
+            )
         if not isinstance(text, str):
             return Record(line_no, None, MISSING_TEXT, f"field {name} is a {type(text).__name__}")
         if self.options.exclude:
@@ -405,7 +438,8 @@ class Reader:
             return
         yield Record(1, text) if text.strip() else Record(1, None, EMPTY_TEXT, "")
 
-    # A hub dataset's shard, streamed through `datasets` --------------------------------------------
+    # A hub dataset's shard, streamed through `datasets`
+    # --------------------------------------------
 
     def _read_hf(self) -> Iterator[Record]:
         m = _HUB_SHARD.fullmatch(self.file.path)
@@ -448,7 +482,9 @@ class Reader:
             try:
                 table = pf.read_row_group(i, columns=columns)
             except Exception as exc:  # noqa: BLE001 - any damage ends the file
-                yield Record(row + 1, None, CORRUPT_FILE, f"row group {i}: {type(exc).__name__}: {exc}")
+                yield Record(
+                    row + 1, None, CORRUPT_FILE, f"row group {i}: {type(exc).__name__}: {exc}"
+                )
                 return
             yield from self._table_rows(table, columns, row)
             row += table.num_rows
@@ -463,8 +499,11 @@ class Reader:
                 reader = pa.ipc.open_stream(source)
             except pa.ArrowInvalid:
                 reader = pa.ipc.open_file(source)
-            batches = (reader.get_batch(i) for i in range(reader.num_record_batches)) \
-                if isinstance(reader, pa.ipc.RecordBatchFileReader) else iter(reader)
+            batches = (
+                (reader.get_batch(i) for i in range(reader.num_record_batches))
+                if isinstance(reader, pa.ipc.RecordBatchFileReader)
+                else iter(reader)
+            )
             columns = self._table_columns(reader.schema.names)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
             yield Record(0, None, CORRUPT_FILE, f"{type(exc).__name__}: {exc}")
@@ -504,11 +543,23 @@ class Reader:
                     yield Record(line, None, INVALID_UTF8, str(exc))
                     continue
             if not isinstance(text, str):
-                yield Record(line, None, MISSING_TEXT, f"{columns[0]} is null" if text is None
-                             else f"{columns[0]} is a {type(text).__name__}")
+                yield Record(
+                    line,
+                    None,
+                    MISSING_TEXT,
+                    f"{columns[0]} is null"
+                    if text is None
+                    else f"{columns[0]} is a {type(text).__name__}",
+                )
                 continue
-            excluded = next((f"{k}={v}" for k, v in self.options.exclude
-                             if k in others and str(others[k][i]) == v), None)
+            excluded = next(
+                (
+                    f"{k}={v}"
+                    for k, v in self.options.exclude
+                    if k in others and str(others[k][i]) == v
+                ),
+                None,
+            )
             if excluded:
                 yield Record(line, None, EXCLUDED, excluded)
             elif not text.strip():
@@ -540,7 +591,7 @@ class JsonArrayItems:
             self.eof = True
             return block
         self.line += self.buf.count("\n", 0, self.pos)
-        self.buf, self.pos = self.buf[self.pos:] + block, 0
+        self.buf, self.pos = self.buf[self.pos :] + block, 0
         return None
 
     def _skip_space(self) -> Exception | None:
@@ -619,7 +670,7 @@ def zstd_blocks(raw_blocks: Iterator[bytes]) -> Iterator[bytes | Exception]:
     for raw in raw_blocks:
         view = memoryview(raw)
         for start in range(0, len(view), PIECE):
-            data = view[start:start + PIECE].tobytes()
+            data = view[start : start + PIECE].tobytes()
             while data:
                 if frame is None:
                     frame = dctx.decompressobj()

@@ -48,8 +48,11 @@ class Unigram:
     data_dir: Path
 
 
-def find_training_data(checkpoint: Path, kind: str, tokenizer: Tokenizer | None,
-                       ) -> tuple[TrainingData | None, str]:
+def find_training_data(
+    checkpoint: Path,
+    kind: str,
+    tokenizer: Tokenizer | None,
+) -> tuple[TrainingData | None, str]:
     """The training data of a native checkpoint's run, or None and one line saying why not.
 
     Nothing here is an error: the eval goes on without a baseline."""
@@ -101,8 +104,9 @@ def spread_blocks(n_tokens: int, take: int, block: int = BLOCK) -> list[tuple[in
     return [(round(i * stride), length) for i in range(k)]
 
 
-def count_unigrams(training: TrainingData, vocab_size: int, budget: int = DEFAULT_BUDGET,
-                   block: int = BLOCK) -> Unigram:
+def count_unigrams(
+    training: TrainingData, vocab_size: int, budget: int = DEFAULT_BUDGET, block: int = BLOCK
+) -> Unigram:
     """Smoothed unigram log-probabilities from at most `budget` training tokens (see the module
     docstring). Raises UserError when the shards are damaged or hold ids outside the vocabulary."""
     manifest = training.manifest
@@ -117,23 +121,31 @@ def count_unigrams(training: TrainingData, vocab_size: int, budget: int = DEFAUL
     for name in names:
         share = float(weights[name]) / total_weight
         stream = TokenStream(manifest, name, "train")
-        counts = _source_counts(stream, vocab_size, max(1, round(budget * share)), block,
-                                where=f"source {name} of {manifest.root}")
+        counts = _source_counts(
+            stream,
+            vocab_size,
+            max(1, round(budget * share)),
+            block,
+            where=f"source {name} of {manifest.root}",
+        )
         mixed += share * counts / counts.sum()
         counted += int(counts.sum())
     logprobs = np.log((mixed * counted + 1.0) / (counted + vocab_size))
     return Unigram(logprobs=logprobs, tokens_counted=counted, data_dir=manifest.root)
 
 
-def _source_counts(stream: TokenStream, vocab_size: int, take: int, block: int,
-                   where: str) -> np.ndarray:
+def _source_counts(
+    stream: TokenStream, vocab_size: int, take: int, block: int, where: str
+) -> np.ndarray:
     """Token counts of about `take` tokens of one source, in blocks spread over its shards."""
     counts = np.zeros(vocab_size, dtype=np.float64)
     for start, length in spread_blocks(stream.n_tokens, take, block):
         tokens = stream.read(start, length)
         if tokens.size and int(tokens.max()) >= vocab_size:
-            raise UserError(f"{where} holds token id {int(tokens.max())}, outside the model's "
-                            f"vocabulary of {vocab_size}: it is not this run's data")
+            raise UserError(
+                f"{where} holds token id {int(tokens.max())}, outside the model's "
+                f"vocabulary of {vocab_size}: it is not this run's data"
+            )
         counts += np.bincount(tokens, minlength=vocab_size)
     return counts
 
@@ -158,14 +170,21 @@ class UnigramLM(LlamaTokenLM):
         return 1
 
     def get_model_info(self) -> dict:
-        return {"model": "unigram", "tokens_counted": self.unigram.tokens_counted,
-                "data_dir": str(self.unigram.data_dir), "tokenizer": str(self.tok.path)}
+        return {
+            "model": "unigram",
+            "tokens_counted": self.unigram.tokens_counted,
+            "data_dir": str(self.unigram.data_dir),
+            "tokenizer": str(self.tok.path),
+        }
 
-    def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
-                              override_bs: int | None = None) -> list[tuple[float, bool]]:
+    def _loglikelihood_tokens(
+        self, requests: list[Request], disable_tqdm: bool = False, override_bs: int | None = None
+    ) -> list[tuple[float, bool]]:
         """(sum of log p(t) over the continuation, whether every token is the most frequent)."""
-        return [(float(self.logprobs[cont].sum()), all(t == self.top for t in cont))
-                for _, _, cont in requests]
+        return [
+            (float(self.logprobs[cont].sum()), all(t == self.top for t in cont))
+            for _, _, cont in requests
+        ]
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         raise NotImplementedError("the unigram baseline scores log-likelihoods, it cannot generate")

@@ -22,18 +22,33 @@ from typing import Any
 from tinyllama_cli.eval.results import EvalResult, eval_result
 
 
-def run_tasks(lm: Any, task_objects: list[Any], manager: Any, *, num_fewshot: int | None,
-              limit: float | None, seed: int, log_samples: bool,
-              bootstrap_iters: int) -> EvalResult:
+def run_tasks(
+    lm: Any,
+    task_objects: list[Any],
+    manager: Any,
+    *,
+    num_fewshot: int | None,
+    limit: float | None,
+    seed: int,
+    log_samples: bool,
+    bootstrap_iters: int,
+) -> EvalResult:
     """lm_eval.simple_evaluate on already-built tasks; the table's numbers picked out."""
     import lm_eval
 
     start = time.perf_counter()
     with _quiet_git_hash(), _env_info_once():
         results = lm_eval.simple_evaluate(
-            model=lm, tasks=task_objects, num_fewshot=num_fewshot, limit=limit,
-            task_manager=manager, log_samples=log_samples, bootstrap_iters=bootstrap_iters,
-            random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed,
+            model=lm,
+            tasks=task_objects,
+            num_fewshot=num_fewshot,
+            limit=limit,
+            task_manager=manager,
+            log_samples=log_samples,
+            bootstrap_iters=bootstrap_iters,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
             fewshot_random_seed=seed,
         )
     return eval_result(results, task_objects, time.perf_counter() - start)
@@ -71,8 +86,9 @@ def _quiet_git_hash() -> Iterator[None]:
 
     def quiet_git_commit_hash() -> str | None:
         try:
-            out = subprocess.check_output(["git", "describe", "--always"],
-                                          stderr=subprocess.DEVNULL)
+            out = subprocess.check_output(
+                ["git", "describe", "--always"], stderr=subprocess.DEVNULL
+            )
             return out.strip().decode()
         except (subprocess.CalledProcessError, FileNotFoundError):
             return get_commit_from_path(os.getcwd())

@@ -35,32 +35,53 @@ BATCH_SIZE = 16  # `tinyllama eval`'s default: the same batches, so the same num
 class LiveTasks:
     """The tasks of `--eval-tasks`, built once; `score` them on a model at any step."""
 
-    def __init__(self, tasks: str, datasets: str | None = None, fewshot: int | None = None,
-                 limit: int | None = None, seed: int = 1234):
+    def __init__(
+        self,
+        tasks: str,
+        datasets: str | None = None,
+        fewshot: int | None = None,
+        limit: int | None = None,
+        seed: int = 1234,
+    ):
         if limit is not None and limit < 1:
             raise UserError(f"--eval-limit must be at least 1 document per task (got {limit})")
         if fewshot is not None and fewshot < 0:
             raise UserError(f"--eval-fewshot must be >= 0 (got {fewshot})")
         self.names = expand_tasks(tasks)
         self.local = parse_datasets([d for d in (datasets or "").split(",") if d.strip()])
-        self.options = {"num_fewshot": fewshot, "limit": limit, "seed": seed,
-                        "bootstrap_iters": 100000}
+        self.options = {
+            "num_fewshot": fewshot,
+            "limit": limit,
+            "seed": seed,
+            "bootstrap_iters": 100000,
+        }
         self.offline = decide_offline(self.names, self.local)
         self._dir = tempfile.TemporaryDirectory(prefix="tinyllama-live-eval-")
         workdir = Path(self._dir.name)
         with quiet_lm_eval(False), offline_mode(self.offline):
             self.manager, setup = prepare_tasks(self.names, self.local, None, workdir)
             self.tasks = load_tasks(self.manager, setup)
-        generating = [t.task_name for t in leaf_tasks(self.tasks)
-                      if getattr(t, "OUTPUT_TYPE", None) == "generate_until"]
+        generating = [
+            t.task_name
+            for t in leaf_tasks(self.tasks)
+            if getattr(t, "OUTPUT_TYPE", None) == "generate_until"
+        ]
         if generating:
             self.close()
-            raise UserError(f"--eval-tasks {', '.join(generating)} generate text, which training "
-                            "does not score (workers would decode different lengths); score it "
-                            "with `tinyllama eval` on a checkpoint")
+            raise UserError(
+                f"--eval-tasks {', '.join(generating)} generate text, which training "
+                "does not score (workers would decode different lengths); score it "
+                "with `tinyllama eval` on a checkpoint"
+            )
 
-    def score(self, model: Any, tokenizer: Any, rank: int = 0, world_size: int = 1,
-              autocast: Callable[[], Any] = nullcontext) -> EvalResult:
+    def score(
+        self,
+        model: Any,
+        tokenizer: Any,
+        rank: int = 0,
+        world_size: int = 1,
+        autocast: Callable[[], Any] = nullcontext,
+    ) -> EvalResult:
         """Every task on `model` (plain, or FSDP2-sharded over `world_size` workers: all of them
         call this); the model is left in training mode."""
         from tinyllama_cli.eval.sharded_lm import ShardedLM
@@ -69,8 +90,9 @@ class LiveTasks:
         if sharded:
             model.unshard()
         try:
-            lm = ShardedLM(model, tokenizer, rank, world_size, batch_size=BATCH_SIZE,
-                           seed=self.options["seed"])
+            lm = ShardedLM(
+                model, tokenizer, rank, world_size, batch_size=BATCH_SIZE, seed=self.options["seed"]
+            )
             with quiet_lm_eval(False), offline_mode(self.offline), single_process(), autocast():
                 return run_tasks(lm, self.tasks, self.manager, log_samples=False, **self.options)
         finally:
@@ -97,8 +119,13 @@ def single_process() -> Iterator[None]:
             os.environ["LOCAL_RANK"] = saved
 
 
-def check_live_tasks(tasks: str | None, datasets: str | None, fewshot: int | None,
-                     limit: int | None, every: int | None) -> None:
+def check_live_tasks(
+    tasks: str | None,
+    datasets: str | None,
+    fewshot: int | None,
+    limit: int | None,
+    every: int | None,
+) -> None:
     """Refuse at set-up what would fail in the loop: unknown tasks, unreadable data, bad counts."""
     if tasks is None:
         if datasets is not None:

@@ -17,9 +17,11 @@ from urllib.parse import urlparse
 
 OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 # The flags the libraries read from the environment when imported: (module, attribute).
-OFFLINE_FLAGS = (("huggingface_hub.constants", "HF_HUB_OFFLINE"),
-                 ("datasets.config", "HF_HUB_OFFLINE"),
-                 ("datasets.config", "HF_DATASETS_OFFLINE"))
+OFFLINE_FLAGS = (
+    ("huggingface_hub.constants", "HF_HUB_OFFLINE"),
+    ("datasets.config", "HF_HUB_OFFLINE"),
+    ("datasets.config", "HF_DATASETS_OFFLINE"),
+)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

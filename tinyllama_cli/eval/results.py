@@ -19,11 +19,24 @@ from tinyllama_cli.files import write_json as write_json_file
 from tinyllama_cli.units import si
 
 # TinyLlama's table: its metric per task and its column title.
-TABLE_METRIC = {"hellaswag": "acc_norm", "openbookqa": "acc_norm", "winogrande": "acc",
-                "arc_challenge": "acc_norm", "arc_easy": "acc_norm", "boolq": "acc",
-                "piqa": "acc_norm"}
-TITLES = {"hellaswag": "HellaSwag", "openbookqa": "Obqa", "winogrande": "WinoGrande",
-          "arc_challenge": "ARC_c", "arc_easy": "ARC_e", "boolq": "boolq", "piqa": "piqa"}
+TABLE_METRIC = {
+    "hellaswag": "acc_norm",
+    "openbookqa": "acc_norm",
+    "winogrande": "acc",
+    "arc_challenge": "acc_norm",
+    "arc_easy": "acc_norm",
+    "boolq": "acc",
+    "piqa": "acc_norm",
+}
+TITLES = {
+    "hellaswag": "HellaSwag",
+    "openbookqa": "Obqa",
+    "winogrande": "WinoGrande",
+    "arc_challenge": "ARC_c",
+    "arc_easy": "ARC_e",
+    "boolq": "boolq",
+    "piqa": "piqa",
+}
 METRIC_PREFERENCE = ("acc_norm", "acc", "exact_match", "word_perplexity", "perplexity")
 ACCURACY = ("acc", "acc_norm")  # the metrics the average (and chance) is about
 PERCENT = ("acc", "acc_norm", "exact_match")  # shown in percent; perplexities as they are
@@ -92,12 +105,22 @@ def eval_result(results: dict[str, Any], task_objects: list[Any], elapsed: float
         if picked is not None:
             scores[task] = picked
             stderr[task] = metric_stderr(picked[0], metrics)
-    chance = {t: c for t, c in chance_levels(task_objects).items()
-              if t in scores and scores[t][0] in ACCURACY}
-    num = sum(int(n.get("effective", n.get("original", 0)))
-              for n in results.get("n-samples", {}).values())
-    return EvalResult(results=results, scores=scores, stderr=stderr, chance=chance,
-                      num_samples=num, samples_per_sec=num / elapsed if elapsed > 0 else 0.0)
+    chance = {
+        t: c
+        for t, c in chance_levels(task_objects).items()
+        if t in scores and scores[t][0] in ACCURACY
+    }
+    num = sum(
+        int(n.get("effective", n.get("original", 0))) for n in results.get("n-samples", {}).values()
+    )
+    return EvalResult(
+        results=results,
+        scores=scores,
+        stderr=stderr,
+        chance=chance,
+        num_samples=num,
+        samples_per_sec=num / elapsed if elapsed > 0 else 0.0,
+    )
 
 
 def table_names(results: dict[str, Any], task_objects: list[Any]) -> list[str]:
@@ -174,16 +197,29 @@ def summary(result: EvalResult) -> dict[str, Any]:
     unigram = result.unigram
     scores = {}
     for task, (metric, value) in result.scores.items():
-        scores[task] = {"metric": metric, "value": value, "stderr": result.stderr.get(task),
-                        "chance": result.chance.get(task), "unigram": unigram.get(task)}
+        scores[task] = {
+            "metric": metric,
+            "value": value,
+            "stderr": result.stderr.get(task),
+            "chance": result.chance.get(task),
+            "unigram": unigram.get(task),
+        }
     base = result.baseline
     return {
-        "checkpoint": result.checkpoint, "step": result.step, "tokens_seen": result.tokens_seen,
-        "scores": scores, "avg": result.average,
+        "checkpoint": result.checkpoint,
+        "step": result.step,
+        "tokens_seen": result.tokens_seen,
+        "scores": scores,
+        "avg": result.average,
         "chance_avg": result.reference_average(result.chance),
-        "unigram": None if base is None else {
-            "avg": result.reference_average(unigram), "data_dir": base.data_dir,
-            "tokens_counted": base.tokens_counted, "note": base.note or None},
+        "unigram": None
+        if base is None
+        else {
+            "avg": result.reference_average(unigram),
+            "data_dir": base.data_dir,
+            "tokens_counted": base.tokens_counted,
+            "note": base.note or None,
+        },
         "samples_per_sec": result.samples_per_sec,
     }
 

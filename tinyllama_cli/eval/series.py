@@ -37,21 +37,29 @@ class SeriesResult:
         return series_records(self.rows, self.tasks)
 
 
-def evaluate_series(run_dir: str | Path, tasks: str | list[str],
-                    out_dir: str | Path | None = None,
-                    on_checkpoint: Callable[[int, int, Path], None] | None = None,
-                    overwrite: bool = False, baseline: bool = True, **kwargs: Any) -> SeriesResult:
+def evaluate_series(
+    run_dir: str | Path,
+    tasks: str | list[str],
+    out_dir: str | Path | None = None,
+    on_checkpoint: Callable[[int, int, Path], None] | None = None,
+    overwrite: bool = False,
+    baseline: bool = True,
+    **kwargs: Any,
+) -> SeriesResult:
     """Every checkpoint of a run, oldest first, evaluated with `evaluate(**kwargs)`; the series
     written under `out_dir` (default RUN_DIR/eval)."""
     checkpoints = list_checkpoints(run_dir)
     if not checkpoints:
-        raise UserError(f"{run_dir} has no complete checkpoints/step-*; "
-                        "--all-checkpoints needs a run directory")
+        raise UserError(
+            f"{run_dir} has no complete checkpoints/step-*; --all-checkpoints needs a run directory"
+        )
     out = Path(out_dir) if out_dir is not None else Path(run_dir) / "eval"
     targets = [out / "series.json", out / "series.csv"]
     if not overwrite and any(p.exists() for p in targets):
-        raise UserError(f"{out} already holds series.json/series.csv; "
-                        "choose another --series-dir or pass --overwrite")
+        raise UserError(
+            f"{out} already holds series.json/series.csv; "
+            "choose another --series-dir or pass --overwrite"
+        )
     rows = []
     for i, checkpoint in enumerate(checkpoints):
         if on_checkpoint is not None:
@@ -68,8 +76,11 @@ def series_records(rows: list[EvalResult], tasks: list[str]) -> list[dict[str, A
     unigram = rows[0].unigram if rows else {}
     records = []
     for r in rows:
-        record: dict[str, Any] = {"checkpoint": r.checkpoint, "step": r.step,
-                                  "tokens_seen": r.tokens_seen}
+        record: dict[str, Any] = {
+            "checkpoint": r.checkpoint,
+            "step": r.step,
+            "tokens_seen": r.tokens_seen,
+        }
         for task in tasks:
             metric, value = r.scores.get(task, ("", None))
             column = f"{task}/{metric}" if metric else task
@@ -102,8 +113,9 @@ def _write_csv(records: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def plot_series(records: list[dict[str, Any]], out: Path,
-                plots: list[tuple[str, str, bool]]) -> list[Path]:
+def plot_series(
+    records: list[dict[str, Any]], out: Path, plots: list[tuple[str, str, bool]]
+) -> list[Path]:
     """One PNG per (metric column, prefix, in percent): the metric against tokens seen (step
     when unknown), with the `prefix/chance` and `prefix/unigram` columns as horizontal lines.
     Columns without a value are skipped."""
@@ -111,8 +123,9 @@ def plot_series(records: list[dict[str, Any]], out: Path,
     xs = [r["tokens_seen"] if use_tokens else r["step"] for r in records]
     written = []
     for column, prefix, percent in plots:
-        points = [(x, r[column]) for x, r in zip(xs, records)
-                  if r[column] is not None and x is not None]
+        points = [
+            (x, r[column]) for x, r in zip(xs, records) if r[column] is not None and x is not None
+        ]
         if not points:
             continue
         references = {ref: records[0].get(f"{prefix}/{ref}") for ref in ("chance", "unigram")}
@@ -124,8 +137,13 @@ def plot_series(records: list[dict[str, Any]], out: Path,
     return written
 
 
-def _series_figure(column: str, points: list[tuple[float, float]],
-                   references: dict[str, float | None], percent: bool, use_tokens: bool) -> Any:
+def _series_figure(
+    column: str,
+    points: list[tuple[float, float]],
+    references: dict[str, float | None],
+    percent: bool,
+    use_tokens: bool,
+) -> Any:
     """A matplotlib Figure on the Agg canvas (no pyplot state, no global backend switch): the
     metric's points, its references as horizontal lines (dashed chance, dotted unigram)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg

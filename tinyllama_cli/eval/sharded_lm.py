@@ -29,8 +29,15 @@ from tinyllama_cli.eval.tokenization import Request
 class ShardedLM(NativeLM):
     """A worker's share of the scoring; `rank` of `world_size` workers (torch.distributed)."""
 
-    def __init__(self, model: Any, tokenizer: Any, rank: int, world_size: int,
-                 batch_size: int = 16, seed: int = 1234):
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        rank: int,
+        world_size: int,
+        batch_size: int = 16,
+        seed: int = 1234,
+    ):
         super().__init__(model, tokenizer, batch_size=batch_size, seed=seed)
         self.shard_rank, self.shard_world = rank, world_size
         self.passes_run = 0
@@ -47,20 +54,25 @@ class ShardedLM(NativeLM):
         self.passes_run += 1
         return super()._trunk(idx, **kwargs)
 
-    def _score_units(self, requests: list[Request], units: list[tuple[str, Any]],
-                     progress: Callable[[int], Any]) -> dict[int, tuple[float, bool]]:
+    def _score_units(
+        self, requests: list[Request], units: list[tuple[str, Any]], progress: Callable[[int], Any]
+    ) -> dict[int, tuple[float, bool]]:
         """This worker's units, the padding passes, then everyone's results."""
         if self.shard_world == 1:
             return super()._score_units(requests, units, progress)
         # Every worker knows every unit, so each knows all the workers' counts without asking
         # (a collective here would meet a peer's FSDP all-gather: the order must match).
-        counts = [sum(self.forward_passes(u) for u in units[r::self.shard_world])
-                  for r in range(self.shard_world)]
+        counts = [
+            sum(self.forward_passes(u) for u in units[r :: self.shard_world])
+            for r in range(self.shard_world)
+        ]
         start = self.passes_run
-        mine = super()._score_units(requests, units[self.shard_rank::self.shard_world], progress)
+        mine = super()._score_units(requests, units[self.shard_rank :: self.shard_world], progress)
         if self.passes_run - start != counts[self.shard_rank]:
-            raise RuntimeError(f"scored with {self.passes_run - start} forward passes, expected "
-                               f"{counts[self.shard_rank]}: NativeLM.forward_passes is out of date")
+            raise RuntimeError(
+                f"scored with {self.passes_run - start} forward passes, expected "
+                f"{counts[self.shard_rank]}: NativeLM.forward_passes is out of date"
+            )
         self.pad_forward_passes(max(counts) - counts[self.shard_rank])
         gathered: list[Any] = [None] * self.shard_world
         dist.all_gather_object(gathered, mine)
@@ -73,5 +85,7 @@ class ShardedLM(NativeLM):
             self._trunk(torch.zeros((1, 1), dtype=torch.long, device=self.device))
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        raise NotImplementedError("in-training eval scores log-likelihoods; a worker's decoding "
-                                  "length would differ from another's")
+        raise NotImplementedError(
+            "in-training eval scores log-likelihoods; a worker's decoding "
+            "length would differ from another's"
+        )

@@ -18,8 +18,15 @@ from typing import Any
 
 from tinyllama_cli.errors import UserError
 
-TINYLLAMA_TASKS = ("hellaswag", "openbookqa", "winogrande", "arc_challenge", "arc_easy", "boolq",
-                   "piqa")
+TINYLLAMA_TASKS = (
+    "hellaswag",
+    "openbookqa",
+    "winogrande",
+    "arc_challenge",
+    "arc_easy",
+    "boolq",
+    "piqa",
+)
 ALIASES = {"arc_e": "arc_easy", "arc_c": "arc_challenge", "obqa": "openbookqa"}
 GROUPS = {"tinyllama": TINYLLAMA_TASKS}
 # lm-eval's built-in YAML of each (relative to lm_eval/tasks) and the split it scores.
@@ -62,8 +69,9 @@ def expand_tasks(spec: str | list[str]) -> list[str]:
             if name not in names:
                 names.append(name)
     if not names:
-        raise UserError("no tasks given; pass --tasks, e.g. --tasks tinyllama or "
-                        "--tasks hellaswag,arc_e")
+        raise UserError(
+            "no tasks given; pass --tasks, e.g. --tasks tinyllama or --tasks hellaswag,arc_e"
+        )
     return names
 
 
@@ -73,19 +81,22 @@ def parse_datasets(items: list[str] | None) -> dict[str, Path]:
     for item in items or []:
         task, sep, path = item.partition("=")
         if not sep or not task or not path:
-            raise UserError(f"--dataset {item!r} is not TASK=PATH; "
-                            "e.g. --dataset hellaswag=hellaswag_val.jsonl")
+            raise UserError(
+                f"--dataset {item!r} is not TASK=PATH; e.g. --dataset hellaswag=hellaswag_val.jsonl"
+            )
         name, _, split = task.partition(":")
         name = ALIASES.get(name, name)
         file = Path(path).expanduser().resolve()
         if not file.is_file():
-            raise UserError(f"--dataset {item}: {path} does not exist; "
-                            "pass a .jsonl or .parquet file")
+            raise UserError(
+                f"--dataset {item}: {path} does not exist; pass a .jsonl or .parquet file"
+            )
         if file.suffix not in DATA_BUILDERS:
             raise UserError(f"--dataset {item}: {file.name} is not .jsonl, .json or .parquet")
         if split and split not in SPLIT_KEYS.values():
-            raise UserError(f"--dataset {item}: unknown split {split!r}; "
-                            "use train, validation or test")
+            raise UserError(
+                f"--dataset {item}: unknown split {split!r}; use train, validation or test"
+            )
         out[f"{name}:{split}" if split else name] = file
     return out
 
@@ -101,26 +112,38 @@ def _wrapper_yaml(name: str, base_yaml: Path, scored_split: str, local: dict[str
     lines = [f"include: {json.dumps(str(base_yaml))}", f"task: {name}"]
     if name in local:
         files = {scored_split: local[name]}
-        files.update({split: local[f"{name}:{split}"] for split in SPLIT_KEYS.values()
-                      if f"{name}:{split}" in local})
+        files.update(
+            {
+                split: local[f"{name}:{split}"]
+                for split in SPLIT_KEYS.values()
+                if f"{name}:{split}" in local
+            }
+        )
         builder = DATA_BUILDERS[local[name].suffix]
-        lines += [f"dataset_path: {builder}", "dataset_name: null", "dataset_kwargs:",
-                  "  data_files:"]
+        lines += [
+            f"dataset_path: {builder}",
+            "dataset_name: null",
+            "dataset_kwargs:",
+            "  data_files:",
+        ]
         lines += [f"    {split}: {json.dumps(str(path))}" for split, path in files.items()]
-        lines += [f"{key}: {split if split in files else 'null'}"
-                  for key, split in SPLIT_KEYS.items()]
+        lines += [
+            f"{key}: {split if split in files else 'null'}" for key, split in SPLIT_KEYS.items()
+        ]
     return "\n".join(lines) + "\n"
 
 
-def prepare_tasks(names: list[str], local: dict[str, Path], tasks_dir: str | Path | None,
-                  workdir: Path) -> tuple[Any, TaskSetup]:
+def prepare_tasks(
+    names: list[str], local: dict[str, Path], tasks_dir: str | Path | None, workdir: Path
+) -> tuple[Any, TaskSetup]:
     """A TaskManager that knows every requested name, plus the include paths it indexes."""
     from lm_eval.tasks import TaskManager
 
     for key in local:
         if key.partition(":")[0] not in names:
-            raise UserError(f"--dataset {key} names a task that is not in --tasks "
-                            f"({', '.join(names)})")
+            raise UserError(
+                f"--dataset {key} names a task that is not in --tasks ({', '.join(names)})"
+            )
     include = [str(workdir)]
     if tasks_dir is not None:
         if not Path(tasks_dir).is_dir():
@@ -136,13 +159,16 @@ def prepare_tasks(names: list[str], local: dict[str, Path], tasks_dir: str | Pat
         known = list(full.all_tasks) + list(ALIASES) + list(GROUPS)
         close = difflib.get_close_matches(unknown[0], known, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise UserError(f"unknown task {unknown[0]!r}{hint}; see `lm-eval ls tasks`, "
-                        "or add YAMLs with --tasks-dir")
+        raise UserError(
+            f"unknown task {unknown[0]!r}{hint}; see `lm-eval ls tasks`, "
+            "or add YAMLs with --tasks-dir"
+        )
     return full, TaskSetup(names, include, local)
 
 
-def _write_wrappers(names: list[str], local: dict[str, Path], extra_dirs: list[str],
-                    workdir: Path) -> None:
+def _write_wrappers(
+    names: list[str], local: dict[str, Path], extra_dirs: list[str], workdir: Path
+) -> None:
     """One wrapper YAML in `workdir` per known task and per other task given local data (its
     YAML and scored split looked up in lm-eval's full index, which then is built once)."""
     from lm_eval.tasks import TaskManager
@@ -157,10 +183,11 @@ def _write_wrappers(names: list[str], local: dict[str, Path], extra_dirs: list[s
             manager = manager or TaskManager(include_path=extra_dirs or None)
             entry = manager.task_index.get(name)
             if entry is None or entry.yaml_path is None or not entry.cfg:
-                raise UserError(f"--dataset {name}=...: {name} is not a single lm-eval task "
-                                "YAML; write a task YAML and pass --tasks-dir")
-            split = (entry.cfg.get("test_split") or entry.cfg.get("validation_split")
-                     or "test")
+                raise UserError(
+                    f"--dataset {name}=...: {name} is not a single lm-eval task "
+                    "YAML; write a task YAML and pass --tasks-dir"
+                )
+            split = entry.cfg.get("test_split") or entry.cfg.get("validation_split") or "test"
             yaml_text = _wrapper_yaml(name, Path(entry.yaml_path), split, local)
         else:
             continue
@@ -177,8 +204,10 @@ def load_tasks(manager: Any, setup: TaskSetup) -> list[Any]:
             loaded = manager.load([name])
         except (ConnectionError, FileNotFoundError, DatasetNotFoundError, TimeoutError) as exc:
             if name in setup.local:
-                raise UserError(f"task {name}: cannot read {setup.local[name]} "
-                                f"({type(exc).__name__}: {exc}); check the file's schema") from None
+                raise UserError(
+                    f"task {name}: cannot read {setup.local[name]} "
+                    f"({type(exc).__name__}: {exc}); check the file's schema"
+                ) from None
             raise UserError(
                 f"the data of task {name} cannot be reached (offline, not in the Hugging Face "
                 f"cache); pass --dataset {name}=PATH with a local .jsonl or .parquet copy in the "
@@ -186,9 +215,11 @@ def load_tasks(manager: Any, setup: TaskSetup) -> list[Any]:
             ) from None
         except Exception as exc:
             if name in setup.local:
-                raise UserError(f"task {name}: {setup.local[name]} does not fit the task "
-                                f"({type(exc).__name__}: {exc}); "
-                                "the file must use the hub dataset's own field names") from None
+                raise UserError(
+                    f"task {name}: {setup.local[name]} does not fit the task "
+                    f"({type(exc).__name__}: {exc}); "
+                    "the file must use the hub dataset's own field names"
+                ) from None
             raise
         tasks.extend(loaded["groups"].values() if loaded["groups"] else loaded["tasks"].values())
     return tasks

@@ -49,12 +49,13 @@ class LlamaTokenLM(TemplateLM):
     def tokenizer_name(self) -> str:
         return str(self.tok.path)
 
-    def tok_encode(self, string: str, add_special_tokens: bool | None = None,
-                   **kwargs) -> list[int]:
+    def tok_encode(
+        self, string: str, add_special_tokens: bool | None = None, **kwargs
+    ) -> list[int]:
         """Ids as HF's Llama tokenizer gives them: BOS unless told not to (or already present)."""
         bos = add_special_tokens is not False
         if add_special_tokens is None and string.startswith(self.bos_piece):
-            return [self.tok.bos_id] + self._encode_text(string[len(self.bos_piece):])
+            return [self.tok.bos_id] + self._encode_text(string[len(self.bos_piece) :])
         return ([self.tok.bos_id] if bos else []) + self._encode_text(string)
 
     def _encode_text(self, text: str) -> list[int]:
@@ -91,9 +92,15 @@ class LlamaTokenLM(TemplateLM):
         windows: list[Request] = []
         owners: list[int] = []
         for i, (string,) in enumerate(req.args for req in requests):
-            for ctx, cont in map(make_disjoint_window, get_rolling_token_windows(
-                    token_list=self.tok_encode(string), prefix_token=self.prefix_token_id,
-                    max_seq_len=self.max_length, context_len=1)):
+            for ctx, cont in map(
+                make_disjoint_window,
+                get_rolling_token_windows(
+                    token_list=self.tok_encode(string),
+                    prefix_token=self.prefix_token_id,
+                    max_seq_len=self.max_length,
+                    context_len=1,
+                ),
+            ):
                 windows.append(((None, None), ctx, cont))  # type: ignore[arg-type]
                 owners.append(i)
         scores = self._loglikelihood_tokens(windows, disable_tqdm=disable_tqdm)

@@ -34,8 +34,11 @@ _ALLOWED = {
     ("torch.distributed.checkpoint.filesystem", "_StorageInfo"),
     ("torch", "Size"),
     ("torch.serialization", "_get_layout"),  # a str -> torch.layout lookup
-    ("pathlib", "PosixPath"), ("pathlib", "PurePosixPath"), ("pathlib", "WindowsPath"),
-    ("pathlib", "PureWindowsPath"), ("collections", "OrderedDict"),
+    ("pathlib", "PosixPath"),
+    ("pathlib", "PurePosixPath"),
+    ("pathlib", "WindowsPath"),
+    ("pathlib", "PureWindowsPath"),
+    ("collections", "OrderedDict"),
 }
 
 
@@ -82,15 +85,29 @@ class SafeReader(FileSystemReader):
         try:
             metadata = _MetadataUnpickler(io.BytesIO(raw)).load()
         except _Forbidden as exc:
-            raise UserError(f"{Path(str(path))} refers to {exc}, which is no part of a "
-                            "torch.distributed.checkpoint index; refusing to load it (it could run "
-                            "code): use a checkpoint from a source you trust") from None
-        except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-                ImportError, pickle.PickleError) as exc:  # truncated, or not a pickle at all
-            raise UserError(f"{Path(str(path))} is not a readable checkpoint index ({type(exc).__name__}); "
-                            "the checkpoint is damaged: use another one") from None
+            raise UserError(
+                f"{Path(str(path))} refers to {exc}, which is no part of a "
+                "torch.distributed.checkpoint index; refusing to load it (it could run "
+                "code): use a checkpoint from a source you trust"
+            ) from None
+        except (
+            EOFError,
+            ValueError,
+            TypeError,
+            AttributeError,
+            IndexError,
+            KeyError,
+            ImportError,
+            pickle.PickleError,
+        ) as exc:  # truncated, or not a pickle at all
+            raise UserError(
+                f"{Path(str(path))} is not a readable checkpoint index ({type(exc).__name__}); "
+                "the checkpoint is damaged: use another one"
+            ) from None
         if not isinstance(metadata, Metadata):
-            raise UserError(f"{Path(str(path))} does not hold a checkpoint index; the checkpoint is damaged")
+            raise UserError(
+                f"{Path(str(path))} does not hold a checkpoint index; the checkpoint is damaged"
+            )
         if getattr(metadata, "storage_meta", None) is None:
             metadata.storage_meta = StorageMeta()
         return metadata
@@ -103,9 +120,11 @@ class SafePlanner(DefaultLoadPlanner):
         try:
             loaded = torch.load(value, weights_only=True)
         except pickle.UnpicklingError:
-            raise UserError(f"checkpoint entry {read_item.dest_index.fqn} is not plain data but a "
-                            "pickled object; refusing to load it (it could run code): use a "
-                            "checkpoint from a source you trust") from None
+            raise UserError(
+                f"checkpoint entry {read_item.dest_index.fqn} is not plain data but a "
+                "pickled object; refusing to load it (it could run code): use a "
+                "checkpoint from a source you trust"
+            ) from None
         if self.flatten_state_dict:
             from torch.distributed.checkpoint._traverse import set_element
 

@@ -59,13 +59,22 @@ def gguf_to_native_name(name: str) -> str:
 
 
 def permute_for_gguf(w: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Half-split rows (i, i + D/2) of each head -> adjacent rows (2i, 2i+1), llama.cpp's pairing."""
-    return w.reshape(n_heads, 2, w.size(0) // n_heads // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+    """Half-split rows (i, i + D/2) of each head -> adjacent rows (2i, 2i+1), llama.cpp's
+    pairing."""
+    return (
+        w.reshape(n_heads, 2, w.size(0) // n_heads // 2, *w.shape[1:])
+        .transpose(1, 2)
+        .reshape(w.shape)
+    )
 
 
 def unpermute_from_gguf(w: torch.Tensor, n_heads: int) -> torch.Tensor:
     """The inverse of `permute_for_gguf`."""
-    return w.reshape(n_heads, w.size(0) // n_heads // 2, 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+    return (
+        w.reshape(n_heads, w.size(0) // n_heads // 2, 2, *w.shape[1:])
+        .transpose(1, 2)
+        .reshape(w.shape)
+    )
 
 
 def _heads_for(name: str, config: ModelConfig) -> int | None:
@@ -84,16 +93,22 @@ def _to_numpy(t: torch.Tensor, dtype: torch.dtype) -> tuple[np.ndarray, Any]:
         return t.to(torch.float32).contiguous().numpy(), None
     if dtype == torch.float16:
         return t.to(torch.float16).contiguous().numpy(), None
-    return t.to(torch.bfloat16).contiguous().view(torch.uint8).numpy(), gguf.GGMLQuantizationType.BF16
+    return t.to(torch.bfloat16).contiguous().view(
+        torch.uint8
+    ).numpy(), gguf.GGMLQuantizationType.BF16
 
 
 def token_table(tokenizer: Tokenizer, vocab_size: int) -> tuple[list[str], list[float], list[int]]:
-    """Pieces, scores and llama.cpp token types; padded with unused [PAD<i>] up to the model vocab."""
+    """Pieces, scores and llama.cpp token types; padded with unused [PAD<i>] up to the model
+    vocab."""
     from gguf import TokenType
 
     sp = tokenizer.sp
     if sp.vocab_size() > vocab_size:
-        raise UserError(f"the tokenizer has {sp.vocab_size()} pieces but the model only {vocab_size} embeddings; they do not belong together")
+        raise UserError(
+            f"the tokenizer has {sp.vocab_size()} pieces but the model only {vocab_size} "
+            "embeddings; they do not belong together"
+        )
     pieces, scores, types = [], [], []
     for i in range(sp.vocab_size()):
         pieces.append(sp.id_to_piece(i))
@@ -115,17 +130,25 @@ def token_table(tokenizer: Tokenizer, vocab_size: int) -> tuple[list[str], list[
     return pieces, scores, [int(t) for t in types]
 
 
-def write_gguf(model: Llama, path: Path, tokenizer: Tokenizer | None, dtype: torch.dtype = torch.float32) -> None:
+def write_gguf(
+    model: Llama, path: Path, tokenizer: Tokenizer | None, dtype: torch.dtype = torch.float32
+) -> None:
     """Write `model` and its tokenizer as one GGUF file at `path` (which must not exist)."""
     import gguf
 
     if tokenizer is None:
-        raise UserError("GGUF embeds the tokenizer, but the source has no tokenizer.model; put one beside the weights")
+        raise UserError(
+            "GGUF embeds the tokenizer, but the source has no tokenizer.model; put one beside the "
+            "weights"
+        )
     if dtype not in DTYPES:
         raise UserError(f"dtype {dtype} is not supported for GGUF; use fp32, fp16 or bf16")
     config = model.config
-    file_type = {torch.float32: gguf.LlamaFileType.ALL_F32, torch.float16: gguf.LlamaFileType.MOSTLY_F16,
-                 torch.bfloat16: gguf.LlamaFileType.MOSTLY_BF16}[dtype]
+    file_type = {
+        torch.float32: gguf.LlamaFileType.ALL_F32,
+        torch.float16: gguf.LlamaFileType.MOSTLY_F16,
+        torch.bfloat16: gguf.LlamaFileType.MOSTLY_BF16,
+    }[dtype]
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name(config.name)
     writer.add_context_length(config.block_size)
@@ -178,7 +201,9 @@ def _f32(value: float) -> float:
     return float(f"{float(value):.7g}")
 
 
-def read_gguf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
+def read_gguf(
+    path: str | Path,
+) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any], dict[str, str]]:
     """(config, native fp32 state dict with q/k un-permuted, metadata, GGML type per tensor)."""
     import gguf
 
@@ -205,7 +230,9 @@ def read_gguf(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], d
     for t in reader.tensors:
         name = gguf_to_native_name(t.name)
         shape = tuple(int(n) for n in reversed(t.shape.tolist()))
-        values = torch.from_numpy(np.array(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)).reshape(shape)
+        values = torch.from_numpy(
+            np.array(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+        ).reshape(shape)
         heads = _heads_for(name, config)
         state[name] = unpermute_from_gguf(values, heads) if heads is not None else values
         types[name] = t.tensor_type.name

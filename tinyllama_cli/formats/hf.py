@@ -68,7 +68,10 @@ def hf_to_native_name(name: str) -> str | None:
         return None
     native = NAMES.to_native(name)
     if native is None:
-        raise UserError(f"tensor {name!r} is not part of a Llama model; convert only LlamaForCausalLM checkpoints")
+        raise UserError(
+            f"tensor {name!r} is not part of a Llama model; convert only LlamaForCausalLM "
+            "checkpoints"
+        )
     return native
 
 
@@ -88,7 +91,9 @@ def hf_to_native_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.T
     return out
 
 
-def hf_config_dict(config: ModelConfig, dtype: str = "float32", bos_id: int = 1, eos_id: int = 2) -> dict[str, Any]:
+def hf_config_dict(
+    config: ModelConfig, dtype: str = "float32", bos_id: int = 1, eos_id: int = 2
+) -> dict[str, Any]:
     """config.json for LlamaForCausalLM, readable by transformers 4.x (rope_theta, torch_dtype)
     and 5.x (rope_parameters, dtype): both spellings are written."""
     return {
@@ -122,10 +127,14 @@ def hf_config_dict(config: ModelConfig, dtype: str = "float32", bos_id: int = 1,
 
 
 def model_config_from_hf(hf: dict[str, Any], name: str = "hf") -> ModelConfig:
-    """A ModelConfig from a Llama config.json; anything the native model cannot express is refused."""
-    if hf.get("model_type") != "llama" and "LlamaForCausalLM" not in (hf.get("architectures") or []):
+    """A ModelConfig from a Llama config.json; anything the native model cannot express is
+    refused."""
+    if hf.get("model_type") != "llama" and "LlamaForCausalLM" not in (
+        hf.get("architectures") or []
+    ):
         raise UserError(
-            f"config.json describes a {hf.get('model_type') or hf.get('architectures')!r} model, not Llama; "
+            f"config.json describes a {hf.get('model_type') or hf.get('architectures')!r} model, "
+            "not Llama; "
             "only LlamaForCausalLM checkpoints can be converted"
         )
     rope = hf.get("rope_parameters") or {}
@@ -133,16 +142,32 @@ def model_config_from_hf(hf: dict[str, Any], name: str = "hf") -> ModelConfig:
     if scaling and scaling.get("rope_type", scaling.get("type")) not in (None, "default"):
         raise UserError(f"RoPE scaling {scaling!r} is not supported; use a model with default RoPE")
     if hf.get("attention_bias") or hf.get("mlp_bias"):
-        raise UserError("this Llama variant has biases, which the native model does not; it cannot be converted")
+        raise UserError(
+            "this Llama variant has biases, which the native model does not; it cannot be converted"
+        )
     if hf.get("hidden_act", "silu") != "silu":
-        raise UserError(f"activation {hf['hidden_act']!r} is not SwiGLU/silu; this Llama variant cannot be converted")
-    required = ("vocab_size", "hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size")
+        raise UserError(
+            f"activation {hf['hidden_act']!r} is not SwiGLU/silu; this Llama variant cannot be "
+            "converted"
+        )
+    required = (
+        "vocab_size",
+        "hidden_size",
+        "num_attention_heads",
+        "num_hidden_layers",
+        "intermediate_size",
+    )
     missing = [key for key in required if not isinstance(hf.get(key), int)]
     if missing:
-        raise UserError(f"config.json lacks integer field(s) {', '.join(missing)}; it is not a complete Llama config")
+        raise UserError(
+            f"config.json lacks integer field(s) {', '.join(missing)}; it is not a complete Llama "
+            "config"
+        )
     n_embd, n_head = hf["hidden_size"], hf["num_attention_heads"]
     if hf.get("head_dim") not in (None, n_embd // n_head):
-        raise UserError(f"head_dim {hf['head_dim']} != hidden_size / num_attention_heads; not supported")
+        raise UserError(
+            f"head_dim {hf['head_dim']} != hidden_size / num_attention_heads; not supported"
+        )
     return ModelConfig(
         name=name,
         vocab_size=hf["vocab_size"],
@@ -155,6 +180,7 @@ def model_config_from_hf(hf: dict[str, Any], name: str = "hf") -> ModelConfig:
         norm_eps=hf.get("rms_norm_eps", 1e-5),
         rope_base=float(rope.get("rope_theta", hf.get("rope_theta", 10000.0))),
     )
+
 
 # --- reading -------------------------------------------------------------------------------------
 
@@ -220,7 +246,9 @@ class HFTensors:
         if key not in self._file_of and name == "output.weight":
             key = native_to_hf_name("tok_embeddings.weight")
         if key not in self._file_of:
-            raise UserError(f"{self._directory} lacks tensor {key}; it is not a complete Llama checkpoint")
+            raise UserError(
+                f"{self._directory} lacks tensor {key}; it is not a complete Llama checkpoint"
+            )
         file = self._file_of[key]
         if file not in self._open:
             from safetensors import safe_open
@@ -232,9 +260,14 @@ class HFTensors:
 # --- writing -------------------------------------------------------------------------------------
 
 
-def save_hf(model: Llama, out_dir: str | Path, tokenizer: Tokenizer | None = None,
-            dtype: torch.dtype = torch.float32, max_shard_bytes: int = 5 * 2**30,
-            overwrite: bool = False) -> Path:
+def save_hf(
+    model: Llama,
+    out_dir: str | Path,
+    tokenizer: Tokenizer | None = None,
+    dtype: torch.dtype = torch.float32,
+    max_shard_bytes: int = 5 * 2**30,
+    overwrite: bool = False,
+) -> Path:
     """Write `model` as a Hugging Face directory at `out_dir` (staged, then renamed)."""
     out_dir = Path(out_dir)
     with staged(out_dir, overwrite) as tmp:
@@ -242,13 +275,23 @@ def save_hf(model: Llama, out_dir: str | Path, tokenizer: Tokenizer | None = Non
     return out_dir
 
 
-def write_hf(model: Llama, directory: Path, tokenizer: Tokenizer | None = None,
-             dtype: torch.dtype = torch.float32, max_shard_bytes: int = 5 * 2**30) -> None:
+def write_hf(
+    model: Llama,
+    directory: Path,
+    tokenizer: Tokenizer | None = None,
+    dtype: torch.dtype = torch.float32,
+    max_shard_bytes: int = 5 * 2**30,
+) -> None:
     """Write the HF file set into `directory`, which must not exist yet."""
     if dtype not in DTYPE_NAMES:
-        raise UserError(f"dtype {dtype} is not supported for Hugging Face output; use fp32, bf16 or fp16")
+        raise UserError(
+            f"dtype {dtype} is not supported for Hugging Face output; use fp32, bf16 or fp16"
+        )
     directory.mkdir(parents=True)
-    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in native_to_hf_state_dict(model.state_dict()).items()}
+    state = {
+        k: v.detach().to("cpu", dtype).contiguous()
+        for k, v in native_to_hf_state_dict(model.state_dict()).items()
+    }
     shards = _split_shards(state, max_shard_bytes)
     if len(shards) == 1:
         _save_safetensors(shards[0], directory / WEIGHTS_FILE)
@@ -259,7 +302,10 @@ def write_hf(model: Llama, directory: Path, tokenizer: Tokenizer | None = None,
             _save_safetensors(shard, directory / name)
             weight_map.update({key: name for key in shard})
         total = sum(t.numel() * t.element_size() for t in state.values())
-        write_json(directory / WEIGHTS_INDEX_FILE, {"metadata": {"total_size": total}, "weight_map": weight_map})
+        write_json(
+            directory / WEIGHTS_INDEX_FILE,
+            {"metadata": {"total_size": total}, "weight_map": weight_map},
+        )
 
     bos, eos = (tokenizer.bos_id, tokenizer.eos_id) if tokenizer else (1, 2)
     write_json(directory / CONFIG_FILE, hf_config_dict(model.config, DTYPE_NAMES[dtype], bos, eos))
@@ -305,19 +351,27 @@ def write_tokenizer_files(tokenizer: Tokenizer, directory: Path, model_max_lengt
     if fast is not None:
         (directory / "tokenizer.json").write_text(json.dumps(fast, ensure_ascii=False) + "\n")
     piece = tokenizer.id_to_piece
-    specials = {"bos_token": piece(tokenizer.bos_id), "eos_token": piece(tokenizer.eos_id), "unk_token": piece(tokenizer.sp.unk_id())}
-    write_json(directory / "tokenizer_config.json", {
-        # transformers 5's LlamaTokenizer replaces tokenizer.json's normalizer (see tokenizer_json);
-        # the generic fast class loads it as written, in 4.x and 5.x alike.
-        "tokenizer_class": "PreTrainedTokenizerFast" if fast is not None else "LlamaTokenizer",
-        "add_bos_token": True,
-        "add_eos_token": False,
-        "legacy": False,
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": model_max_length,
-        "pad_token": None,
-        **specials,
-    })
+    specials = {
+        "bos_token": piece(tokenizer.bos_id),
+        "eos_token": piece(tokenizer.eos_id),
+        "unk_token": piece(tokenizer.sp.unk_id()),
+    }
+    write_json(
+        directory / "tokenizer_config.json",
+        {
+            # transformers 5's LlamaTokenizer replaces tokenizer.json's normalizer (see
+            # tokenizer_json);
+            # the generic fast class loads it as written, in 4.x and 5.x alike.
+            "tokenizer_class": "PreTrainedTokenizerFast" if fast is not None else "LlamaTokenizer",
+            "add_bos_token": True,
+            "add_eos_token": False,
+            "legacy": False,
+            "clean_up_tokenization_spaces": False,
+            "model_max_length": model_max_length,
+            "pad_token": None,
+            **specials,
+        },
+    )
     write_json(directory / "special_tokens_map.json", specials)
 
 
@@ -345,7 +399,11 @@ def tokenizer_json(tokenizer: Tokenizer) -> dict | None:
     merges = []
     for i in mergeable:
         piece = pieces[i]
-        local = [(piece[:k], piece[k:]) for k in range(1, len(piece)) if piece[:k] in vocab and piece[k:] in vocab]
+        local = [
+            (piece[:k], piece[k:])
+            for k in range(1, len(piece))
+            if piece[:k] in vocab and piece[k:] in vocab
+        ]
         merges.extend(sorted(local, key=lambda lr: (vocab[lr[0]], vocab[lr[1]])))
     merges.sort(key=lambda lr: (vocab[lr[0] + lr[1]], len(lr[0]), len(lr[1])))
     normalizers = []
@@ -355,15 +413,22 @@ def tokenizer_json(tokenizer: Tokenizer) -> dict | None:
         charsmap = base64.b64encode(proto.normalizer_spec.precompiled_charsmap).decode()
         normalizers.append({"type": "Precompiled", "precompiled_charsmap": charsmap})
     if proto.normalizer_spec.remove_extra_whitespaces:
-        normalizers += [{"type": "Strip", "strip_left": True, "strip_right": True},
-                        {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]
+        normalizers += [
+            {"type": "Strip", "strip_left": True, "strip_right": True},
+            {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "},
+        ]
     if proto.normalizer_spec.add_dummy_prefix:
         normalizers.append({"type": "Prepend", "prepend": "▁"})
     normalizers.append({"type": "Replace", "pattern": {"String": " "}, "content": "▁"})
-    special = [i for i in range(len(pieces)) if proto.pieces[i].type in (2, 3, 4)]  # unknown, control, user
+    special = [
+        i for i in range(len(pieces)) if proto.pieces[i].type in (2, 3, 4)
+    ]  # unknown, control, user
     bos = pieces[sp.bos_id()]
-    decoders = [{"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
-                {"type": "ByteFallback"}, {"type": "Fuse"}]
+    decoders = [
+        {"type": "Replace", "pattern": {"String": "▁"}, "content": " "},
+        {"type": "ByteFallback"},
+        {"type": "Fuse"},
+    ]
     if proto.normalizer_spec.add_dummy_prefix:
         decoders.append({"type": "Strip", "content": " ", "start": 1, "stop": 0})
     return {
@@ -371,24 +436,45 @@ def tokenizer_json(tokenizer: Tokenizer) -> dict | None:
         "truncation": None,
         "padding": None,
         "added_tokens": [
-            {"id": i, "content": pieces[i], "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": False, "special": proto.pieces[i].type != 4}
+            {
+                "id": i,
+                "content": pieces[i],
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": proto.pieces[i].type != 4,
+            }
             for i in special
         ],
         "normalizer": {"type": "Sequence", "normalizers": normalizers},
         "pre_tokenizer": None,
         "post_processor": {
             "type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": bos, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                     {"SpecialToken": {"id": bos, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "single": [
+                {"SpecialToken": {"id": bos, "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}},
+            ],
+            "pair": [
+                {"SpecialToken": {"id": bos, "type_id": 0}},
+                {"Sequence": {"id": "A", "type_id": 0}},
+                {"SpecialToken": {"id": bos, "type_id": 1}},
+                {"Sequence": {"id": "B", "type_id": 1}},
+            ],
             "special_tokens": {bos: {"id": bos, "ids": [sp.bos_id()], "tokens": [bos]}},
         },
         "decoder": {"type": "Sequence", "decoders": decoders},
         "model": {
-            "type": "BPE", "dropout": None, "unk_token": pieces[sp.unk_id()], "continuing_subword_prefix": None,
-            "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": proto.trainer_spec.byte_fallback,
-            "ignore_merges": False, "vocab": vocab, "merges": [list(m) for m in merges],
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": pieces[sp.unk_id()],
+            "continuing_subword_prefix": None,
+            "end_of_word_suffix": None,
+            "fuse_unk": True,
+            "byte_fallback": proto.trainer_spec.byte_fallback,
+            "ignore_merges": False,
+            "vocab": vocab,
+            "merges": [list(m) for m in merges],
         },
     }
 
@@ -404,4 +490,3 @@ def _split_shards(state: dict[str, torch.Tensor], max_bytes: int) -> list[dict[s
         shards[-1][key] = tensor
         size += nbytes
     return shards
-

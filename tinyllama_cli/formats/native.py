@@ -37,8 +37,13 @@ def _single_process_dcp() -> Iterator[None]:
         yield
 
 
-def save_native(model: Llama, out_dir: str | Path, tokenizer: Tokenizer | None = None,
-                source: str = "", overwrite: bool = False) -> Path:
+def save_native(
+    model: Llama,
+    out_dir: str | Path,
+    tokenizer: Tokenizer | None = None,
+    source: str = "",
+    overwrite: bool = False,
+) -> Path:
     """Write `model` as a native model directory at `out_dir` (staged, then renamed)."""
     out_dir = Path(out_dir)
     with files.staged(out_dir, overwrite) as tmp:
@@ -46,22 +51,31 @@ def save_native(model: Llama, out_dir: str | Path, tokenizer: Tokenizer | None =
     return out_dir
 
 
-def write_native(model: Llama, directory: Path, tokenizer: Tokenizer | None = None,
-                 source: str = "") -> None:
+def write_native(
+    model: Llama, directory: Path, tokenizer: Tokenizer | None = None, source: str = ""
+) -> None:
     """Write the native file set into `directory`, which must not exist yet."""
     import torch.distributed.checkpoint as dcp
 
     checkpoint = rundir.checkpoint_dir(directory, 0)
     checkpoint.mkdir(parents=True)
-    state = {k: v.detach().to("cpu", torch.float32).contiguous()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()
+    }
     with _single_process_dcp():
         dcp.save({"model": state}, checkpoint_id=str(checkpoint), no_dist=True)
     config = model.config.to_dict()
-    rundir.write_state(checkpoint, {
-        "step": 0, "tokens_seen": 0, "samples_seen": 0, "data_fingerprint": None,
-        "model_config": config, "source": source,
-    })
+    rundir.write_state(
+        checkpoint,
+        {
+            "step": 0,
+            "tokens_seen": 0,
+            "samples_seen": 0,
+            "data_fingerprint": None,
+            "model_config": config,
+            "source": source,
+        },
+    )
     dump_yaml({"model": config, "source": source}, rundir.config_path(directory))
     if tokenizer is not None:
         files.copy(tokenizer.path, rundir.tokenizer_path(directory))
@@ -87,6 +101,12 @@ def _check_native_shapes(checkpoint: Path, expected: dict[str, torch.Tensor]) ->
     for name, tensor in expected.items():
         meta = stored.get(f"model.{name}")
         if meta is None or not hasattr(meta, "size"):
-            raise UserError(f"checkpoint {checkpoint} lacks tensor {name}; it is not a complete Llama checkpoint")
+            raise UserError(
+                f"checkpoint {checkpoint} lacks tensor {name}; it is not a complete Llama "
+                "checkpoint"
+            )
         if tuple(meta.size) != tuple(tensor.shape):
-            raise UserError(f"{checkpoint}: tensor {name} has shape {tuple(meta.size)}, the config implies {tuple(tensor.shape)}")
+            raise UserError(
+                f"{checkpoint}: tensor {name} has shape {tuple(meta.size)}, the config implies "
+                f"{tuple(tensor.shape)}"
+            )

@@ -6,14 +6,14 @@ as long as the budget allows and yields a finished model from any checkpoint:
     RUN_DIR/checkpoints/step-N  ->  BRANCH_DIR/ (config.yaml, tokenizer.model,
                                                  checkpoints/step-N: a copy)
 
-The branch is an ordinary run dir whose schedule is WSD with `decay_steps` M, `max_steps` N + M
-and `decay_start_lr` = the lr the parent trained checkpoint N at, so it decays from where the
-parent was to --min-lr over M steps. Training it is `resume`'s job: it starts from the copied checkpoint
+The branch is an ordinary run dir whose schedule is WSD with `decay_steps` M, `max_steps` N + M and
+`decay_start_lr` = the lr the parent trained checkpoint N at, so it decays from where the parent was
+to --min-lr over M steps. Training it is `resume`'s job: it starts from the copied checkpoint
 (model, optimizer, RNG), and the data order is a function of the step, so the branch trains on
-exactly the samples the parent would have (its first loss is the parent's at step N + 1).
-The parent is only read. Everything is checked, and the branch is built under a temporary name
-(`files.staged`) and checked again as a resume would be (data, schedule, batch), before it
-appears; bad input writes nothing.
+exactly the samples the parent would have (its first loss is the parent's at step N + 1). The parent
+is only read. Everything is checked, and the branch is built under a temporary name (`files.staged`)
+and checked again as a resume would be (data, schedule, batch), before it appears; bad input writes
+nothing.
 """
 
 from __future__ import annotations
@@ -50,9 +50,11 @@ class AnnealOptions:
         checkpoint = rundir.checkpoint_dir(parent.dir, self.from_step)
         if not rundir.is_complete(checkpoint):
             steps = [rundir.checkpoint_step(c) for c in rundir.list_checkpoints(parent.dir)]
-            raise UserError(f"{parent.dir} has no complete checkpoint at step {self.from_step}; "
-                            f"its checkpoints are at steps {', '.join(map(str, steps)) or 'none'}: "
-                            "pass one of them to --from-step")
+            raise UserError(
+                f"{parent.dir} has no complete checkpoint at step {self.from_step}; "
+                f"its checkpoints are at steps {', '.join(map(str, steps)) or 'none'}: "
+                "pass one of them to --from-step"
+            )
         return parent, checkpoint
 
 
@@ -61,9 +63,11 @@ def _check_not_saving(run_dir: Path) -> None:
     root = rundir.checkpoints_root(run_dir)
     saving = sorted(root.glob("*.tmp")) if root.is_dir() else []
     if saving:
-        raise UserError(f"{saving[0]} is a checkpoint still being written (or left by a crash); "
-                        "wait for the save to finish, or remove it if no training is running, "
-                        "then branch")
+        raise UserError(
+            f"{saving[0]} is a checkpoint still being written (or left by a crash); "
+            "wait for the save to finish, or remove it if no training is running, "
+            "then branch"
+        )
 
 
 def _check_decays(parent: Run, options: AnnealOptions) -> None:
@@ -71,9 +75,11 @@ def _check_decays(parent: Run, options: AnnealOptions) -> None:
     start = parent_lr(parent, options.from_step)
     end = parent.train.schedule.min_lr if options.min_lr is None else options.min_lr
     if end >= start:
-        raise UserError(f"checkpoint {options.from_step} was trained at lr {start:.3e}, not above "
-                        f"--min-lr {end:.3e}: there is nothing to decay; pick an earlier "
-                        "--from-step or a lower --min-lr")
+        raise UserError(
+            f"checkpoint {options.from_step} was trained at lr {start:.3e}, not above "
+            f"--min-lr {end:.3e}: there is nothing to decay; pick an earlier "
+            "--from-step or a lower --min-lr"
+        )
 
 
 def branch_config(parent: Run, options: AnnealOptions) -> dict[str, Any]:
@@ -81,12 +87,20 @@ def branch_config(parent: Run, options: AnnealOptions) -> dict[str, Any]:
     train = parent.train
     schedule = train.schedule
     shape = options.decay_shape or (schedule.decay_shape if schedule.lr_schedule == "wsd" else None)
-    return {**train.to_dict(), "out": str(Path(options.out)), "overwrite": False,
-            "max_steps": options.from_step + options.decay_steps, "max_tokens": None,
-            "stop_at_step": None, "lr_schedule": "wsd", "decay_steps": options.decay_steps,
-            "decay_fraction": None, "decay_shape": shape,
-            "min_lr": schedule.min_lr if options.min_lr is None else options.min_lr,
-            "decay_start_lr": parent_lr(parent, options.from_step)}
+    return {
+        **train.to_dict(),
+        "out": str(Path(options.out)),
+        "overwrite": False,
+        "max_steps": options.from_step + options.decay_steps,
+        "max_tokens": None,
+        "stop_at_step": None,
+        "lr_schedule": "wsd",
+        "decay_steps": options.decay_steps,
+        "decay_fraction": None,
+        "decay_shape": shape,
+        "min_lr": schedule.min_lr if options.min_lr is None else options.min_lr,
+        "decay_start_lr": parent_lr(parent, options.from_step),
+    }
 
 
 def parent_lr(parent: Run, step: int) -> float:
@@ -105,31 +119,45 @@ def create_branch(options: AnnealOptions, launch: dict[str, Any] | None = None) 
     raw = load_yaml(rundir.config_path(parent.dir))
     with files.staged(out, overwrite=False) as tmp:
         tmp.mkdir()
-        dump_yaml({**raw, "train": branch_config(parent, options),
-                   rundir.BRANCH_KEY: {"parent": str(parent.dir.resolve()), "step": options.from_step,
-                                "parent_lr": parent_lr(parent, options.from_step)}},
-                  rundir.config_path(tmp))
+        dump_yaml(
+            {
+                **raw,
+                "train": branch_config(parent, options),
+                rundir.BRANCH_KEY: {
+                    "parent": str(parent.dir.resolve()),
+                    "step": options.from_step,
+                    "parent_lr": parent_lr(parent, options.from_step),
+                },
+            },
+            rundir.config_path(tmp),
+        )
         if rundir.tokenizer_path(parent.dir).is_file():
             files.copy(rundir.tokenizer_path(parent.dir), rundir.tokenizer_path(tmp))
         try:
             rundir.copy_checkpoint(checkpoint, tmp)
         except FileNotFoundError:
-            raise UserError(f"{checkpoint} was deleted while it was copied (the parent's training "
-                            "pruned it: --keep-last); nothing was written; pick a newer "
-                            "--from-step") from None
+            raise UserError(
+                f"{checkpoint} was deleted while it was copied (the parent's training "
+                "pruned it: --keep-last); nothing was written; pick a newer "
+                "--from-step"
+            ) from None
         prepare_resume(tmp, dict(launch or {}), write=False)  # the data, the batch, the schedule
     return load_run(out)
 
 
-def anneal(options: AnnealOptions, launch: dict[str, Any] | None = None,
-           console: Any = None) -> int:
+def anneal(
+    options: AnnealOptions, launch: dict[str, Any] | None = None, console: Any = None
+) -> int:
     """`tinyllama anneal`: create the branch, then train it (`resume`); the exit status."""
     from tinyllama_cli.train.launch import resume
 
     branch = create_branch(options, launch)
     if console is not None:
         s = branch.train.schedule
-        console.print(f"branched {options.run_dir} at step {options.from_step} into {branch.dir}: "
-                      f"lr {s.decay_start_lr:.3e} -> {s.min_lr:.3e} over {options.decay_steps} "
-                      f"steps ({s.decay_shape or DEFAULT_DECAY_SHAPE})", highlight=False)
+        console.print(
+            f"branched {options.run_dir} at step {options.from_step} into {branch.dir}: "
+            f"lr {s.decay_start_lr:.3e} -> {s.min_lr:.3e} over {options.decay_steps} "
+            f"steps ({s.decay_shape or DEFAULT_DECAY_SHAPE})",
+            highlight=False,
+        )
     return resume(branch.dir, dict(launch or {}), console=console)

@@ -60,7 +60,9 @@ def copy_full_into(param: torch.Tensor, full: torch.Tensor) -> None:
     if hasattr(param, "device_mesh"):
         from torch.distributed.tensor import distribute_tensor
 
-        local = distribute_tensor(full.to(param.dtype), param.device_mesh, param.placements, src_data_rank=None)
+        local = distribute_tensor(
+            full.to(param.dtype), param.device_mesh, param.placements, src_data_rank=None
+        )
         param.to_local().copy_(local.to_local())
     else:
         param.copy_(full)

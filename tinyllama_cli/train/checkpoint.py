@@ -52,13 +52,23 @@ def rng_state() -> dict[str, str]:
 
 
 def set_rng_state(state: dict[str, str]) -> None:
-    torch.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8))
+    torch.set_rng_state(
+        torch.frombuffer(bytearray(base64.b64decode(state["torch"])), dtype=torch.uint8)
+    )
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(torch.frombuffer(bytearray(base64.b64decode(state["cuda"])), dtype=torch.uint8))
+        torch.cuda.set_rng_state(
+            torch.frombuffer(bytearray(base64.b64decode(state["cuda"])), dtype=torch.uint8)
+        )
 
 
-def save(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-         state: dict[str, Any], world: World, keep_last: int) -> Path:
+def save(
+    run_dir: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    world: World,
+    keep_last: int,
+) -> Path:
     """Write checkpoint `state["step"]` (a collective: every worker calls it)."""
     final, tmp = _start(run_dir, state["step"], world)
     model_sd, optim_sd = get_state_dict(model, optimizer)
@@ -115,8 +125,9 @@ class AsyncCheckpointer:
     one, and the end of training, wait for it.
     """
 
-    def __init__(self, run_dir: Path, world: World, keep_last: int,
-                 report: Callable[[str], None]) -> None:
+    def __init__(
+        self, run_dir: Path, world: World, keep_last: int, report: Callable[[str], None]
+    ) -> None:
         self.run_dir, self.world, self.keep_last, self.report = run_dir, world, keep_last, report
         self.group = dist.new_group(backend="gloo") if world.world_size > 1 else None
         self.pending: _Pending | None = None
@@ -124,25 +135,35 @@ class AsyncCheckpointer:
         # first save allocates (and page-faults) it; pinned on CUDA for fast device-to-host copies.
         from torch.distributed.checkpoint.staging import DefaultStager, StagingOptions
 
-        self.stager = DefaultStager(StagingOptions(use_pinned_memory=world.device.type == "cuda",
-                                                   use_shared_memory=False,
-                                                   use_async_staging=False,
-                                                   use_non_blocking_copy=False))
+        self.stager = DefaultStager(
+            StagingOptions(
+                use_pinned_memory=world.device.type == "cuda",
+                use_shared_memory=False,
+                use_async_staging=False,
+                use_non_blocking_copy=False,
+            )
+        )
         if world.world_size == 1:  # `_quiet` cannot reach the writer's thread: for this process
             warnings.filterwarnings("ignore", message=".*save in a single process.*")
 
-    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             state: dict[str, Any]) -> None:
+    def save(
+        self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+    ) -> None:
         """Start writing checkpoint `state["step"]` (a collective) and return once it is staged."""
         self.wait()
         final, tmp = _start(self.run_dir, state["step"], self.world)
         model_sd, optim_sd = get_state_dict(model, optimizer)
-        future = _quiet(dcp.async_save, {"model": model_sd, "optim": optim_sd},
-                        checkpoint_id=str(tmp), process_group=self.group,
-                        async_stager=self.stager,
-                        no_dist=self.world.world_size == 1)
-        self.pending = _Pending(future, tmp, final, {**state, "rng": rng_state()},
-                                time.perf_counter())
+        future = _quiet(
+            dcp.async_save,
+            {"model": model_sd, "optim": optim_sd},
+            checkpoint_id=str(tmp),
+            process_group=self.group,
+            async_stager=self.stager,
+            no_dist=self.world.world_size == 1,
+        )
+        self.pending = _Pending(
+            future, tmp, final, {**state, "rng": rng_state()}, time.perf_counter()
+        )
 
     def poll(self) -> None:
         """Publish the checkpoint in flight if it is complete (rank 0; others have nothing to
@@ -172,7 +193,9 @@ class AsyncCheckpointer:
         self.report(f"saved {pending.final} (written in the background in {seconds:.1f} s)")
 
 
-def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def load(
+    checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
     """Restore model and optimizer (resharded to this world) and RNG; return state.json."""
     model_sd, optim_sd = get_state_dict(model, optimizer)  # also creates the optimizer's state
     sd = {"model": model_sd, "optim": optim_sd}
@@ -182,4 +205,3 @@ def load(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
     if "rng" in state:
         set_rng_state(state["rng"])
     return state
-

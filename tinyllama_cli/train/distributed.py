@@ -48,8 +48,10 @@ def env_world() -> tuple[int, int, int]:
     if ranks is None:
         return 0, 1, 0
     if env.master_addr is None:
-        raise UserError("under srun with several tasks, set MASTER_ADDR (the first node) and "
-                        "MASTER_PORT, or start workers with `srun torchrun ...`")
+        raise UserError(
+            "under srun with several tasks, set MASTER_ADDR (the first node) and "
+            "MASTER_PORT, or start workers with `srun torchrun ...`"
+        )
     rank, world, local = ranks
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(local))
     os.environ.setdefault("MASTER_PORT", "29500")
@@ -62,8 +64,10 @@ def resolve_accelerator(accelerator: str) -> str:
     if accelerator not in ("cpu", "cuda"):
         raise UserError(f"--accelerator {accelerator!r} is not one of auto, cpu, cuda")
     if accelerator == "cuda" and not torch.cuda.is_available():
-        raise UserError("--accelerator cuda (or --gpus) was asked for but PyTorch sees no CUDA device; "
-                        "use --accelerator cpu or install a CUDA build of torch")
+        raise UserError(
+            "--accelerator cuda (or --gpus) was asked for but PyTorch sees no CUDA device; "
+            "use --accelerator cpu or install a CUDA build of torch"
+        )
     return accelerator
 
 
@@ -77,8 +81,9 @@ def init_world(accelerator: str) -> World:
     else:
         device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if kind == "cuda" else "gloo",
-                                timeout=datetime.timedelta(minutes=30))
+        dist.init_process_group(
+            "nccl" if kind == "cuda" else "gloo", timeout=datetime.timedelta(minutes=30)
+        )
     return World(rank, world_size, local_rank, device, None)
 
 
@@ -90,9 +95,11 @@ def dp_shard_size(dp_shard: int | None, world_size: int, devices: int, nodes: in
     if dp_shard is None:
         return devices if nodes > 1 and world_size % devices == 0 else world_size
     if dp_shard < 1 or world_size % dp_shard:
-        raise UserError(f"--dp-shard {dp_shard} does not divide the {world_size} worker(s) into "
-                        "equal shard groups; pick a divisor of --devices x --nodes (e.g. "
-                        "--devices, to shard within each node)")
+        raise UserError(
+            f"--dp-shard {dp_shard} does not divide the {world_size} worker(s) into "
+            "equal shard groups; pick a divisor of --devices x --nodes (e.g. "
+            "--devices, to shard within each node)"
+        )
     return dp_shard
 
 
@@ -107,8 +114,11 @@ def with_mesh(world: World, dp_shard: int) -> World:
     if dp_shard == world.world_size:
         mesh = init_device_mesh(world.device.type, (world.world_size,))
     else:
-        mesh = init_device_mesh(world.device.type, (world.world_size // dp_shard, dp_shard),
-                                mesh_dim_names=("dp_replicate", "dp_shard"))
+        mesh = init_device_mesh(
+            world.device.type,
+            (world.world_size // dp_shard, dp_shard),
+            mesh_dim_names=("dp_replicate", "dp_shard"),
+        )
     return dataclasses.replace(world, mesh=mesh)
 
 
@@ -135,8 +145,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if has_native_bf16_cpu() else "fp32"
 
 
-def parallelize(model: nn.Module, world: World, precision: str, compile: bool,
-                activation_checkpointing: bool) -> nn.Module:
+def parallelize(
+    model: nn.Module, world: World, precision: str, compile: bool, activation_checkpointing: bool
+) -> nn.Module:
     """Apply AC, compile and FSDP2 to a model (usually on the meta device: `train.build`
     allocates and fills it afterwards, shard by shard)."""
     blocks = model.layers

@@ -66,8 +66,13 @@ def with_gpus(flags: dict[str, Any], gpus: int | None) -> dict[str, Any]:
     return {**flags, "devices": gpus, "accelerator": "cuda"}
 
 
-def pretrain_from_flags(config: str | Path | None, flags: dict[str, Any], *,
-                        gpus: int | None = None, console: Any = None) -> int:
+def pretrain_from_flags(
+    config: str | Path | None,
+    flags: dict[str, Any],
+    *,
+    gpus: int | None = None,
+    console: Any = None,
+) -> int:
     """`tinyllama pretrain`: the --config YAML (optional) with the flags over it (None: not
     given), then `pretrain`; returns the exit status."""
     cfg, model = load_train_config(config, with_gpus(flags, gpus))
@@ -90,18 +95,28 @@ def pretrain(cfg: TrainConfig, model: ModelConfig | None = None, console: Any = 
     return start(run, console)
 
 
-def resume(run_dir: str | Path, overrides: dict[str, Any], model: ModelConfig | None = None,
-           console: Any = None, *, gpus: int | None = None) -> int:
+def resume(
+    run_dir: str | Path,
+    overrides: dict[str, Any],
+    model: ModelConfig | None = None,
+    console: Any = None,
+    *,
+    gpus: int | None = None,
+) -> int:
     """Continue a run from its newest complete checkpoint (flags may raise --max-steps etc.)."""
     overrides = with_gpus(overrides, gpus)
-    if launched_externally(load_run(Path(run_dir)).train.replace(
-            **{k: v for k, v in overrides.items() if k in ("devices", "nodes") and v})):
+    if launched_externally(
+        load_run(Path(run_dir)).train.replace(
+            **{k: v for k, v in overrides.items() if k in ("devices", "nodes") and v}
+        )
+    ):
         from tinyllama_cli.train.loop import train
 
         run = prepare_resume(run_dir, overrides, model, write=False)
         warn(run, console)
-        train(run.dir, run.train.launch.accelerator, setup=lambda: write_config(run),
-              console=console)
+        train(
+            run.dir, run.train.launch.accelerator, setup=lambda: write_config(run), console=console
+        )
         return 0
     run = prepare_resume(run_dir, overrides, model, write=int(overrides.get("node_rank") or 0) == 0)
     warn(run, console)
@@ -112,8 +127,10 @@ def _wait_for(path: Path, timeout_s: float = 600) -> None:
     deadline = time.time() + timeout_s
     while not path.exists():
         if time.time() > deadline:
-            raise UserError(f"{path} did not appear within {timeout_s:.0f} s; start node rank 0 too, "
-                            "and put --out on a filesystem every node shares")
+            raise UserError(
+                f"{path} did not appear within {timeout_s:.0f} s; start node rank 0 too, "
+                "and put --out on a filesystem every node shares"
+            )
         time.sleep(2)
 
 
@@ -127,8 +144,14 @@ SHUTDOWN_TIMEOUT_S = 900
 
 def torchrun_command(run: Run) -> list[str]:
     launch = run.train.launch
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={launch.devices}",
-           f"--nnodes={launch.nodes}", f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={launch.devices}",
+        f"--nnodes={launch.nodes}",
+        f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}",
+    ]
     if launch.nodes == 1:
         cmd.append("--standalone")
     else:
@@ -146,16 +169,26 @@ def _rendezvous_flags(run: Run) -> list[str]:
     launch = run.train.launch
     if launch.rdzv_endpoint:
         run_id = hashlib.sha256(str(run.dir.resolve()).encode()).hexdigest()[:16]
-        return ["--rdzv-backend=c10d", f"--rdzv-endpoint={launch.rdzv_endpoint}",
-                f"--rdzv-id={run_id}"]
+        return [
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={launch.rdzv_endpoint}",
+            f"--rdzv-id={run_id}",
+        ]
     if launch.master_addr:
         if not 0 <= launch.node_rank < launch.nodes:
-            raise UserError(f"--node-rank {launch.node_rank} is not one of 0..{launch.nodes - 1} "
-                            f"for --nodes {launch.nodes}")
-        return [f"--master-addr={launch.master_addr}", f"--master-port={launch.master_port}",
-                f"--node-rank={launch.node_rank}"]
-    raise UserError("--nodes > 1 needs --rdzv-endpoint HOST:PORT (a port on the first node that every node "
-                    "can reach), or --master-addr HOST with a distinct --node-rank on every node")
+            raise UserError(
+                f"--node-rank {launch.node_rank} is not one of 0..{launch.nodes - 1} "
+                f"for --nodes {launch.nodes}"
+            )
+        return [
+            f"--master-addr={launch.master_addr}",
+            f"--master-port={launch.master_port}",
+            f"--node-rank={launch.node_rank}",
+        ]
+    raise UserError(
+        "--nodes > 1 needs --rdzv-endpoint HOST:PORT (a port on the first node that every node "
+        "can reach), or --master-addr HOST with a distinct --node-rank on every node"
+    )
 
 
 def _children(pid: int) -> list[int]:
@@ -203,6 +236,8 @@ def start(run: Run, console: Any = None) -> int:
         for s, handler in old.items():
             signal.signal(s, handler)
     if code and console is not None:
-        console.print(f"[bold red]training failed[/]: torchrun exited with status {code}; the failing "
-                      "rank's error is above")
+        console.print(
+            f"[bold red]training failed[/]: torchrun exited with status {code}; the failing "
+            "rank's error is above"
+        )
     return code

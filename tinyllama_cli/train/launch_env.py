@@ -39,11 +39,16 @@ class LaunchEnv:
     def read(cls, environ: Mapping[str, str] | None = None) -> LaunchEnv:
         """The variables now (they change: an srun worker exports its ranks as torchrun's)."""
         env = os.environ if environ is None else environ
-        return cls(rank=_int(env, "RANK"), world_size=_int(env, "WORLD_SIZE"),
-                   local_rank=_int(env, "LOCAL_RANK"),
-                   local_world_size=_int(env, "LOCAL_WORLD_SIZE"),
-                   master_addr=env.get("MASTER_ADDR"), slurm_procid=_int(env, "SLURM_PROCID"),
-                   slurm_ntasks=_int(env, "SLURM_NTASKS"), slurm_localid=_int(env, "SLURM_LOCALID"))
+        return cls(
+            rank=_int(env, "RANK"),
+            world_size=_int(env, "WORLD_SIZE"),
+            local_rank=_int(env, "LOCAL_RANK"),
+            local_world_size=_int(env, "LOCAL_WORLD_SIZE"),
+            master_addr=env.get("MASTER_ADDR"),
+            slurm_procid=_int(env, "SLURM_PROCID"),
+            slurm_ntasks=_int(env, "SLURM_NTASKS"),
+            slurm_localid=_int(env, "SLURM_LOCALID"),
+        )
 
     @property
     def torchrun_worker(self) -> bool:

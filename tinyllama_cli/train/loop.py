@@ -68,7 +68,9 @@ class StopFlag:
         self.signal: str | None = None
 
     def install(self) -> None:
-        self._old = {sig: signal.signal(sig, self._handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        self._old = {
+            sig: signal.signal(sig, self._handler) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
 
     def uninstall(self) -> None:
         for sig, handler in self._old.items():
@@ -79,8 +81,14 @@ class StopFlag:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def evaluate(model: torch.nn.Module, data: PretrainData, windows: dict[str, list[int]], world: World,
-             micro: int, autocast: Any) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module,
+    data: PretrainData,
+    windows: dict[str, list[int]],
+    world: World,
+    micro: int,
+    autocast: Any,
+) -> dict[str, float]:
     """Validation loss per source over the run's windows, and `val_loss`: their mix-weighted mean
     (the loss on the training mixture). Windows are split across workers; every worker runs the
     same number of forward passes (padding rows are ignored), so FSDP never waits on a peer."""
@@ -101,16 +109,24 @@ def evaluate(model: torch.nn.Module, data: PretrainData, windows: dict[str, list
             sums += [loss_sum, count]
     model.train()
     sums = all_reduce_sum(sums, world)
-    per_source = {s: sums[2 * i] / sums[2 * i + 1] for i, s in enumerate(windows) if sums[2 * i + 1]}
+    per_source = {
+        s: sums[2 * i] / sums[2 * i + 1] for i, s in enumerate(windows) if sums[2 * i + 1]
+    }
     if not per_source:
         return {}
     weight = sum(data.weights[s] for s in per_source)
-    return {"val_loss": sum(data.weights[s] * v for s, v in per_source.items()) / weight,
-            **{f"val_loss/{s}": v for s, v in per_source.items()}}
+    return {
+        "val_loss": sum(data.weights[s] * v for s, v in per_source.items()) / weight,
+        **{f"val_loss/{s}": v for s, v in per_source.items()},
+    }
 
 
-def train(run_dir: str | Path, accelerator: str = "auto", setup: Callable[[], None] | None = None,
-          console: Any = None) -> int:
+def train(
+    run_dir: str | Path,
+    accelerator: str = "auto",
+    setup: Callable[[], None] | None = None,
+    console: Any = None,
+) -> int:
     """Train (or continue) the run in `run_dir` as one worker; returns the last step done.
 
     `setup`, if given, is called on rank 0 only, before the others read the run dir (it creates
@@ -129,7 +145,7 @@ def train(run_dir: str | Path, accelerator: str = "auto", setup: Callable[[], No
 
 
 def _sharding(world: World) -> str:
-    """" (HSDP: R replicas x S shards)" on a 2-D mesh; FSDP and one worker say nothing more."""
+    """ " (HSDP: R replicas x S shards)" on a 2-D mesh; FSDP and one worker say nothing more."""
     mesh = world.mesh
     if mesh is None or mesh.ndim == 1:
         return ""
@@ -139,8 +155,9 @@ def _sharding(world: World) -> str:
 
 def _train(run: Run, world: World, console: Any) -> int:
     launch = run.train.launch
-    world = with_mesh(world, dp_shard_size(launch.dp_shard, world.world_size, launch.devices,
-                                           launch.nodes))
+    world = with_mesh(
+        world, dp_shard_size(launch.dp_shard, world.world_size, launch.devices, launch.nodes)
+    )
     trainer = Trainer(run, world, console)
     trainer.stop.install()
     try:
@@ -186,19 +203,33 @@ class Trainer:
             state = checkpoint.load(checkpoints[-1], self.model, self.optimizer)
             self.step, self.interval = state["step"], Interval.from_dict(state.get("log_interval"))
         log = cfg.logging
-        self.logger = MetricsLogger(run.dir, world.is_main, self.step, log.tensorboard, log.wandb,
-                                    log.wandb_project,
-                                    {"model": run.model.to_dict(), "train": cfg.to_dict()}, console)
+        self.logger = MetricsLogger(
+            run.dir,
+            world.is_main,
+            self.step,
+            log.tensorboard,
+            log.wandb,
+            log.wandb_project,
+            {"model": run.model.to_dict(), "train": cfg.to_dict()},
+            console,
+        )
         if checkpoints:
-            self.logger.print(f"resumed from {checkpoints[-1]} (step {self.step}, world size {world.world_size})")
+            self.logger.print(
+                f"resumed from {checkpoints[-1]} (step {self.step}, world size {world.world_size})"
+            )
         self.stop = StopFlag()
-        self.background = (checkpoint.AsyncCheckpointer(run.dir, world, cfg.checkpointing.keep_last,
-                                                        self.logger.print)
-                           if cfg.checkpointing.async_save else None)
+        self.background = (
+            checkpoint.AsyncCheckpointer(
+                run.dir, world, cfg.checkpointing.keep_last, self.logger.print
+            )
+            if cfg.checkpointing.async_save
+            else None
+        )
         self.tokens_per_step = order.global_batch_size * order.seq_len
         self.downstream = live_tasks(cfg) if cfg.downstream.eval_tasks else None  # before step 1
-        self.eval_tokenizer = (Tokenizer(rundir.tokenizer_path(run.dir))
-                               if self.downstream is not None else None)
+        self.eval_tokenizer = (
+            Tokenizer(rundir.tokenizer_path(run.dir)) if self.downstream is not None else None
+        )
 
     def autocast(self) -> Any:
         if self.precision == "bf16":
@@ -220,14 +251,22 @@ class Trainer:
             (loss / self.accum).backward()
             loss_acc += loss.detach()
         grad_norm = float(clip_grad_norm(self.params, cfg.optimizer.grad_clip))
-        loss_sum, stop_votes = all_reduce_sum([float(loss_acc) / self.accum, 1.0 if self.stop.signal else 0.0], world)
+        loss_sum, stop_votes = all_reduce_sum(
+            [float(loss_acc) / self.accum, 1.0 if self.stop.signal else 0.0], world
+        )
         loss_value = loss_sum / world.world_size
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             last = list_checkpoints(self.run.dir)
-            keep = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was written yet"
-            raise UserError(f"non-finite loss or gradient (loss {loss_value}, grad norm {grad_norm}) at step "
-                            f"{self.step + 1}; stopped without saving, {keep}; lower --lr or raise "
-                            "--warmup-steps, then resume")
+            keep = (
+                f"the last good checkpoint is {last[-1]}"
+                if last
+                else "no checkpoint was written yet"
+            )
+            raise UserError(
+                f"non-finite loss or gradient (loss {loss_value}, grad norm {grad_norm}) at step "
+                f"{self.step + 1}; stopped without saving, {keep}; lower --lr or raise "
+                "--warmup-steps, then resume"
+            )
         set_lr(self.optimizer, lr_at(self.step, cfg.schedule, cfg.training.max_steps))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -237,26 +276,47 @@ class Trainer:
     def save(self, last: bool) -> None:
         """Checkpoint this step: in the background with --async-save, except the job's `last`
         save, which is written before training returns."""
-        state = {"step": self.step, "tokens_seen": self.step * self.tokens_per_step,
-                 "samples_seen": self.step * self.cfg.data_order.global_batch_size,
-                 "data_fingerprint": self.run.data_fingerprint, "model_config": self.run.model.to_dict(),
-                 "world_size": self.world.world_size, "log_interval": self.interval.to_dict()}
+        state = {
+            "step": self.step,
+            "tokens_seen": self.step * self.tokens_per_step,
+            "samples_seen": self.step * self.cfg.data_order.global_batch_size,
+            "data_fingerprint": self.run.data_fingerprint,
+            "model_config": self.run.model.to_dict(),
+            "world_size": self.world.world_size,
+            "log_interval": self.interval.to_dict(),
+        }
         if self.background is not None:
             if not last:
                 self.background.save(self.model, self.optimizer, state)
                 return
             self.background.wait()
-        path = checkpoint.save(self.run.dir, self.model, self.optimizer, state, self.world,
-                               self.cfg.checkpointing.keep_last)
+        path = checkpoint.save(
+            self.run.dir,
+            self.model,
+            self.optimizer,
+            state,
+            self.world,
+            self.cfg.checkpointing.keep_last,
+        )
         self.logger.print(f"saved {path}")
 
     def validate(self) -> None:
-        val = evaluate(self.model, self.data, self.val_windows, self.world,
-                       self.cfg.speed.micro_batch_size, self.autocast)
+        val = evaluate(
+            self.model,
+            self.data,
+            self.val_windows,
+            self.world,
+            self.cfg.speed.micro_batch_size,
+            self.autocast,
+        )
         if val:
-            self.logger.log({"step": self.step, **val, "tokens_seen": self.step * self.tokens_per_step})
+            self.logger.log(
+                {"step": self.step, **val, "tokens_seen": self.step * self.tokens_per_step}
+            )
             sources = "  ".join(f"{k.split('/', 1)[1]} {v:.4f}" for k, v in val.items() if "/" in k)
-            self.logger.print(f"step {self.step:>7}  [bold magenta]val loss {val['val_loss']:.4f}[/]  ({sources})")
+            self.logger.print(
+                f"step {self.step:>7}  [bold magenta]val loss {val['val_loss']:.4f}[/]  ({sources})"
+            )
 
     def _tasks_due(self, step: int) -> bool:
         every = self.cfg.downstream.eval_tasks_every or self.cfg.logging.eval_every
@@ -265,12 +325,17 @@ class Trainer:
     def score_tasks(self) -> None:
         """--eval-tasks on the live model, every worker its share; rank 0 logs
         `eval/<task>/<metric>` (what `tinyllama eval` reports for this step's checkpoint)."""
-        result = self.downstream.score(self.model, self.eval_tokenizer, self.world.rank,
-                                       self.world.world_size, self.autocast)
-        scores = {f"{EVAL_PREFIX}{task}/{metric}": value
-                  for task, (metric, value) in result.scores.items()}
-        self.logger.log({"step": self.step, **scores, "tokens_seen": self.step * self.tokens_per_step})
-        shown = "  ".join(f"{key[len(EVAL_PREFIX):]} {value:.4f}" for key, value in scores.items())
+        result = self.downstream.score(
+            self.model, self.eval_tokenizer, self.world.rank, self.world.world_size, self.autocast
+        )
+        scores = {
+            f"{EVAL_PREFIX}{task}/{metric}": value
+            for task, (metric, value) in result.scores.items()
+        }
+        self.logger.log(
+            {"step": self.step, **scores, "tokens_seen": self.step * self.tokens_per_step}
+        )
+        shown = "  ".join(f"{key[len(EVAL_PREFIX) :]} {value:.4f}" for key, value in scores.items())
         self.logger.print(f"step {self.step:>7}  [bold cyan]eval[/]  {shown}")
 
     def _print_start(self, end: int, peak: float, peak_source: str) -> None:
@@ -283,36 +348,57 @@ class Trainer:
             f"{order.global_batch_size} x {order.seq_len} tokens (micro "
             f"{cfg.speed.micro_batch_size}, accumulation {self.accum}), steps {self.step} -> "
             f"{end} of {cfg.training.max_steps}"
-            + (f"; {self.threads[0]} CPU thread(s) per worker ({self.threads[1]})"
-               if self.threads else "")
-            + f"; MFU peak {peak:.3g} FLOP/s/device ({peak_source})")
+            + (
+                f"; {self.threads[0]} CPU thread(s) per worker ({self.threads[1]})"
+                if self.threads
+                else ""
+            )
+            + f"; MFU peak {peak:.3g} FLOP/s/device ({peak_source})"
+        )
 
     def fit(self) -> int:
         """Train to --max-steps (or --stop-at-step, or a signal); returns the last step done."""
         cfg, world = self.cfg, self.world
         max_steps = cfg.training.max_steps
         end = min(max_steps, cfg.training.stop_at_step or max_steps)
-        peak, peak_source = peak_flops_per_device(world.device, cfg.logging.peak_flops,
-                                                  self.precision, torch.get_num_threads())
+        peak, peak_source = peak_flops_per_device(
+            world.device, cfg.logging.peak_flops, self.precision, torch.get_num_threads()
+        )
         flops_per_token = self.run.model.flops_per_token(cfg.data_order.seq_len)
         self._print_start(end, peak, peak_source)
         start_step, run_start = self.step, time.perf_counter()
-        where = StepSlice(cfg.data_order.global_batch_size, cfg.speed.micro_batch_size, world.rank,
-                          world.world_size)
+        where = StepSlice(
+            cfg.data_order.global_batch_size,
+            cfg.speed.micro_batch_size,
+            world.rank,
+            world.world_size,
+        )
         prefetch = Prefetcher(self.data, where, self.step, end, pin=world.device.type == "cuda")
         try:
             stopped = self._loop(end, prefetch, peak, flops_per_token, start_step, run_start)
         finally:
             prefetch.close()
         if stopped:
-            self.logger.print(f"stopped by {self.stop.signal or 'a signal on another worker'} at step "
-                              f"{self.step}; continue with `tinyllama resume {self.run.dir}`")
+            self.logger.print(
+                f"stopped by {self.stop.signal or 'a signal on another worker'} at step "
+                f"{self.step}; continue with `tinyllama resume {self.run.dir}`"
+            )
         elif self.step < max_steps:
-            self.logger.print(f"stopped at --stop-at-step {self.step}; continue with `tinyllama resume {self.run.dir}`")
+            self.logger.print(
+                f"stopped at --stop-at-step {self.step}; continue with `tinyllama resume "
+                f"{self.run.dir}`"
+            )
         return self.step
 
-    def _loop(self, end: int, prefetch: Prefetcher, peak: float, flops_per_token: int, start_step: int,
-              run_start: float) -> bool:
+    def _loop(
+        self,
+        end: int,
+        prefetch: Prefetcher,
+        peak: float,
+        flops_per_token: int,
+        start_step: int,
+        run_start: float,
+    ) -> bool:
         """Steps until `end` or a stop signal; returns whether a signal stopped it."""
         cfg, world = self.cfg, self.world
         max_steps = cfg.training.max_steps
@@ -326,17 +412,27 @@ class Trainer:
             if step % cfg.logging.log_every == 0 or step == end:
                 now = time.perf_counter()
                 tps = self.interval.steps * self.tokens_per_step / self.interval.seconds
-                record = {"step": step, "loss": self.interval.mean_loss, "lr": lr, "grad_norm": grad_norm,
-                          "tokens_seen": step * self.tokens_per_step, "tokens_per_sec": tps,
-                          "mfu": tps * flops_per_token / (peak * world.world_size), "elapsed_s": now - run_start}
+                record = {
+                    "step": step,
+                    "loss": self.interval.mean_loss,
+                    "lr": lr,
+                    "grad_norm": grad_norm,
+                    "tokens_seen": step * self.tokens_per_step,
+                    "tokens_per_sec": tps,
+                    "mfu": tps * flops_per_token / (peak * world.world_size),
+                    "elapsed_s": now - run_start,
+                }
                 if world.device.type == "cuda":  # this worker's high-water mark since the start
                     record["peak_mem_gib"] = torch.cuda.max_memory_allocated(world.device) / 2**30
                 self.logger.log(record)
                 rate = (step - start_step) / (now - run_start)
                 self.logger.print(format_row(record, max_steps, (max_steps - step) / rate))
-                if step % cfg.logging.log_every == 0:  # an early end (--stop-at-step) keeps the interval open
+                if (
+                    step % cfg.logging.log_every == 0
+                ):  # an early end (--stop-at-step) keeps the interval open
                     self.interval = Interval()
-            # Validation depends only on the step, so interrupted and uninterrupted runs log the same.
+            # Validation depends only on the step, so interrupted and uninterrupted runs log the
+            # same.
             eval_every = cfg.logging.eval_every
             if (eval_every and step % eval_every == 0) or step == max_steps:
                 self.validate()

@@ -20,8 +20,9 @@ from tinyllama_cli.hardware import cpu_bf16_kind, cpu_peak_flops, gpu_for_device
 from tinyllama_cli.units import si
 
 
-def peak_flops_per_device(device: torch.device, override: float | None, precision: str,
-                          threads: int = 1) -> tuple[float, str]:
+def peak_flops_per_device(
+    device: torch.device, override: float | None, precision: str, threads: int = 1
+) -> tuple[float, str]:
     """(peak FLOP/s of one worker at `precision`, where the number comes from)."""
     if override:
         return float(override), "--peak-flops"
@@ -33,8 +34,10 @@ def peak_flops_per_device(device: torch.device, override: float | None, precisio
         return 312e12, f"unknown GPU {name!r}: A100 bf16 figure assumed, set --peak-flops"
     bf16 = cpu_bf16_kind()
     kind = f"{precision} ({bf16} CPU)" if bf16 else f"{precision} (CPU without native bf16)"
-    return (cpu_peak_flops(precision, threads),
-            f"one core's best {kind} matmul in CPU time x {threads} thread(s)")
+    return (
+        cpu_peak_flops(precision, threads),
+        f"one core's best {kind} matmul in CPU time x {threads} thread(s)",
+    )
 
 
 @dataclass
@@ -69,7 +72,8 @@ class Interval:
 
 
 def _tensorboard_tag(key: str) -> str:
-    """val_loss -> val/val_loss, loss -> train/loss; downstream scores keep `eval/<task>/<metric>`."""
+    """val_loss -> val/val_loss, loss -> train/loss; downstream scores keep
+    `eval/<task>/<metric>`."""
     if key.startswith("eval/"):
         return key
     return ("val/" if key.startswith("val") else "train/") + key
@@ -78,8 +82,17 @@ def _tensorboard_tag(key: str) -> str:
 class MetricsLogger:
     """metrics.jsonl + TensorBoard + W&B + console rows; a no-op on ranks other than 0."""
 
-    def __init__(self, run_dir: Path, enabled: bool, resume_step: int, tensorboard: bool,
-                 wandb: bool, wandb_project: str, config: dict[str, Any], console: Any = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        enabled: bool,
+        resume_step: int,
+        tensorboard: bool,
+        wandb: bool,
+        wandb_project: str,
+        config: dict[str, Any],
+        console: Any = None,
+    ):
         self.enabled = enabled
         self.run_dir = run_dir
         self.console = console
@@ -90,17 +103,27 @@ class MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(run_dir / rundir.TENSORBOARD_DIR),
-                                    purge_step=resume_step + 1 if resume_step else None)
+            self.tb = SummaryWriter(
+                str(run_dir / rundir.TENSORBOARD_DIR),
+                purge_step=resume_step + 1 if resume_step else None,
+            )
         if wandb:
             try:
                 import wandb as wandb_lib
             except ImportError:
                 from tinyllama_cli.errors import UserError
 
-                raise UserError("--wandb needs the wandb package; `pip install wandb` or drop --wandb") from None
-            self.wb = wandb_lib.init(project=wandb_project, dir=str(run_dir), config=config,
-                                     name=run_dir.name, resume="allow", id=_wandb_id(run_dir))
+                raise UserError(
+                    "--wandb needs the wandb package; `pip install wandb` or drop --wandb"
+                ) from None
+            self.wb = wandb_lib.init(
+                project=wandb_project,
+                dir=str(run_dir),
+                config=config,
+                name=run_dir.name,
+                resume="allow",
+                id=_wandb_id(run_dir),
+            )
 
     def log(self, record: dict[str, Any]) -> None:
         if not self.enabled:
@@ -135,14 +158,14 @@ def _wandb_id(run_dir: Path) -> str:
 
 def format_row(r: dict[str, Any], max_steps: int, eta_s: float | None) -> str:
     eta = "" if eta_s is None else f"  eta {_hms(eta_s)}"
-    return (f"step [bold]{r['step']:>7}[/]/{max_steps}  loss [cyan]{r['loss']:.4f}[/]  lr {r['lr']:.2e}"
-            f"  gnorm {r['grad_norm']:.3f}  {r['tokens_per_sec']:,.0f} tok/s  mfu {100 * r['mfu']:.1f}%"
-            f"  tokens {si(r['tokens_seen'], '.2f')}{eta}")
+    return (
+        f"step [bold]{r['step']:>7}[/]/{max_steps}  loss [cyan]{r['loss']:.4f}[/]  lr {r['lr']:.2e}"
+        f"  gnorm {r['grad_norm']:.3f}  {r['tokens_per_sec']:,.0f} tok/s  mfu {100 * r['mfu']:.1f}%"
+        f"  tokens {si(r['tokens_seen'], '.2f')}{eta}"
+    )
 
 
 def _hms(seconds: float) -> str:
     seconds = int(seconds)
     h, rem = divmod(seconds, 3600)
     return f"{h}:{rem // 60:02d}:{rem % 60:02d}"
-
-

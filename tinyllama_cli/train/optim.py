@@ -13,8 +13,9 @@ from torch import nn
 from tinyllama_cli.config import Optimizer, Schedule
 
 
-def build_optimizer(model: nn.Module, cfg: Optimizer, schedule: Schedule,
-                    device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module, cfg: Optimizer, schedule: Schedule, device: torch.device
+) -> torch.optim.AdamW:
     """AdamW over every parameter, as TinyLlama does (weight decay on all of them), fp32 state;
     its lr is the schedule's peak until `set_lr` sets the step's.
 
@@ -23,8 +24,12 @@ def build_optimizer(model: nn.Module, cfg: Optimizer, schedule: Schedule,
     the fused kernel on the cpu-bench model (see benchmarks/README.md).
     """
     return torch.optim.AdamW(
-        model.parameters(), lr=schedule.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-        weight_decay=cfg.weight_decay, fused=True,
+        model.parameters(),
+        lr=schedule.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
+        fused=True,
     )
 
 

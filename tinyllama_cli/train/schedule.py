@@ -75,41 +75,56 @@ def _decayed(step: int, s: Schedule, max_steps: int) -> float:
     length = decay_steps(s, max_steps)
     progress = min(1.0, (step - (max_steps - length) + 1) / length)
     start = s.lr if s.decay_start_lr is None else s.decay_start_lr
-    return s.min_lr + (start - s.min_lr) * DECAY_SHAPES[s.decay_shape or DEFAULT_DECAY_SHAPE](progress)
+    return s.min_lr + (start - s.min_lr) * DECAY_SHAPES[s.decay_shape or DEFAULT_DECAY_SHAPE](
+        progress
+    )
 
 
 def check_schedule(schedule: Schedule, max_steps: int) -> None:
     """The flags that only WSD reads, and a decay that fits in the run; one line each."""
     s = schedule
-    wsd_only = [flag for flag, value in (("--decay-steps", s.decay_steps),
-                                         ("--decay-fraction", s.decay_fraction),
-                                         ("--decay-shape", s.decay_shape),
-                                         ("--decay-start-lr", s.decay_start_lr))
-                if value is not None]
+    wsd_only = [
+        flag
+        for flag, value in (
+            ("--decay-steps", s.decay_steps),
+            ("--decay-fraction", s.decay_fraction),
+            ("--decay-shape", s.decay_shape),
+            ("--decay-start-lr", s.decay_start_lr),
+        )
+        if value is not None
+    ]
     if s.lr_schedule != "wsd":
         if wsd_only:
-            raise UserError(f"{', '.join(wsd_only)} set the decay of --lr-schedule wsd, not of "
-                            f"{s.lr_schedule}; add --lr-schedule wsd or drop them")
+            raise UserError(
+                f"{', '.join(wsd_only)} set the decay of --lr-schedule wsd, not of "
+                f"{s.lr_schedule}; add --lr-schedule wsd or drop them"
+            )
         return
     if s.decay_steps is not None and s.decay_fraction is not None:
-        raise UserError("give the WSD decay's length once: --decay-steps N or --decay-fraction F, "
-                        "not both")
+        raise UserError(
+            "give the WSD decay's length once: --decay-steps N or --decay-fraction F, not both"
+        )
     if s.decay_fraction is not None and not 0 < s.decay_fraction <= 1:
         raise UserError(f"--decay-fraction must be in (0, 1] (got {s.decay_fraction})")
     if s.decay_steps is not None and not 1 <= s.decay_steps <= max_steps:
-        raise UserError(f"--decay-steps must be between 1 and --max-steps {max_steps} "
-                        f"(got {s.decay_steps})")
+        raise UserError(
+            f"--decay-steps must be between 1 and --max-steps {max_steps} (got {s.decay_steps})"
+        )
 
 
-def describe_change(step: int, old: Schedule, old_steps: int, new: Schedule,
-                    new_steps: int) -> str | None:
+def describe_change(
+    step: int, old: Schedule, old_steps: int, new: Schedule, new_steps: int
+) -> str | None:
     """What a resume does to the lr at the step it continues from; None when nothing changes
     there (WSD lengthened in its stable phase: every finished and next step keeps its lr)."""
     before, after = lr_at(step, old, old_steps), lr_at(step, new, new_steps)
     if math.isclose(before, after, rel_tol=1e-12):
         return None
-    why = {"cosine": "re-stretches the cosine from here",
-           "wsd": "moves the WSD decay, which had already begun"}.get(
-        new.lr_schedule if new.lr_schedule == old.lr_schedule else "", "changes the schedule")
-    return (f"the schedule changes at step {step}: lr {before:.3e} -> {after:.3e} (--max-steps "
-            f"{old_steps} -> {new_steps} {why}; steps up to {step} are unchanged)")
+    why = {
+        "cosine": "re-stretches the cosine from here",
+        "wsd": "moves the WSD decay, which had already begun",
+    }.get(new.lr_schedule if new.lr_schedule == old.lr_schedule else "", "changes the schedule")
+    return (
+        f"the schedule changes at step {step}: lr {before:.3e} -> {after:.3e} (--max-steps "
+        f"{old_steps} -> {new_steps} {why}; steps up to {step} are unchanged)"
+    )

@@ -49,19 +49,23 @@ def expected_streams(sp, docs: list[str], val_fraction: float) -> dict[str, list
 
 
 def tree_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tinyllama_cli", *args], capture_output=True,
-                          text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "tinyllama_cli", *args], capture_output=True, text=True, check=False
+    )
 
 
 def many_files(root: Path, n: int = 6) -> list[str]:
     """`n` .jsonl.zst files as source `web`, the first three of them again as source `code`."""
     for i in range(n):
-        write_jsonl(root / "web" / f"part-{i:02d}.jsonl.zst",
-                    [{"text": t} for t in texts(100 + i, 25)], zst=True)
-    return [f"web={root / 'web' / '*.jsonl.zst'}",
-            f"code={root / 'web' / 'part-0[0-2].jsonl.zst'}"]
+        write_jsonl(
+            root / "web" / f"part-{i:02d}.jsonl.zst",
+            [{"text": t} for t in texts(100 + i, 25)],
+            zst=True,
+        )
+    return [f"web={root / 'web' / '*.jsonl.zst'}", f"code={root / 'web' / 'part-0[0-2].jsonl.zst'}"]

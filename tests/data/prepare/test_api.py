@@ -85,8 +85,9 @@ def test_an_interrupted_run_resumes_without_redoing_finished_files(tmp_path, tok
     specs = many_files(tmp_path, 4)
     out = tmp_path / "data"
     with pytest.raises(KeyboardInterrupt):
-        prepare_data(specs, options(out, tok_path),
-                     InterruptAfterFirstFile(tmp_path / "data.partial"))
+        prepare_data(
+            specs, options(out, tok_path), InterruptAfterFirstFile(tmp_path / "data.partial")
+        )
     assert not out.exists() and (tmp_path / "data.partial").is_dir()
     with pytest.raises(UserError, match="other settings"):
         prepare_data(specs, options(out, tok_path, val_fraction=0.5))
@@ -97,16 +98,21 @@ def test_an_interrupted_run_resumes_without_redoing_finished_files(tmp_path, tok
     assert tree_bytes(out) == tree_bytes(fresh)
 
 
-def test_a_rerun_after_an_input_changed_redoes_its_group_and_drops_its_stale_shards(tmp_path,
-                                                                                     tok_path):
+def test_a_rerun_after_an_input_changed_redoes_its_group_and_drops_its_stale_shards(
+    tmp_path, tok_path
+):
     specs = many_files(tmp_path, 4)
     out = tmp_path / "data"
     with pytest.raises(KeyboardInterrupt):
-        prepare_data(specs, options(out, tok_path, shard_tokens=100),
-                     InterruptAfterFirstFile(tmp_path / "data.partial"))
+        prepare_data(
+            specs,
+            options(out, tok_path, shard_tokens=100),
+            InterruptAfterFirstFile(tmp_path / "data.partial"),
+        )
     assert len(list((tmp_path / "data.partial" / "web").glob("train-00000-*.bin"))) > 2
-    write_jsonl(tmp_path / "web" / "part-00.jsonl.zst", [{"text": t} for t in texts(1, 2)],
-                zst=True)  # shorter now: its group has fewer parts
+    write_jsonl(
+        tmp_path / "web" / "part-00.jsonl.zst", [{"text": t} for t in texts(1, 2)], zst=True
+    )  # shorter now: its group has fewer parts
     result = prepare_data(specs, options(out, tok_path, shard_tokens=100))
     assert result.files_resumed == 0 and result.files_processed == 7
     fresh = tmp_path / "fresh"
@@ -116,15 +122,33 @@ def test_a_rerun_after_an_input_changed_redoes_its_group_and_drops_its_stale_sha
 
 def test_cli_prints_a_summary_table(tmp_path, tok_path):
     src = write_jsonl(tmp_path / "a.jsonl", [{"text": t} for t in texts(3, 5)] + [{"x": 1}])
-    r = cli("prepare-data", f"web={src}", "--tokenizer", str(tok_path),
-            "--out", str(tmp_path / "d"))
+    r = cli(
+        "prepare-data", f"web={src}", "--tokenizer", str(tok_path), "--out", str(tmp_path / "d")
+    )
     assert r.returncode == 0, r.stderr
     assert "web" in r.stdout and "missing_text 1" in r.stdout and "tokens train" in r.stdout
     # Five documents at the default --val-fraction 0.001: none is held out, and it says so.
     assert "warning: source(s) web got 0 validation documents at --val-fraction 0.001" in r.stderr
-    r = cli("prepare-data", f"web={src}", "--tokenizer", str(tok_path),
-            "--out", str(tmp_path / "j"), "--val-fraction", "0.5", "--json")
+    r = cli(
+        "prepare-data",
+        f"web={src}",
+        "--tokenizer",
+        str(tok_path),
+        "--out",
+        str(tmp_path / "j"),
+        "--val-fraction",
+        "0.5",
+        "--json",
+    )
     assert r.returncode == 0 and json.loads(r.stdout)["warnings"] == []
-    assert list(json.loads(r.stdout)) == ["out", "files_processed", "warnings", "files_resumed",
-                                          "elapsed_s", "tokens_per_s", "log_lines", "manifest"]
+    assert list(json.loads(r.stdout)) == [
+        "out",
+        "files_processed",
+        "warnings",
+        "files_resumed",
+        "elapsed_s",
+        "tokens_per_s",
+        "log_lines",
+        "manifest",
+    ]
     assert "warning" not in r.stderr

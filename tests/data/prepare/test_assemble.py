@@ -24,8 +24,10 @@ class ShardsAtAssembly:
 
     def stage(self, text: str) -> None:
         if text == "writing shards":
-            self.seen = {str(p.relative_to(self.work)): (p.stat().st_ino, p.stat().st_size)
-                         for p in self.work.rglob("*.bin")}
+            self.seen = {
+                str(p.relative_to(self.work)): (p.stat().st_ino, p.stat().st_size)
+                for p in self.work.rglob("*.bin")
+            }
 
 
 def test_assembly_copies_nothing_the_shards_are_the_workers_files(tmp_path, tok_path):
@@ -33,8 +35,12 @@ def test_assembly_copies_nothing_the_shards_are_the_workers_files(tmp_path, tok_
     out = tmp_path / "data"
     sink = ShardsAtAssembly(tmp_path / "data.partial")
     result = prepare_data(specs, options(out, tok_path, shard_tokens=400, workers=2), sink)
-    listed = [s["file"] for e in result.manifest["sources"].values()
-              for split in ("train", "val") for s in e["shards"][split]]
+    listed = [
+        s["file"]
+        for e in result.manifest["sources"].values()
+        for split in ("train", "val")
+        for s in e["shards"][split]
+    ]
     final = {f: ((out / f).stat().st_ino, (out / f).stat().st_size) for f in listed}
     assert len(final) > 9 and sink.seen == final  # the same files: renamed, never rewritten
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.bin")) == sorted(listed)
@@ -52,6 +58,6 @@ def test_the_trainer_reads_shards_of_unequal_size_as_one_stream(tmp_path, tok_pa
         stream = TokenStream(data.manifest, name, "train")
         assert stream.n_tokens == len(whole)
         for start in range(0, len(whole) - 40, 37):  # windows across shard ends included
-            assert np.array_equal(stream.read(start, 40), whole[start:start + 40])
+            assert np.array_equal(stream.read(start, 40), whole[start : start + 40])
     for k in range(8):
         assert data.sample(k).shape == (17,)

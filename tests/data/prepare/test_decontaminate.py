@@ -41,21 +41,54 @@ def test_spans_ignore_case_punctuation_and_whitespace_and_stay_within_a_text():
 def hub_records() -> dict[str, tuple[list[dict], list[str]]]:
     """One record per supported hub schema and the texts it should give."""
     return {
-        "hellaswag": ([{"ind": 1, "activity_label": "Cooking", "ctx_a": "A man", "ctx_b": "cuts",
-                        "ctx": "A man cuts", "endings": ["an onion.", "a rope."], "label": "0"}],
-                      ["A man cuts an onion.", "A man cuts a rope."]),
-        "arc_easy": ([{"id": "q1", "question": "Which is a gas?", "answerKey": "A",
-                       "choices": {"text": ["steam", "ice"], "label": ["A", "B"]}}],
-                     ["Which is a gas? steam", "Which is a gas? ice"]),
-        "openbookqa": ([{"id": "7", "question_stem": "The sun is", "answerKey": "B",
-                         "choices": {"text": ["cold", "hot"], "label": ["A", "B"]}}],
-                       ["The sun is cold", "The sun is hot"]),
-        "winogrande": ([{"sentence": "Tom gave _ a book.", "option1": "Ann", "option2": "Bob",
-                         "answer": "1"}], ["Tom gave Ann a book.", "Tom gave Bob a book."]),
-        "boolq": ([{"question": "is it true", "passage": "It is.", "label": 1, "idx": 0}],
-                  ["It is.", "is it true"]),
-        "piqa": ([{"goal": "Open a jar", "sol1": "twist the lid", "sol2": "eat it", "label": 0}],
-                 ["Open a jar twist the lid", "Open a jar eat it"]),
+        "hellaswag": (
+            [
+                {
+                    "ind": 1,
+                    "activity_label": "Cooking",
+                    "ctx_a": "A man",
+                    "ctx_b": "cuts",
+                    "ctx": "A man cuts",
+                    "endings": ["an onion.", "a rope."],
+                    "label": "0",
+                }
+            ],
+            ["A man cuts an onion.", "A man cuts a rope."],
+        ),
+        "arc_easy": (
+            [
+                {
+                    "id": "q1",
+                    "question": "Which is a gas?",
+                    "answerKey": "A",
+                    "choices": {"text": ["steam", "ice"], "label": ["A", "B"]},
+                }
+            ],
+            ["Which is a gas? steam", "Which is a gas? ice"],
+        ),
+        "openbookqa": (
+            [
+                {
+                    "id": "7",
+                    "question_stem": "The sun is",
+                    "answerKey": "B",
+                    "choices": {"text": ["cold", "hot"], "label": ["A", "B"]},
+                }
+            ],
+            ["The sun is cold", "The sun is hot"],
+        ),
+        "winogrande": (
+            [{"sentence": "Tom gave _ a book.", "option1": "Ann", "option2": "Bob", "answer": "1"}],
+            ["Tom gave Ann a book.", "Tom gave Bob a book."],
+        ),
+        "boolq": (
+            [{"question": "is it true", "passage": "It is.", "label": 1, "idx": 0}],
+            ["It is.", "is it true"],
+        ),
+        "piqa": (
+            [{"goal": "Open a jar", "sol1": "twist the lid", "sol2": "eat it", "label": 0}],
+            ["Open a jar twist the lid", "Open a jar eat it"],
+        ),
     }
 
 
@@ -84,10 +117,14 @@ def contaminated_corpus(root: Path) -> tuple[list[str], list[str], Path]:
         docs[i] = f"{docs[i]} {span} {rng.choice(docs)}"
     docs[60] = f"{docs[60]} {short} end"
     for k in range(3):
-        write_jsonl(root / "web" / f"{k}.jsonl", [{"text": d} for d in docs[k * 30:(k + 1) * 30]])
-    eval_file = write_jsonl(root / "hellaswag.jsonl", [
-        {"ctx": "Some context words here", "endings": [SPAN, "a different ending"], "label": 0},
-        {"ctx": "Too short", "endings": ["to match"], "label": 0}])
+        write_jsonl(root / "web" / f"{k}.jsonl", [{"text": d} for d in docs[k * 30 : (k + 1) * 30]])
+    eval_file = write_jsonl(
+        root / "hellaswag.jsonl",
+        [
+            {"ctx": "Some context words here", "endings": [SPAN, "a different ending"], "label": 0},
+            {"ctx": "Too short", "endings": ["to match"], "label": 0},
+        ],
+    )
     kept = [d for i, d in enumerate(docs) if i not in copies]
     return [f"web={root / 'web'}"], kept, eval_file
 
@@ -95,8 +132,9 @@ def contaminated_corpus(root: Path) -> tuple[list[str], list[str], Path]:
 def test_documents_sharing_a_span_are_dropped_counted_and_logged(tmp_path, tok_path, sp):
     specs, kept, eval_file = contaminated_corpus(tmp_path)
     out = tmp_path / "d1"
-    result = prepare_data(specs, options(out, tok_path, val_fraction=0.2, exclude=(),
-                                         decontaminate=(eval_file,)))
+    result = prepare_data(
+        specs, options(out, tok_path, val_fraction=0.2, exclude=(), decontaminate=(eval_file,))
+    )
     entry = result.manifest["sources"]["web"]
     assert entry["skipped"] == {"contaminated": 4}
     assert entry["documents"]["train"] + entry["documents"]["val"] == len(kept)
@@ -106,21 +144,36 @@ def test_documents_sharing_a_span_are_dropped_counted_and_logged(tmp_path, tok_p
     files = result.manifest["decontamination"]["files"]
     assert result.manifest["decontamination"]["ngram"] == 13
     assert [(f["file"], f["texts"], f["short_texts"], f["documents"]) for f in files] == [
-        (str(eval_file), 3, 2, 4)]
+        (str(eval_file), 3, 2, 4)
+    ]
     log = (out / "prepare-data.log").read_text().splitlines()
     assert len(log) == 4
-    assert log[0].startswith(f"{tmp_path / 'web' / '0.jsonl'}:8: contaminated: shares \"")
+    assert log[0].startswith(f'{tmp_path / "web" / "0.jsonl"}:8: contaminated: shares "')
     assert all(f"with {eval_file}" in line for line in log)
     assert result.manifest["settings"]["decontamination"]["files"][0]["file"] == str(eval_file)
     # Any number of workers, and slices merged, give the same bytes.
     out2 = tmp_path / "d2"
-    prepare_data(specs, options(out2, tok_path, val_fraction=0.2, exclude=(), workers=2,
-                                decontaminate=(eval_file,)))
+    prepare_data(
+        specs,
+        options(
+            out2, tok_path, val_fraction=0.2, exclude=(), workers=2, decontaminate=(eval_file,)
+        ),
+    )
     assert tree_bytes(out) == tree_bytes(out2)
     slices = [tmp_path / f"s{i}" for i in range(2)]
     for i, d in enumerate(slices):
-        prepare_data(specs, options(d, tok_path, val_fraction=0.2, exclude=(), shard_index=i,
-                                    num_shards=2, decontaminate=(eval_file,)))
+        prepare_data(
+            specs,
+            options(
+                d,
+                tok_path,
+                val_fraction=0.2,
+                exclude=(),
+                shard_index=i,
+                num_shards=2,
+                decontaminate=(eval_file,),
+            ),
+        )
     merge_data(slices, tmp_path / "merged")
     assert tree_bytes(tmp_path / "merged") == tree_bytes(out)
 
@@ -129,9 +182,16 @@ def test_a_document_matching_two_eval_files_counts_under_both(tmp_path, tok_path
     specs, _, eval_file = contaminated_corpus(tmp_path)
     other = tmp_path / "other.txt"
     other.write_text(SPAN.upper() + "\nnothing in the corpus says this, not even once in here\n")
-    result = prepare_data(specs, options(tmp_path / "d", tok_path, exclude=(),
-                                         decontaminate=(eval_file, other),
-                                         decontaminate_ngram=13))
+    result = prepare_data(
+        specs,
+        options(
+            tmp_path / "d",
+            tok_path,
+            exclude=(),
+            decontaminate=(eval_file, other),
+            decontaminate_ngram=13,
+        ),
+    )
     docs = [f["documents"] for f in result.manifest["decontamination"]["files"]]
     assert docs == [4, 4]
     assert result.manifest["sources"]["web"]["skipped"] == {"contaminated": 4}
@@ -139,8 +199,12 @@ def test_a_document_matching_two_eval_files_counts_under_both(tmp_path, tok_path
 
 def test_a_shorter_span_catches_the_cut_copy_too(tmp_path, tok_path):
     specs, _, eval_file = contaminated_corpus(tmp_path)
-    result = prepare_data(specs, options(tmp_path / "d", tok_path, exclude=(),
-                                         decontaminate=(eval_file,), decontaminate_ngram=12))
+    result = prepare_data(
+        specs,
+        options(
+            tmp_path / "d", tok_path, exclude=(), decontaminate=(eval_file,), decontaminate_ngram=12
+        ),
+    )
     assert result.manifest["sources"]["web"]["skipped"] == {"contaminated": 5}
 
 
@@ -148,12 +212,22 @@ def test_bad_decontaminate_flags_exit_2_with_one_line_and_write_nothing(tmp_path
     src = write_jsonl(tmp_path / "a.jsonl", [{"text": t} for t in texts(3, 5)])
     odd = write_jsonl(tmp_path / "odd.jsonl", [{"question": "no choices"}])
     for flags, message in (
-            (["--decontaminate", str(tmp_path / "missing.jsonl")], "missing.jsonl does not exist"),
-            (["--decontaminate", str(odd)], "odd.jsonl:1: not a record of a known eval schema"),
-            (["--decontaminate", str(odd), "--decontaminate-ngram", "0"],
-             "--decontaminate-ngram must be at least 1")):
-        r = cli("prepare-data", str(src), "--tokenizer", str(tok_path),
-                "--out", str(tmp_path / "d"), *flags)
+        (["--decontaminate", str(tmp_path / "missing.jsonl")], "missing.jsonl does not exist"),
+        (["--decontaminate", str(odd)], "odd.jsonl:1: not a record of a known eval schema"),
+        (
+            ["--decontaminate", str(odd), "--decontaminate-ngram", "0"],
+            "--decontaminate-ngram must be at least 1",
+        ),
+    ):
+        r = cli(
+            "prepare-data",
+            str(src),
+            "--tokenizer",
+            str(tok_path),
+            "--out",
+            str(tmp_path / "d"),
+            *flags,
+        )
         assert r.returncode == 2, r.stderr
         assert message in r.stderr and "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
@@ -174,15 +248,23 @@ def full_size_eval_sets(root: Path, rng: random.Random) -> list[Path]:
     sets = {
         "hellaswag": (10_042, lambda: {"ctx": words(40), "endings": [words(25) for _ in range(4)]}),
         "openbookqa": (500, lambda: {"question_stem": words(12), "choices": choices(4, 4)}),
-        "winogrande": (1_267, lambda: {"sentence": words(20) + " _ " + words(4),
-                                       "option1": words(1), "option2": words(1)}),
+        "winogrande": (
+            1_267,
+            lambda: {
+                "sentence": words(20) + " _ " + words(4),
+                "option1": words(1),
+                "option2": words(1),
+            },
+        ),
         "arc_challenge": (1_172, lambda: {"question": words(22), "choices": choices(5, 4)}),
         "arc_easy": (2_376, lambda: {"question": words(18), "choices": choices(4, 4)}),
         "boolq": (3_270, lambda: {"passage": words(110), "question": words(9)}),
         "piqa": (1_838, lambda: {"goal": words(10), "sol1": words(20), "sol2": words(20)}),
     }
-    return [write_jsonl(root / f"{task}.jsonl", [make() for _ in range(n)])
-            for task, (n, make) in sets.items()]
+    return [
+        write_jsonl(root / f"{task}.jsonl", [make() for _ in range(n)])
+        for task, (n, make) in sets.items()
+    ]
 
 
 def test_the_index_of_the_seven_tasks_full_sets_fits_in_memory(tmp_path):

@@ -8,8 +8,9 @@ from tests.data.prepare.runs import cli
 from tests.data.prepare_corpus import write_jsonl
 
 
-@pytest.mark.parametrize("case", ["missing_input", "not_sentencepiece", "missing_tokenizer",
-                                  "no_tokenizer"])
+@pytest.mark.parametrize(
+    "case", ["missing_input", "not_sentencepiece", "missing_tokenizer", "no_tokenizer"]
+)
 def test_missing_input_or_unusable_tokenizer_exits_2_before_writing(tmp_path, tok_path, case):
     good = write_jsonl(tmp_path / "good.jsonl", [{"text": "fine text"}])
     args = [str(good), "--tokenizer", str(tok_path)]
@@ -26,7 +27,8 @@ def test_missing_input_or_unusable_tokenizer_exits_2_before_writing(tmp_path, to
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["good.jsonl"] + (["fake.model"] if case == "not_sentencepiece" else []))
+        ["good.jsonl"] + (["fake.model"] if case == "not_sentencepiece" else [])
+    )
 
 
 def test_exclude_meta_is_parsed_by_the_options(tmp_path):

@@ -21,13 +21,21 @@ def source(name: str, sizes: list[int]) -> Source:
 
 
 def test_files_join_a_group_until_it_is_full_and_a_large_file_is_a_group_alone():
-    sources = [source("a", [300, 300, 300, 1000, 100, 100]), source("b", [200, 200]),
-               source("c", [612_000])]
+    sources = [
+        source("a", [300, 300, 300, 1000, 100, 100]),
+        source("b", [200, 200]),
+        source("c", [612_000]),
+    ]
     assert group_bytes(614_500, 1 << 27) == 600  # 1024 groups' worth of the 614,500 bytes
     units = all_units(sources, shard_tokens=1 << 27)
     assert [(u.source, u.index, u.first, [f.size for f in u.files], u.size) for u in units] == [
-        ("a", 0, 0, [300, 300], 600), ("a", 1, 2, [300], 300), ("a", 2, 3, [1000], 1000),
-        ("a", 3, 4, [100, 100], 200), ("b", 0, 0, [200, 200], 400), ("c", 0, 0, [612_000], 612_000)]
+        ("a", 0, 0, [300, 300], 600),
+        ("a", 1, 2, [300], 300),
+        ("a", 2, 3, [1000], 1000),
+        ("a", 3, 4, [100, 100], 200),
+        ("b", 0, 0, [200, 200], 400),
+        ("c", 0, 0, [612_000], 612_000),
+    ]
     assert units == all_units(sources, shard_tokens=1 << 27)
     assert group_bytes(614_500, 100) == 200  # --shard-tokens caps a group at 2 bytes a token
 

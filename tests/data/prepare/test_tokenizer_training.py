@@ -19,8 +19,18 @@ def test_train_tokenizer_is_copied_hashed_and_reproducible(tmp_path):
     runs = []
     for i in range(2):
         out = tmp_path / f"d{i}"
-        r = cli("prepare-data", f"mine={src}", "--train-tokenizer", "--vocab-size", "300",
-                "--out", str(out), "--workers", str(i + 1), "--json")
+        r = cli(
+            "prepare-data",
+            f"mine={src}",
+            "--train-tokenizer",
+            "--vocab-size",
+            "300",
+            "--out",
+            str(out),
+            "--workers",
+            str(i + 1),
+            "--json",
+        )
         assert r.returncode == 0, r.stderr
         manifest = json.loads(r.stdout)["manifest"]
         model = (out / "tokenizer.model").read_bytes()
@@ -41,8 +51,10 @@ def test_the_sample_of_slimpajamas_59k_files_keeps_its_budget_spread_over_all_of
     assert len(plan) == 64_000_000 // 4096 and {chars for _, chars in plan} == {4096}
     chosen = [i for i, _ in plan]
     assert chosen == sorted(set(chosen)) and plan == sample_plan(keys, 64_000_000)
-    tenths = [sum(1 for i in chosen if k * len(keys) // 10 <= i < (k + 1) * len(keys) // 10)
-              for k in range(10)]
+    tenths = [
+        sum(1 for i in chosen if k * len(keys) // 10 <= i < (k + 1) * len(keys) // 10)
+        for k in range(10)
+    ]
     assert min(tenths) > 0.9 * len(chosen) / 10 and max(tenths) < 1.1 * len(chosen) / 10
     # Few files: every one gives an equal share, as before.
     assert sample_plan(keys[:8], 64_000) == [(i, 8000) for i in range(8)]

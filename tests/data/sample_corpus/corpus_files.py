@@ -9,7 +9,7 @@ from pathlib import Path
 
 import zstandard
 
-TARGET = 120_000          # small: a test build reads the library once and writes ~0.5 MB
+TARGET = 120_000  # small: a test build reads the library once and writes ~0.5 MB
 
 
 def records(out: Path) -> list[dict]:
@@ -21,8 +21,9 @@ def records(out: Path) -> list[dict]:
 
 
 def tree(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out).as_posix(): p.read_bytes()
-            for p in sorted(out.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()
+    }
 
 
 def jsonl(path: Path) -> list[dict]:

@@ -15,9 +15,14 @@ from tinyllama_cli.errors import UserError
 
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tinyllama_cli", *args], check=False,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tinyllama_cli", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
 
 
 def test_same_bytes_again_and_overwrite(built, tmp_path):
@@ -27,11 +32,18 @@ def test_same_bytes_again_and_overwrite(built, tmp_path):
     again = tmp_path / "again"
     again.mkdir()
     (again / "mine.txt").write_text("the user's file")
-    proc = _cli("sample-corpus", "--out", str(again), "--tokens-target", str(TARGET), "--overwrite",
-                env={"PYTHONHASHSEED": "12345"})
+    proc = _cli(
+        "sample-corpus",
+        "--out",
+        str(again),
+        "--tokens-target",
+        str(TARGET),
+        "--overwrite",
+        env={"PYTHONHASHSEED": "12345"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert tree(again) == tree(out)
-    assert not list(tmp_path.glob(".again*"))              # no temporary directory left behind
+    assert not list(tmp_path.glob(".again*"))  # no temporary directory left behind
 
 
 def test_refuses_existing_dir(tmp_path):

@@ -12,8 +12,18 @@ from tests.data.sample_corpus.corpus_files import jsonl, records
 from tinyllama_cli.data.sample_corpus.eval_tasks import _summary
 from tinyllama_cli.data.sample_corpus.prose import normalize
 
-HELLASWAG_FIELDS = {"ind", "activity_label", "ctx_a", "ctx_b", "ctx", "endings", "source_id",
-                    "split", "split_type", "label"}
+HELLASWAG_FIELDS = {
+    "ind",
+    "activity_label",
+    "ctx_a",
+    "ctx_b",
+    "ctx",
+    "endings",
+    "source_id",
+    "split",
+    "split_type",
+    "label",
+}
 
 
 def test_held_out_material_is_not_in_the_corpus(built):
@@ -81,15 +91,25 @@ def test_lm_eval_reads_the_files_offline(built, tmp_path):
 
     out, summary = built
     tasks_dir = Path(__import__("lm_eval").__file__).parent / "tasks"
-    for task, builtin, split in (("hellaswag", "hellaswag/hellaswag.yaml", "validation"),
-                                 ("arc_easy", "arc/arc_easy.yaml", "test")):
-        splits = {"training_split": None, "validation_split": None, "test_split": None,
-                  f"{split}_split": split}
-        config = {"include": str(tasks_dir / builtin), "task": task, "dataset_path": "json",
-                  "dataset_name": None,
-                  "dataset_kwargs": {"data_files": {split: str(out / "eval" / f"{task}.jsonl")}},
-                  **splits}
-        (tmp_path / f"{task}.yaml").write_text(json.dumps(config))   # JSON is YAML
+    for task, builtin, split in (
+        ("hellaswag", "hellaswag/hellaswag.yaml", "validation"),
+        ("arc_easy", "arc/arc_easy.yaml", "test"),
+    ):
+        splits = {
+            "training_split": None,
+            "validation_split": None,
+            "test_split": None,
+            f"{split}_split": split,
+        }
+        config = {
+            "include": str(tasks_dir / builtin),
+            "task": task,
+            "dataset_path": "json",
+            "dataset_name": None,
+            "dataset_kwargs": {"data_files": {split: str(out / "eval" / f"{task}.jsonl")}},
+            **splits,
+        }
+        (tmp_path / f"{task}.yaml").write_text(json.dumps(config))  # JSON is YAML
     tm = TaskManager(include_path=str(tmp_path), include_defaults=False)
     tasks = tm.load(["hellaswag", "arc_easy"])["tasks"]
     hs = tasks["hellaswag"]

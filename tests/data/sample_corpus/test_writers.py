@@ -20,7 +20,7 @@ def test_slimpajama_layout(built):
         name = row["meta"]["redpajama_set_name"]
         assert name.startswith("RedPajama")
         sets[name] = sets.get(name, 0) + 1
-    assert sets.pop(SET_GITHUB) == summary.github_documents >= 3      # for the exclude filter
+    assert sets.pop(SET_GITHUB) == summary.github_documents >= 3  # for the exclude filter
     assert sets == summary.text_sets and len(sets) >= 3
     # Real English: the reference manual and docstring pages are in there.
     assert any("docstring" in r["text"] or "statement" in r["text"] for r in rows)
@@ -36,10 +36,15 @@ def test_starcoder_layout(built):
     rows, groups = 0, 0
     for f in files:
         pf = pq.ParquetFile(f)
-        assert {"content", "max_stars_repo_path", "max_stars_repo_name", "max_stars_count",
-                "id"} <= set(pf.schema_arrow.names)
+        assert {
+            "content",
+            "max_stars_repo_path",
+            "max_stars_repo_name",
+            "max_stars_count",
+            "id",
+        } <= set(pf.schema_arrow.names)
         groups += pf.num_row_groups
-        for g in range(pf.num_row_groups):                 # readable one row group at a time
+        for g in range(pf.num_row_groups):  # readable one row group at a time
             table = pf.read_row_group(g, columns=["content", "max_stars_repo_path"])
             rows += table.num_rows
             for content, path in zip(*(table.column(c).to_pylist() for c in table.column_names)):

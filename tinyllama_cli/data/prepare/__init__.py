@@ -34,5 +34,13 @@ from tinyllama_cli.data.prepare.merge import merge_data
 from tinyllama_cli.data.prepare.options import PrepareOptions, dtype_for
 from tinyllama_cli.data.prepare.units import is_val
 
-__all__ = ["PrepareOptions", "PrepareResult", "ProgressSink", "dtype_for", "is_val",
-           "manifest_warnings", "merge_data", "prepare_data"]
+__all__ = [
+    "PrepareOptions",
+    "PrepareResult",
+    "ProgressSink",
+    "dtype_for",
+    "is_val",
+    "manifest_warnings",
+    "merge_data",
+    "prepare_data",
+]

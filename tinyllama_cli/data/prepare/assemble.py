@@ -32,9 +32,17 @@ if TYPE_CHECKING:
     from tinyllama_cli.tokenizer import Tokenizer
 
 
-def assemble(work: Path, sources: list[Source], units: list[Unit], stats: list[dict],
-             o: PrepareOptions, settings: dict, tok: Tokenizer, dtype: str,
-             extra: dict) -> dict:
+def assemble(
+    work: Path,
+    sources: list[Source],
+    units: list[Unit],
+    stats: list[dict],
+    o: PrepareOptions,
+    settings: dict,
+    tok: Tokenizer,
+    dtype: str,
+    extra: dict,
+) -> dict:
     """Write the listing files of `units` (with their `stats`) into `work`; return the
     manifest, with the entries of `extra` (`slice`, `decontamination`) that are not None."""
     entries = {s.name: new_source_entry(s.spec) for s in sources}
@@ -47,12 +55,26 @@ def assemble(work: Path, sources: list[Source], units: list[Unit], stats: list[d
         for split in SPLITS:
             entry["shards"][split] += st["shards"][split]
         log_lines += st["log"]
-        files_lines += [json.dumps({
-            "source": u.source, "path": f["path"], "documents": f["documents"],
-            "tokens": f["tokens"], "skipped": f["skipped"]}) for f in st["files"]]
+        files_lines += [
+            json.dumps(
+                {
+                    "source": u.source,
+                    "path": f["path"],
+                    "documents": f["documents"],
+                    "tokens": f["tokens"],
+                    "skipped": f["skipped"],
+                }
+            )
+            for f in st["files"]
+        ]
     remove_unlisted_shards(work, entries)
-    tok_info = {"file": TOKENIZER, "sha256": tok.sha256, "vocab_size": tok.vocab_size,
-                "bos_id": tok.bos_id, "eos_id": tok.eos_id}
+    tok_info = {
+        "file": TOKENIZER,
+        "sha256": tok.sha256,
+        "vocab_size": tok.vocab_size,
+        "bos_id": tok.bos_id,
+        "eos_id": tok.eos_id,
+    }
     manifest = build_manifest(tok_info, dtype, settings, entries)
     manifest.update({k: v for k, v in extra.items() if v is not None})
     (work / LOG).write_text("".join(line + "\n" for line in log_lines))

@@ -36,8 +36,10 @@ def check_source_names(names: list[str]) -> None:
 
     for name in names:
         if name in RESERVED:
-            raise UserError(f"source name {name!r} is taken by the data dir's own files; give the "
-                            "source another name with NAME=PATH")
+            raise UserError(
+                f"source name {name!r} is taken by the data dir's own files; give the "
+                "source another name with NAME=PATH"
+            )
 
 
 def work_dir(out: Path) -> Path:
@@ -54,8 +56,9 @@ class ShardWriter:
     """Writes the token stream of one group's split as its parts of at most `shard_tokens`
     tokens, from byte chunks appended in order, under temporary names until `commit`."""
 
-    def __init__(self, root: Path, source: str, split: str, group: int, shard_tokens: int,
-                 itemsize: int):
+    def __init__(
+        self, root: Path, source: str, split: str, group: int, shard_tokens: int, itemsize: int
+    ):
         self.root, self.source, self.split, self.group = root, source, split, group
         self.shard_bytes = shard_tokens * itemsize
         self.itemsize = itemsize
@@ -108,19 +111,27 @@ def remove_group_shards(root: Path, source: str, group: int) -> None:
 def remove_unlisted_shards(root: Path, sources: dict) -> None:
     """Delete shard files under `root` that the manifest entries `sources` do not list: those of
     groups an earlier run had before its inputs changed."""
-    listed = {s["file"] for entry in sources.values() for split in SPLITS
-              for s in entry["shards"][split]}
+    listed = {
+        s["file"] for entry in sources.values() for split in SPLITS for s in entry["shards"][split]
+    }
     for name in sources:
         folder = root / name
         for path in folder.iterdir() if folder.is_dir() else ():
-            if f"{name}/{path.name}" not in listed and (SHARD.fullmatch(path.name)
-                                                        or path.name.endswith(TMP)):
+            if f"{name}/{path.name}" not in listed and (
+                SHARD.fullmatch(path.name) or path.name.endswith(TMP)
+            ):
                 path.unlink()
 
 
 def new_source_entry(spec: str) -> dict:
-    return {"spec": spec, "files": 0, "documents": dict.fromkeys(SPLITS, 0),
-            "tokens": dict.fromkeys(SPLITS, 0), "skipped": {}, "shards": {s: [] for s in SPLITS}}
+    return {
+        "spec": spec,
+        "files": 0,
+        "documents": dict.fromkeys(SPLITS, 0),
+        "tokens": dict.fromkeys(SPLITS, 0),
+        "skipped": {},
+        "shards": {s: [] for s in SPLITS},
+    }
 
 
 def add_counts(entry: dict, stats: dict) -> None:
@@ -157,17 +168,23 @@ def manifest_warnings(manifest: dict) -> list[str]:
         return []
     val = {name: s["documents"]["val"] for name, s in manifest["sources"].items()}
     empty = [name for name, n in val.items() if not n]
-    small = [f"{name} ({val[name]} of {sum(s['documents'].values())})"
-             for name, s in manifest["sources"].items()
-             if 0 < val[name] < floor and val[name] <= sum(s["documents"].values()) // MAX_VAL_SHARE]
+    small = [
+        f"{name} ({val[name]} of {sum(s['documents'].values())})"
+        for name, s in manifest["sources"].items()
+        if 0 < val[name] < floor and val[name] <= sum(s["documents"].values()) // MAX_VAL_SHARE
+    ]
     warnings = []
     if empty:
-        warnings.append(f"source(s) {', '.join(empty)} got 0 validation documents at "
-                        f"--val-fraction {fraction:g}; their val_loss will be missing: raise "
-                        "--val-fraction (the split is a hash of each document) or add documents "
-                        f"(the floor --val-min-docs takes at most 1/{MAX_VAL_SHARE} of a source)")
+        warnings.append(
+            f"source(s) {', '.join(empty)} got 0 validation documents at "
+            f"--val-fraction {fraction:g}; their val_loss will be missing: raise "
+            "--val-fraction (the split is a hash of each document) or add documents "
+            f"(the floor --val-min-docs takes at most 1/{MAX_VAL_SHARE} of a source)"
+        )
     if small:
-        warnings.append(f"source(s) {', '.join(small)} are too small for --val-min-docs {floor}: "
-                        f"a source holds out at most 1/{MAX_VAL_SHARE} of its documents; their "
-                        "val_loss will be noisy")
+        warnings.append(
+            f"source(s) {', '.join(small)} are too small for --val-min-docs {floor}: "
+            f"a source holds out at most 1/{MAX_VAL_SHARE} of its documents; their "
+            "val_loss will be noisy"
+        )
     return warnings

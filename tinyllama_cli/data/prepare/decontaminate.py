@@ -41,8 +41,9 @@ _WORD_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so invertible mod 2**64
 
 # ASCII text is normalised by one bytes.translate (the regex is ~10x slower); both give the same
 # words, since the regex maps every ASCII character outside [A-Za-z0-9] to a separator too.
-_ASCII = bytes(c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 or 48 <= c <= 57 else 32
-               for c in range(256))
+_ASCII = bytes(
+    c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 or 48 <= c <= 57 else 32 for c in range(256)
+)
 
 
 def words_of(text: str) -> str:
@@ -108,7 +109,7 @@ class Spans:
     def text(self, i: int, n: int) -> str:
         """The words of span `i`, single-spaced."""
         w = int(self.first_word[i])
-        return b" ".join(self.words[w:w + n]).decode("utf-8", "replace")
+        return b" ".join(self.words[w : w + n]).decode("utf-8", "replace")
 
 
 def spans_of(texts: list[str], n: int) -> Spans:
@@ -141,10 +142,14 @@ def _choices_text(record: dict) -> list[str]:
 # is shown for one item (the question joined with each answer, as lm-eval scores them).
 SCHEMAS: dict[str, tuple[tuple[str, ...], object]] = {
     "hellaswag": (("ctx", "endings"), lambda r: [f"{r['ctx']} {e}" for e in r["endings"]]),
-    "winogrande": (("sentence", "option1", "option2"),
-                   lambda r: [r["sentence"].replace("_", r[o]) for o in ("option1", "option2")]),
-    "openbookqa": (("question_stem", "choices"),
-                   lambda r: [f"{r['question_stem']} {c}" for c in _choices_text(r)]),
+    "winogrande": (
+        ("sentence", "option1", "option2"),
+        lambda r: [r["sentence"].replace("_", r[o]) for o in ("option1", "option2")],
+    ),
+    "openbookqa": (
+        ("question_stem", "choices"),
+        lambda r: [f"{r['question_stem']} {c}" for c in _choices_text(r)],
+    ),
     "arc": (("question", "choices"), lambda r: [f"{r['question']} {c}" for c in _choices_text(r)]),
     "boolq": (("passage", "question"), lambda r: [r["passage"], r["question"]]),
     "piqa": (("goal", "sol1", "sol2"), lambda r: [f"{r['goal']} {r[s]}" for s in ("sol1", "sol2")]),
@@ -157,19 +162,23 @@ def eval_texts(path: Path) -> Iterator[str]:
     """The eval texts of one file (see the module docstring); an unknown schema is refused."""
     name = path.name.lower()
     if name.endswith(".txt"):
-        yield from (line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip())
+        yield from (line for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
         return
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
         records = pq.read_table(path).to_pylist()
     elif name.endswith((".jsonl", ".json")):
-        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-                   if line.strip()]
+        records = [
+            json.loads(line)
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
     else:
-        raise UserError(f"--decontaminate {path}: use an lm-eval task file (.jsonl or .parquet "
-                        "in the hub schema) or plain texts (.txt, one per line; .jsonl with text)")
+        raise UserError(
+            f"--decontaminate {path}: use an lm-eval task file (.jsonl or .parquet "
+            "in the hub schema) or plain texts (.txt, one per line; .jsonl with text)"
+        )
     for i, record in enumerate(records, 1):
         yield from _record_texts(path, i, record)
 
@@ -180,8 +189,9 @@ def _record_texts(path: Path, line: int, record) -> list[str]:
             if all(f in record for f in fields):
                 return texts(record)
     known = "; ".join(f"{task}: {', '.join(fields)}" for task, (fields, _) in SCHEMAS.items())
-    raise UserError(f"--decontaminate {path}:{line}: not a record of a known eval schema "
-                    f"(fields {known})")
+    raise UserError(
+        f"--decontaminate {path}:{line}: not a record of a known eval schema (fields {known})"
+    )
 
 
 @dataclass
@@ -200,8 +210,12 @@ class EvalIndex:
 
     def save(self, path: Path) -> None:
         with replacing(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, hashes=self.hashes, masks=self.masks,
-                     meta=np.array(json.dumps({"ngram": self.ngram, "files": self.files})))
+            np.savez(
+                fh,
+                hashes=self.hashes,
+                masks=self.masks,
+                meta=np.array(json.dumps({"ngram": self.ngram, "files": self.files})),
+            )
 
     @classmethod
     def load(cls, path: Path) -> EvalIndex:
@@ -229,16 +243,25 @@ class EvalIndex:
 def build_index(paths: list[Path], ngram: int, batch: int = 4096) -> EvalIndex:
     """The index of every n-word span of the eval files' texts."""
     if len(paths) > MAX_EVAL_FILES:
-        raise UserError(f"--decontaminate takes at most {MAX_EVAL_FILES} files; concatenate "
-                        "some (plain .txt/.jsonl texts) into one")
+        raise UserError(
+            f"--decontaminate takes at most {MAX_EVAL_FILES} files; concatenate "
+            "some (plain .txt/.jsonl texts) into one"
+        )
     parts_h, parts_m, files = [], [], []
     for bit, path in enumerate(paths):
         texts = list(eval_texts(path))
-        spans = [spans_of(texts[i:i + batch], ngram) for i in range(0, len(texts), batch)]
+        spans = [spans_of(texts[i : i + batch], ngram) for i in range(0, len(texts), batch)]
         unique = _sorted_unique([s.hashes for s in spans])
         short = sum(int((s.word_counts < ngram).sum()) for s in spans)
-        files.append({"file": str(path), "sha256": _sha256(path), "texts": len(texts),
-                      "short_texts": short, "spans": len(unique)})
+        files.append(
+            {
+                "file": str(path),
+                "sha256": _sha256(path),
+                "texts": len(texts),
+                "short_texts": short,
+                "spans": len(unique),
+            }
+        )
         parts_h.append(unique)
         parts_m.append(np.full(len(unique), np.uint64(1) << np.uint64(bit), dtype=np.uint64))
     return _merge_masks(ngram, parts_h, parts_m, files)
@@ -250,15 +273,19 @@ def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
     return values[np.concatenate(([True], values[1:] != values[:-1]))] if len(values) else values
 
 
-def _merge_masks(ngram: int, parts_h: list[np.ndarray], parts_m: list[np.ndarray],
-                 files: list[dict]) -> EvalIndex:
+def _merge_masks(
+    ngram: int, parts_h: list[np.ndarray], parts_m: list[np.ndarray], files: list[dict]
+) -> EvalIndex:
     """One sorted array of unique hashes, each with the OR of its files' bits."""
     hashes = np.concatenate(parts_h) if parts_h else np.zeros(0, np.uint64)
     masks = np.concatenate(parts_m) if parts_m else np.zeros(0, np.uint64)
     order = np.argsort(hashes, kind="stable")
     hashes, masks = hashes[order], masks[order]
-    first = np.flatnonzero(np.concatenate(([True], hashes[1:] != hashes[:-1]))) \
-        if len(hashes) else np.zeros(0, np.int64)
+    first = (
+        np.flatnonzero(np.concatenate(([True], hashes[1:] != hashes[:-1])))
+        if len(hashes)
+        else np.zeros(0, np.int64)
+    )
     merged = np.bitwise_or.reduceat(masks, first) if len(first) else masks
     return EvalIndex(ngram, hashes[first], merged.astype(np.uint64), files)
 
@@ -293,13 +320,17 @@ def settings_key(index: EvalIndex | None) -> dict | None:
     """What the output depends on: the span length and each eval file's name and contents."""
     if index is None:
         return None
-    return {"ngram": index.ngram,
-            "files": [{"file": f["file"], "sha256": f["sha256"]} for f in index.files]}
+    return {
+        "ngram": index.ngram,
+        "files": [{"file": f["file"], "sha256": f["sha256"]} for f in index.files],
+    }
 
 
 def manifest_entry(index: EvalIndex, per_group: list[list[int]]) -> dict:
     """The manifest's `decontamination`: per eval file its counts and the documents dropped for
     sharing a span with it (a document that matches two files counts under both)."""
     dropped = [sum(c) for c in zip(*per_group)] if per_group else [0] * len(index.files)
-    return {"ngram": index.ngram,
-            "files": [{**f, "documents": n} for f, n in zip(index.files, dropped)]}
+    return {
+        "ngram": index.ngram,
+        "files": [{**f, "documents": n} for f, n in zip(index.files, dropped)],
+    }

@@ -41,8 +41,10 @@ def merge_data(slice_dirs: Iterable[str | Path], out: str | Path, overwrite: boo
     remove(work)
     work.mkdir(parents=True)
     copy_file(ordered[0][0] / TOKENIZER, work / TOKENIZER)
-    sources = {name: _merge_source(work, name, entry["spec"], ordered)
-               for name, entry in first["sources"].items()}
+    sources = {
+        name: _merge_source(work, name, entry["spec"], ordered)
+        for name, entry in first["sources"].items()
+    }
     manifest = {k: v for k, v in first.items() if k != "slice"}
     manifest.update(sources=sources)
     if "decontamination" in first:
@@ -63,17 +65,20 @@ def _read_slices(dirs: list[Path]) -> list[Slice]:
             raise UserError(f"{d} has no {MANIFEST}; pass the --out dirs of finished sliced runs")
         m = json.loads((d / MANIFEST).read_text())
         if "slice" not in m:
-            raise UserError(f"{d} is not a slice (it was not written with --num-shards); "
-                            "nothing to merge")
+            raise UserError(
+                f"{d} is not a slice (it was not written with --num-shards); nothing to merge"
+            )
         manifests.append(m)
     count = manifests[0]["slice"]["count"]
     fingerprints = {m["slice"]["fingerprint"] for m in manifests}
     if len(fingerprints) > 1:
-        raise UserError("the slices were prepared with different inputs or settings; "
-                        "rerun them alike")
+        raise UserError(
+            "the slices were prepared with different inputs or settings; rerun them alike"
+        )
     if len({m["tokenizer"]["sha256"] for m in manifests}) > 1:
-        raise UserError("the slices used different tokenizers; prepare them all with the same "
-                        "--tokenizer")
+        raise UserError(
+            "the slices used different tokenizers; prepare them all with the same --tokenizer"
+        )
     by_index = {m["slice"]["index"]: (d, m) for d, m in zip(dirs, manifests)}
     if sorted(by_index) != list(range(count)) or len(dirs) != count:
         got = sorted(m["slice"]["index"] for m in manifests)

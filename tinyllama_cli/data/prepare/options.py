@@ -45,8 +45,9 @@ class PrepareOptions:
         self.decontaminate = tuple(Path(p) for p in self.decontaminate)
 
 
-def parse_key_values(items: Iterable[str | tuple[str, str]],
-                     flag: str) -> tuple[tuple[str, str], ...]:
+def parse_key_values(
+    items: Iterable[str | tuple[str, str]], flag: str
+) -> tuple[tuple[str, str], ...]:
     """KEY=VALUE spellings (or ready pairs) -> (key, value) pairs; the value may be empty."""
     pairs = []
     for item in items:
@@ -73,19 +74,23 @@ def check_options(o: PrepareOptions) -> None:
     if o.num_shards < 1 or not 0 <= o.shard_index < o.num_shards:
         raise UserError(f"--shard-index must be in [0, {o.num_shards}) and --num-shards at least 1")
     if o.train_tokenizer == (o.tokenizer is not None):
-        raise UserError("pass exactly one of --tokenizer FILE.model or "
-                        "--train-tokenizer --vocab-size N")
+        raise UserError(
+            "pass exactly one of --tokenizer FILE.model or --train-tokenizer --vocab-size N"
+        )
     if o.train_tokenizer and (o.vocab_size is None or o.vocab_size < 260):
-        raise UserError("--train-tokenizer needs --vocab-size N with N >= 260 "
-                        "(256 byte pieces + specials)")
+        raise UserError(
+            "--train-tokenizer needs --vocab-size N with N >= 260 (256 byte pieces + specials)"
+        )
     if o.tokenizer_sample_mb <= 0:
         raise UserError("--tokenizer-sample-mb must be positive")
     if o.decontaminate_ngram < 1:
         raise UserError("--decontaminate-ngram must be at least 1 (words per span)")
     for path in o.decontaminate:
         if not path.is_file():
-            raise UserError(f"--decontaminate {path} does not exist; pass an eval task file "
-                            "(.jsonl/.parquet in the hub schema) or texts (.txt/.jsonl)")
+            raise UserError(
+                f"--decontaminate {path} does not exist; pass an eval task file "
+                "(.jsonl/.parquet in the hub schema) or texts (.txt/.jsonl)"
+            )
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
@@ -94,8 +99,9 @@ def load_tokenizer(path: Path) -> Tokenizer:
 
     tok = Tokenizer(path)
     if tok.bos_id < 0 or tok.eos_id < 0:
-        raise UserError(f"{path} has no <s>/</s> pieces; use a Llama-style tokenizer "
-                        "or --train-tokenizer")
+        raise UserError(
+            f"{path} has no <s>/</s> pieces; use a Llama-style tokenizer or --train-tokenizer"
+        )
     return tok
 
 

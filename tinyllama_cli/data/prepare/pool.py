@@ -38,8 +38,13 @@ def worker_report(documents: int, tokens: int, nbytes: int) -> None:
         _QUEUE.put((documents, tokens, nbytes))
 
 
-def run_tasks(fn: Callable[..., Any], tasks: Sequence, workers: int, report: Report,
-              sizes: Sequence[int] | None = None) -> list:
+def run_tasks(
+    fn: Callable[..., Any],
+    tasks: Sequence,
+    workers: int,
+    report: Report,
+    sizes: Sequence[int] | None = None,
+) -> list:
     """`fn` of every task, in the order of `tasks` whatever order they finished in. With `sizes`,
     the largest tasks start first, which keeps the workers busy to the end."""
     if workers == 1 or len(tasks) <= 1:
@@ -48,8 +53,9 @@ def run_tasks(fn: Callable[..., Any], tasks: Sequence, workers: int, report: Rep
     q, stop = ctx.Queue(), ctx.Event()
     results: dict[int, Any] = {}
     order = sorted(range(len(tasks)), key=lambda i: -sizes[i]) if sizes else range(len(tasks))
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=init_worker,
-                             initargs=(q, stop)) as pool:
+    with ProcessPoolExecutor(
+        min(workers, len(tasks)), mp_context=ctx, initializer=init_worker, initargs=(q, stop)
+    ) as pool:
         futures = {pool.submit(fn, tasks[i]): i for i in order}
         pending = set(futures)
         try:

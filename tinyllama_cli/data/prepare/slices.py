@@ -75,8 +75,12 @@ def slice_of(units: list[Unit], index: int, count: int) -> list[Unit]:
     return chosen
 
 
-def run_settings(sources: list[Source], o: PrepareOptions, tokenizer_key: dict,
-                 decontamination: dict | None = None) -> dict:
+def run_settings(
+    sources: list[Source],
+    o: PrepareOptions,
+    tokenizer_key: dict,
+    decontamination: dict | None = None,
+) -> dict:
     """What the output depends on (not workers, on_error or the shard index); `decontamination`
     (the eval files and span length) only when asked for, so other runs' fingerprints stay."""
     settings = {

@@ -35,8 +35,9 @@ class SampleTask:
     piece_chars: int
 
 
-def sample_plan(keys: list[str], budget_chars: int,
-                piece_chars: int = PIECE_CHARS) -> list[tuple[int, int]]:
+def sample_plan(
+    keys: list[str], budget_chars: int, piece_chars: int = PIECE_CHARS
+) -> list[tuple[int, int]]:
     """(file position, characters to read) for the files of the sample, in file order: every file
     an equal share when each gets at least a piece, else one piece from each of the
     `budget_chars // piece_chars` files whose seeded hash of `keys[i]` is smallest. At most
@@ -47,19 +48,28 @@ def sample_plan(keys: list[str], budget_chars: int,
     count = min(len(keys), max(1, budget_chars // share))
     if count == len(keys):
         return [(i, share) for i in range(len(keys))]
-    ranked = sorted(range(len(keys)), key=lambda i: hashlib.blake2b(
-        keys[i].encode(), key=SAMPLE_SEED, digest_size=8).digest())
+    ranked = sorted(
+        range(len(keys)),
+        key=lambda i: hashlib.blake2b(keys[i].encode(), key=SAMPLE_SEED, digest_size=8).digest(),
+    )
     return [(i, share) for i in sorted(ranked[:count])]
 
 
-def tokenizer_sample(sources: list[Source], options: ReadOptions, budget_chars: int,
-                     piece_chars: int = PIECE_CHARS, workers: int = 1) -> list[str]:
+def tokenizer_sample(
+    sources: list[Source],
+    options: ReadOptions,
+    budget_chars: int,
+    piece_chars: int = PIECE_CHARS,
+    workers: int = 1,
+) -> list[str]:
     """A bounded, deterministic sample for tokenizer training (see the module docstring), cut
     into pieces SentencePiece accepts; the same for any `workers`."""
     files = [f for s in sources for f in s.files]
     keys = [f"{s.name}/{i}" for s in sources for i in range(len(s.files))]
-    tasks = [SampleTask(files[i], options, chars, piece_chars)
-             for i, chars in sample_plan(keys, budget_chars, piece_chars)]
+    tasks = [
+        SampleTask(files[i], options, chars, piece_chars)
+        for i, chars in sample_plan(keys, budget_chars, piece_chars)
+    ]
     parts = run_tasks(sample_file, tasks, workers, lambda *a: None, [t.chars for t in tasks])
     return [piece for part in parts for piece in part]
 
@@ -73,21 +83,24 @@ def sample_file(task: SampleTask, report: Report | None = None) -> list[str]:
         if record.text is None:
             continue
         text = record.text[: task.chars - taken]
-        sample += [text[i:i + task.piece_chars] for i in range(0, len(text), task.piece_chars)]
+        sample += [text[i : i + task.piece_chars] for i in range(0, len(text), task.piece_chars)]
         taken += len(text)
         if taken >= task.chars:
             break
     return sample
 
 
-def train_on_sample(sources: list[Source], read_options: ReadOptions, o: PrepareOptions,
-                    path: Path) -> None:
+def train_on_sample(
+    sources: list[Source], read_options: ReadOptions, o: PrepareOptions, path: Path
+) -> None:
     """Train `--vocab-size` pieces on the sample of `--tokenizer-sample-mb` and save to `path`."""
     from tinyllama_cli.tokenizer import train_tokenizer
 
-    sample = tokenizer_sample(sources, read_options, int(o.tokenizer_sample_mb * 1e6),
-                              workers=o.workers)
+    sample = tokenizer_sample(
+        sources, read_options, int(o.tokenizer_sample_mb * 1e6), workers=o.workers
+    )
     if not sample:
-        raise UserError("no documents to train a tokenizer on; check the inputs or pass "
-                        "--tokenizer")
+        raise UserError(
+            "no documents to train a tokenizer on; check the inputs or pass --tokenizer"
+        )
     train_tokenizer(sample, o.vocab_size, path, num_threads=max(1, o.workers))

@@ -103,8 +103,12 @@ def process_unit(task: UnitTask, report: Report | None = None) -> dict:
         return _encode_group(task, encoder, report)
     except FastPathMismatch as exc:
         # Never expected for a model that passed `word_split_is_exact`; redo the group exactly.
-        return _encode_group(task, _encoder(task.tokenizer_path, False), report,
-                             note=f"note: fell back to plain encoding ({exc})")
+        return _encode_group(
+            task,
+            _encoder(task.tokenizer_path, False),
+            report,
+            note=f"note: fell back to plain encoding ({exc})",
+        )
 
 
 class _SplitFiles:
@@ -113,9 +117,12 @@ class _SplitFiles:
     def __init__(self, task: UnitTask):
         self.dtype = np.dtype(task.dtype)
         u = task.unit
-        self.writers = {split: ShardWriter(Path(task.root), u.source, split, u.index,
-                                           task.shard_tokens, self.dtype.itemsize)
-                        for split in SPLITS}
+        self.writers = {
+            split: ShardWriter(
+                Path(task.root), u.source, split, u.index, task.shard_tokens, self.dtype.itemsize
+            )
+            for split in SPLITS
+        }
         self.documents = dict.fromkeys(SPLITS, 0)
         self.tokens = dict.fromkeys(SPLITS, 0)
         self.keep_smallest = task.keep_smallest
@@ -126,8 +133,9 @@ class _SplitFiles:
         self.file_index = 0  # of the group's file being written
         self.seen = 0  # documents written
 
-    def write_batch(self, texts: list[str], packed: np.ndarray, lengths: np.ndarray,
-                    threshold: int) -> None:
+    def write_batch(
+        self, texts: list[str], packed: np.ndarray, lengths: np.ndarray, threshold: int
+    ) -> None:
         """A batch of documents (their ids packed), each to its split."""
         hashes = [doc_hash(t) for t in texts] if threshold or self.keep_smallest else []
         if self.keep_smallest:
@@ -173,8 +181,10 @@ class _Skips:
         if record.reason == EXCLUDED:  # asked for: counted, not an error to log
             return
         if on_error == "fail":
-            raise UserError(f"{where}: {record.reason} ({record.detail}); fix or remove it, "
-                            "or run with --on-error skip")
+            raise UserError(
+                f"{where}: {record.reason} ({record.detail}); fix or remove it, "
+                "or run with --on-error skip"
+            )
         self.logged += 1
         if len(self.log) < MAX_LOG_LINES_PER_FILE:
             self.log.append(f"{where}: {record.reason}: {record.detail}".rstrip(": "))
@@ -193,19 +203,23 @@ class _Skips:
         return self.log
 
 
-def _by_split(hashes: list[int], packed: np.ndarray, lengths: np.ndarray,
-              threshold: int) -> dict[str, tuple[np.ndarray, int]]:
+def _by_split(
+    hashes: list[int], packed: np.ndarray, lengths: np.ndarray, threshold: int
+) -> dict[str, tuple[np.ndarray, int]]:
     """The batch's tokens and document count per split (each document's ids stay together)."""
     if not threshold:
         return {"train": (packed, len(lengths))}
     in_val = np.fromiter((h < threshold for h in hashes), dtype=bool, count=len(hashes))
     token_in_val = np.repeat(in_val, lengths)
-    return {"train": (packed[~token_in_val], len(hashes) - int(in_val.sum())),
-            "val": (packed[token_in_val], int(in_val.sum()))}
+    return {
+        "train": (packed[~token_in_val], len(hashes) - int(in_val.sum())),
+        "val": (packed[token_in_val], int(in_val.sum())),
+    }
 
 
-def _encode_group(task: UnitTask, encoder: DocumentEncoder, report: Report,
-                  note: str | None = None) -> dict:
+def _encode_group(
+    task: UnitTask, encoder: DocumentEncoder, report: Report, note: str | None = None
+) -> dict:
     u, root = task.unit, Path(task.root)
     remove_group_shards(root, u.source, u.index)
     out = _SplitFiles(task)
@@ -220,10 +234,15 @@ def _encode_group(task: UnitTask, encoder: DocumentEncoder, report: Report,
     if note:
         log.append(f"{u.files[0].path}: {note}")
     stats = {
-        "source": u.source, "index": u.index, "files": files,
-        "documents": out.documents, "tokens": out.tokens,
+        "source": u.source,
+        "index": u.index,
+        "files": files,
+        "documents": out.documents,
+        "tokens": out.tokens,
         "skipped": dict(sorted(sum((Counter(f["skipped"]) for f in files), Counter()).items())),
-        "log": log, "shards": shards, "val_threshold": task.val_threshold,
+        "log": log,
+        "shards": shards,
+        "val_threshold": task.val_threshold,
         "val_candidates": out.candidates,
         "contaminated_by": [sum(c) for c in zip(*(f.pop("contaminated_by") for f in files))],
     }
@@ -234,8 +253,9 @@ def _encode_group(task: UnitTask, encoder: DocumentEncoder, report: Report,
     return stats
 
 
-def _encode_file(task: UnitTask, f: InputFile, encoder: DocumentEncoder, out: _SplitFiles,
-                 report: Report) -> dict:
+def _encode_file(
+    task: UnitTask, f: InputFile, encoder: DocumentEncoder, out: _SplitFiles, report: Report
+) -> dict:
     """One input file of the group into `out`; returns its own counts and log lines."""
     skips = _Skips()
     index = _index(task.index_path)
@@ -271,16 +291,25 @@ def _encode_file(task: UnitTask, f: InputFile, encoder: DocumentEncoder, out: _S
     flush()
     report(0, 0, size - reported_bytes)
     return {
-        "path": f.path, "size": size, "mtime_ns": f.stat()[1],
+        "path": f.path,
+        "size": size,
+        "mtime_ns": f.stat()[1],
         "documents": {s: out.documents[s] - documents[s] for s in SPLITS},
         "tokens": {s: out.tokens[s] - tokens[s] for s in SPLITS},
         "skipped": dict(sorted(skips.counts.items())),
-        "log": skips.log_lines(f.path), "contaminated_by": dropped,
+        "log": skips.log_lines(f.path),
+        "contaminated_by": dropped,
     }
 
 
-def _decontaminate(index: EvalIndex, texts: list[str], lines: list[int], path: str,
-                   skips: _Skips, dropped: list[int]) -> list[str]:
+def _decontaminate(
+    index: EvalIndex,
+    texts: list[str],
+    lines: list[int],
+    path: str,
+    skips: _Skips,
+    dropped: list[int],
+) -> list[str]:
     """`texts` without the documents that share a span with an eval text; each dropped one is
     logged with a span and its eval files, and counted per eval file in `dropped`."""
     hits = contaminated(index, texts)
@@ -289,8 +318,9 @@ def _decontaminate(index: EvalIndex, texts: list[str], lines: list[int], path: s
         names = [f["file"] for bit, f in enumerate(index.files) if hit.mask >> bit & 1]
         for bit in range(len(dropped)):
             dropped[bit] += hit.mask >> bit & 1
-        skips.add_contaminated(f"{path}:{lines[doc]}",
-                               f"shares \"{hit.span}\" with {', '.join(names)}")
+        skips.add_contaminated(
+            f"{path}:{lines[doc]}", f'shares "{hit.span}" with {", ".join(names)}'
+        )
     return [t for i, t in enumerate(texts) if i not in hits] if hits else texts
 
 

@@ -33,8 +33,9 @@ def group_share(min_docs: int, groups: int) -> int:
     return -(-min_docs // groups) if groups else 0
 
 
-def raised_thresholds(all_groups: list[Unit], units: list[Unit], stats: list[dict],
-                      threshold: int, min_docs: int) -> dict[tuple[str, int], int]:
+def raised_thresholds(
+    all_groups: list[Unit], units: list[Unit], stats: list[dict], threshold: int, min_docs: int
+) -> dict[tuple[str, int], int]:
     """The raised threshold of every group of this run short of its share at `threshold`, by
     (source, group index)."""
     if not threshold or not min_docs:
@@ -50,8 +51,15 @@ def raised_thresholds(all_groups: list[Unit], units: list[Unit], stats: list[dic
     return raised
 
 
-def move_to_val(root: Path, u: Unit, stats: dict, threshold: int, dtype: str,
-                shard_tokens: int, stats_path: Path) -> dict | None:
+def move_to_val(
+    root: Path,
+    u: Unit,
+    stats: dict,
+    threshold: int,
+    dtype: str,
+    shard_tokens: int,
+    stats_path: Path,
+) -> dict | None:
     """Rewrite group `u`'s shards as if split at `threshold`: its candidates under it go to val
     (in input order), the rest of train stays in order. Returns the new counts (also saved to
     `stats_path`), or None when the shards on disk are not the ones `stats` lists (a rewrite
@@ -62,20 +70,22 @@ def move_to_val(root: Path, u: Unit, stats: dict, threshold: int, dtype: str,
         return None
     val = sorted((c for c in stats["val_candidates"] if c[0] < threshold), key=lambda c: c[5])
     moved = sorted((c[3], c[4]) for c in val if c[2] == "train")
-    writers = {split: ShardWriter(root, u.source, split, u.index, shard_tokens, itemsize)
-               for split in SPLITS}
+    writers = {
+        split: ShardWriter(root, u.source, split, u.index, shard_tokens, itemsize)
+        for split in SPLITS
+    }
     start = 0
     for offset, n in moved:
         writers["train"].write(streams["train"][start:offset])
         start = offset + n
     writers["train"].write(streams["train"][start:])
     for c in val:
-        writers["val"].write(streams[c[2]][c[3]:c[3] + c[4]])
+        writers["val"].write(streams[c[2]][c[3] : c[3] + c[4]])
     shards = {split: w.close() for split, w in writers.items()}
     del streams
     stats_path.unlink()  # a rewrite cut short from here on leaves the group to encode again
     for split, w in writers.items():
-        for old in stats["shards"][split][len(shards[split]):]:
+        for old in stats["shards"][split][len(shards[split]) :]:
             (root / old["file"]).unlink()
         w.commit()
     new = _moved_counts(stats, val, shards, threshold)
@@ -96,9 +106,15 @@ def _stream(root: Path, shards: list[dict], dtype: str) -> np.ndarray | None:
 
 def _moved_counts(stats: dict, val: list[list], shards: dict, threshold: int) -> dict:
     """The group's counts once the `val` candidates are its val documents."""
-    new = {**stats, "shards": shards, "val_threshold": threshold,
-           "files": [dict(f, documents=dict(f["documents"]), tokens=dict(f["tokens"]))
-                     for f in stats["files"]]}
+    new = {
+        **stats,
+        "shards": shards,
+        "val_threshold": threshold,
+        "files": [
+            dict(f, documents=dict(f["documents"]), tokens=dict(f["tokens"]))
+            for f in stats["files"]
+        ],
+    }
     new["documents"], new["tokens"] = dict(stats["documents"]), dict(stats["tokens"])
     for c in val:
         if c[2] == "train":

@@ -11,14 +11,14 @@ import hashlib
 from dataclasses import dataclass
 
 BYTES_PER_TOKEN = {"text": 4.0, "code": 3.5}
-HOLD_OUT_PERCENT = 10                 # of library modules and reference topics
+HOLD_OUT_PERCENT = 10  # of library modules and reference topics
 
 # Set names of SlimPajama used for each kind of text (the origin is also in meta["source"]).
-SET_REFERENCE = "RedPajamaWikipedia"       # the language reference (pydoc_data.topics)
-SET_DOCSTRINGS = "RedPajamaBook"           # module documentation pages from docstrings
-SET_COMMENTS = "RedPajamaStackExchange"    # developers' notes: comment blocks in the sources
-SET_DOC_FILES = "RedPajamaCommonCrawl"     # .txt/.rst/.html documents shipped with the library
-SET_GITHUB = "RedPajamaGithub"             # code, which TinyLlama excluded from SlimPajama
+SET_REFERENCE = "RedPajamaWikipedia"  # the language reference (pydoc_data.topics)
+SET_DOCSTRINGS = "RedPajamaBook"  # module documentation pages from docstrings
+SET_COMMENTS = "RedPajamaStackExchange"  # developers' notes: comment blocks in the sources
+SET_DOC_FILES = "RedPajamaCommonCrawl"  # .txt/.rst/.html documents shipped with the library
+SET_GITHUB = "RedPajamaGithub"  # code, which TinyLlama excluded from SlimPajama
 
 
 @dataclass(frozen=True)

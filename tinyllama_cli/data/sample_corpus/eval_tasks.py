@@ -24,8 +24,8 @@ from tinyllama_cli.data.sample_corpus.stdlib import module_name
 
 MAX_HELLASWAG = 1000
 MAX_ARC = 500
-MAX_ITEMS_PER_MODULE = 16             # so a few large modules do not make up a whole task
-HELD_OUT_TEXT_CHARS = 200_000         # ~50k tokens: a perplexity figure in seconds on a CPU
+MAX_ITEMS_PER_MODULE = 16  # so a few large modules do not make up a whole task
+HELD_OUT_TEXT_CHARS = 200_000  # ~50k tokens: a perplexity figure in seconds on a CPU
 
 Question = tuple[str, str, list[str]]  # (question, answer, wrong answers to draw from)
 
@@ -58,10 +58,13 @@ def _hellaswag_pairs(held: list[DocEntry], seen: set[str]) -> list[tuple[DocEntr
     for e in held:
         for para in prose_paragraphs(e.doc):
             sents = sentences(para)
-            for i in range(1, min(len(sents), 3)):      # (s0 -> s1) and (s0 s1 -> s2)
+            for i in range(1, min(len(sents), 3)):  # (s0 -> s1) and (s0 s1 -> s2)
                 context, ending = " ".join(sents[:i]), sents[i]
-                if (any(s in seen for s in sents[:i + 1]) or (context, ending) in pairs
-                        or per_module.get(e.module, 0) >= MAX_ITEMS_PER_MODULE):
+                if (
+                    any(s in seen for s in sents[: i + 1])
+                    or (context, ending) in pairs
+                    or per_module.get(e.module, 0) >= MAX_ITEMS_PER_MODULE
+                ):
                     continue
                 if len(context) >= 25 and 20 <= len(ending) <= 200 and ending.endswith("."):
                     found.append((e, context, ending))
@@ -70,15 +73,21 @@ def _hellaswag_pairs(held: list[DocEntry], seen: set[str]) -> list[tuple[DocEntr
     return found
 
 
-def _hellaswag_record(index: int, e: DocEntry, context: str, endings: list[str],
-                      label: int) -> dict:
+def _hellaswag_record(
+    index: int, e: DocEntry, context: str, endings: list[str], label: int
+) -> dict:
     topic = e.kind == "topic"
     return {
         "ind": index,
         "activity_label": e.qualname if topic else ".".join(p for p in (e.module, e.qualname) if p),
-        "ctx_a": context, "ctx_b": "", "ctx": context, "endings": endings,
+        "ctx_a": context,
+        "ctx_b": "",
+        "ctx": context,
+        "endings": endings,
         "source_id": e.module if topic else f"{e.module}:{e.qualname}",
-        "split": "val", "split_type": "indomain", "label": str(label),
+        "split": "val",
+        "split_type": "indomain",
+        "label": str(label),
     }
 
 
@@ -94,8 +103,10 @@ def hellaswag_items(held: list[DocEntry], seen: set[str], seed: int) -> list[dic
     items = []
     for e, context, ending in found[:MAX_HELLASWAG]:
         rng = random.Random(f"{seed}:hellaswag:{e.module}:{e.qualname}:{context}")
-        near = sorted((x for x in by_length if e.module not in modules_of[x]),
-                      key=lambda x: (abs(len(x) - len(ending)), x))[:12]
+        near = sorted(
+            (x for x in by_length if e.module not in modules_of[x]),
+            key=lambda x: (abs(len(x) - len(ending)), x),
+        )[:12]
         if len(near) < 3:
             continue
         choices = rng.sample(near, 3)
@@ -128,24 +139,34 @@ def _summary(doc: str) -> str:
 
 def _module_question(module: str, summary: str, modules: list[str]) -> Question | None:
     if module.split(".")[-1].lower() in summary.lower():
-        return None                    # the name would give the answer away
-    return (f'Which Python module is described as "{summary}"?', module,
-            [m for m in modules if m != module])
+        return None  # the name would give the answer away
+    return (
+        f'Which Python module is described as "{summary}"?',
+        module,
+        [m for m in modules if m != module],
+    )
 
 
-def _function_question(e: DocEntry, summary: str, siblings: list[DocEntry],
-                       all_names: list[str]) -> Question:
+def _function_question(
+    e: DocEntry, summary: str, siblings: list[DocEntry], all_names: list[str]
+) -> Question:
     """Which function or method does this; the wrong answers are public callables of the same
     class, else of the same module, else of any held-out module."""
     owner = e.qualname.rpartition(".")[0]
-    what = (f"method of the class {e.module}.{owner}" if owner
-            else f"function of the module {e.module}")
+    what = (
+        f"method of the class {e.module}.{owner}" if owner else f"function of the module {e.module}"
+    )
     answer = _name(e)
-    same_class = {_name(x) for x in siblings if x.kind == e.kind and _public(x.qualname)
-                  and x.qualname.rpartition(".")[0] == owner}
+    same_class = {
+        _name(x)
+        for x in siblings
+        if x.kind == e.kind and _public(x.qualname) and x.qualname.rpartition(".")[0] == owner
+    }
     same_module = {_name(x) for x in siblings if _is_public_callable(x)}
-    pool = next((sorted(p - {answer}) for p in (same_class, same_module) if len(p - {answer}) >= 3),
-                [n for n in all_names if n != answer])
+    pool = next(
+        (sorted(p - {answer}) for p in (same_class, same_module) if len(p - {answer}) >= 3),
+        [n for n in all_names if n != answer],
+    )
     return f'Which {what} does this: "{summary}"?', answer, pool
 
 
@@ -154,8 +175,12 @@ def _arc_record(index: int, question: Question, rng: random.Random) -> dict:
     choices = rng.sample(pool, 3)
     key = rng.randrange(4)
     choices.insert(key, answer)
-    return {"id": f"Stdlib_{index:05d}", "question": text,
-            "choices": {"text": choices, "label": list("ABCD")}, "answerKey": "ABCD"[key]}
+    return {
+        "id": f"Stdlib_{index:05d}",
+        "question": text,
+        "choices": {"text": choices, "label": list("ABCD")},
+        "answerKey": "ABCD"[key],
+    }
 
 
 def arc_items(held: list[DocEntry], seen: set[str], seed: int) -> list[dict]:
@@ -166,8 +191,9 @@ def arc_items(held: list[DocEntry], seen: set[str], seed: int) -> list[dict]:
         if e.kind != "topic":
             by_module.setdefault(e.module, []).append(e)
     modules = sorted(m for m in by_module if not m.split(".")[-1].startswith("_"))
-    all_names = sorted({_name(e) for es in by_module.values() for e in es
-                        if _is_public_callable(e)})
+    all_names = sorted(
+        {_name(e) for es in by_module.values() for e in es if _is_public_callable(e)}
+    )
     items = []
     for module in modules:
         count = 0
@@ -183,8 +209,11 @@ def arc_items(held: list[DocEntry], seen: set[str], seed: int) -> list[dict]:
                 continue
             if question is None or len(question[2]) < 3:
                 continue
-            items.append(_arc_record(len(items), question,
-                                     random.Random(f"{seed}:arc:{module}:{e.qualname}")))
+            items.append(
+                _arc_record(
+                    len(items), question, random.Random(f"{seed}:arc:{module}:{e.qualname}")
+                )
+            )
             count += 1
             if len(items) >= MAX_ARC:
                 return items

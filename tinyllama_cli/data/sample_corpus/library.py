@@ -27,11 +27,11 @@ class Library:
 
     root: Path
     seed: int
-    files: list[str]                                     # every .py location, sorted
-    wheels: dict[str, str]                               # wheel member location -> text
-    held_out: set[str]                                   # module names and "topic:<name>"
-    entries: dict[str, list[tuple[DocEntry, str]]]       # non-test module -> docstrings
-    sources: dict[str, str]                              # non-test module -> text
+    files: list[str]  # every .py location, sorted
+    wheels: dict[str, str]  # wheel member location -> text
+    held_out: set[str]  # module names and "topic:<name>"
+    entries: dict[str, list[tuple[DocEntry, str]]]  # non-test module -> docstrings
+    sources: dict[str, str]  # non-test module -> text
     topics: dict[str, str]
 
     @classmethod

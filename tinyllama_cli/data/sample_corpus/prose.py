@@ -29,8 +29,8 @@ class DocEntry:
     """One docstring of a module: the material for the multiple-choice tasks."""
 
     module: str
-    qualname: str          # "" for the module docstring
-    kind: str              # "module" | "class" | "function" | "method" | "topic"
+    qualname: str  # "" for the module docstring
+    kind: str  # "module" | "class" | "function" | "method" | "topic"
     doc: str
 
 
@@ -53,8 +53,12 @@ def docstrings(tree: ast.Module, module: str) -> list[tuple[DocEntry, str]]:
                 bases = ", ".join(ast.unparse(b) for b in node.bases)
                 doc = ast.get_docstring(node)
                 if doc:
-                    out.append((DocEntry(module, qual, "class", doc),
-                                f"## class {qual}" + (f"({bases})" if bases else "")))
+                    out.append(
+                        (
+                            DocEntry(module, qual, "class", doc),
+                            f"## class {qual}" + (f"({bases})" if bases else ""),
+                        )
+                    )
                 visit(node.body, qual + ".", True)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 doc = ast.get_docstring(node)
@@ -62,8 +66,9 @@ def docstrings(tree: ast.Module, module: str) -> list[tuple[DocEntry, str]]:
                     qual = prefix + node.name
                     level = "###" if in_class else "##"
                     kind = "method" if in_class else "function"
-                    out.append((DocEntry(module, qual, kind, doc),
-                                f"{level} {qual}{_signature(node)}"))
+                    out.append(
+                        (DocEntry(module, qual, kind, doc), f"{level} {qual}{_signature(node)}")
+                    )
 
     visit(tree.body, "", False)
     return out

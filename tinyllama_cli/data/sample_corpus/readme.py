@@ -46,7 +46,7 @@ class CorpusSummary:
 SET_DESCRIPTIONS = {
     SET_REFERENCE: "the language reference shipped for `help()` (`pydoc_data.topics`)",
     SET_DOCSTRINGS: "one page per module: its module, class and function docstrings, read from the "
-                    "source with `ast` (C modules: their `__doc__`)",
+    "source with `ast` (C modules: their `__doc__`)",
     SET_COMMENTS: "the prose comment blocks of each module's source",
     SET_DOC_FILES: "the .txt, .rst and .html documents shipped in the library",
     SET_GITHUB: "whole Python source files, for the exclude filter (TinyLlama excluded this set)",
@@ -56,12 +56,18 @@ SET_DESCRIPTIONS = {
 def render_readme(s: CorpusSummary) -> str:
     """DIR/README.md: what is in the corpus, where it came from, and how to use it. It names no
     output path, so two builds into different directories are byte-identical."""
-    rows = [f"| {name} | {n:,} | {SET_DESCRIPTIONS.get(name, '')} |"
-            for name, n in s.text_sets.items()]
-    rows.append(f"| {SET_GITHUB} | {s.github_documents:,} | {SET_DESCRIPTIONS[SET_GITHUB]} "
-                f"(about {s.github_tokens:,} tokens) |")
-    available = (f"{s.text_tokens_available:,}" if s.text_tokens_available >= 0
-                 else "more than the text budget")
+    rows = [
+        f"| {name} | {n:,} | {SET_DESCRIPTIONS.get(name, '')} |" for name, n in s.text_sets.items()
+    ]
+    rows.append(
+        f"| {SET_GITHUB} | {s.github_documents:,} | {SET_DESCRIPTIONS[SET_GITHUB]} "
+        f"(about {s.github_tokens:,} tokens) |"
+    )
+    available = (
+        f"{s.text_tokens_available:,}"
+        if s.text_tokens_available >= 0
+        else "more than the text budget"
+    )
     table = "\n".join(rows)
     return f"""# Built-in sample corpus
 
@@ -122,7 +128,8 @@ tinyllama eval RUN_DIR --tasks hellaswag,arc_easy,wikitext \\
 tinyllama prepare-data slimpajama=DIR/slimpajama starcoder=DIR/starcoder \\
     --exclude-meta redpajama_set_name=RedPajamaGithub \\
     --train-tokenizer --vocab-size 8192 --val-fraction 0.02 --out DATA_DIR
-tinyllama pretrain --model cpu-small --data DATA_DIR --mix slimpajama=0.7,starcoder=0.3 --out RUN_DIR
+tinyllama pretrain --model cpu-small --data DATA_DIR --mix slimpajama=0.7,starcoder=0.3 \\
+    --out RUN_DIR
 ```
 
 Held out: {", ".join(s.held_out)}.

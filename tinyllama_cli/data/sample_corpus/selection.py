@@ -30,7 +30,7 @@ from tinyllama_cli.data.sample_corpus.stdlib import (
     module_name,
 )
 
-GITHUB_RECORDS = 12                   # code files written as RedPajamaGithub records in SlimPajama
+GITHUB_RECORDS = 12  # code files written as RedPajamaGithub records in SlimPajama
 _NOT_ALNUM = re.compile(r"[\W_]+")
 
 
@@ -57,21 +57,25 @@ def _text_candidates(lib: Library) -> Iterator[tuple[str, Callable[[], list[Docu
             if notes:
                 docs.append(Document(f"stdlib:{rel}#comments", notes, SET_COMMENTS))
             return docs
+
         return produce
 
     def test_module(rel: str) -> Callable[[], list[Document]]:
-        def produce() -> list[Document]:             # comments only: parsing tests is slow
+        def produce() -> list[Document]:  # comments only: parsing tests is slow
             source = lib.source(rel)
             notes = comment_notes(module_name(rel), source) if source is not None else None
             return [Document(f"stdlib:{rel}#comments", notes, SET_COMMENTS)] if notes else []
+
         return produce
 
     def constant(docs: list[Document]) -> Callable[[], list[Document]]:
         return lambda: docs
 
     def c_modules() -> list[Document]:
-        return [Document(f"c-module:{name}", page, SET_DOCSTRINGS)
-                for name, page in sorted(c_module_pages().items())]
+        return [
+            Document(f"c-module:{name}", page, SET_DOCSTRINGS)
+            for name, page in sorted(c_module_pages().items())
+        ]
 
     for rel in lib.files:
         if rel in lib.entries and not lib.module_held_out(rel):

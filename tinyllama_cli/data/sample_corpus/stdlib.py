@@ -26,14 +26,59 @@ from tinyllama_cli.data.sample_corpus.prose import html_text
 # C modules whose docstrings are read by importing them (they have no Python source). Importing
 # an extension module runs no Python code; anything that fails to import is skipped.
 C_MODULES = (
-    "builtins", "_bisect", "_bz2", "_collections", "_contextvars", "_csv", "_functools", "_heapq",
-    "_io", "_json", "_lzma", "_queue", "_random", "_socket", "_statistics", "_struct", "_thread",
-    "_weakref", "array", "atexit", "binascii", "cmath", "errno", "faulthandler", "fcntl", "gc",
-    "grp", "itertools", "marshal", "math", "mmap", "posix", "pwd", "pyexpat", "resource", "select",
-    "sys", "syslog", "termios", "time", "unicodedata", "zlib",
+    "builtins",
+    "_bisect",
+    "_bz2",
+    "_collections",
+    "_contextvars",
+    "_csv",
+    "_functools",
+    "_heapq",
+    "_io",
+    "_json",
+    "_lzma",
+    "_queue",
+    "_random",
+    "_socket",
+    "_statistics",
+    "_struct",
+    "_thread",
+    "_weakref",
+    "array",
+    "atexit",
+    "binascii",
+    "cmath",
+    "errno",
+    "faulthandler",
+    "fcntl",
+    "gc",
+    "grp",
+    "itertools",
+    "marshal",
+    "math",
+    "mmap",
+    "posix",
+    "pwd",
+    "pyexpat",
+    "resource",
+    "select",
+    "sys",
+    "syslog",
+    "termios",
+    "time",
+    "unicodedata",
+    "zlib",
 )
-TEST_DIRS = ("test/", "idlelib/idle_test/", "lib2to3/tests/", "tkinter/test/", "unittest/test/",
-             "ctypes/test/", "distutils/tests/", "sqlite3/test/")
+TEST_DIRS = (
+    "test/",
+    "idlelib/idle_test/",
+    "lib2to3/tests/",
+    "tkinter/test/",
+    "unittest/test/",
+    "ctypes/test/",
+    "distutils/tests/",
+    "sqlite3/test/",
+)
 SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__"}
 REFERENCE_FILE = "pydoc_data/topics.py"
 WHEELS_DIR = "ensurepip/_bundled"
@@ -76,7 +121,7 @@ def split_wheel(rel: str) -> tuple[str, str]:
     """("pip-23.2.1-py3-none-any.whl", "pip/__init__.py") for a wheel member, ("", rel)
     otherwise."""
     if rel.startswith(WHEELS_DIR + "/") and ".whl/" in rel:
-        wheel, member = rel[len(WHEELS_DIR) + 1:].split("/", 1)
+        wheel, member = rel[len(WHEELS_DIR) + 1 :].split("/", 1)
         return wheel, member
     return "", rel
 
@@ -103,7 +148,7 @@ def read_source(root: Path, rel: str) -> str | None:
 def parse(source: str) -> ast.Module | None:
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")      # invalid escape sequences in old test files
+            warnings.simplefilter("ignore")  # invalid escape sequences in old test files
             return ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
@@ -193,8 +238,13 @@ def c_module_pages(names: tuple[str, ...] = C_MODULES, timeout: float = 60.0) ->
     """Documentation pages of C modules from their docstrings, built in an isolated child
     interpreter with a time limit; {} if it fails (the corpus is then built without them)."""
     try:
-        proc = subprocess.run([sys.executable, "-I", "-S", "-c", _C_PAGES_SCRIPT, *names],
-                              capture_output=True, text=True, timeout=timeout, check=True)
+        proc = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", _C_PAGES_SCRIPT, *names],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=True,
+        )
         return json.loads(proc.stdout)
     except (OSError, subprocess.SubprocessError, ValueError):
         return {}

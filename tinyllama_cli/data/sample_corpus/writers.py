@@ -14,8 +14,8 @@ from pathlib import Path
 from tinyllama_cli.data.sample_corpus.documents import Document, rank
 from tinyllama_cli.data.sample_corpus.stdlib import split_wheel
 
-CHUNK_BYTES = 2 << 20                 # uncompressed bytes per SlimPajama chunk
-PARQUET_BYTES = 1 << 20               # content bytes per Starcoderdata file
+CHUNK_BYTES = 2 << 20  # uncompressed bytes per SlimPajama chunk
+PARQUET_BYTES = 1 << 20  # content bytes per Starcoderdata file
 ROWS_PER_GROUP = 64
 
 
@@ -67,18 +67,27 @@ def write_starcoder(docs: list[Document], out: Path) -> tuple[list[str], int]:
     import pyarrow.parquet as pq
 
     out.mkdir(parents=True)
-    schema = pa.schema([("max_stars_repo_path", pa.string()),
-                        ("max_stars_repo_name", pa.string()), ("max_stars_count", pa.int64()),
-                        ("id", pa.string()), ("content", pa.string())])
+    schema = pa.schema(
+        [
+            ("max_stars_repo_path", pa.string()),
+            ("max_stars_repo_name", pa.string()),
+            ("max_stars_count", pa.int64()),
+            ("id", pa.string()),
+            ("content", pa.string()),
+        ]
+    )
     names, groups = [], 0
     for i, group in enumerate(_group(docs, PARQUET_BYTES)):
-        table = pa.table({
-            "max_stars_repo_path": [repository(d.key)[1] for d in group],
-            "max_stars_repo_name": [repository(d.key)[0] for d in group],
-            "max_stars_count": pa.array([None] * len(group), pa.int64()),
-            "id": [hashlib.sha1(d.key.encode()).hexdigest() for d in group],
-            "content": [d.text for d in group],
-        }, schema=schema)
+        table = pa.table(
+            {
+                "max_stars_repo_path": [repository(d.key)[1] for d in group],
+                "max_stars_repo_name": [repository(d.key)[0] for d in group],
+                "max_stars_count": pa.array([None] * len(group), pa.int64()),
+                "id": [hashlib.sha1(d.key.encode()).hexdigest() for d in group],
+                "content": [d.text for d in group],
+            },
+            schema=schema,
+        )
         rows = max(1, min(ROWS_PER_GROUP, -(-len(group) // 4)))
         name = f"train-{i:05d}.parquet"
         pq.write_table(table, out / name, row_group_size=rows, compression="zstd")
