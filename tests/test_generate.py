@@ -7,14 +7,13 @@ model's greedy choices are clear-cut and token-for-token comparisons are meaning
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 
 import pytest
 import torch
-import torch.distributed.checkpoint as dcp
 
+from tests.generation_runs import corpus, write_run_dir
 from tinyllama_cli.config import ModelConfig
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.generate import (
@@ -33,14 +32,6 @@ VOCAB = 320
 CONFIG = ModelConfig(name="gen-test", vocab_size=VOCAB, n_layer=2, n_embd=64, n_head=4, n_kv_head=2,
                      intermediate_size=176, block_size=96)
 PROMPTS = ["the quick fox", "a cat", "", "seven green birds sing over the old river"]
-
-
-def corpus(n: int = 400) -> list[str]:
-    rng = random.Random(0)
-    subjects = ["the quick fox", "a cat", "seven green birds", "my old dog", "the river", "a small robot"]
-    verbs = ["jumps over", "sings to", "runs past", "sleeps near", "looks at", "counts"]
-    objects = ["the lazy dog.", "the old river.", "a red house.", "twelve stones.", "the moon.", "a tall tree."]
-    return [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}" for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +57,7 @@ def run_dir(tmp_path_factory):
         optimizer.zero_grad()
         model(batch[:, :-1], batch[:, 1:]).backward()
         optimizer.step()
-    checkpoint = root / "run" / "checkpoints" / "step-00000060"
-    checkpoint.mkdir(parents=True)
-    dcp.save({"model": model.state_dict()}, checkpoint_id=str(checkpoint))
-    (checkpoint / "state.json").write_text(json.dumps({"step": 60, "model_config": CONFIG.to_dict()}))
-    (root / "run" / "tokenizer.model").write_bytes((root / "tokenizer.model").read_bytes())
+    write_run_dir(model, root / "tokenizer.model", root / "run", step=60)
     save_hf(model.eval(), root / "hf", tokenizer)
     return root
 
@@ -317,6 +304,38 @@ def test_cli_user_errors_exit_2(run_dir):
     assert result.returncode == 2 and "no prompt given" in result.stderr
     result = run_cli("generate", str(run_dir / "run"), "--prompt", "x", "--threads", "0")
     assert result.returncode == 2 and "--threads must be at least 1" in result.stderr
+
+
+def test_cli_speculative_decoding_keeps_greedy_text_and_reports_acceptance(run_dir, loaded):
+    args = ["generate", str(run_dir / "run"), "-p", "the quick fox", "-p", "a cat", "--temperature", "0",
+            "-n", "16", "--json"]
+    plain = json.loads(run_cli(*args).stdout)
+    assert plain["stats"]["speculation"] is None
+    for extra, method in [(["--draft", str(run_dir / "hf"), "--draft-tokens", "3"], "draft"),
+                          (["--prompt-lookup", "3"], "prompt-lookup")]:
+        result = run_cli(*args, *extra)
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert [s["tokens"] for s in data["samples"]] == [s["tokens"] for s in plain["samples"]]
+        stats = data["stats"]
+        assert stats["speculation"] == method and stats["draft_tokens"] == 3
+        assert 0 <= stats["accepted"] <= stats["drafted"]
+    # The same weights as the draft (from the HF copy): every drafted token is accepted.
+    drafted = json.loads(run_cli(*args, "--draft", str(run_dir / "hf")).stdout)["stats"]
+    assert drafted["acceptance_rate"] == 1.0 and drafted["target_forwards"] < plain["stats"]["new_tokens"]
+
+
+def test_cli_draft_with_another_vocabulary_or_flags_exit_2(run_dir, tmp_path):
+    from tinyllama_cli.model import Llama
+
+    other = train_tokenizer(corpus(), VOCAB - 20, tmp_path / "other.model", num_threads=1)
+    write_run_dir(Llama(CONFIG), other.path, tmp_path / "other")
+    result = run_cli("generate", str(run_dir / "run"), "-p", "a", "--draft", str(tmp_path / "other"))
+    assert result.returncode == 2 and "another vocabulary" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = run_cli("generate", str(run_dir / "run"), "-p", "a", "--draft", str(run_dir / "hf"),
+                     "--prompt-lookup", "2")
+    assert result.returncode == 2 and "pass one" in result.stderr
 
 
 @pytest.mark.parametrize("prompts", [["a cat " * 60], ["a cat", "a cat " * 60]])

@@ -22,8 +22,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("commands", ("train.", "data.", "convert.", "eval.", "generate", "plan", "plot")),
     ("finding and loading a model", ("load",)),
     ("formats and the run-dir format", ("formats.", "rundir")),
-    ("model, config and helpers", ("model", "config", "tokenizer", "dtypes", "devices",
-                                   "hardware", "files", "errors", "units", "__init__")),
+    ("model, config and helpers", ("model", "sampling", "speculative", "config", "tokenizer",
+                                   "dtypes", "devices", "hardware", "files", "errors", "units",
+                                   "__init__")),
 ]
 
 

@@ -311,6 +311,14 @@ def generate(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     compile_: bool = typer.Option(False, "--compile",
                                   help="torch.compile the decode step (CUDA only)."),
+    draft: str | None = typer.Option(
+        None, "--draft", help="Speculative decoding with this smaller model (same tokenizer): "
+                              "greedy text unchanged, sampling keeps its distribution."),
+    draft_tokens: int = typer.Option(4, "--draft-tokens",
+                                     help="Tokens the --draft model proposes per step."),
+    prompt_lookup: int | None = typer.Option(
+        None, "--prompt-lookup", help="Speculative decoding without a second model: draft up to "
+                                      "N tokens from n-gram matches in the prompt and text."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print the text only."),
     as_json: bool = typer.Option(False, "--json",
@@ -327,7 +335,8 @@ def generate(
                                 "on_done": view.on_done}
     result = gen.run(ckpt, prompt or [], prompt_file, params, num_samples=num_samples,
                      batch_size=batch_size, truncate=truncate, device=device, dtype=dtype,
-                     compile=compile_, threads=threads, **shown)
+                     compile=compile_, threads=threads,
+                     speculation=gen.SpeculationOptions(draft, draft_tokens, prompt_lookup), **shown)
     if as_json:
         _print_json(result.to_dict())
         return

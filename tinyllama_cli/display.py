@@ -312,6 +312,12 @@ def show_generation_speed(result: GenerationResult) -> None:
         f"seed {result.seed}"
         + (f"; {s['threads']} CPU thread(s): {s['threads_reason']}" if s["threads"] else "") + ")",
         highlight=False)
+    if s["speculation"] is not None:
+        rate = f"{s['acceptance_rate']:.0%}" if s["acceptance_rate"] is not None else "none"
+        err_console.print(
+            f"{s['speculation']}: {s['accepted']} of {s['drafted']} drafted tokens accepted "
+            f"({rate}; up to {s['draft_tokens']} a step), {s['target_forwards']} model forwards",
+            highlight=False)
 
 
 # --- convert -------------------------------------------------------------------------------------

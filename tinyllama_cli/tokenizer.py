@@ -57,6 +57,10 @@ class Tokenizer:
     def id_to_piece(self, token_id: int) -> str:
         return self.sp.id_to_piece(token_id)
 
+    def pieces(self) -> list[str]:
+        """Every piece by id: two tokenizers with equal lists number text the same way."""
+        return [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
+
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, out_path: str | Path,
                     max_sentence_length: int = 16384, num_threads: int = 2) -> Tokenizer:
