@@ -247,6 +247,9 @@ def eval_command(
     no_baseline: bool = typer.Option(
         False, "--no-baseline",
         help="Skip the unigram baseline (token frequencies of the run's training data)."),
+    prompt_lookup: int | None = typer.Option(
+        None, "--prompt-lookup",
+        help="Generation tasks: draft up to N tokens a step by prompt lookup (same text)."),
 ) -> None:
     """Evaluate a model with lm-evaluation-harness (offline with --dataset), TinyLlama's table.
 
@@ -258,7 +261,7 @@ def eval_command(
         num_fewshot=num_fewshot, limit=limit, batch_size=batch_size, dtype=dtype, device=device,
         seed=seed, backend=backend, datasets=dataset, tasks_dir=tasks_dir, output=output,
         samples=samples, series_dir=series_dir, overwrite=overwrite, verbose=verbose,
-        threads=threads, baseline=not no_baseline)
+        threads=threads, baseline=not no_baseline, prompt_lookup=prompt_lookup)
     if all_checkpoints:
         series = ev.evaluate_checkpoints(checkpoint, tasks, options,
                                                    on_checkpoint=display.show_checkpoint_started)
@@ -310,7 +313,8 @@ def generate(
                                    "else fp32."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     compile_: bool = typer.Option(False, "--compile",
-                                  help="torch.compile the decode step (CUDA only)."),
+                                  help="torch.compile the decode step (opt-in: on CPU the compile "
+                                       "costs about a minute, see docs/generate.md)."),
     draft: str | None = typer.Option(
         None, "--draft", help="Speculative decoding with this smaller model (same tokenizer): "
                               "greedy text unchanged, sampling keeps its distribution."),

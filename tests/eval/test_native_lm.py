@@ -65,6 +65,23 @@ def test_generate_until_and_rolling_match_hf(env, tmp_path):
         assert x == pytest.approx(y, abs=1e-3)
 
 
+def test_generate_until_with_prompt_lookup_gives_the_same_text(env):
+    """Prompt lookup drafts inside generate_until (batched, stop strings) change no text."""
+    from lm_eval.api.instance import Instance
+
+    from tinyllama_cli.eval.native_lm import NativeLM
+    from tinyllama_cli.load import load_model
+
+    loaded = load_model(env["run"])
+    kwargs = {"until": [" cat", "\n"], "max_gen_toks": 24, "do_sample": False}
+    gen = [Instance("generate_until", {}, (p, kwargs), 0)
+           for p in ("the man cooks the man cooks the", "a dog runs fast and the", "rain rain rain")]
+    plain = NativeLM(loaded.model, loaded.tokenizer, batch_size=3).generate_until(gen, disable_tqdm=True)
+    lookup = NativeLM(loaded.model, loaded.tokenizer, batch_size=3, prompt_lookup=3)
+    assert lookup.generate_until(gen, disable_tqdm=True) == plain
+    assert any(plain)
+
+
 def test_generation_kwargs_become_generates_sampling_params():
     """lm-eval's normalized kwargs -> SamplingParams: greedy unless do_sample with a positive
     temperature (lm-eval's own rule); top_k/top_p only where they cut anything."""

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from tinyllama_cli.eval.tokenization import LlamaTokenLM, Request
 from tinyllama_cli.generate import SamplingParams, generate_tokens
 from tinyllama_cli.model import Llama
+from tinyllama_cli.speculative import PromptLookup
 from tinyllama_cli.tokenizer import Tokenizer
 
 
@@ -44,8 +45,11 @@ class NativeLM(LlamaTokenLM):
     """A native `Llama` + SentencePiece `Tokenizer` as an lm-eval language model."""
 
     def __init__(self, model: Llama, tokenizer: Tokenizer, batch_size: int = 16,
-                 max_gen_toks: int = 256, seed: int = 1234):
+                 max_gen_toks: int = 256, seed: int = 1234, prompt_lookup: int | None = None):
+        """`prompt_lookup`: generate_until drafts up to that many tokens a step from n-gram
+        matches (speculative.PromptLookup): the same text, fewer model forwards."""
         super().__init__(tokenizer)
+        self.prompt_lookup = prompt_lookup
         self.model = model.eval()
         self._batch_size = int(batch_size)
         self._max_gen_toks = max_gen_toks
@@ -267,7 +271,8 @@ class NativeLM(LlamaTokenLM):
         result = generate_tokens(self.model, prompts, params, eos_id=self.tok.eos_id,
                                  generator=self.generator,
                                  on_token=reached_stop if stops else None,
-                                 vocab_limit=self.tok.vocab_size)
+                                 vocab_limit=self.tok.vocab_size,
+                                 drafter=PromptLookup(self.prompt_lookup) if self.prompt_lookup else None)
         return [self.tok_decode(ids) for ids in result.tokens]
 
 

@@ -39,9 +39,17 @@ class EvalOptions:
     verbose: bool = False
     threads: int | None = None
     baseline: bool = True
+    prompt_lookup: int | None = None  # generation tasks: draft up to N tokens by prompt lookup
 
     def check(self) -> None:
-        """Refuse what would fail only after the evaluation: an --output that exists."""
+        """Refuse what would fail only after the evaluation (an --output that exists) and a
+        --prompt-lookup the chosen backend cannot use."""
+        if self.prompt_lookup is not None and self.prompt_lookup < 1:
+            raise UserError(f"--prompt-lookup must be at least 1 (tokens drafted per step), "
+                            f"got {self.prompt_lookup}")
+        if self.prompt_lookup is not None and self.backend != "native":
+            raise UserError("--prompt-lookup speeds up the native backend's generation; "
+                            "drop it or use --backend native")
         if self.output and Path(self.output).exists() and not self.overwrite:
             raise UserError(f"{self.output} already exists; choose another --output or pass "
                             "--overwrite")
@@ -53,7 +61,7 @@ class EvalOptions:
                 "dtype": self.dtype, "device": self.device, "seed": self.seed,
                 "backend": self.backend, "datasets": self.datasets, "tasks_dir": self.tasks_dir,
                 "log_samples": self.samples, "verbose": self.verbose, "threads": self.threads,
-                "baseline": self.baseline}
+                "baseline": self.baseline, "prompt_lookup": self.prompt_lookup}
 
 
 def evaluate_checkpoint(checkpoint: str | Path, tasks: str, options: EvalOptions) -> EvalResult:

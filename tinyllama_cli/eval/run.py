@@ -35,12 +35,14 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
              datasets: list[str] | dict[str, Path] | None = None,
              tasks_dir: str | Path | None = None, log_samples: bool = False,
              bootstrap_iters: int = 100000, verbose: bool = False, baseline: bool = True,
-             baseline_tokens: int | None = None, threads: int | None = None) -> EvalResult:
+             baseline_tokens: int | None = None, threads: int | None = None,
+             prompt_lookup: int | None = None) -> EvalResult:
     """Evaluate one model (run, checkpoint or HF directory) on lm-eval tasks; with `baseline`,
     also the unigram model of the run's training data on the same tasks (`unigram_baseline`).
 
     On CPU, `threads` (default: the idle cores, `hardware.set_cpu_threads`) sets torch's
-    threads."""
+    threads. `prompt_lookup` (native backend) speeds up generation tasks by prompt lookup
+    decoding: the same text, from fewer model forwards."""
     dtype = canonical_dtype(dtype, "--dtype")  # a bad spelling fails before any task is built
     names = expand_tasks(tasks)
     local = datasets if isinstance(datasets, dict) else parse_datasets(datasets)
@@ -54,7 +56,8 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
         (workdir / "tasks").mkdir()
         manager, setup = prepare_tasks(names, local, tasks_dir, workdir / "tasks")
         task_objects = load_tasks(manager, setup)
-        lm, loaded = build_lm(checkpoint, backend, dtype, device, batch_size, seed, workdir)
+        lm, loaded = build_lm(checkpoint, backend, dtype, device, batch_size, seed, workdir,
+                              prompt_lookup)
         result = run_tasks(lm, task_objects, manager, log_samples=log_samples, **run_options)
         if baseline:
             result.baseline = unigram_baseline(loaded, task_objects, manager,
@@ -68,7 +71,7 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
 
 
 def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batch_size: int,
-             seed: int, workdir: Path) -> tuple[Any, Any]:
+             seed: int, workdir: Path, prompt_lookup: int | None = None) -> tuple[Any, Any]:
     """(lm-eval LM, LoadedModel) for the native adapter or lm-eval's HFLM on a converted copy."""
     from tinyllama_cli.load import load_model
 
@@ -81,7 +84,8 @@ def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batc
         loaded = load_model(checkpoint, device=device, dtype=torch_dtype)
         if loaded.tokenizer is None:
             raise UserError(NO_TOKENIZER.format(source=loaded.source))
-        return NativeLM(loaded.model, loaded.tokenizer, batch_size=batch_size, seed=seed), loaded
+        return NativeLM(loaded.model, loaded.tokenizer, batch_size=batch_size, seed=seed,
+                        prompt_lookup=prompt_lookup), loaded
     try:
         from lm_eval.models.huggingface import HFLM
     except ImportError as exc:
