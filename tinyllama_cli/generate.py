@@ -162,7 +162,7 @@ def generate_tokens(model: Llama, prompts: Sequence[Sequence[int]], params: Samp
         raise ValueError(f"prompt of {prompt_len} tokens leaves no room in the context of {model.config.block_size}")
     batch = _batch(prompts, total, model.config.vocab_size, params.repetition_penalty != 1.0, device)
     rows = _Rows(len(prompts), params, eos_id, on_token)
-    decode = _decode_plain if drafter is None else _decode_speculative
+    step_forward = forward if forward is not None else model
     _sync(device)
     t0 = time.perf_counter()
     model.setup_kv_cache(len(prompts), total)
@@ -171,8 +171,9 @@ def generate_tokens(model: Llama, prompts: Sequence[Sequence[int]], params: Samp
                        key_mask=batch.mask(prompt_len))[:, -1]
         _sync(device)
         t1 = time.perf_counter()
-        counts = decode(model, batch, rows, logits, params, generator, vocab_limit,
-                        forward if forward is not None else model, drafter)
+        choose = _Chooser(params, generator, vocab_limit)
+        counts = (_decode_plain(step_forward, batch, rows, logits, choose) if drafter is None else
+                  _decode_speculative(step_forward, batch, rows, logits, choose, drafter))
         _sync(device)
         t2 = time.perf_counter()
     finally:
@@ -181,12 +182,24 @@ def generate_tokens(model: Llama, prompts: Sequence[Sequence[int]], params: Samp
                        decode_s=t2 - t1, steps=counts[0], drafted=counts[1], accepted=counts[2])
 
 
-def _decode_plain(model, batch: _Batch, rows: _Rows, logits, params, generator, vocab_limit,
-                  step_forward, drafter) -> tuple[int, int, int]:
+@dataclass
+class _Chooser:
+    """How this call picks tokens: the sampling parameters, the generator, the id bound."""
+
+    params: SamplingParams
+    generator: torch.Generator | None
+    vocab_limit: int | None
+
+    def next(self, logits: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
+        return sample_next(logits, self.params, self.generator, seen, self.vocab_limit)
+
+
+def _decode_plain(step_forward: Callable, batch: _Batch, rows: _Rows, logits: torch.Tensor,
+                  choose: _Chooser) -> tuple[int, int, int]:
     """One token per forward; (forwards, 0, 0)."""
     steps = 0
     for pos in range(batch.prompt_len, batch.total):
-        nxt = sample_next(logits, params, generator, batch.seen, vocab_limit)
+        nxt = choose.next(logits, batch.seen)
         batch.append(pos, nxt[:, None])
         if not rows.take(nxt.tolist()) or pos + 1 == batch.total:
             break
@@ -196,11 +209,11 @@ def _decode_plain(model, batch: _Batch, rows: _Rows, logits, params, generator, 
     return steps, 0, 0
 
 
-def _decode_speculative(model, batch: _Batch, rows: _Rows, logits, params, generator,
-                        vocab_limit, step_forward, drafter: Drafter) -> tuple[int, int, int]:
+def _decode_speculative(step_forward: Callable, batch: _Batch, rows: _Rows, logits: torch.Tensor,
+                        choose: _Chooser, drafter: Drafter) -> tuple[int, int, int]:
     """Draft, verify k + 1 positions in one target forward, keep the accepted prefix plus the
     target's own next token; (target forwards, tokens drafted, tokens accepted)."""
-    nxt = sample_next(logits, params, generator, batch.seen, vocab_limit)
+    nxt = choose.next(logits, batch.seen)
     batch.append(batch.prompt_len, nxt[:, None])
     length, steps, drafted, accepted = batch.prompt_len + 1, 0, 0, 0
     if not rows.take(nxt.tolist()) or length == batch.total:
@@ -218,9 +231,10 @@ def _decode_speculative(model, batch: _Batch, rows: _Rows, logits, params, gener
                                   key_mask=batch.mask(length + k))
             steps += 1
             if draft is None:
-                emitted = sample_next(logits[:, -1], params, generator, batch.seen, vocab_limit)[:, None]
+                emitted = choose.next(logits[:, -1], batch.seen)[:, None]
             else:
-                verdict = accept(logits, draft, params, generator, batch.seen, vocab_limit)
+                verdict = accept(logits, draft, choose.params, choose.generator, batch.seen,
+                                 choose.vocab_limit)
                 emitted = verdict.emitted
                 live = torch.tensor(rows.active, device=verdict.accepted.device)
                 drafted += k * int(live.sum())
