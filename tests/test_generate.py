@@ -1,4 +1,5 @@
-"""generate.py and `tinyllama generate`: sampling options, stops, batching, parity with transformers.
+"""generate.py and `tinyllama generate`: sampling options, stops, batching, parity with
+transformers.
 
 A tokenizer and a tiny model are trained here (a few dozen steps on synthetic sentences), so the
 model's greedy choices are clear-cut and token-for-token comparisons are meaningful.
@@ -7,14 +8,13 @@ model's greedy choices are clear-cut and token-for-token comparisons are meaning
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 
 import pytest
 import torch
-import torch.distributed.checkpoint as dcp
 
+from tests.generation_runs import corpus, write_run_dir
 from tinyllama_cli.config import ModelConfig
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.generate import (
@@ -30,17 +30,17 @@ from tinyllama_cli.load import load_model
 from tinyllama_cli.tokenizer import train_tokenizer
 
 VOCAB = 320
-CONFIG = ModelConfig(name="gen-test", vocab_size=VOCAB, n_layer=2, n_embd=64, n_head=4, n_kv_head=2,
-                     intermediate_size=176, block_size=96)
+CONFIG = ModelConfig(
+    name="gen-test",
+    vocab_size=VOCAB,
+    n_layer=2,
+    n_embd=64,
+    n_head=4,
+    n_kv_head=2,
+    intermediate_size=176,
+    block_size=96,
+)
 PROMPTS = ["the quick fox", "a cat", "", "seven green birds sing over the old river"]
-
-
-def corpus(n: int = 400) -> list[str]:
-    rng = random.Random(0)
-    subjects = ["the quick fox", "a cat", "seven green birds", "my old dog", "the river", "a small robot"]
-    verbs = ["jumps over", "sings to", "runs past", "sleeps near", "looks at", "counts"]
-    objects = ["the lazy dog.", "the old river.", "a red house.", "twelve stones.", "the moon.", "a tall tree."]
-    return [f"{rng.choice(subjects)} {rng.choice(verbs)} {rng.choice(objects)}" for _ in range(n)]
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +66,7 @@ def run_dir(tmp_path_factory):
         optimizer.zero_grad()
         model(batch[:, :-1], batch[:, 1:]).backward()
         optimizer.step()
-    checkpoint = root / "run" / "checkpoints" / "step-00000060"
-    checkpoint.mkdir(parents=True)
-    dcp.save({"model": model.state_dict()}, checkpoint_id=str(checkpoint))
-    (checkpoint / "state.json").write_text(json.dumps({"step": 60, "model_config": CONFIG.to_dict()}))
-    (root / "run" / "tokenizer.model").write_bytes((root / "tokenizer.model").read_bytes())
+    write_run_dir(model, root / "tokenizer.model", root / "run", step=60)
     save_hf(model.eval(), root / "hf", tokenizer)
     return root
 
@@ -131,7 +127,9 @@ def test_repetition_penalty_and_greedy():
     seen = torch.tensor([[True, False, True]])
     assert apply_repetition_penalty(logits, seen, 2.0).tolist() == [[1.0, 1.5, -2.0]]
     assert sample_next(logits, SamplingParams(temperature=0), None).tolist() == [0]
-    assert sample_next(logits, SamplingParams(temperature=0, repetition_penalty=2.0), None, seen).tolist() == [1]
+    assert sample_next(
+        logits, SamplingParams(temperature=0, repetition_penalty=2.0), None, seen
+    ).tolist() == [1]
 
 
 # --- the model loop ------------------------------------------------------------------------------
@@ -147,7 +145,9 @@ def test_batched_left_padded_greedy_equals_one_by_one(loaded):
     prompts = [[1, *loaded.tokenizer.encode(p)] for p in PROMPTS]
     assert len({len(p) for p in prompts}) == len(prompts)  # really different lengths
     batched = generate_tokens(loaded.model, prompts, greedy(20, ignore_eos=True))
-    alone = [generate_tokens(loaded.model, [p], greedy(20, ignore_eos=True)).tokens[0] for p in prompts]
+    alone = [
+        generate_tokens(loaded.model, [p], greedy(20, ignore_eos=True)).tokens[0] for p in prompts
+    ]
     assert batched.tokens == alone
     assert all(len(t) == 20 for t in alone)
 
@@ -158,7 +158,12 @@ def test_sampling_is_reproducible_with_a_seed(loaded):
     b = generate(loaded, ["a cat"], params, num_samples=3)
     assert [s.tokens for s in a.samples] == [s.tokens for s in b.samples]
     assert len({tuple(s.tokens) for s in a.samples}) > 1  # the samples differ from each other
-    c = generate(loaded, ["a cat"], SamplingParams(max_new_tokens=30, temperature=1.0, seed=124), num_samples=3)
+    c = generate(
+        loaded,
+        ["a cat"],
+        SamplingParams(max_new_tokens=30, temperature=1.0, seed=124),
+        num_samples=3,
+    )
     assert [s.tokens for s in a.samples] != [s.tokens for s in c.samples]
 
 
@@ -171,7 +176,9 @@ def test_eos_stops_a_row_and_is_not_returned(loaded):
     ids = [loaded.tokenizer.bos_id, *loaded.tokenizer.encode(sample.prompt)]
     assert sample.prompt + sample.completion == loaded.tokenizer.decode(ids + sample.tokens)
     # Without the EOS stop the same row runs to max_new_tokens and contains EOS.
-    full = generate_tokens(loaded.model, [[1, *loaded.tokenizer.encode(sample.prompt)]], greedy(40, ignore_eos=True))
+    full = generate_tokens(
+        loaded.model, [[1, *loaded.tokenizer.encode(sample.prompt)]], greedy(40, ignore_eos=True)
+    )
     assert full.tokens[0][: len(sample.tokens) + 1] == [*sample.tokens, loaded.tokenizer.eos_id]
 
 
@@ -189,19 +196,34 @@ def test_stop_string_cuts_the_text_and_ends_the_row(loaded):
 def test_streamed_text_equals_final_completion(loaded):
     pieces: dict[int, list[str]] = {}
     stops = [".", " twelve", "e s"]  # overlapping beginnings: " t..." / "e s..." are held back
-    result = generate(loaded, PROMPTS[:3], SamplingParams(max_new_tokens=25, temperature=1.0, seed=3, stop=stops),
-                      num_samples=2, batch_size=4, on_text=lambda n, t: pieces.setdefault(n, []).append(t))
+    result = generate(
+        loaded,
+        PROMPTS[:3],
+        SamplingParams(max_new_tokens=25, temperature=1.0, seed=3, stop=stops),
+        num_samples=2,
+        batch_size=4,
+        on_text=lambda n, t: pieces.setdefault(n, []).append(t),
+    )
     assert len(result.samples) == 6 and result.batches == 2
     for n, sample in enumerate(result.samples):
         assert "".join(pieces.get(n, [])) == sample.completion
         assert not any(stop in sample.completion for stop in stops)
-    assert [(s.prompt_index, s.sample_index) for s in result.samples] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
+    assert [(s.prompt_index, s.sample_index) for s in result.samples] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (2, 0),
+        (2, 1),
+    ]
 
 
 def test_empty_prompt_starts_from_bos(loaded):
     result = generate(loaded, [""], greedy(10, ignore_eos=True))
     assert result.samples[0].prompt_tokens == 1
-    expected = generate_tokens(loaded.model, [[loaded.tokenizer.bos_id]], greedy(10, ignore_eos=True))
+    expected = generate_tokens(
+        loaded.model, [[loaded.tokenizer.bos_id]], greedy(10, ignore_eos=True)
+    )
     assert result.samples[0].tokens == expected.tokens[0]
 
 
@@ -226,27 +248,40 @@ def test_generation_stops_at_the_end_of_the_context(loaded):
 
 def test_greedy_equals_transformers_generate(run_dir, loaded):
     transformers = pytest.importorskip("transformers")
-    hf = transformers.AutoModelForCausalLM.from_pretrained(run_dir / "hf", dtype=torch.float32).eval()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(
+        run_dir / "hf", dtype=torch.float32
+    ).eval()
     hf_tok = transformers.AutoTokenizer.from_pretrained(run_dir / "hf")
     eos = hf.generation_config.eos_token_id
     for prompt in PROMPTS:
         ids = [loaded.tokenizer.bos_id, *loaded.tokenizer.encode(prompt)]
-        hf_ids = hf_tok(prompt, return_tensors="pt").input_ids if prompt else torch.tensor([[hf_tok.bos_token_id]])
+        hf_ids = (
+            hf_tok(prompt, return_tensors="pt").input_ids
+            if prompt
+            else torch.tensor([[hf_tok.bos_token_id]])
+        )
         assert hf_ids[0].tolist() == ids
         hf.generation_config.eos_token_id = None  # 40 tokens whatever they are (EOS included)
         with torch.no_grad():
-            out = hf.generate(hf_ids, attention_mask=torch.ones_like(hf_ids), do_sample=False, max_new_tokens=40,
-                              pad_token_id=0)
+            out = hf.generate(
+                hf_ids,
+                attention_mask=torch.ones_like(hf_ids),
+                do_sample=False,
+                max_new_tokens=40,
+                pad_token_id=0,
+            )
         hf.generation_config.eos_token_id = eos
         ours = generate_tokens(loaded.model, [ids], greedy(40, ignore_eos=True)).tokens[0]
         assert out.size(1) == len(ids) + 40
-        assert ours == out[0, len(ids):].tolist(), prompt
+        assert ours == out[0, len(ids) :].tolist(), prompt
         assert loaded.tokenizer.eos_id in ours  # the comparison runs across sentence ends
         with torch.no_grad():  # and both end at the first EOS when it is honoured
-            out = hf.generate(hf_ids, attention_mask=torch.ones_like(hf_ids), do_sample=False, max_new_tokens=40)
+            out = hf.generate(
+                hf_ids, attention_mask=torch.ones_like(hf_ids), do_sample=False, max_new_tokens=40
+            )
         stopped = generate_tokens(loaded.model, [ids], greedy(40), eos_id=loaded.tokenizer.eos_id)
         assert stopped.finish_reasons == ["eos"]
-        assert out[0, len(ids):].tolist() == [*stopped.tokens[0], loaded.tokenizer.eos_id]
+        assert out[0, len(ids) :].tolist() == [*stopped.tokens[0], loaded.tokenizer.eos_id]
 
 
 def test_hf_directory_generates_the_same_text(run_dir, loaded):
@@ -260,15 +295,31 @@ def test_hf_directory_generates_the_same_text(run_dir, loaded):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tinyllama_cli", *args], capture_output=True, text=True, check=False,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "tinyllama_cli", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def test_cli_json_and_prompt_file(run_dir, loaded):
     prompt_file = run_dir / "prompts.txt"
     prompt_file.write_text("a cat\nthe quick fox\n")
-    result = run_cli("generate", str(run_dir / "run"), "--prompt-file", str(prompt_file), "--prompt", "my old dog",
-                     "--temperature", "0", "--max-new-tokens", "12", "--json")
+    result = run_cli(
+        "generate",
+        str(run_dir / "run"),
+        "--prompt-file",
+        str(prompt_file),
+        "--prompt",
+        "my old dog",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "12",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert [s["prompt"] for s in data["samples"]] == ["my old dog", "a cat", "the quick fox"]
@@ -279,8 +330,17 @@ def test_cli_json_and_prompt_file(run_dir, loaded):
     assert data["stats"]["new_tokens"] == sum(len(s["tokens"]) for s in data["samples"]) > 0
     assert data["stats"]["tokens_per_sec"] > 0
     assert (data["stats"]["threads"], data["stats"]["threads_reason"]) == (1, "OMP_NUM_THREADS")
-    pinned = run_cli("generate", str(run_dir / "run"), "--prompt", "a", "--max-new-tokens", "2", "--threads", "1",
-                     "--json")
+    pinned = run_cli(
+        "generate",
+        str(run_dir / "run"),
+        "--prompt",
+        "a",
+        "--max-new-tokens",
+        "2",
+        "--threads",
+        "1",
+        "--json",
+    )
     assert json.loads(pinned.stdout)["stats"]["threads_reason"] == "--threads"
 
 
@@ -289,34 +349,129 @@ def test_cli_default_threads_are_the_idle_cores(run_dir):
     import os
 
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    result = subprocess.run([sys.executable, "-m", "tinyllama_cli", "generate", str(run_dir / "run"), "--prompt", "a",
-                             "--max-new-tokens", "2", "--json"], capture_output=True, text=True, check=False, env=env)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tinyllama_cli",
+            "generate",
+            str(run_dir / "run"),
+            "--prompt",
+            "a",
+            "--max-new-tokens",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)["stats"]
     assert stats["threads"] >= 1 and "CPUs idle" in stats["threads_reason"]
 
 
 def test_cli_streams_text_and_reports_speed(run_dir, loaded):
-    result = run_cli("generate", str(run_dir / "run"), "--prompt", "a cat", "--temperature", "0",
-                     "--max-new-tokens", "12")
+    result = run_cli(
+        "generate",
+        str(run_dir / "run"),
+        "--prompt",
+        "a cat",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "12",
+    )
     assert result.returncode == 0, result.stderr
     expected = generate(loaded, ["a cat"], greedy(12)).samples[0]
     assert result.stdout == "a cat" + expected.completion + "\n"
     assert "tokens/s" in result.stderr
-    quiet = run_cli("generate", str(run_dir / "run"), "--prompt", "a cat", "--temperature", "0",
-                    "--max-new-tokens", "12", "--quiet")
+    quiet = run_cli(
+        "generate",
+        str(run_dir / "run"),
+        "--prompt",
+        "a cat",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "12",
+        "--quiet",
+    )
     assert quiet.stdout == result.stdout and quiet.stderr == ""
 
 
 def test_cli_user_errors_exit_2(run_dir):
     result = run_cli("generate", str(run_dir / "nowhere"), "--prompt", "x")
-    assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2
+        and "does not exist" in result.stderr
+        and "Traceback" not in result.stderr
+    )
     result = run_cli("generate", str(run_dir / "run"), "--prompt", "x", "--top-p", "1.5")
     assert result.returncode == 2 and "--top-p" in result.stderr
     result = run_cli("generate", str(run_dir / "run"))
     assert result.returncode == 2 and "no prompt given" in result.stderr
     result = run_cli("generate", str(run_dir / "run"), "--prompt", "x", "--threads", "0")
     assert result.returncode == 2 and "--threads must be at least 1" in result.stderr
+
+
+def test_cli_speculative_decoding_keeps_greedy_text_and_reports_acceptance(run_dir, loaded):
+    args = [
+        "generate",
+        str(run_dir / "run"),
+        "-p",
+        "the quick fox",
+        "-p",
+        "a cat",
+        "--temperature",
+        "0",
+        "-n",
+        "16",
+        "--json",
+    ]
+    plain = json.loads(run_cli(*args).stdout)
+    assert plain["stats"]["speculation"] is None
+    for extra, method in [
+        (["--draft", str(run_dir / "hf"), "--draft-tokens", "3"], "draft"),
+        (["--prompt-lookup", "3"], "prompt-lookup"),
+    ]:
+        result = run_cli(*args, *extra)
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert [s["tokens"] for s in data["samples"]] == [s["tokens"] for s in plain["samples"]]
+        stats = data["stats"]
+        assert stats["speculation"] == method and stats["draft_tokens"] == 3
+        assert 0 <= stats["accepted"] <= stats["drafted"]
+    # The same weights as the draft (from the HF copy): every drafted token is accepted.
+    drafted = json.loads(run_cli(*args, "--draft", str(run_dir / "hf")).stdout)["stats"]
+    assert (
+        drafted["acceptance_rate"] == 1.0
+        and drafted["target_forwards"] < plain["stats"]["new_tokens"]
+    )
+
+
+def test_cli_draft_with_another_vocabulary_or_flags_exit_2(run_dir, tmp_path):
+    from tinyllama_cli.model import Llama
+
+    other = train_tokenizer(corpus(), VOCAB - 20, tmp_path / "other.model", num_threads=1)
+    write_run_dir(Llama(CONFIG), other.path, tmp_path / "other")
+    result = run_cli(
+        "generate", str(run_dir / "run"), "-p", "a", "--draft", str(tmp_path / "other")
+    )
+    assert result.returncode == 2 and "another vocabulary" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    result = run_cli(
+        "generate",
+        str(run_dir / "run"),
+        "-p",
+        "a",
+        "--draft",
+        str(run_dir / "hf"),
+        "--prompt-lookup",
+        "2",
+    )
+    assert result.returncode == 2 and "pass one" in result.stderr
 
 
 @pytest.mark.parametrize("prompts", [["a cat " * 60], ["a cat", "a cat " * 60]])
@@ -329,10 +484,18 @@ def test_cli_too_long_prompt_is_the_only_output(run_dir, prompts):
     assert len(lines) == 1 and f"prompt {len(prompts)} has" in lines[0] and "--truncate" in lines[0]
 
 
-@pytest.mark.parametrize("spelling, dtype", [
-    ("auto", torch.float32), ("fp32", torch.float32), ("float32", torch.float32),
-    ("bf16", torch.bfloat16), ("bfloat16", torch.bfloat16), ("fp16", torch.float16),
-    ("float16", torch.float16)])
+@pytest.mark.parametrize(
+    "spelling, dtype",
+    [
+        ("auto", torch.float32),
+        ("fp32", torch.float32),
+        ("float32", torch.float32),
+        ("bf16", torch.bfloat16),
+        ("bfloat16", torch.bfloat16),
+        ("fp16", torch.float16),
+        ("float16", torch.float16),
+    ],
+)
 def test_cli_dtype_takes_every_spelling(run_dir, monkeypatch, spelling, dtype):
     from typer.testing import CliRunner
 
@@ -347,7 +510,23 @@ def test_cli_dtype_takes_every_spelling(run_dir, monkeypatch, spelling, dtype):
         return result
 
     monkeypatch.setattr(gen, "load_for_generation", spy)
-    result = CliRunner().invoke(app, ["generate", str(run_dir / "run"), "--prompt", "a cat", "-n", "3",
-                                      "--temperature", "0", "--device", "cpu", "--dtype", spelling, "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            str(run_dir / "run"),
+            "--prompt",
+            "a cat",
+            "-n",
+            "3",
+            "--temperature",
+            "0",
+            "--device",
+            "cpu",
+            "--dtype",
+            spelling,
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert seen == [dtype] and len(json.loads(result.stdout)["samples"][0]["tokens"]) > 0

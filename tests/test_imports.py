@@ -19,12 +19,26 @@ ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry point", ("__main__",)),
     ("CLI", ("cli", "cli_flags", "display")),
-    ("commands", ("train.", "data.", "convert.", "eval.", "generate", "plan", "plot",
-                  "average")),
+    ("commands", ("train.", "data.", "convert.", "eval.", "generate", "plan", "plot", "average")),
     ("finding and loading a model", ("load",)),
     ("formats and the run-dir format", ("formats.", "rundir")),
-    ("model, config and helpers", ("model", "config", "tokenizer", "dtypes", "devices",
-                                   "hardware", "files", "errors", "units", "__init__")),
+    (
+        "model, config and helpers",
+        (
+            "model",
+            "sampling",
+            "speculative",
+            "config",
+            "tokenizer",
+            "dtypes",
+            "devices",
+            "hardware",
+            "files",
+            "errors",
+            "units",
+            "__init__",
+        ),
+    ),
 ]
 
 
@@ -41,7 +55,7 @@ def _resolve(name: str, modules: dict[str, Path]) -> str | None:
     """`tinyllama_cli.a.b` -> "a.b" (a package -> its __init__), None outside the package."""
     if name != PACKAGE and not name.startswith(PACKAGE + "."):
         return None
-    inner = name[len(PACKAGE) + 1:]
+    inner = name[len(PACKAGE) + 1 :]
     if inner in modules:
         return inner
     package_init = f"{inner}.__init__" if inner else "__init__"
@@ -53,7 +67,7 @@ def _absolute(node: ast.ImportFrom, module: str) -> str:
     if not node.level:
         return node.module or ""
     parts = module.split(".")[:-1]  # the importing module's package ("a.b" -> a; "a.__init__" -> a)
-    parts = parts[:len(parts) - (node.level - 1)]
+    parts = parts[: len(parts) - (node.level - 1)]
     return ".".join([PACKAGE, *parts, *([node.module] if node.module else [])])
 
 
@@ -68,8 +82,10 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
             targets = [_resolve(alias.name, modules) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = _absolute(node, module)
-            targets = [_resolve(f"{base}.{alias.name}", modules) or _resolve(base, modules)
-                       for alias in node.names]
+            targets = [
+                _resolve(f"{base}.{alias.name}", modules) or _resolve(base, modules)
+                for alias in node.names
+            ]
         else:
             continue
         found.update(t for t in targets if t is not None)
@@ -87,6 +103,7 @@ def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
     node, so `load` -> `convert.hf` with `convert.api` -> `load` is the cycle `load` <-> `convert`.
     Importing `convert.hf` runs `convert/__init__.py` first, so such a pair is one re-export in
     that __init__ away from a real circular import."""
+
     def unit(module: str) -> str:
         return module.split(".", 1)[0]
 
@@ -107,7 +124,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state:
                 cycle = visit(nxt)
                 if cycle:
@@ -143,8 +160,12 @@ def test_find_cycle_reports_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     # The cycle this test was written for: load -> convert.hf, convert.api -> load.
-    modules = {"load": {"convert.hf"}, "convert.hf": {"config"}, "convert.api": {"load"},
-               "config": set()}
+    modules = {
+        "load": {"convert.hf"},
+        "convert.hf": {"config"},
+        "convert.api": {"load"},
+        "config": set(),
+    }
     assert find_cycle(modules) is None
     assert find_cycle(package_graph(modules)) == ["convert", "load", "convert"]
 
@@ -157,9 +178,12 @@ def test_no_import_cycles_lazy_imports_included():
 
 
 def test_every_import_goes_to_the_same_layer_or_below():
-    upward = [f"{m} ({LAYERS[layer_of(m)][0]}) imports {d} ({LAYERS[layer_of(d)][0]})"
-              for m, deps in sorted(import_graph().items()) for d in sorted(deps)
-              if layer_of(d) < layer_of(m)]
+    upward = [
+        f"{m} ({LAYERS[layer_of(m)][0]}) imports {d} ({LAYERS[layer_of(d)][0]})"
+        for m, deps in sorted(import_graph().items())
+        for d in sorted(deps)
+        if layer_of(d) < layer_of(m)
+    ]
     assert not upward, "imports against the layers:\n" + "\n".join(upward)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -30,82 +30,24 @@ from tinyllama_cli.devices import resolve_device, resolve_dtype
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.model import Llama
+from tinyllama_cli.sampling import (  # noqa: F401 -- generate's public names since 0.1
+    SamplingParams,
+    apply_repetition_penalty,
+    filter_logits,
+    processed_logits,
+    sample_next,
+)
+from tinyllama_cli.speculative import (
+    Drafter,
+    Speculation,
+    SpeculationOptions,
+    accept,
+    check_draft_vocabulary,
+)
 
 # generate's wording of `devices.NO_CUDA` (the two commands worded it differently before they
 # shared `resolve_device`; each keeps its own).
 NO_CUDA = "--device cuda was asked for but no CUDA GPU is available; use --device cpu"
-
-
-@dataclass
-class SamplingParams:
-    """How to choose each next token. Defaults: nanoGPT's temperature, no top-k/top-p cut."""
-
-    max_new_tokens: int = 128
-    temperature: float = 0.8  # 0 = greedy (argmax)
-    top_k: int | None = None  # keep the k most likely tokens
-    top_p: float | None = None  # keep the smallest set of tokens whose probability reaches p
-    repetition_penalty: float = 1.0  # CTRL / Hugging Face: >1 discourages tokens already present
-    seed: int | None = None  # None: a fresh random seed (reported, so a run can be repeated)
-    stop: list[str] = field(default_factory=list)  # end a sample at the first of these strings
-    ignore_eos: bool = False  # benchmarks: always generate max_new_tokens
-
-    def validate(self) -> None:
-        if self.max_new_tokens < 1:
-            raise UserError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise UserError(f"--temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise UserError(f"--top-k must be at least 1, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty <= 0:
-            raise UserError(f"--repetition-penalty must be > 0 (1 = off), got {self.repetition_penalty}")
-        if any(not s for s in self.stop):
-            raise UserError("--stop strings must not be empty")
-
-
-# --- sampling -----------------------------------------------------------------------------------
-
-
-def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """Divide positive logits and multiply negative ones of tokens already in the row (CTRL)."""
-    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
-    return torch.where(seen, penalised, logits)
-
-
-def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
-    """Set every token outside the top-k / top-p support to -inf; (B, V) float logits."""
-    if top_k is not None and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = sorted_logits.softmax(dim=-1)
-        # Drop a token when the tokens ranked above it already reach top_p (the first always stays).
-        drop_sorted = probs.cumsum(dim=-1) - probs >= top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
-def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None,
-                seen: torch.Tensor | None = None, vocab_limit: int | None = None) -> torch.Tensor:
-    """The next token of every row, (B,), from the last position's logits (B, V).
-
-    Only ids below `vocab_limit` can be chosen: a model whose vocabulary was padded beyond its
-    tokenizer's (to round the embedding up, or to keep a preset's shape) has rows no text maps
-    to, and an untrained row can still win an argmax."""
-    if vocab_limit is not None and vocab_limit < logits.size(-1):
-        logits = logits[:, :vocab_limit]
-        seen = seen[:, :vocab_limit] if seen is not None else None
-    logits = logits.float()
-    if seen is not None and params.repetition_penalty != 1.0:
-        logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
-    if params.temperature == 0:
-        return logits.argmax(dim=-1)
-    logits = filter_logits(logits / params.temperature, params.top_k, params.top_p)
-    probs = logits.softmax(dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
 # --- the decode loop over token ids -------------------------------------------------------------
@@ -117,85 +59,246 @@ class TokenResult:
     finish_reasons: list[str]  # "eos" | "stop" | "length"
     prefill_s: float
     decode_s: float
-    steps: int  # decode steps run (forwards after the prefill)
+    steps: int  # decode steps run (target forwards after the prefill)
+    drafted: int = 0  # speculative decoding: tokens proposed, summed over the rows
+    accepted: int = 0  # ... and accepted by the rule (a batch keeps its rows' minimum)
 
 
 # Called with (row, new tokens of the row so far) after each token; True ends the row ("stop").
 RowCallback = Callable[[int, list[int]], bool]
 
 
+class _Rows:
+    """Each row's new tokens and why it ended (EOS, `on_token`'s stop, max_new_tokens)."""
+
+    def __init__(
+        self, batch: int, params: SamplingParams, eos_id: int | None, on_token: RowCallback | None
+    ):
+        self.params, self.eos_id, self.on_token = params, eos_id, on_token
+        self.new: list[list[int]] = [[] for _ in range(batch)]
+        self.reasons = ["length"] * batch
+        self.active = [True] * batch
+
+    def take(self, tokens: list[int]) -> bool:
+        """Append one token to every row still going; whether any row still is."""
+        for row, token in enumerate(tokens):
+            if not self.active[row]:
+                continue
+            if token == self.eos_id and not self.params.ignore_eos:
+                self.active[row], self.reasons[row] = False, "eos"
+                continue
+            self.new[row].append(token)
+            if self.on_token is not None and self.on_token(row, self.new[row]):
+                self.active[row], self.reasons[row] = False, "stop"
+            elif len(self.new[row]) >= self.params.max_new_tokens:
+                self.active[row] = False
+        return any(self.active)
+
+    def wanted(self) -> int:
+        """The most tokens a row still going may add."""
+        return max(
+            self.params.max_new_tokens - len(new)
+            for new, active in zip(self.new, self.active)
+            if active
+        )
+
+
+@dataclass
+class _Batch:
+    """The left-padded token buffer of one batch and what its forwards need."""
+
+    tokens: torch.Tensor  # (B, total): prompts right-aligned at prompt_len, then new tokens
+    key_mask: torch.Tensor | None  # (B, total), False on padding; None when nothing is padded
+    starts: list[int]  # where each row's prompt begins
+    prompt_len: int
+    total: int
+    seen: torch.Tensor | None  # (B, V) tokens present, for the repetition penalty
+
+    def mask(self, end: int) -> torch.Tensor | None:
+        return self.key_mask[:, :end] if self.key_mask is not None else None
+
+    def append(self, pos: int, new: torch.Tensor) -> None:
+        """Write (B, n) tokens at positions pos.. and mark them seen."""
+        self.tokens[:, pos : pos + new.size(1)] = new
+        if self.seen is not None:
+            self.seen.scatter_(1, new, True)
+
+
+def _batch(
+    prompts: Sequence[Sequence[int]],
+    total: int,
+    vocab_size: int,
+    penalty: bool,
+    device: torch.device,
+) -> _Batch:
+    lengths = [len(p) for p in prompts]
+    prompt_len = max(lengths)
+    tokens = torch.zeros(len(prompts), total, dtype=torch.long)
+    key_mask = torch.ones(len(prompts), total, dtype=torch.bool)
+    starts = [prompt_len - n for n in lengths]
+    for row, prompt in enumerate(prompts):
+        tokens[row, starts[row] : prompt_len] = torch.tensor(prompt, dtype=torch.long)
+        key_mask[row, : starts[row]] = False
+    padded = min(lengths) != prompt_len  # equal lengths need no mask: plain causal attention
+    seen = None
+    if penalty:
+        seen = torch.zeros(len(prompts), vocab_size, dtype=torch.bool, device=device)
+        for row, prompt in enumerate(prompts):  # the prompt's own tokens, never the padding
+            seen[row, torch.tensor(prompt, device=device)] = True
+    return _Batch(
+        tokens.to(device), key_mask.to(device) if padded else None, starts, prompt_len, total, seen
+    )
+
+
 @torch.inference_mode()
-def generate_tokens(model: Llama, prompts: Sequence[Sequence[int]], params: SamplingParams, *,
-                    eos_id: int | None = None, generator: torch.Generator | None = None,
-                    on_token: RowCallback | None = None, forward: Callable | None = None,
-                    vocab_limit: int | None = None) -> TokenResult:
+def generate_tokens(
+    model: Llama,
+    prompts: Sequence[Sequence[int]],
+    params: SamplingParams,
+    *,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+    on_token: RowCallback | None = None,
+    forward: Callable | None = None,
+    vocab_limit: int | None = None,
+    drafter: Drafter | None = None,
+) -> TokenResult:
     """Continue every prompt (token ids, BOS included by the caller) as one left-padded batch.
 
     Each row ends at EOS, when `on_token` returns True, after `max_new_tokens`, or when the
     context is full. `forward` replaces `model` for the one-token decode steps (torch.compile).
-    `vocab_limit` (the tokenizer's size) bounds the ids that can be generated.
+    `vocab_limit` (the tokenizer's size) bounds the ids that can be generated. With a `drafter`
+    (speculative.py) each target forward checks the drafter's proposals: the same tokens when
+    greedy, the same distribution when sampling.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (BOS)")
     device = model.output.weight.device
-    batch, lengths = len(prompts), [len(p) for p in prompts]
-    prompt_len = max(lengths)
+    prompt_len = max(len(p) for p in prompts)
     total = min(model.config.block_size, prompt_len + params.max_new_tokens)
     if prompt_len >= total:
-        raise ValueError(f"prompt of {prompt_len} tokens leaves no room in the context of {model.config.block_size}")
-
-    tokens = torch.zeros(batch, total, dtype=torch.long)
-    key_mask = torch.ones(batch, total, dtype=torch.bool)
-    for row, prompt in enumerate(prompts):
-        tokens[row, prompt_len - len(prompt) : prompt_len] = torch.tensor(prompt, dtype=torch.long)
-        key_mask[row, : prompt_len - len(prompt)] = False
-    tokens, key_mask = tokens.to(device), key_mask.to(device)
-    padded = min(lengths) != prompt_len  # equal lengths need no mask: plain causal attention
-    seen = None
-    if params.repetition_penalty != 1.0:
-        seen = torch.zeros(batch, model.config.vocab_size, dtype=torch.bool, device=device)
-        for row, prompt in enumerate(prompts):  # the prompt's own tokens, never the padding
-            seen[row, torch.tensor(prompt, device=device)] = True
-
-    new: list[list[int]] = [[] for _ in range(batch)]
-    reasons = ["length"] * batch
-    active = [True] * batch
+        raise ValueError(
+            f"prompt of {prompt_len} tokens leaves no room in the context of "
+            f"{model.config.block_size}"
+        )
+    batch = _batch(
+        prompts, total, model.config.vocab_size, params.repetition_penalty != 1.0, device
+    )
+    rows = _Rows(len(prompts), params, eos_id, on_token)
     step_forward = forward if forward is not None else model
     _sync(device)
     t0 = time.perf_counter()
-    model.setup_kv_cache(batch, total)
+    model.setup_kv_cache(len(prompts), total)
     try:
-        logits = model(tokens[:, :prompt_len], input_pos=0, last_only=True,
-                       key_mask=key_mask[:, :prompt_len] if padded else None)[:, -1]
+        logits = model(
+            batch.tokens[:, :prompt_len],
+            input_pos=0,
+            last_only=True,
+            key_mask=batch.mask(prompt_len),
+        )[:, -1]
         _sync(device)
         t1 = time.perf_counter()
-        steps = 0
-        for pos in range(prompt_len, total):
-            nxt = sample_next(logits, params, generator, seen, vocab_limit)
-            tokens[:, pos] = nxt
-            if seen is not None:
-                seen.scatter_(1, nxt[:, None], True)
-            for row, token in enumerate(nxt.tolist()):
-                if not active[row]:
-                    continue
-                if token == eos_id and not params.ignore_eos:
-                    active[row], reasons[row] = False, "eos"
-                    continue
-                new[row].append(token)
-                if on_token is not None and on_token(row, new[row]):
-                    active[row], reasons[row] = False, "stop"
-                elif len(new[row]) >= params.max_new_tokens:
-                    active[row] = False
-            if not any(active) or pos + 1 == total:
-                break
-            logits = step_forward(tokens[:, pos : pos + 1], input_pos=pos,
-                                  key_mask=key_mask[:, : pos + 1] if padded else None)[:, -1]
-            steps += 1
+        choose = _Chooser(params, generator, vocab_limit)
+        counts = (
+            _decode_plain(step_forward, batch, rows, logits, choose)
+            if drafter is None
+            else _decode_speculative(step_forward, batch, rows, logits, choose, drafter)
+        )
         _sync(device)
         t2 = time.perf_counter()
     finally:
         model.clear_kv_cache()
-    return TokenResult(tokens=new, finish_reasons=reasons, prefill_s=t1 - t0, decode_s=t2 - t1, steps=steps)
+    return TokenResult(
+        tokens=rows.new,
+        finish_reasons=rows.reasons,
+        prefill_s=t1 - t0,
+        decode_s=t2 - t1,
+        steps=counts[0],
+        drafted=counts[1],
+        accepted=counts[2],
+    )
+
+
+@dataclass
+class _Chooser:
+    """How this call picks tokens: the sampling parameters, the generator, the id bound."""
+
+    params: SamplingParams
+    generator: torch.Generator | None
+    vocab_limit: int | None
+
+    def next(self, logits: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
+        return sample_next(logits, self.params, self.generator, seen, self.vocab_limit)
+
+
+def _decode_plain(
+    step_forward: Callable, batch: _Batch, rows: _Rows, logits: torch.Tensor, choose: _Chooser
+) -> tuple[int, int, int]:
+    """One token per forward; (forwards, 0, 0)."""
+    steps = 0
+    for pos in range(batch.prompt_len, batch.total):
+        nxt = choose.next(logits, batch.seen)
+        batch.append(pos, nxt[:, None])
+        if not rows.take(nxt.tolist()) or pos + 1 == batch.total:
+            break
+        logits = step_forward(
+            batch.tokens[:, pos : pos + 1], input_pos=pos, key_mask=batch.mask(pos + 1)
+        )[:, -1]
+        steps += 1
+    return steps, 0, 0
+
+
+def _decode_speculative(
+    step_forward: Callable,
+    batch: _Batch,
+    rows: _Rows,
+    logits: torch.Tensor,
+    choose: _Chooser,
+    drafter: Drafter,
+) -> tuple[int, int, int]:
+    """Draft, verify k + 1 positions in one target forward, keep the accepted prefix plus the
+    target's own next token; (target forwards, tokens drafted, tokens accepted)."""
+    nxt = choose.next(logits, batch.seen)
+    batch.append(batch.prompt_len, nxt[:, None])
+    length, steps, drafted, accepted = batch.prompt_len + 1, 0, 0, 0
+    if not rows.take(nxt.tolist()) or length == batch.total:
+        return steps, drafted, accepted
+    drafter.begin(batch.key_mask, batch.starts, batch.total)
+    try:
+        while True:
+            # Room for k drafts + the target's token, and no more than any row still wants.
+            k = min(drafter.k, batch.total - length, rows.wanted() - 1)
+            draft = drafter.propose(batch.tokens, length, k, batch.seen) if k > 0 else None
+            k = draft.tokens.size(1) if draft is not None else 0
+            if draft is not None:
+                batch.tokens[:, length : length + k] = draft.tokens
+            logits = step_forward(
+                batch.tokens[:, length - 1 : length + k],
+                input_pos=length - 1,
+                key_mask=batch.mask(length + k),
+            )
+            steps += 1
+            if draft is None:
+                emitted = choose.next(logits[:, -1], batch.seen)[:, None]
+            else:
+                verdict = accept(
+                    logits, draft, choose.params, choose.generator, batch.seen, choose.vocab_limit
+                )
+                emitted = verdict.emitted
+                live = torch.tensor(rows.active, device=verdict.accepted.device)
+                drafted += k * int(live.sum())
+                accepted += int(verdict.accepted[live].sum())
+            batch.append(length, emitted)
+            drafter.keep(length + emitted.size(1) - 1)
+            length += emitted.size(1)
+            going = True
+            for column in emitted.t().tolist():
+                if not (going := rows.take(column)):
+                    break
+            if not going or length >= batch.total:
+                return steps, drafted, accepted
+    finally:
+        drafter.end()
 
 
 def _sync(device: torch.device) -> None:
@@ -223,7 +326,9 @@ class _TextStream:
     def update(self, ids: list[int]) -> tuple[str, bool]:
         """(newly final text, whether a stop string was found) after the row grew to `ids`."""
         full = self.tokenizer.decode([self.anchor, *ids])
-        text = full[len(self.prefix):] if full.startswith(self.prefix) else self.tokenizer.decode(ids)
+        text = (
+            full[len(self.prefix) :] if full.startswith(self.prefix) else self.tokenizer.decode(ids)
+        )
         hits = [i for i in (text.find(s) for s in self.stops) if i >= 0]
         if hits:
             self.text = text[: min(hits)]
@@ -232,7 +337,9 @@ class _TextStream:
         safe = len(text)
         while safe > self.emitted and text[safe - 1] == "\ufffd":
             safe -= 1
-        safe -= max((self._stop_prefix(text[self.emitted : safe], stop) for stop in self.stops), default=0)
+        safe -= max(
+            (self._stop_prefix(text[self.emitted : safe], stop) for stop in self.stops), default=0
+        )
         delta, self.emitted = text[self.emitted : safe], max(self.emitted, safe)
         return delta, False
 
@@ -272,6 +379,10 @@ class GenerationResult:
     batches: int
     threads: tuple[int, str] | None = None  # CPU intra-op threads and why (None on CUDA)
     model: str = ""  # the directory the weights came from
+    speculation: Speculation | None = None
+    forwards: int = 0  # target forwards after the prefills
+    drafted: int = 0  # speculative decoding: draft tokens proposed, summed over the rows
+    accepted: int = 0  # ... and accepted by the rule
 
     @property
     def seconds(self) -> float:
@@ -284,18 +395,42 @@ class GenerationResult:
 
     def stats(self) -> dict:
         return {
-            "prompt_tokens": self.prompt_tokens, "new_tokens": self.new_tokens, "batches": self.batches,
-            "prefill_s": round(self.prefill_s, 4), "decode_s": round(self.decode_s, 4),
-            "seconds": round(self.seconds, 4), "tokens_per_sec": round(self.tokens_per_sec, 2),
-            "prefill_tokens_per_sec": round(self.prompt_tokens / self.prefill_s, 2) if self.prefill_s else None,
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "batches": self.batches,
+            "prefill_s": round(self.prefill_s, 4),
+            "decode_s": round(self.decode_s, 4),
+            "seconds": round(self.seconds, 4),
+            "tokens_per_sec": round(self.tokens_per_sec, 2),
+            "prefill_tokens_per_sec": round(self.prompt_tokens / self.prefill_s, 2)
+            if self.prefill_s
+            else None,
             "threads": self.threads[0] if self.threads else None,
             "threads_reason": self.threads[1] if self.threads else None,
+            **self.speculation_stats(),
+        }
+
+    def speculation_stats(self) -> dict:
+        """The drafter, its tokens per step, and the share of drafted tokens accepted."""
+        if self.speculation is None:
+            return {"speculation": None}
+        return {
+            "speculation": self.speculation.method,
+            "draft_tokens": self.speculation.tokens,
+            "drafted": self.drafted,
+            "accepted": self.accepted,
+            "acceptance_rate": round(self.accepted / self.drafted, 4) if self.drafted else None,
+            "target_forwards": self.forwards,
         }
 
     def to_dict(self) -> dict:
         """What `generate --json` prints."""
-        return {"model": self.model, "seed": self.seed,
-                "samples": [asdict(s) for s in self.samples], "stats": self.stats()}
+        return {
+            "model": self.model,
+            "seed": self.seed,
+            "samples": [asdict(s) for s in self.samples],
+            "stats": self.stats(),
+        }
 
 
 # Called with (sample number, text that just became final) while generating; `on_done` with the
@@ -303,8 +438,9 @@ class GenerationResult:
 TextCallback = Callable[[int, str], None]
 
 
-def encode_prompts(tokenizer, prompts: Sequence[str], block_size: int, max_new_tokens: int,
-                   truncate: bool) -> list[tuple[list[int], bool]]:
+def encode_prompts(
+    tokenizer, prompts: Sequence[str], block_size: int, max_new_tokens: int, truncate: bool
+) -> list[tuple[list[int], bool]]:
     """BOS + ids per prompt, and whether it was truncated; a prompt that cannot fit is an error.
 
     A prompt must leave room for at least one new token. With `truncate`, its oldest tokens
@@ -321,7 +457,8 @@ def encode_prompts(tokenizer, prompts: Sequence[str], block_size: int, max_new_t
                 continue
         elif len(ids) >= block_size:
             raise UserError(
-                f"prompt {i + 1} has {len(ids)} tokens (with BOS) but the model's context is {block_size}, "
+                f"prompt {i + 1} has {len(ids)} tokens (with BOS) but the model's context is "
+                f"{block_size}, "
                 "leaving no room to generate; shorten it or pass --truncate to keep its last tokens"
             )
         out.append((ids, False))
@@ -331,8 +468,9 @@ def encode_prompts(tokenizer, prompts: Sequence[str], block_size: int, max_new_t
 EncodedPrompts = list[tuple[list[int], bool]]  # (BOS + ids, truncated) per prompt
 
 
-def prepare_prompts(loaded, prompts: Sequence[str], params: SamplingParams,
-                    truncate: bool = False) -> EncodedPrompts:
+def prepare_prompts(
+    loaded, prompts: Sequence[str], params: SamplingParams, truncate: bool = False
+) -> EncodedPrompts:
     """Every check that needs the loaded model and tokenizer, and the encoded prompts.
 
     `run` calls this before anything is shown, so that a bad prompt (too long for the context,
@@ -342,20 +480,35 @@ def prepare_prompts(loaded, prompts: Sequence[str], params: SamplingParams,
         raise UserError("no prompt given; pass --prompt TEXT (repeatable) or --prompt-file FILE")
     tokenizer, model = loaded.tokenizer, loaded.model
     if tokenizer is None:
-        raise UserError(f"{loaded.source} has no tokenizer.model beside it or in its run directory; "
-                        "copy the tokenizer there")
-    return encode_prompts(tokenizer, prompts, model.config.block_size, params.max_new_tokens, truncate)
+        raise UserError(
+            f"{loaded.source} has no tokenizer.model beside it or in its run directory; "
+            "copy the tokenizer there"
+        )
+    return encode_prompts(
+        tokenizer, prompts, model.config.block_size, params.max_new_tokens, truncate
+    )
 
 
-def generate(loaded, prompts: Sequence[str], params: SamplingParams, *, num_samples: int = 1,
-             batch_size: int = 8, truncate: bool = False, on_text: TextCallback | None = None,
-             on_done: Callable[[Sample], None] | None = None, forward: Callable | None = None,
-             encoded: EncodedPrompts | None = None) -> GenerationResult:
+def generate(
+    loaded,
+    prompts: Sequence[str],
+    params: SamplingParams,
+    *,
+    num_samples: int = 1,
+    batch_size: int = 8,
+    truncate: bool = False,
+    on_text: TextCallback | None = None,
+    on_done: Callable[[Sample], None] | None = None,
+    forward: Callable | None = None,
+    encoded: EncodedPrompts | None = None,
+    speculation: Speculation | None = None,
+) -> GenerationResult:
     """Sample `num_samples` completions of every prompt with a LoadedModel (model + tokenizer).
 
     Rows (prompt x sample, prompt-major) are decoded `batch_size` at a time; sample number n in
     the callbacks is the row's index in that order. `encoded` is `prepare_prompts`' result when
-    the caller has already checked the prompts.
+    the caller has already checked the prompts. `speculation` drafts tokens for the model to
+    check (speculative.py): greedy text is unchanged, sampled text keeps its distribution.
     """
     params.validate()
     if num_samples < 1 or batch_size < 1:
@@ -369,6 +522,7 @@ def generate(loaded, prompts: Sequence[str], params: SamplingParams, *, num_samp
     rows = [(p, s) for p in range(len(prompts)) for s in range(num_samples)]
     samples: list[Sample] = []
     prefill_s = decode_s = 0.0
+    counts = [0, 0, 0]  # target forwards, drafted, accepted
     for first in range(0, len(rows), batch_size):
         chunk = rows[first : first + batch_size]
         ids = [encoded[p][0] for p, _ in chunk]
@@ -382,9 +536,24 @@ def generate(loaded, prompts: Sequence[str], params: SamplingParams, *, num_samp
                 on_text(first + row, delta)
             return stopped
 
-        result = generate_tokens(model, ids, params, eos_id=tokenizer.eos_id, generator=generator,
-                                 on_token=on_token, forward=forward, vocab_limit=tokenizer.vocab_size)
+        drafter = (
+            speculation.drafter(params, generator, tokenizer.vocab_size)
+            if speculation is not None
+            else None
+        )
+        result = generate_tokens(
+            model,
+            ids,
+            params,
+            eos_id=tokenizer.eos_id,
+            generator=generator,
+            on_token=on_token,
+            forward=forward,
+            vocab_limit=tokenizer.vocab_size,
+            drafter=drafter,
+        )
         prefill_s, decode_s = prefill_s + result.prefill_s, decode_s + result.decode_s
+        counts = [counts[0] + result.steps, counts[1] + result.drafted, counts[2] + result.accepted]
         for row, (p, s) in enumerate(chunk):
             stream = streams[row]
             if result.finish_reasons[row] != "stop":
@@ -392,17 +561,33 @@ def generate(loaded, prompts: Sequence[str], params: SamplingParams, *, num_samp
             tail = stream.flush()
             if tail and on_text is not None:
                 on_text(first + row, tail)
-            sample = Sample(prompt_index=p, sample_index=s, prompt=prompts[p], completion=stream.text,
-                            tokens=result.tokens[row], prompt_tokens=len(ids[row]),
-                            finish_reason=result.finish_reasons[row], truncated=encoded[p][1])
+            sample = Sample(
+                prompt_index=p,
+                sample_index=s,
+                prompt=prompts[p],
+                completion=stream.text,
+                tokens=result.tokens[row],
+                prompt_tokens=len(ids[row]),
+                finish_reason=result.finish_reasons[row],
+                truncated=encoded[p][1],
+            )
             samples.append(sample)
             if on_done is not None:
                 on_done(sample)
-    return GenerationResult(samples=samples, seed=seed,
-                            prompt_tokens=sum(len(encoded[p][0]) for p, _ in rows),
-                            new_tokens=sum(len(s.tokens) for s in samples), prefill_s=prefill_s,
-                            decode_s=decode_s, batches=(len(rows) + batch_size - 1) // batch_size,
-                            model=str(loaded.source))
+    return GenerationResult(
+        samples=samples,
+        seed=seed,
+        prompt_tokens=sum(len(encoded[p][0]) for p, _ in rows),
+        new_tokens=sum(len(s.tokens) for s in samples),
+        prefill_s=prefill_s,
+        decode_s=decode_s,
+        batches=(len(rows) + batch_size - 1) // batch_size,
+        model=str(loaded.source),
+        speculation=speculation,
+        forwards=counts[0],
+        drafted=counts[1],
+        accepted=counts[2],
+    )
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -414,30 +599,39 @@ def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile
     The model's q/k/v projections are fused (`Llama.fuse_projections`): the loaded model is for
     inference only.
 
-    torch.compile is applied to the one-token decode step, and only on CUDA: on CPU the
-    compile time (tens of seconds) outweighs the gain for a single command.
+    `compile` wraps the decode steps (one token, or a speculative step's k + 1) in
+    torch.compile with dynamic shapes, on CUDA and on CPU alike; opt-in, because on the 2-core
+    CPU measured (cpu-small, busy machine) the compile took 72 s cold and 32 s with inductor's
+    on-disk cache warm, for +14-18% tokens/s (docs/generate.md): it pays only after tens of
+    thousands of tokens. Eager is the default.
     """
     from tinyllama_cli.load import load_model
 
     resolved = resolve_device(device, NO_CUDA)
     loaded = load_model(path, device=resolved, dtype=resolve_dtype(dtype, resolved))
     loaded.model.fuse_projections()  # fewer, larger matrix-vector products per decode step
-    notes = []
-    forward = None
-    if compile:
-        if resolved.type == "cuda":
-            forward = torch.compile(loaded.model, dynamic=True)
-        else:
-            notes.append("--compile is used on CUDA only; running eagerly on CPU")
-    return loaded, forward, notes
+    forward = torch.compile(loaded.model, dynamic=True) if compile else None
+    return loaded, forward, []
 
 
-def run(ckpt, prompts: Sequence[str], prompt_file: str | None, params: SamplingParams, *,
-        num_samples: int = 1, batch_size: int = 8, truncate: bool = False, device: str = "auto",
-        dtype: str = "auto", compile: bool = False, threads: int | None = None,
-        on_start: Callable[[list[str], list[str]], None] | None = None,
-        on_text: TextCallback | None = None,
-        on_done: Callable[[Sample], None] | None = None) -> GenerationResult:
+def run(
+    ckpt,
+    prompts: Sequence[str],
+    prompt_file: str | None,
+    params: SamplingParams,
+    *,
+    num_samples: int = 1,
+    batch_size: int = 8,
+    truncate: bool = False,
+    device: str = "auto",
+    dtype: str = "auto",
+    compile: bool = False,
+    threads: int | None = None,
+    speculation: SpeculationOptions | None = None,
+    on_start: Callable[[list[str], list[str]], None] | None = None,
+    on_text: TextCallback | None = None,
+    on_done: Callable[[Sample], None] | None = None,
+) -> GenerationResult:
     """Everything `tinyllama generate` does: gather prompts, check flags (before the slow load),
     load, check every prompt, generate. `on_start(prompts, notes)` runs once the model is loaded
     and the prompts are known to fit, so nothing is shown before an error. The result names
@@ -448,19 +642,66 @@ def run(ckpt, prompts: Sequence[str], prompt_file: str | None, params: SamplingP
     params.validate()
     if num_samples < 1 or batch_size < 1:
         raise UserError("--num-samples and --batch-size must be at least 1")
+    speculation = speculation or SpeculationOptions()
+    speculation.validate()
     # On CPU only idle cores get a thread unless --threads says otherwise: decoding is many small
     # ops, and threads waiting for a core another process holds made it 50x slower.
     on_cpu = resolve_device(device, NO_CUDA).type == "cpu"
     threads_used = set_cpu_threads(threads) if on_cpu else None
     loaded, forward, notes = load_for_generation(ckpt, device=device, dtype=dtype, compile=compile)
     encoded = prepare_prompts(loaded, prompts, params, truncate)
+    drafting = load_speculation(speculation, loaded, device, dtype)
+    if drafting is not None and drafting.model is not None:
+        check_draft_context(drafting.model, speculation.draft, encoded, params, loaded.model)
     if on_start is not None:
         on_start(prompts, notes)
-    result = generate(loaded, prompts, params, num_samples=num_samples, batch_size=batch_size,
-                      truncate=truncate, on_text=on_text, on_done=on_done, forward=forward,
-                      encoded=encoded)
+    result = generate(
+        loaded,
+        prompts,
+        params,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        truncate=truncate,
+        on_text=on_text,
+        on_done=on_done,
+        forward=forward,
+        encoded=encoded,
+        speculation=drafting,
+    )
     result.threads = threads_used
     return result
+
+
+def load_speculation(
+    options: SpeculationOptions, loaded, device: str, dtype: str
+) -> Speculation | None:
+    """The drafter --draft or --prompt-lookup asks for; the draft model is loaded like the model
+    (same device and dtype, projections fused) and must share its vocabulary."""
+    if options.prompt_lookup is not None:
+        return Speculation(tokens=options.prompt_lookup)
+    if options.draft is None:
+        return None
+    from tinyllama_cli.load import load_model
+
+    resolved = resolve_device(device, NO_CUDA)
+    draft = load_model(options.draft, device=resolved, dtype=resolve_dtype(dtype, resolved))
+    check_draft_vocabulary(loaded.tokenizer, draft.tokenizer, options.draft)
+    draft.model.fuse_projections()
+    return Speculation(tokens=options.draft_tokens, model=draft.model)
+
+
+def check_draft_context(
+    draft: Llama, where: str, encoded: EncodedPrompts, params: SamplingParams, model: Llama
+) -> None:
+    """The draft must hold every position the model will decode."""
+    longest = max(len(ids) for ids, _ in encoded)
+    needed = min(model.config.block_size, longest + params.max_new_tokens)
+    if needed > draft.config.block_size:
+        raise UserError(
+            f"the draft {where} has a context of {draft.config.block_size} tokens but "
+            f"this run decodes up to {needed}; lower --max-new-tokens or pass a draft "
+            "with a longer context"
+        )
 
 
 def read_prompt_file(path) -> list[str]:
@@ -469,5 +710,7 @@ def read_prompt_file(path) -> list[str]:
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"prompt file {path} does not exist; pass a text file with one prompt per line")
+        raise UserError(
+            f"prompt file {path} does not exist; pass a text file with one prompt per line"
+        )
     return path.read_text(encoding="utf-8").splitlines()

@@ -20,7 +20,9 @@ class Tokenizer:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_file():
-            raise UserError(f"tokenizer {self.path} does not exist; pass a SentencePiece .model file")
+            raise UserError(
+                f"tokenizer {self.path} does not exist; pass a SentencePiece .model file"
+            )
         self.model_bytes = self.path.read_bytes()
         self.sp = spm.SentencePieceProcessor()
         try:
@@ -57,9 +59,18 @@ class Tokenizer:
     def id_to_piece(self, token_id: int) -> str:
         return self.sp.id_to_piece(token_id)
 
+    def pieces(self) -> list[str]:
+        """Every piece by id: two tokenizers with equal lists number text the same way."""
+        return [self.sp.id_to_piece(i) for i in range(self.vocab_size)]
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, out_path: str | Path,
-                    max_sentence_length: int = 16384, num_threads: int = 2) -> Tokenizer:
+
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int,
+    out_path: str | Path,
+    max_sentence_length: int = 16384,
+    num_threads: int = 2,
+) -> Tokenizer:
     """Train a Llama-style SentencePiece BPE: byte fallback, split digits, unk=0 bos=1 eos=2.
 
     `texts` should be a bounded sample (the caller decides how much); the model is written
@@ -79,14 +90,19 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, out_path: str | Path,
             remove_extra_whitespaces=False,
             normalization_rule_name="identity",
             character_coverage=0.99995,
-            unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            pad_id=-1,
             max_sentence_length=max_sentence_length,
             num_threads=num_threads,
             train_extremely_large_corpus=False,
             minloglevel=2,
         )
     except RuntimeError as exc:
-        raise UserError(f"tokenizer training failed ({exc}); use a smaller --vocab-size or more text") from None
+        raise UserError(
+            f"tokenizer training failed ({exc}); use a smaller --vocab-size or more text"
+        ) from None
     files.write_bytes(out_path, _without_thread_count(model.getvalue()))
     return Tokenizer(out_path)
 

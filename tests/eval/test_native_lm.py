@@ -21,23 +21,30 @@ def test_loglikelihood_is_the_sum_of_token_logprobs(env):
     tok = env["tokenizer"]
     reqs = []
     long_ctx = sentence(random.Random(5), 80)  # longer than the 128-token context: left-truncated
-    for ctx, cont in (("the man cooks", " onions"), ("a dog", " runs fast away"), ("rain", " is"),
-                      ("the man cooks", " onions"), ("the sun is warm and", " light"), ("the man cooks", " a song"),
-                      ("rain", " is cold"), (long_ctx, " the end"), ("a dog", " runs")):
+    for ctx, cont in (
+        ("the man cooks", " onions"),
+        ("a dog", " runs fast away"),
+        ("rain", " is"),
+        ("the man cooks", " onions"),
+        ("the sun is warm and", " light"),
+        ("the man cooks", " a song"),
+        ("rain", " is cold"),
+        (long_ctx, " the end"),
+        ("a dog", " runs"),
+    ):
         c, w = lm.tok_encode(ctx), lm.tok_encode(ctx + cont)
-        reqs.append(((ctx, cont), c, w[len(c):]))
+        reqs.append(((ctx, cont), c, w[len(c) :]))
     assert len(reqs[7][1]) > 128
     got = lm._loglikelihood_tokens(reqs, disable_tqdm=True)
     for (_, ctx, cont), (ll, greedy) in zip(reqs, got):
         ids = torch.tensor([(ctx + cont)[-129:]])
         with torch.no_grad():
             logp = torch.log_softmax(loaded.model(ids[:, :-1]).float(), -1)[0]
-        expected = logp[-len(cont):].gather(1, torch.tensor(cont)[:, None]).sum().item()
+        expected = logp[-len(cont) :].gather(1, torch.tensor(cont)[:, None]).sum().item()
         assert ll == pytest.approx(expected, abs=1e-4)
-        assert greedy == bool((logp[-len(cont):].argmax(-1) == torch.tensor(cont)).all())
+        assert greedy == bool((logp[-len(cont) :].argmax(-1) == torch.tensor(cont)).all())
     assert got[0] == got[3]
     assert lm.tok_encode("the man") == [tok.bos_id] + tok.encode("the man")
-
 
 
 def test_generate_until_and_rolling_match_hf(env, tmp_path):
@@ -54,15 +61,53 @@ def test_generate_until_and_rolling_match_hf(env, tmp_path):
     native = NativeLM(loaded.model, loaded.tokenizer, batch_size=3)
     hf_dir = save_hf(loaded.model, tmp_path / "hf", loaded.tokenizer)
     hf = HFLM(pretrained=str(hf_dir), dtype="float32", batch_size=3, device="cpu")
-    gen = [Instance("generate_until", {}, (p, {"until": [" cat", "\n"], "max_gen_toks": 12, "do_sample": False}), 0)
-           for p in ("the man", "a dog runs fast and the", "rain", "question what is the sun")]
-    got, want = native.generate_until(gen, disable_tqdm=True), hf.generate_until(gen, disable_tqdm=True)
+    gen = [
+        Instance(
+            "generate_until",
+            {},
+            (p, {"until": [" cat", "\n"], "max_gen_toks": 12, "do_sample": False}),
+            0,
+        )
+        for p in ("the man", "a dog runs fast and the", "rain", "question what is the sun")
+    ]
+    got, want = (
+        native.generate_until(gen, disable_tqdm=True),
+        hf.generate_until(gen, disable_tqdm=True),
+    )
     assert got == want
     assert any(got)  # something was generated
-    text = " ".join(sentence(random.Random(3), 60) for _ in range(3))  # longer than the 128-token context
-    rolling = [Instance("loglikelihood_rolling", {}, (t,), 0) for t in (text, "the man cooks onions")]
-    for x, y in zip(native.loglikelihood_rolling(rolling, disable_tqdm=True), hf.loglikelihood_rolling(rolling, disable_tqdm=True)):
+    text = " ".join(
+        sentence(random.Random(3), 60) for _ in range(3)
+    )  # longer than the 128-token context
+    rolling = [
+        Instance("loglikelihood_rolling", {}, (t,), 0) for t in (text, "the man cooks onions")
+    ]
+    for x, y in zip(
+        native.loglikelihood_rolling(rolling, disable_tqdm=True),
+        hf.loglikelihood_rolling(rolling, disable_tqdm=True),
+    ):
         assert x == pytest.approx(y, abs=1e-3)
+
+
+def test_generate_until_with_prompt_lookup_gives_the_same_text(env):
+    """Prompt lookup drafts inside generate_until (batched, stop strings) change no text."""
+    from lm_eval.api.instance import Instance
+
+    from tinyllama_cli.eval.native_lm import NativeLM
+    from tinyllama_cli.load import load_model
+
+    loaded = load_model(env["run"])
+    kwargs = {"until": [" cat", "\n"], "max_gen_toks": 24, "do_sample": False}
+    gen = [
+        Instance("generate_until", {}, (p, kwargs), 0)
+        for p in ("the man cooks the man cooks the", "a dog runs fast and the", "rain rain rain")
+    ]
+    plain = NativeLM(loaded.model, loaded.tokenizer, batch_size=3).generate_until(
+        gen, disable_tqdm=True
+    )
+    lookup = NativeLM(loaded.model, loaded.tokenizer, batch_size=3, prompt_lookup=3)
+    assert lookup.generate_until(gen, disable_tqdm=True) == plain
+    assert any(plain)
 
 
 def test_generation_kwargs_become_generates_sampling_params():

@@ -65,6 +65,15 @@ def cli(*args: str, **kwargs) -> subprocess.Popen:
     )
 
 
+def pretrain_cli(data, out, *args: str, **kwargs) -> subprocess.Popen:
+    """`tinyllama pretrain --data DATA --out OUT ARGS...` in a subprocess."""
+    return cli("pretrain", "--data", str(data), "--out", str(out), *args, **kwargs)
+
+
+def cpu_workers(n: int) -> list[str]:
+    return ["--devices", str(n), "--accelerator", "cpu"]
+
+
 def records(run_dir) -> tuple[dict[int, float], dict[int, float]]:
     losses, vals = {}, {}
     for line in (run_dir / "metrics.jsonl").read_text().splitlines():
@@ -194,12 +203,9 @@ def test_kill_9_at_a_random_moment_then_resume_is_bit_exact(
 ):
     """With --async-save the kill may land while a background write is in flight."""
     out = tmp_path / "run"
-    proc = cli(
-        "pretrain",
-        "--data",
-        str(token_data),
-        "--out",
-        str(out),
+    proc = pretrain_cli(
+        token_data,
+        out,
         *flags(precision, async_save=async_save),
     )
     # A random step past the first checkpoint, and a random moment within it (maybe mid-save).
@@ -223,17 +229,11 @@ def test_two_process_fsdp_matches_one_process_and_resumes_at_world_one(
     """fp32: FSDP's sharded reductions change only the summation order, so 1e-5 holds."""
     reference = references("fp32")
     out = tmp_path / "run"
-    proc = cli(
-        "pretrain",
-        "--data",
-        str(token_data),
-        "--out",
-        str(out),
+    proc = pretrain_cli(
+        token_data,
+        out,
         *flags("fp32", stop_at_step=8, eval_every=4, eval_samples=1),
-        "--devices",
-        "2",
-        "--accelerator",
-        "cpu",
+        *cpu_workers(2),
     )
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
@@ -265,17 +265,11 @@ def test_fsdp_with_compile_and_activation_checkpointing_matches_one_process(
     kernels round differently from eager, within 1e-4)."""
     reference = references("fp32")
     out = tmp_path / "run"
-    proc = cli(
-        "pretrain",
-        "--data",
-        str(token_data),
-        "--out",
-        str(out),
+    proc = pretrain_cli(
+        token_data,
+        out,
         *flags("fp32", stop_at_step=6, eval_every=6),
-        "--devices",
-        "2",
-        "--accelerator",
-        "cpu",
+        *cpu_workers(2),
         "--compile",
         "--activation-checkpointing",
     )
@@ -308,12 +302,9 @@ def test_two_nodes_on_one_machine_match_one_process(token_data, references, tmp_
     reference = references("fp32")
     out = tmp_path / "run"
     nodes = [
-        cli(
-            "pretrain",
-            "--data",
-            str(token_data),
-            "--out",
-            str(out),
+        pretrain_cli(
+            token_data,
+            out,
             *flags("fp32", stop_at_step=6, eval_every=6),
             "--devices",
             "1",
@@ -397,17 +388,11 @@ def test_bf16_two_process_fsdp_tracks_one_process_and_fp32(token_data, reference
     and bf16 training follows the fp32 run closely."""
     bf16, fp32 = records(references("bf16"))[0], records(references("fp32"))[0]
     out = tmp_path / "run"
-    proc = cli(
-        "pretrain",
-        "--data",
-        str(token_data),
-        "--out",
-        str(out),
+    proc = pretrain_cli(
+        token_data,
+        out,
         *flags("bf16", stop_at_step=8, eval_every=4, eval_samples=1),
-        "--devices",
-        "2",
-        "--accelerator",
-        "cpu",
+        *cpu_workers(2),
     )
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
@@ -490,17 +475,11 @@ def test_sigterm_to_the_whole_process_group_saves_exits_0_and_resumes_exactly(
     import os
 
     out = tmp_path / "run"
-    proc = cli(
-        "pretrain",
-        "--data",
-        str(token_data),
-        "--out",
-        str(out),
+    proc = pretrain_cli(
+        token_data,
+        out,
         *flags("fp32"),
-        "--devices",
-        "2",
-        "--accelerator",
-        "cpu",
+        *cpu_workers(2),
         start_new_session=True,
     )
     _wait_for_lines(out / "metrics.jsonl", 3, proc)
@@ -527,12 +506,9 @@ def test_hsdp_on_four_workers_matches_one_process_and_resumes_at_world_one(
     fp32: HSDP's reduce-scatter then all-reduce changes only the summation order."""
     reference = references("fp32")
     out = tmp_path / "run"
-    proc = cli(
-        "pretrain",
-        "--data",
-        str(token_data),
-        "--out",
-        str(out),
+    proc = pretrain_cli(
+        token_data,
+        out,
         *flags("fp32", stop_at_step=6, eval_every=6, eval_samples=1),
         "--devices",
         "4",
@@ -601,18 +577,12 @@ def test_async_save_on_two_workers_resumes_at_world_one(token_data, references, 
     """The background writes' collectives run on their own gloo group beside training's."""
     reference = references("fp32")
     out = tmp_path / "run"
-    proc = cli(
-        "pretrain",
-        "--data",
-        str(token_data),
-        "--out",
-        str(out),
+    proc = pretrain_cli(
+        token_data,
+        out,
         *flags("fp32", stop_at_step=9, save_every=2, keep_last=2, eval_every=12),
         "--async-save",
-        "--devices",
-        "2",
-        "--accelerator",
-        "cpu",
+        *cpu_workers(2),
     )
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output

@@ -39,15 +39,26 @@ from tqdm import tqdm
 from tinyllama_cli.eval.tokenization import LlamaTokenLM, Request
 from tinyllama_cli.generate import SamplingParams, generate_tokens
 from tinyllama_cli.model import Llama
+from tinyllama_cli.speculative import PromptLookup
 from tinyllama_cli.tokenizer import Tokenizer
 
 
 class NativeLM(LlamaTokenLM):
     """A native `Llama` + SentencePiece `Tokenizer` as an lm-eval language model."""
 
-    def __init__(self, model: Llama, tokenizer: Tokenizer, batch_size: int = 16,
-                 max_gen_toks: int = 256, seed: int = 1234):
+    def __init__(
+        self,
+        model: Llama,
+        tokenizer: Tokenizer,
+        batch_size: int = 16,
+        max_gen_toks: int = 256,
+        seed: int = 1234,
+        prompt_lookup: int | None = None,
+    ):
+        """`prompt_lookup`: generate_until drafts up to that many tokens a step from n-gram
+        matches (speculative.PromptLookup): the same text, fewer model forwards."""
         super().__init__(tokenizer)
+        self.prompt_lookup = prompt_lookup
         self.model = model.eval()
         self._batch_size = int(batch_size)
         self._max_gen_toks = max_gen_toks
@@ -72,13 +83,17 @@ class NativeLM(LlamaTokenLM):
         return self._batch_size
 
     def get_model_info(self) -> dict:
-        return {"model_num_parameters": self.model.num_params(),
-                "model_dtype": str(self.model.output.weight.dtype), "tokenizer": str(self.tok.path)}
+        return {
+            "model_num_parameters": self.model.num_params(),
+            "model_dtype": str(self.model.output.weight.dtype),
+            "tokenizer": str(self.tok.path),
+        }
 
     # --- scoring -----------------------------------------------------------------------------
 
-    def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
-                              override_bs: int | None = None) -> list[tuple[float, bool]]:
+    def _loglikelihood_tokens(
+        self, requests: list[Request], disable_tqdm: bool = False, override_bs: int | None = None
+    ) -> list[tuple[float, bool]]:
         """(sum of continuation log-probs, whether greedy decoding gives the continuation).
 
         Requests that fit the context are grouped by context: each context runs once, its keys
@@ -91,8 +106,9 @@ class NativeLM(LlamaTokenLM):
             if not ctx or not cont:
                 raise ValueError("lm-eval passed an empty context or continuation")
         units = self._work_units(requests, override_bs or self.batch_size)
-        with tqdm(total=len(requests), disable=disable_tqdm, desc="loglikelihood",
-                  leave=False) as bar:
+        with tqdm(
+            total=len(requests), disable=disable_tqdm, desc="loglikelihood", leave=False
+        ) as bar:
             scored = self._score_units(requests, units, bar.update)
         return [scored[i] for i in range(len(requests))]
 
@@ -100,17 +116,24 @@ class NativeLM(LlamaTokenLM):
         """The batches the requests are scored in, in order: ("shared", {context: {continuation
         head: [request indices]}}) for those that fit, ("truncated", [indices]) for the rest.
         They depend only on the requests, so workers that share them out agree on them."""
-        fits = [i for i, (_, ctx, cont) in enumerate(requests)
-                if len(ctx) + len(cont) <= self.max_length + 1]
+        fits = [
+            i
+            for i, (_, ctx, cont) in enumerate(requests)
+            if len(ctx) + len(cont) <= self.max_length + 1
+        ]
         too_long = sorted(set(range(len(requests))) - set(fits))
         units: list[tuple[str, Any]] = [
-            ("shared", batch) for batch in self._shared_batches(requests, fits, batch_size)]
-        units += [("truncated", too_long[start:start + batch_size])
-                  for start in range(0, len(too_long), batch_size)]
+            ("shared", batch) for batch in self._shared_batches(requests, fits, batch_size)
+        ]
+        units += [
+            ("truncated", too_long[start : start + batch_size])
+            for start in range(0, len(too_long), batch_size)
+        ]
         return units
 
-    def _score_units(self, requests: list[Request], units: list[tuple[str, Any]],
-                     progress: Callable[[int], Any]) -> dict[int, tuple[float, bool]]:
+    def _score_units(
+        self, requests: list[Request], units: list[tuple[str, Any]], progress: Callable[[int], Any]
+    ) -> dict[int, tuple[float, bool]]:
         """Request index -> (log-likelihood, greedy) for every request of `units`."""
         scored: dict[int, tuple[float, bool]] = {}
         for kind, members in units:
@@ -141,7 +164,8 @@ class NativeLM(LlamaTokenLM):
         at most `batch_size` continuation rows (a larger group goes alone) and context +
         continuation width within the model's context length."""
         groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = defaultdict(
-            lambda: defaultdict(list))
+            lambda: defaultdict(list)
+        )
         for i in indices:
             _, ctx, cont = requests[i]
             groups[tuple(ctx)][tuple(cont[:-1])].append(i)
@@ -178,12 +202,14 @@ class NativeLM(LlamaTokenLM):
                 targets += cont
                 owners += [len(order)] * len(cont)
                 order.append(i)
-        values = self._score_hidden(hidden[torch.tensor(picks, device=self.device)], targets,
-                                    owners, len(order))
+        values = self._score_hidden(
+            hidden[torch.tensor(picks, device=self.device)], targets, owners, len(order)
+        )
         return dict(zip(order, values))
 
-    def _shared_hidden(self, contexts: list[tuple[int, ...]],
-                       rows: list[tuple[int, tuple[int, ...]]]) -> tuple[torch.Tensor, int]:
+    def _shared_hidden(
+        self, contexts: list[tuple[int, ...]], rows: list[tuple[int, tuple[int, ...]]]
+    ) -> tuple[torch.Tensor, int]:
         """(hidden states, continuation width): the contexts left-padded to a common end
         (stage 1), then every continuation row from there with its context's cached keys and
         values (stage 2). Rows of the result: each context's last position, then each row's
@@ -193,8 +219,8 @@ class NativeLM(LlamaTokenLM):
         idx = torch.zeros((len(contexts), n_ctx), dtype=torch.long)
         ctx_mask = torch.zeros((len(contexts), n_ctx), dtype=torch.bool)
         for g, ctx in enumerate(contexts):
-            idx[g, n_ctx - len(ctx):] = torch.tensor(ctx)
-            ctx_mask[g, n_ctx - len(ctx):] = True
+            idx[g, n_ctx - len(ctx) :] = torch.tensor(ctx)
+            ctx_mask[g, n_ctx - len(ctx) :] = True
         group_of_row = torch.tensor([g for g, _ in rows])
         key_mask = torch.ones((len(rows), n_ctx + n_cont), dtype=torch.bool)
         key_mask[:, :n_ctx] = ctx_mask[group_of_row]
@@ -206,11 +232,11 @@ class NativeLM(LlamaTokenLM):
             rows_on_device = group_of_row.to(device)
             for layer in model.layers:
                 cache = layer.attention.kv_cache
-                cache.k[:len(rows), :n_ctx] = cache.k[:len(contexts), :n_ctx][rows_on_device]
-                cache.v[:len(rows), :n_ctx] = cache.v[:len(contexts), :n_ctx][rows_on_device]
+                cache.k[: len(rows), :n_ctx] = cache.k[: len(contexts), :n_ctx][rows_on_device]
+                cache.v[: len(rows), :n_ctx] = cache.v[: len(contexts), :n_ctx][rows_on_device]
             idx2 = torch.zeros((len(rows), n_cont), dtype=torch.long)
             for r, (_, cont) in enumerate(rows):
-                idx2[r, :len(cont)] = torch.tensor(cont)
+                idx2[r, : len(cont)] = torch.tensor(cont)
             rest = self._trunk(idx2.to(device), input_pos=n_ctx, key_mask=key_mask.to(device))
         finally:
             model.clear_kv_cache()
@@ -221,10 +247,10 @@ class NativeLM(LlamaTokenLM):
         """Inputs (ctx + cont)[-(max_length + 1):][:-1], right-padded; the last len(cont)
         positions predict the continuation. No key mask and no cache: attention is plainly
         causal, so a real token never sees the padding after it."""
-        inputs = [(ctx + cont)[-(self.max_length + 1):][:-1] for _, ctx, cont in reqs]
+        inputs = [(ctx + cont)[-(self.max_length + 1) :][:-1] for _, ctx, cont in reqs]
         idx = torch.zeros((len(inputs), max(len(x) for x in inputs)), dtype=torch.long)
         for r, inp in enumerate(inputs):
-            idx[r, :len(inp)] = torch.tensor(inp)
+            idx[r, : len(inp)] = torch.tensor(inp)
         hidden = self._trunk(idx.to(self.device))
         width = idx.size(1)
         picks, targets, owners = [], [], []
@@ -233,11 +259,13 @@ class NativeLM(LlamaTokenLM):
             targets += cont
             owners += [r] * len(cont)
         flat = hidden.reshape(-1, hidden.size(-1))
-        return self._score_hidden(flat[torch.tensor(picks, device=self.device)], targets, owners,
-                                  len(reqs))
+        return self._score_hidden(
+            flat[torch.tensor(picks, device=self.device)], targets, owners, len(reqs)
+        )
 
-    def _score_hidden(self, h: torch.Tensor, targets: list[int], owners: list[int],
-                      n: int) -> list[tuple[float, bool]]:
+    def _score_hidden(
+        self, h: torch.Tensor, targets: list[int], owners: list[int], n: int
+    ) -> list[tuple[float, bool]]:
         """The output head and log-softmax on the predicting positions only; per-owner sums."""
         device = h.device
         logprobs = F.log_softmax(self.model.output(h).float(), dim=-1)
@@ -247,7 +275,8 @@ class NativeLM(LlamaTokenLM):
         wrong = (logprobs.argmax(-1) != target).long()
         misses = torch.zeros(n, dtype=torch.long, device=device).index_add_(0, owner, wrong)
         sums = torch.zeros(n, dtype=torch.float64, device=device).index_add_(
-            0, owner, token_lp.double())
+            0, owner, token_lp.double()
+        )
         return [(float(s), m == 0) for s, m in zip(sums.tolist(), misses.tolist())]
 
     # --- generation --------------------------------------------------------------------------
@@ -260,20 +289,23 @@ class NativeLM(LlamaTokenLM):
         for i, req in enumerate(requests):
             groups[json.dumps(req.args[1], sort_keys=True, default=str)].append(i)
         out: list[str] = [""] * len(requests)
-        with tqdm(total=len(requests), disable=disable_tqdm, desc="generate_until",
-                  leave=False) as bar:
+        with tqdm(
+            total=len(requests), disable=disable_tqdm, desc="generate_until", leave=False
+        ) as bar:
             for members in groups.values():
                 kwargs = normalize_gen_kwargs(requests[members[0]].args[1], self.max_gen_toks)
                 until = handle_stop_sequences(kwargs.pop("until", None), eos=self.eos_piece)
                 params = sampling_params(kwargs)
                 max_ctx = self.max_length - params.max_new_tokens
                 if max_ctx <= 0:
-                    raise ValueError(f"max_gen_toks {params.max_new_tokens} leaves no room in the "
-                                     f"context length {self.max_length}")
+                    raise ValueError(
+                        f"max_gen_toks {params.max_new_tokens} leaves no room in the "
+                        f"context length {self.max_length}"
+                    )
                 prompts = {i: self.tok_encode(requests[i].args[0])[-max_ctx:] for i in members}
                 order = sorted(members, key=lambda i: -len(prompts[i]))
                 for start in range(0, len(order), self.batch_size):
-                    chunk = order[start:start + self.batch_size]
+                    chunk = order[start : start + self.batch_size]
                     texts = self._generate([prompts[i] for i in chunk], params, until)
                     for i, text in zip(chunk, texts):
                         out[i] = postprocess_generated_text(text, until, None)
@@ -281,8 +313,9 @@ class NativeLM(LlamaTokenLM):
                     bar.update(len(chunk))
         return out
 
-    def _generate(self, prompts: list[list[int]], params: SamplingParams,
-                  until: list[str]) -> list[str]:
+    def _generate(
+        self, prompts: list[list[int]], params: SamplingParams, until: list[str]
+    ) -> list[str]:
         """One batch through generate.py's decoder (a left-padded batch, the KV cache, only ids
         the tokenizer has); each row stops at EOS or once its text holds a stop string."""
         if params.max_new_tokens < 1:  # nothing to generate (lm-eval's max_gen_toks: 0)
@@ -292,10 +325,16 @@ class NativeLM(LlamaTokenLM):
         def reached_stop(row: int, ids: list[int]) -> bool:
             return any(s in self.tok_decode(ids) for s in stops)
 
-        result = generate_tokens(self.model, prompts, params, eos_id=self.tok.eos_id,
-                                 generator=self.generator,
-                                 on_token=reached_stop if stops else None,
-                                 vocab_limit=self.tok.vocab_size)
+        result = generate_tokens(
+            self.model,
+            prompts,
+            params,
+            eos_id=self.tok.eos_id,
+            generator=self.generator,
+            on_token=reached_stop if stops else None,
+            vocab_limit=self.tok.vocab_size,
+            drafter=PromptLookup(self.prompt_lookup) if self.prompt_lookup else None,
+        )
         return [self.tok_decode(ids) for ids in result.tokens]
 
 
@@ -308,4 +347,6 @@ def sampling_params(gen_kwargs: dict) -> SamplingParams:
     return SamplingParams(
         max_new_tokens=gen_kwargs["max_gen_toks"],
         temperature=temperature if gen_kwargs.get("do_sample") and temperature > 0.0 else 0.0,
-        top_k=top_k if top_k > 0 else None, top_p=top_p if top_p < 1.0 else None)
+        top_k=top_k if top_k > 0 else None,
+        top_p=top_p if top_p < 1.0 else None,
+    )

@@ -25,40 +25,66 @@ from tinyllama_cli.eval.tasks import (
 from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.rundir import read_state
 
-NO_TOKENIZER = ("{source} has no tokenizer.model beside it or in its run directory; "
-                "copy the tokenizer there")
+NO_TOKENIZER = (
+    "{source} has no tokenizer.model beside it or in its run directory; copy the tokenizer there"
+)
 
 
-def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "native",
-             num_fewshot: int | None = None, limit: float | None = None, batch_size: int = 16,
-             dtype: str = "fp32", device: str | None = None, seed: int = 1234,
-             datasets: list[str] | dict[str, Path] | None = None,
-             tasks_dir: str | Path | None = None, log_samples: bool = False,
-             bootstrap_iters: int = 100000, verbose: bool = False, baseline: bool = True,
-             baseline_tokens: int | None = None, threads: int | None = None) -> EvalResult:
+def evaluate(
+    checkpoint: str | Path,
+    tasks: str | list[str],
+    *,
+    backend: str = "native",
+    num_fewshot: int | None = None,
+    limit: float | None = None,
+    batch_size: int = 16,
+    dtype: str = "fp32",
+    device: str | None = None,
+    seed: int = 1234,
+    datasets: list[str] | dict[str, Path] | None = None,
+    tasks_dir: str | Path | None = None,
+    log_samples: bool = False,
+    bootstrap_iters: int = 100000,
+    verbose: bool = False,
+    baseline: bool = True,
+    baseline_tokens: int | None = None,
+    threads: int | None = None,
+    prompt_lookup: int | None = None,
+) -> EvalResult:
     """Evaluate one model (run, checkpoint or HF directory) on lm-eval tasks; with `baseline`,
     also the unigram model of the run's training data on the same tasks (`unigram_baseline`).
 
     On CPU, `threads` (default: the idle cores, `hardware.set_cpu_threads`) sets torch's
-    threads."""
+    threads. `prompt_lookup` (native backend) speeds up generation tasks by prompt lookup
+    decoding: the same text, from fewer model forwards."""
     dtype = canonical_dtype(dtype, "--dtype")  # a bad spelling fails before any task is built
     names = expand_tasks(tasks)
     local = datasets if isinstance(datasets, dict) else parse_datasets(datasets)
     device = str(resolve_device(device))  # a string, as lm-eval's HFLM takes it
     threads_used = set_cpu_threads(threads) if device == "cpu" else None
-    run_options = {"num_fewshot": num_fewshot, "limit": limit, "seed": seed,
-                   "bootstrap_iters": bootstrap_iters}
-    with tempfile.TemporaryDirectory(prefix="tinyllama-eval-") as tmp, quiet_lm_eval(verbose), \
-            offline_mode(decide_offline(names, local)):
+    run_options = {
+        "num_fewshot": num_fewshot,
+        "limit": limit,
+        "seed": seed,
+        "bootstrap_iters": bootstrap_iters,
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="tinyllama-eval-") as tmp,
+        quiet_lm_eval(verbose),
+        offline_mode(decide_offline(names, local)),
+    ):
         workdir = Path(tmp)
         (workdir / "tasks").mkdir()
         manager, setup = prepare_tasks(names, local, tasks_dir, workdir / "tasks")
         task_objects = load_tasks(manager, setup)
-        lm, loaded = build_lm(checkpoint, backend, dtype, device, batch_size, seed, workdir)
+        lm, loaded = build_lm(
+            checkpoint, backend, dtype, device, batch_size, seed, workdir, prompt_lookup
+        )
         result = run_tasks(lm, task_objects, manager, log_samples=log_samples, **run_options)
         if baseline:
-            result.baseline = unigram_baseline(loaded, task_objects, manager,
-                                               budget=baseline_tokens, **run_options)
+            result.baseline = unigram_baseline(
+                loaded, task_objects, manager, budget=baseline_tokens, **run_options
+            )
     start_state = read_state(loaded.source) if loaded.kind == "native" else {}
     result.checkpoint = str(loaded.source)
     result.threads = threads_used
@@ -67,8 +93,16 @@ def evaluate(checkpoint: str | Path, tasks: str | list[str], *, backend: str = "
     return result
 
 
-def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batch_size: int,
-             seed: int, workdir: Path) -> tuple[Any, Any]:
+def build_lm(
+    checkpoint: str | Path,
+    backend: str,
+    dtype: str,
+    device: str,
+    batch_size: int,
+    seed: int,
+    workdir: Path,
+    prompt_lookup: int | None = None,
+) -> tuple[Any, Any]:
     """(lm-eval LM, LoadedModel) for the native adapter or lm-eval's HFLM on a converted copy."""
     from tinyllama_cli.load import load_model
 
@@ -81,12 +115,20 @@ def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batc
         loaded = load_model(checkpoint, device=device, dtype=torch_dtype)
         if loaded.tokenizer is None:
             raise UserError(NO_TOKENIZER.format(source=loaded.source))
-        return NativeLM(loaded.model, loaded.tokenizer, batch_size=batch_size, seed=seed), loaded
+        return NativeLM(
+            loaded.model,
+            loaded.tokenizer,
+            batch_size=batch_size,
+            seed=seed,
+            prompt_lookup=prompt_lookup,
+        ), loaded
     try:
         from lm_eval.models.huggingface import HFLM
     except ImportError as exc:
-        raise UserError(f"--backend hf needs transformers and accelerate ({exc}); "
-                        "pip install transformers accelerate") from None
+        raise UserError(
+            f"--backend hf needs transformers and accelerate ({exc}); "
+            "pip install transformers accelerate"
+        ) from None
     from tinyllama_cli.formats.hf import save_hf
 
     loaded = load_model(checkpoint)
@@ -96,13 +138,20 @@ def build_lm(checkpoint: str | Path, backend: str, dtype: str, device: str, batc
         if loaded.tokenizer is None:
             raise UserError(NO_TOKENIZER.format(source=loaded.source))
         hf_dir = save_hf(loaded.model, workdir / "hf", loaded.tokenizer, dtype=torch_dtype)
-    lm = HFLM(pretrained=str(hf_dir), dtype=TORCH_NAMES[dtype], batch_size=batch_size,
-              device=device)
+    lm = HFLM(
+        pretrained=str(hf_dir), dtype=TORCH_NAMES[dtype], batch_size=batch_size, device=device
+    )
     return lm, loaded
 
 
-def unigram_baseline(loaded: Any, task_objects: list[Any], manager: Any, *,
-                     budget: int | None = None, **run_options: Any) -> Baseline:
+def unigram_baseline(
+    loaded: Any,
+    task_objects: list[Any],
+    manager: Any,
+    *,
+    budget: int | None = None,
+    **run_options: Any,
+) -> Baseline:
     """The unigram model of the run's training data run through lm-eval on the same (already
     built) tasks, same few-shot, limit and seed; a Baseline with only a note when the training
     data cannot be found or read. Generation tasks are left out (it scores log-likelihoods)."""
@@ -128,5 +177,10 @@ def unigram_baseline(loaded: Any, task_objects: list[Any], manager: Any, *,
         tasks = task_objects
     lm = UnigramLM(unigram, loaded.tokenizer, loaded.config.block_size)
     run = run_tasks(lm, tasks, manager, log_samples=False, **run_options)
-    return Baseline(scores=run.scores, stderr=run.stderr, data_dir=str(unigram.data_dir),
-                    tokens_counted=unigram.tokens_counted, results=run.results)
+    return Baseline(
+        scores=run.scores,
+        stderr=run.stderr,
+        data_dir=str(unigram.data_dir),
+        tokens_counted=unigram.tokens_counted,
+        results=run.results,
+    )
