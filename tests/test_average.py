@@ -8,9 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.tiny_runs import tiny_run
 from tinyllama_cli.average import average
 from tinyllama_cli.cli import app
-from tinyllama_cli.config import TrainConfig
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.formats.native import read_native_state
 from tinyllama_cli.load import load_model
@@ -22,20 +22,13 @@ from tinyllama_cli.train import launch
 def run(token_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("avg") / "run"
     launch.pretrain(
-        TrainConfig.of(
-            data=str(token_data),
-            out=str(out),
-            model="cpu-tiny",
-            seq_len=16,
-            global_batch_size=4,
-            micro_batch_size=2,
+        tiny_run(
+            token_data,
+            out,
             max_steps=8,
-            warmup_steps=1,
             save_every=2,
             keep_last=0,
             eval_every=0,
-            tensorboard=False,
-            num_threads=1,
             precision="fp32",
             lr=3e-3,
         )

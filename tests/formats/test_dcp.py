@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 
+from tests.tiny_runs import tiny_run
 from tinyllama_cli.config import TrainConfig
 from tinyllama_cli.rundir import list_checkpoints
 from tinyllama_cli.train import launch
@@ -31,18 +32,11 @@ class RunsAShellCommand:
 def run(token_data, tmp_path):
     out = tmp_path / "run"
     launch.pretrain(
-        TrainConfig.of(
-            data=str(token_data),
-            out=str(out),
-            model="cpu-tiny",
-            seq_len=16,
-            micro_batch_size=2,
-            global_batch_size=4,
+        tiny_run(
+            token_data,
+            out,
             max_steps=2,
-            warmup_steps=1,
             save_every=2,
-            num_threads=1,
-            tensorboard=False,
             precision="fp32",
         )
     )

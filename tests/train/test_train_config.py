@@ -11,6 +11,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from tests.tiny_runs import tiny_run
 from tinyllama_cli.cli import app
 from tinyllama_cli.config import TrainConfig, load_train_config, train_fields
 from tinyllama_cli.errors import UserError
@@ -145,13 +146,9 @@ def test_global_batch_in_tokens(token_data, tmp_path):
 
 def test_max_tokens_sets_the_schedule(token_data, tmp_path):
     run = resolve(
-        TrainConfig.of(
-            data=str(token_data),
-            out=str(tmp_path),
-            model="cpu-tiny",
-            seq_len=16,
-            global_batch_size=4,
-            micro_batch_size=2,
+        tiny_run(
+            token_data,
+            tmp_path,
             max_tokens=1000,
         ),
         None,
@@ -264,17 +261,10 @@ ADDED_SINCE = {
 def test_a_config_yaml_written_before_the_sections_loads_and_resumes(token_data, tmp_path):
     out = tmp_path / "run"
     launch.pretrain(
-        TrainConfig.of(
-            data=str(token_data),
-            out=str(out),
-            model="cpu-tiny",
-            seq_len=16,
-            global_batch_size=4,
-            micro_batch_size=2,
+        tiny_run(
+            token_data,
+            out,
             max_steps=2,
-            warmup_steps=1,
-            tensorboard=False,
-            num_threads=1,
         )
     )
     path = out / "config.yaml"
@@ -356,17 +346,10 @@ def test_warmup_as_long_as_the_run_warns(token_data, tmp_path):
 def test_resume_that_re_stretches_the_cosine_says_how_the_lr_changes(token_data, tmp_path):
     out = tmp_path / "run"
     launch.pretrain(
-        TrainConfig.of(
-            data=str(token_data),
-            out=str(out),
-            model="cpu-tiny",
-            seq_len=16,
-            global_batch_size=4,
-            micro_batch_size=2,
+        tiny_run(
+            token_data,
+            out,
             max_steps=4,
-            warmup_steps=1,
-            tensorboard=False,
-            num_threads=1,
         )
     )
     from tinyllama_cli.train.schedule import lr_at
