@@ -5,7 +5,9 @@ Every reader yields `Record`s: either a document's text or the reason it was ski
 with its place (1-based line for JSON lines, row for tables, record index for a JSON array) so
 the log can name `file:line`. Readers never raise on bad data; they report it and go on, and
 the caller decides (``--on-error skip|fail``). Memory stays bounded: compressed and plain JSON
-lines are read in blocks, parquet one row group at a time, Arrow one record batch at a time.
+lines are read in blocks, parquet one row group at a time, Arrow one record batch at a time; a
+.txt file (one document) is read whole as a `Record` here, or in pieces by `Reader.txt_pieces`,
+which is how prepare-data streams it.
 """
 
 from __future__ import annotations
@@ -428,7 +430,7 @@ class Reader:
                 return
             yield self._from_object(i, item)
 
-    # Plain text: one file is one document -------------------------------------------------------
+    # Plain text: one file is one document (read whole here; `txt_pieces` streams it) -----------
 
     def _read_txt(self) -> Iterator[Record]:
         data = Path(self.file.path).read_bytes()
