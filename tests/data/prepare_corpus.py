@@ -38,6 +38,15 @@ WORDS = (
 )
 
 
+# A text with long lines, runs of spaces and newlines, "\u2581" (a space to SentencePiece) and
+# characters of 2, 3 and 4 bytes, so that small blocks cut inside a character and inside runs.
+AWKWARD = (
+    "Grüße  aus Köln,\n\n   naïve café — ΣΑΣ ▁x ▁▁y 日本語テキスト 🦙🦙  "
+    + "a" * 300
+    + "\t\n  \n end \u2581 "
+) * 20
+
+
 def make_text(rng: random.Random, n_words: int | None = None) -> str:
     """Prose-and-code-like text with runs of spaces, newlines, digits and non-ASCII."""
     n = n_words or rng.randint(3, 60)

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 import sentencepiece as spm
 
-from tests.data.prepare_corpus import make_text, texts, write_jsonl, write_parquet
+from tests.data.prepare_corpus import AWKWARD, make_text, texts, write_jsonl, write_parquet
 from tinyllama_cli.data.encoder import DocumentEncoder, FastPathMismatch, word_split_is_exact
 from tinyllama_cli.data.sources import (
     GLOB_NO_MATCH,
     InputFile,
     Reader,
     ReadOptions,
+    Record,
     default_name,
     parse_spec,
     read_records,
@@ -277,3 +280,50 @@ def test_a_broken_json_array_keeps_the_items_before_the_break(tmp_path):
     path.write_text('[{"text": "a"} {"text": "b"}]')
     got = list(Reader(InputFile(str(path), "json"), ReadOptions()))
     assert got[0].text == "a" and got[1].reason == "invalid_json" and "','" in got[1].detail
+
+
+def txt_pieces(path: Path, size: int) -> list[str | Record]:
+    return list(Reader(InputFile(str(path), "txt"), ReadOptions()).txt_pieces(size))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 64, 1000])
+def test_txt_pieces_join_to_the_text_and_start_only_at_a_space_run(tmp_path, size):
+    path = tmp_path / "t.txt"
+    path.write_text(AWKWARD, encoding="utf-8")
+    pieces = txt_pieces(path, size)
+    assert "".join(pieces) == AWKWARD
+    assert len(pieces) > len(AWKWARD.encode()) // max(size, 400)  # many cuts, not one piece
+    for before, piece in itertools.pairwise(pieces):
+        assert piece[0] in " \u2581" and before[-1] not in " \u2581", (before[-9:], piece[:9])
+
+
+def test_txt_pieces_end_with_the_whole_files_invalid_utf8_record(tmp_path):
+    path = tmp_path / "bad.txt"
+    raw = AWKWARD.encode("utf-8")[:2000]
+    for at in range(0, 1200, 37):
+        for bad in (raw[:at] + b"\xff" + raw[at:], raw[:at] + b"\xf0\x80" + raw[at:], raw[:at]):
+            path.write_bytes(bad + b"\xe2\x82")  # a character cut at the end, if nothing sooner
+            [whole] = list(Reader(InputFile(str(path), "txt"), ReadOptions()))
+            assert whole.reason == "invalid_utf8"
+            for size in (1, 3, 8, 100):
+                *text, last = txt_pieces(path, size)
+                assert last == whole, (at, size)
+                assert all(isinstance(t, str) for t in text)
+
+
+def test_pieces_encode_to_the_whole_documents_ids(model_bytes):
+    enc = DocumentEncoder(model_bytes, check_every=1)  # every piece spot-checked too
+    sp = spm.SentencePieceProcessor(model_proto=model_bytes)
+    pieces = [AWKWARD[:31], AWKWARD[31:]]
+    assert pieces[1].startswith(" ") and AWKWARD[30] != " "
+    cut = AWKWARD.index(" \u2581x")
+    for parts in (pieces, [AWKWARD[:cut], AWKWARD[cut:]], [AWKWARD]):
+        ids = [enc.encode_piece(p, first=i == 0) for i, p in enumerate(parts)]
+        assert np.concatenate(ids).tolist() == sp.encode(AWKWARD)
+    assert enc.encode_piece(" ", first=False).tolist() == sp.encode("a ")[len(sp.encode("a")) :]
+    enc._pool[enc._start[enc._index[" café"]]] += 1  # a word whose cached ids are wrong
+    with pytest.raises(FastPathMismatch):
+        enc.encode_piece(" café", first=False)
+    plain = DocumentEncoder(model_bytes, fast=False)
+    with pytest.raises(ValueError, match="word-cached"):
+        plain.encode_piece("text", first=True)

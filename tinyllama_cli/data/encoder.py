@@ -107,10 +107,27 @@ class DocumentEncoder:
         """All `texts` as one int32 array of `<s> ids </s>` documents, and each one's length."""
         if not self.fast:
             return self._pack_lists(self.sp.encode(texts, num_threads=1))
-        splits = [
-            SPACE_RUN_WORD.findall(" " + (t.replace("\u2581", " ") if "\u2581" in t else t))
-            for t in texts
-        ]
+        splits = [_words(" " + t) for t in texts]
+        body, doc_tokens = self._gather(splits)
+        packed, lengths = self._frame(body, doc_tokens)
+        self._check(texts, packed, lengths)
+        return packed, lengths
+
+    def encode_piece(self, text: str, first: bool) -> np.ndarray:
+        """The ids (no BOS/EOS) of one piece of a document cut just before a run of spaces
+        (`sources.Reader.txt_pieces`): the pieces' ids joined are the document's, because the
+        word split never crosses the start of a space run. A first piece gets the dummy
+        prefix; a later one starts with its own space run. Only on the word path (`fast`):
+        SentencePiece's own encoding of a piece is not known to join up."""
+        if not self.fast:
+            raise ValueError("encode_piece needs the word-cached path")
+        body, _ = self._gather([_words(" " + text if first else text)])
+        self._check_piece(text, first, body)
+        return body
+
+    def _gather(self, splits: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of every text's words, concatenated, and each text's token count (unseen
+        words go to SentencePiece in one call)."""
         index = self._index
         missing = set(filterfalse(index.__contains__, chain.from_iterable(splits)))
         if len(index) + len(missing) > MAX_CACHE_ENTRIES or self._pool_used > MAX_POOL_TOKENS:
@@ -133,12 +150,10 @@ class DocumentEncoder:
         ]
         doc_tokens = (
             np.add.reduceat(word_len, np.cumsum(words_per_doc) - words_per_doc)
-            if len(texts)
+            if len(splits)
             else np.zeros(0, dtype=np.int64)
         )
-        packed, lengths = self._frame(body, doc_tokens)
-        self._check(texts, packed, lengths)
-        return packed, lengths
+        return body, doc_tokens
 
     def _pack_lists(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         doc_tokens = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
@@ -169,6 +184,24 @@ class DocumentEncoder:
                 raise FastPathMismatch(
                     f"word-cached encoding differs from SentencePiece on {texts[i][:60]!r}"
                 )
+
+    def _check_piece(self, text: str, first: bool, body: np.ndarray) -> None:
+        """`_check` for a piece, on the same count. A later piece is checked after a word
+        ("a"), as it comes after one in its document (the same trick as the lone space's ids)."""
+        self._seen += 1
+        if (self._seen - 1) % self.check_every:
+            return
+        lead = [] if first else self.sp.encode("a")
+        if self.sp.encode(text if first else "a" + text) != lead + body.tolist():
+            raise FastPathMismatch(
+                f"word-cached encoding differs from SentencePiece on {text[:60]!r}"
+            )
+
+
+def _words(text: str) -> list[str]:
+    """The words of `text`: each run of spaces with the characters up to the next space (a
+    `\u2581` counts as a space: SentencePiece escapes spaces to it)."""
+    return SPACE_RUN_WORD.findall(text.replace("\u2581", " ") if "\u2581" in text else text)
 
 
 def _grow(a: np.ndarray, size: int) -> np.ndarray:

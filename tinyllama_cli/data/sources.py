@@ -5,7 +5,9 @@ Every reader yields `Record`s: either a document's text or the reason it was ski
 with its place (1-based line for JSON lines, row for tables, record index for a JSON array) so
 the log can name `file:line`. Readers never raise on bad data; they report it and go on, and
 the caller decides (``--on-error skip|fail``). Memory stays bounded: compressed and plain JSON
-lines are read in blocks, parquet one row group at a time, Arrow one record batch at a time.
+lines are read in blocks, parquet one row group at a time, Arrow one record batch at a time; a
+.txt file (one document) is read whole as a `Record` here, or in pieces by `Reader.txt_pieces`,
+which is how prepare-data streams it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ BLOCK = 1 << 22  # bytes read at a time from (de)compressed line files
 # zero-filled past the break as a preallocated download leaves it) loses only the records of
 # the last piece: decompressing a whole block raises and returns nothing of it.
 PIECE = 1 << 14
+# A large .txt document is read and encoded this many bytes at a time (`Reader.txt_pieces`).
+TXT_PIECE = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -426,7 +430,7 @@ class Reader:
                 return
             yield self._from_object(i, item)
 
-    # Plain text: one file is one document -------------------------------------------------------
+    # Plain text: one file is one document (read whole here; `txt_pieces` streams it) -----------
 
     def _read_txt(self) -> Iterator[Record]:
         data = Path(self.file.path).read_bytes()
@@ -437,6 +441,38 @@ class Reader:
             yield Record(data.count(b"\n", 0, exc.start) + 1, None, INVALID_UTF8, str(exc))
             return
         yield Record(1, text) if text.strip() else Record(1, None, EMPTY_TEXT, "")
+
+    def txt_pieces(self, size: int | None = None) -> Iterator[str | Record]:
+        """A .txt file's text in pieces of about `size` bytes (`TXT_PIECE`), read a block at a
+        time: what a document too large to hold is streamed as. Each piece but the first
+        starts with a run of spaces (never cut inside a run, nor inside a character), which is
+        where the word-cached encoding and the decontamination's words split anyway. Invalid
+        UTF-8 ends the pieces with the `invalid_utf8` record `_read_txt` gives for the file.
+
+        A piece holds at least one space-free stretch whole, so a file with no spaces in a
+        long stretch makes that piece as large."""
+        size = size or TXT_PIECE
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        buf, done, lines = "", 0, 0  # text not yielded; bytes decoded; newlines yielded
+        with open(self.file.path, "rb") as fh:
+            while True:
+                block = fh.read(size)
+                self.bytes_done = fh.tell()
+                pending = len(decoder.getstate()[0])
+                try:
+                    buf += decoder.decode(block, final=not block)
+                except UnicodeDecodeError as exc:
+                    before = lines + buf.count("\n") + exc.object.count(b"\n", 0, exc.start)
+                    yield _invalid_utf8(exc, done - pending, before + 1)
+                    return
+                done += len(block)
+                cut = _piece_end(buf) if block else len(buf)
+                if cut:
+                    lines += buf.count("\n", 0, cut)
+                    yield buf[:cut]
+                    buf = buf[cut:]
+                if not block:
+                    return
 
     # A hub dataset's shard, streamed through `datasets`
     # --------------------------------------------
@@ -686,6 +722,31 @@ def zstd_blocks(raw_blocks: Iterator[bytes]) -> Iterator[bytes | Exception]:
                     data, frame = frame.unused_data, None
     if frame is not None:
         yield EOFError("the zstd stream ends in the middle of a frame")
+
+
+def _piece_end(text: str) -> int:
+    """Where `text` may be cut: the start of its last run of spaces (`\u2581` counts, as in the
+    encoder) that follows another character; 0 when there is none."""
+    end = len(text)
+    while (i := max(text.rfind(" ", 0, end), text.rfind("\u2581", 0, end))) > 0:
+        while i > 0 and text[i - 1] in " \u2581":
+            i -= 1
+        if i > 0:
+            return i
+        end = i
+    return 0
+
+
+def _invalid_utf8(exc: UnicodeDecodeError, offset: int, line: int) -> Record:
+    """The `invalid_utf8` record of a whole-file decode, from an incremental decoder's error on
+    bytes starting at file offset `offset`: the message names file positions, as
+    `bytes.decode` on the whole file would."""
+    start, end = offset + exc.start, offset + exc.end
+    if exc.end - exc.start == 1:
+        where = f"byte 0x{exc.object[exc.start]:02x} in position {start}"
+    else:
+        where = f"bytes in position {start}-{end - 1}"
+    return Record(line, None, INVALID_UTF8, f"'utf-8' codec can't decode {where}: {exc.reason}")
 
 
 def read_records(f: InputFile, options: ReadOptions) -> Iterator[Record]:

@@ -15,6 +15,7 @@ from tests.data.prepare.runs import cli, expected_streams, options, read_split, 
 from tests.data.prepare_corpus import texts, write_jsonl, write_parquet
 from tinyllama_cli.data.prepare import merge_data, prepare_data
 from tinyllama_cli.data.prepare.decontaminate import (
+    StreamedCheck,
     build_index,
     contaminated,
     eval_texts,
@@ -127,6 +128,28 @@ def contaminated_corpus(root: Path) -> tuple[list[str], list[str], Path]:
     )
     kept = [d for i, d in enumerate(docs) if i not in copies]
     return [f"web={root / 'web'}"], kept, eval_file
+
+
+def test_a_document_checked_in_pieces_gets_the_whole_texts_hit(tmp_path):
+    """Spans that cross the cuts are found, the first span and every file's bit as whole."""
+    (tmp_path / "a.txt").write_text(SPAN + "\n")
+    (tmp_path / "b.txt").write_text("Überall sagt ΣΟΦΙΑ  etwas anderes, nicht wahr, mein Freund\n")
+    index = build_index([tmp_path / "a.txt", tmp_path / "b.txt"], 4)
+    filler = " ".join(f"w{i}" for i in range(40))
+    docs = [
+        filler,
+        f"{filler} überall SAGT σοφια etwas {filler} {SPAN.title()} {filler}",
+        f"{filler}, The  quick brown\n\nFOX jumps",
+    ]
+    for doc in docs:
+        want = contaminated(index, [doc]).get(0)
+        cuts = [i for i in range(1, len(doc)) if doc[i] == " " and doc[i - 1] != " "]
+        for step in (1, 2, 3, 7):
+            check = StreamedCheck(index)
+            for a, b in zip([0, *cuts[::step]], [*cuts[::step], len(doc)]):
+                check.add(doc[a:b])
+            assert check.hit == want, (doc[:30], step)
+    assert contaminated(index, [docs[1]])[0].mask == 3
 
 
 def test_documents_sharing_a_span_are_dropped_counted_and_logged(tmp_path, tok_path, sp):

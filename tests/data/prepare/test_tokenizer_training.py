@@ -9,9 +9,15 @@ import json
 import sentencepiece as spm
 
 from tests.data.prepare.runs import cli, tree_bytes
-from tests.data.prepare_corpus import texts, write_jsonl
-from tinyllama_cli.data.prepare.tokenizer_training import sample_plan, tokenizer_sample
-from tinyllama_cli.data.sources import ReadOptions, resolve_sources
+from tests.data.prepare_corpus import AWKWARD, texts, write_jsonl
+from tinyllama_cli.data import sources
+from tinyllama_cli.data.prepare.tokenizer_training import (
+    SampleTask,
+    sample_file,
+    sample_plan,
+    tokenizer_sample,
+)
+from tinyllama_cli.data.sources import InputFile, ReadOptions, read_records, resolve_sources
 
 
 def test_train_tokenizer_is_copied_hashed_and_reproducible(tmp_path):
@@ -78,3 +84,20 @@ def test_the_sample_is_read_by_the_workers_alike_and_stays_in_budget(tmp_path):
             if not left:
                 break
     assert one == [w for w in wanted if w]
+
+
+def test_a_txt_files_sample_is_its_start_as_when_read_whole(tmp_path, monkeypatch):
+    """Streamed (in 50-byte pieces here): the same sample; a file invalid or blank anywhere
+    gives none."""
+    monkeypatch.setattr(sources, "TXT_PIECE", 50)
+    files = {"ok.txt": AWKWARD.encode(), "blank.txt": b" \n\t " * 99}
+    files["late.txt"] = AWKWARD.encode()[:4001] + b"\xff" + b"more text " * 9
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        f = InputFile(str(tmp_path / name), "txt")
+        for chars in (1, 700, 10**6):
+            [whole] = read_records(f, ReadOptions())
+            start = (whole.text or "")[:chars]
+            want = [start[i : i + 64] for i in range(0, len(start), 64)]
+            assert bool(want) == (name == "ok.txt")
+            assert sample_file(SampleTask(f, ReadOptions(), chars, 64)) == want, (name, chars)

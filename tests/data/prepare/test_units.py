@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.prepare.runs import cli, expected_streams, options, read_split
-from tests.data.prepare_corpus import texts, write_jsonl
+from tests.data.prepare.runs import cli, expected_streams, options, read_split, tree_bytes
+from tests.data.prepare_corpus import AWKWARD, texts, write_jsonl
+from tinyllama_cli.data import sources
 from tinyllama_cli.data.prepare import is_val, prepare_data
 
 
@@ -118,3 +119,59 @@ def test_on_error_fail_stops_at_the_first_bad_input_with_exit_2(tmp_path, tok_pa
     assert r.returncode == 2, r.stderr
     assert where in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def txt_corpus(root: Path, big: int = 0) -> tuple[list[str], Path]:
+    """.txt books (awkward text, a blank one, an invalid one, one sharing a span with the eval
+    file across many cuts) next to a .jsonl; `big` bytes more of one book, if asked."""
+    books = root / "books"
+    books.mkdir()
+    for i, text in enumerate(texts(31, 12)):
+        (books / f"b{i:02d}.txt").write_text(f"{text}\n\n{AWKWARD[i * 97 :]}  {text}")
+    (books / "blank.txt").write_text(" \n\t\n   ")
+    (books / "latin1.txt").write_bytes(AWKWARD.encode()[:3001] + b"caf\xe9 " + b"x " * 99)
+    span = "the quick brown fox jumps over the lazy dog while seven wizards quietly hex"
+    (books / "copy.txt").write_text(f"{AWKWARD}  {span.upper().replace(' ', '   ')} {AWKWARD}")
+    if big:  # a few thousand distinct words: the encoder's word cache stays small
+        chunk = AWKWARD + "\n".join(texts(33, 60))
+        with open(books / "big.txt", "w") as fh:
+            for i in range(-(-big // len(chunk.encode()))):
+                fh.write(f"{chunk} {i}")
+    write_jsonl(root / "web.jsonl", [{"text": t} for t in texts(32, 30)])
+    (root / "eval.txt").write_text(span + "\n")
+    return [f"books={books}", f"web={root / 'web.jsonl'}"], root / "eval.txt"
+
+
+def test_txt_documents_stream_byte_for_byte_as_when_read_whole(tmp_path, tok_path, monkeypatch):
+    """Streamed in small pieces (cut inside characters and between runs), in 1 MB-ish pieces
+    with 2 workers, or read whole and encoded by SentencePiece itself: the same data dir."""
+    specs, eval_file = txt_corpus(tmp_path, big=int(2.5 * sources.TXT_PIECE))
+    kw = {"val_fraction": 0.3, "val_min_docs": 6, "exclude": (), "decontaminate": (eval_file,)}
+    prepare_data(specs, options(tmp_path / "whole", tok_path, fast_encode=False, **kw))
+    prepare_data(specs, options(tmp_path / "pieces", tok_path, workers=2, **kw))
+    monkeypatch.setattr(sources, "TXT_PIECE", 61)  # in this process: --workers 1
+    result = prepare_data(specs, options(tmp_path / "small", tok_path, **kw))
+    whole = tree_bytes(tmp_path / "whole")
+    assert tree_bytes(tmp_path / "small") == whole
+    assert tree_bytes(tmp_path / "pieces") == whole
+    # Every record counted: 16 .txt files, one document each, kept or skipped with a reason.
+    entry = result.manifest["sources"]["books"]
+    assert entry["skipped"] == {"contaminated": 1, "empty_text": 1, "invalid_utf8": 1}
+    assert entry["documents"]["train"] + entry["documents"]["val"] == 13
+    assert entry["documents"]["val"] > 0
+    log = (tmp_path / "small" / "prepare-data.log").read_text()
+    bad = "invalid_utf8: 'utf-8' codec can't decode byte 0xe9 in position 3004"
+    assert f"{tmp_path / 'books' / 'latin1.txt'}:31: {bad}" in log
+    assert f'{tmp_path / "books" / "copy.txt"}:1: contaminated: shares "the quick' in log
+
+
+def test_a_txt_file_far_larger_than_the_memory_bound_streams(tmp_path, tok_path):
+    import tracemalloc
+
+    specs, _ = txt_corpus(tmp_path, big=100 << 20)  # 100 MB: held whole, 1 GB of Python words
+    tracemalloc.start()
+    result = prepare_data(specs[:1], options(tmp_path / "out", tok_path, val_fraction=0.0))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    tokens = result.manifest["sources"]["books"]["tokens"]["train"]
+    assert tokens > 50 << 20 and peak < 32 << 20, peak

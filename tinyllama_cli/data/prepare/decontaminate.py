@@ -123,8 +123,13 @@ def spans_of(texts: list[str], n: int) -> Spans:
         w = _normalised(t).split()
         counts[i] = len(w)
         words += w
+    return _spans(words, np.repeat(np.arange(len(texts)), counts), counts, n)
+
+
+def _spans(words: list[bytes], word_text: np.ndarray, counts: np.ndarray, n: int) -> Spans:
+    """The hashed n-word spans of `words`, where word i belongs to text `word_text[i]` (text j
+    has `counts[j]` words)."""
     values = _mix(np.fromiter(map(zlib.crc32, words), dtype=np.uint64, count=len(words)))
-    word_text = np.repeat(np.arange(len(texts)), counts)
     first = np.arange(max(len(words) - n + 1, 0))
     first = first[word_text[first] == word_text[first + n - 1]]
     return Spans(_segment_hashes(values, first, n), word_text[first], first, words, counts)
@@ -314,6 +319,32 @@ def contaminated(index: EvalIndex, texts: list[str]) -> dict[int, Hit]:
         else:
             found[doc] = Hit(mask, spans.text(i, index.ngram))
     return found
+
+
+class StreamedCheck:
+    """`contaminated` for one document read in pieces, each cut before a space (so a piece's
+    words are the document's, in order): the last n-1 words of a piece go on into the next, so
+    every span is hashed once, including those that cross a cut. `hit` is what `contaminated`
+    finds for the whole text: the first matching span, and the files of all of them."""
+
+    def __init__(self, index: EvalIndex):
+        self.index = index
+        self.carry: list[bytes] = []
+        self.hit: Hit | None = None
+
+    def add(self, piece: str) -> None:
+        n = self.index.ngram
+        words = self.carry + _normalised(piece).split()
+        self.carry = words[max(len(words) - n + 1, 0) :] if n > 1 else []
+        spans = _spans(words, np.zeros(len(words), dtype=np.int64), np.array([len(words)]), n)
+        hit, masks = self.index.match(spans)
+        if not len(hit):
+            return
+        mask = int(np.bitwise_or.reduce(masks))
+        if self.hit is None:
+            self.hit = Hit(mask, spans.text(int(hit[0]), n))
+        else:
+            self.hit = Hit(self.hit.mask | mask, self.hit.span)
 
 
 def settings_key(index: EvalIndex | None) -> dict | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tinyllama_cli.data.prepare.options import PrepareOptions
 from tinyllama_cli.data.prepare.pool import Report, run_tasks
-from tinyllama_cli.data.sources import InputFile, Reader, ReadOptions, Source
+from tinyllama_cli.data.sources import InputFile, Reader, ReadOptions, Record, Source
 from tinyllama_cli.errors import UserError
 
 PIECE_CHARS = 4096  # SentencePiece's trainer skips longer sentences
@@ -79,7 +79,12 @@ def sample_file(task: SampleTask, report: Report | None = None) -> list[str]:
     worker."""
     sample: list[str] = []
     taken = 0
-    for record in Reader(task.file, task.options, block=READ_BLOCK):
+    records = (
+        [Record(1, _txt_start(task))]
+        if task.file.kind == "txt"
+        else Reader(task.file, task.options, block=READ_BLOCK)
+    )
+    for record in records:
         if record.text is None:
             continue
         text = record.text[: task.chars - taken]
@@ -88,6 +93,26 @@ def sample_file(task: SampleTask, report: Report | None = None) -> list[str]:
         if taken >= task.chars:
             break
     return sample
+
+
+def _txt_start(task: SampleTask) -> str | None:
+    """The first `task.chars` characters of a .txt document, or None where the whole-file reader
+    skips it (invalid UTF-8 anywhere, blank): one pass to check, then only its start is kept."""
+    reader = Reader(task.file, task.options)
+    blank = True
+    for piece in reader.txt_pieces():
+        if isinstance(piece, Record):
+            return None
+        blank = blank and not piece.strip()
+    if blank:
+        return None
+    start, n = [], 0
+    for piece in reader.txt_pieces():
+        start.append(piece)
+        n += len(piece)
+        if n >= task.chars:
+            break
+    return "".join(start)[: task.chars]
 
 
 def train_on_sample(

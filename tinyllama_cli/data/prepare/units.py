@@ -14,6 +14,7 @@ import hashlib
 import heapq
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,10 +27,23 @@ from tinyllama_cli.data.prepare.datadir import (
     ShardWriter,
     remove_group_shards,
 )
-from tinyllama_cli.data.prepare.decontaminate import CONTAMINATED, EvalIndex, contaminated
+from tinyllama_cli.data.prepare.decontaminate import (
+    CONTAMINATED,
+    EvalIndex,
+    Hit,
+    StreamedCheck,
+    contaminated,
+)
 from tinyllama_cli.data.prepare.pool import Report, worker_report
 from tinyllama_cli.data.prepare.slices import Unit
-from tinyllama_cli.data.sources import EXCLUDED, InputFile, Reader, ReadOptions, Record
+from tinyllama_cli.data.sources import (
+    EMPTY_TEXT,
+    EXCLUDED,
+    InputFile,
+    Reader,
+    ReadOptions,
+    Record,
+)
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.files import write_json
 
@@ -139,12 +153,26 @@ class _SplitFiles:
         """A batch of documents (their ids packed), each to its split."""
         hashes = [doc_hash(t) for t in texts] if threshold or self.keep_smallest else []
         if self.keep_smallest:
-            self._keep_candidates(hashes, lengths, threshold)
+            self._keep_candidates(hashes, lengths, threshold, self.tokens)
         self.write(_by_split(hashes, packed, lengths, threshold))
 
-    def _keep_candidates(self, hashes: list[int], lengths: np.ndarray, threshold: int) -> None:
+    def write_document(self, h: int, threshold: int, parts: Iterator[np.ndarray]) -> None:
+        """One document of hash `h` given as consecutive parts of its `<s> ids </s>`, each
+        written as it comes, to its split (what `write_batch` does for it whole)."""
+        split = "val" if h < threshold else "train"
+        before = dict(self.tokens)
+        for part in parts:
+            self.write({split: (part, 0)})
+        self.documents[split] += 1
+        if self.keep_smallest:
+            n = self.tokens[split] - before[split]
+            self._keep_candidates([h], np.array([n]), threshold, before)
+
+    def _keep_candidates(
+        self, hashes: list[int], lengths: np.ndarray, threshold: int, start: dict[str, int]
+    ) -> None:
         in_val = [h < threshold for h in hashes]
-        start = {split: self.tokens[split] for split in SPLITS}
+        start = dict(start)
         places = []
         for i, (h, val, n) in enumerate(zip(hashes, in_val, lengths.tolist())):
             split = "val" if val else "train"
@@ -253,15 +281,53 @@ def _encode_group(
     return stats
 
 
+@dataclass
+class _FileWork:
+    """What encoding one input file works with: the task, the file's reader, the group's
+    encoder and split files, the progress report, and the file's own skips and documents
+    dropped per eval file."""
+
+    task: UnitTask
+    reader: Reader
+    encoder: DocumentEncoder
+    out: _SplitFiles
+    report: Report
+    skips: _Skips = field(default_factory=_Skips)
+    dropped: list[int] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return self.reader.file.path
+
+
 def _encode_file(
     task: UnitTask, f: InputFile, encoder: DocumentEncoder, out: _SplitFiles, report: Report
 ) -> dict:
     """One input file of the group into `out`; returns its own counts and log lines."""
-    skips = _Skips()
     index = _index(task.index_path)
-    dropped = [0] * len(index.files) if index else []  # documents per eval file
-    reader = Reader(f, task.options)
+    w = _FileWork(task, Reader(f, task.options), encoder, out, report)
+    w.dropped = [0] * len(index.files) if index else []
     documents, tokens = dict(out.documents), dict(out.tokens)
+    size = f.size
+    if f.kind == "txt" and encoder.fast:
+        _stream_txt(w)
+    else:
+        _encode_records(w)
+    return {
+        "path": f.path,
+        "size": size,
+        "mtime_ns": f.stat()[1],
+        "documents": {s: out.documents[s] - documents[s] for s in SPLITS},
+        "tokens": {s: out.tokens[s] - tokens[s] for s in SPLITS},
+        "skipped": dict(sorted(w.skips.counts.items())),
+        "log": w.skips.log_lines(f.path),
+        "contaminated_by": w.dropped,
+    }
+
+
+def _encode_records(w: _FileWork) -> None:
+    """The file's records, in batches of documents encoded whole; reports all its bytes."""
+    task, reader, index = w.task, w.reader, _index(w.task.index_path)
     reported_bytes = 0
     texts: list[str] = []
     lines: list[int] = []
@@ -270,18 +336,17 @@ def _encode_file(
     def flush() -> None:
         nonlocal texts, lines, chars, reported_bytes
         if index and texts:
-            texts = _decontaminate(index, texts, lines, f.path, skips, dropped)
+            texts = _decontaminate(index, texts, lines, w.path, w.skips, w.dropped)
         if texts:
-            packed, lengths = encoder.encode_packed(texts)
-            out.write_batch(texts, packed, lengths, task.val_threshold)
-            report(len(texts), len(packed), reader.bytes_done - reported_bytes)
+            packed, lengths = w.encoder.encode_packed(texts)
+            w.out.write_batch(texts, packed, lengths, task.val_threshold)
+            w.report(len(texts), len(packed), reader.bytes_done - reported_bytes)
             reported_bytes = reader.bytes_done
         texts, lines, chars = [], [], 0
 
-    size = f.size
     for record in reader:
         if record.text is None:
-            skips.add(record, f.path, task.on_error)
+            w.skips.add(record, w.path, task.on_error)
             continue
         texts.append(record.text)
         lines.append(record.line)
@@ -289,17 +354,57 @@ def _encode_file(
         if len(texts) >= BATCH_DOCS or chars >= BATCH_CHARS:
             flush()
     flush()
-    report(0, 0, size - reported_bytes)
-    return {
-        "path": f.path,
-        "size": size,
-        "mtime_ns": f.stat()[1],
-        "documents": {s: out.documents[s] - documents[s] for s in SPLITS},
-        "tokens": {s: out.tokens[s] - tokens[s] for s in SPLITS},
-        "skipped": dict(sorted(skips.counts.items())),
-        "log": skips.log_lines(f.path),
-        "contaminated_by": dropped,
-    }
+    w.report(0, 0, reader.file.size - reported_bytes)
+
+
+def _stream_txt(w: _FileWork) -> None:
+    """A .txt file (one document) in two passes over its pieces, holding neither the text nor
+    its ids: the first finds what needs the whole text (valid UTF-8, not blank, the split's
+    hash, decontamination), the second encodes piece by piece into the document's split. The
+    output is byte for byte `_encode_records`'s (tested); reports all the file's bytes."""
+    reader, encoder = w.reader, w.encoder
+    h = _first_pass(w)
+    if h is None:
+        w.report(0, 0, reader.file.size)
+        return
+    reported = 0
+
+    def parts() -> Iterator[np.ndarray]:
+        nonlocal reported
+        yield np.array([encoder.bos_id], dtype=np.int32)
+        for i, piece in enumerate(reader.txt_pieces()):
+            ids = encoder.encode_piece(piece, first=i == 0)
+            w.report(0, len(ids) + (i == 0), reader.bytes_done - reported)
+            reported = reader.bytes_done
+            yield ids
+        yield np.array([encoder.eos_id], dtype=np.int32)
+
+    w.out.write_document(h, w.task.val_threshold, parts())
+    w.report(1, 1, reader.file.size - reported)
+
+
+def _first_pass(w: _FileWork) -> int | None:
+    """The whole-text facts of a streamed .txt document: its `doc_hash`, or None when it is
+    skipped (invalid UTF-8, blank, contaminated: counted and logged in `w.skips`)."""
+    index = _index(w.task.index_path)
+    digest = hashlib.blake2b(digest_size=8)  # `doc_hash`, fed piece by piece
+    blank, check = True, StreamedCheck(index) if index else None
+    for piece in w.reader.txt_pieces():
+        w.report(0, 0, 0)  # a stopped run stops here too
+        if isinstance(piece, Record):
+            w.skips.add(piece, w.path, w.task.on_error)
+            return None
+        digest.update(piece.encode("utf-8", "surrogatepass"))
+        blank = blank and not piece.strip()
+        if check:
+            check.add(piece)
+    if blank:
+        w.skips.add(Record(1, None, EMPTY_TEXT), w.path, w.task.on_error)
+        return None
+    if check and check.hit:
+        _drop(index, check.hit, f"{w.path}:1", w.skips, w.dropped)
+        return None
+    return int.from_bytes(digest.digest(), "little")
 
 
 def _decontaminate(
@@ -314,14 +419,16 @@ def _decontaminate(
     logged with a span and its eval files, and counted per eval file in `dropped`."""
     hits = contaminated(index, texts)
     for doc in sorted(hits):
-        hit = hits[doc]
-        names = [f["file"] for bit, f in enumerate(index.files) if hit.mask >> bit & 1]
-        for bit in range(len(dropped)):
-            dropped[bit] += hit.mask >> bit & 1
-        skips.add_contaminated(
-            f"{path}:{lines[doc]}", f'shares "{hit.span}" with {", ".join(names)}'
-        )
+        _drop(index, hits[doc], f"{path}:{lines[doc]}", skips, dropped)
     return [t for i, t in enumerate(texts) if i not in hits] if hits else texts
+
+
+def _drop(index: EvalIndex, hit: Hit, where: str, skips: _Skips, dropped: list[int]) -> None:
+    """Log and count one contaminated document (per eval file in `dropped`)."""
+    names = [f["file"] for bit, f in enumerate(index.files) if hit.mask >> bit & 1]
+    for bit in range(len(dropped)):
+        dropped[bit] += hit.mask >> bit & 1
+    skips.add_contaminated(where, f'shares "{hit.span}" with {", ".join(names)}')
 
 
 def unit_done(root: Path, u: Unit, val_threshold: int | None = None) -> dict | None:
