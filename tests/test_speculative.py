@@ -227,3 +227,15 @@ def test_options_are_checked():
         SpeculationOptions(draft="d", draft_tokens=0).validate()
     with pytest.raises(UserError, match="--prompt-lookup"):
         SpeculationOptions(prompt_lookup=0).validate()
+
+
+@pytest.mark.parametrize("name", ["self", "lookup", "draft"])
+def test_greedy_up_to_the_end_of_the_context(models, name):
+    """The context window, not --max-new-tokens, ends the generation: the last verify step may
+    not write past the buffer (drafts accepted up to the final position)."""
+    target, draft = models
+    params = SamplingParams(max_new_tokens=500, temperature=0, ignore_eos=True)
+    plain = generate_tokens(target, PROMPTS, params)
+    spec = generate_tokens(target, PROMPTS, params, drafter=drafters(target, draft, params)[name])
+    assert spec.tokens == plain.tokens
+    assert max(len(p) + len(t) for p, t in zip(PROMPTS, plain.tokens)) == TARGET.block_size

@@ -73,7 +73,14 @@ def average(run_dir: str | Path, last: int, out: str | Path) -> AverageResult:
     config = rundir.checkpoint_model_config(checkpoints[-1])  # a run keeps its model (resume)
     total: dict[str, torch.Tensor] = {}
     for checkpoint in checkpoints:
-        for name, tensor in read_native_state(checkpoint, config).items():
+        try:
+            state = read_native_state(checkpoint, config)
+        except FileNotFoundError:
+            raise UserError(
+                f"{checkpoint} was deleted while it was read (the run's training pruned it: "
+                "--keep-last); nothing was written; average again"
+            ) from None
+        for name, tensor in state.items():
             if name in total:
                 total[name] += tensor.double()
             else:

@@ -266,8 +266,9 @@ def _decode_speculative(
     drafter.begin(batch.key_mask, batch.starts, batch.total)
     try:
         while True:
-            # Room for k drafts + the target's token, and no more than any row still wants.
-            k = min(drafter.k, batch.total - length, rows.wanted() - 1)
+            # Room for k drafts + the target's token (positions length .. length + k), and no
+            # more than any row still wants.
+            k = min(drafter.k, batch.total - length - 1, rows.wanted() - 1)
             draft = drafter.propose(batch.tokens, length, k, batch.seen) if k > 0 else None
             k = draft.tokens.size(1) if draft is not None else 0
             if draft is not None:

@@ -121,3 +121,21 @@ def test_an_unknown_task_or_missing_data_fails_before_the_run_dir_exists(
     with pytest.raises(UserError, match="add --eval-tasks"):
         launch.pretrain(TrainConfig.of(**cfg, eval_dataset=f"piqa={task_files['piqa']}"))
     assert not (tmp_path / "run").exists()
+
+
+def test_scoring_leaves_the_runs_generators_as_it_found_them():
+    """lm-eval seeds the global generators; in training they belong to the run."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from tinyllama_cli.eval.live import own_random_state
+
+    states = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
+    with own_random_state():
+        random.seed(1234), np.random.seed(1234), torch.manual_seed(1234)
+        torch.rand(3)
+    assert random.getstate() == states[0]
+    assert (np.random.get_state()[1] == states[1]).all()
+    assert torch.equal(torch.get_rng_state(), states[2])

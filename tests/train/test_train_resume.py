@@ -594,3 +594,14 @@ def test_async_save_on_two_workers_resumes_at_world_one(token_data, references, 
     losses, _ = records(out)
     for step in range(9, STEPS + 1):
         assert losses[step] == pytest.approx(ref_losses[step], rel=1e-4, abs=1e-5), step
+
+
+def test_async_save_on_a_torch_without_the_stager_api_is_one_line(
+    token_data, tmp_path, monkeypatch
+):
+    from torch.distributed.checkpoint import staging
+
+    monkeypatch.delattr(staging, "DefaultStager")
+    with pytest.raises(UserError, match=r"--async-save needs .*DefaultStager, which this torch"):
+        pretrain(token_data, tmp_path / "run", "fp32", async_save=True)
+    assert not (tmp_path / "run").exists()

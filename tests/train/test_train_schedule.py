@@ -100,6 +100,10 @@ def test_constant_holds_the_peak_after_warmup():
             "--decay-steps must be between 1 and --max-steps 100",
         ),
         ({"lr_schedule": "wsd", "decay_steps": 101}, "--decay-steps must be between 1"),
+        (
+            {"lr_schedule": "wsd", "warmup_steps": 30, "decay_fraction": 0.8},
+            "the WSD decay would begin at step 20, inside the 30 warmup steps",
+        ),
     ],
 )
 def test_bad_schedule_flags_are_one_line_errors(changes, message):

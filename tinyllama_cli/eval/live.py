@@ -93,7 +93,13 @@ class LiveTasks:
             lm = ShardedLM(
                 model, tokenizer, rank, world_size, batch_size=BATCH_SIZE, seed=self.options["seed"]
             )
-            with quiet_lm_eval(False), offline_mode(self.offline), single_process(), autocast():
+            with (
+                quiet_lm_eval(False),
+                offline_mode(self.offline),
+                single_process(),
+                own_random_state(),
+                autocast(),
+            ):
                 return run_tasks(lm, self.tasks, self.manager, log_samples=False, **self.options)
         finally:
             if sharded:
@@ -102,6 +108,26 @@ class LiveTasks:
 
     def close(self) -> None:
         self._dir.cleanup()
+
+
+@contextmanager
+def own_random_state() -> Iterator[None]:
+    """lm-eval seeds Python's, NumPy's and torch's global generators; inside training they are
+    the run's, so the scoring leaves them as it found them (a run with --eval-tasks draws the
+    same numbers afterwards as one without)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        cuda = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=cuda):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
 
 
 @contextmanager

@@ -112,6 +112,20 @@ class _Pending:
     published: bool = False
 
 
+def async_save_missing() -> str | None:
+    """What `AsyncCheckpointer` needs from DCP that this torch does not have (older releases
+    lack the stager API), or None."""
+    import inspect
+
+    from torch.distributed.checkpoint import staging
+
+    if not hasattr(staging, "DefaultStager") or not hasattr(staging, "StagingOptions"):
+        return "torch.distributed.checkpoint.staging.DefaultStager"
+    if "async_stager" not in inspect.signature(dcp.async_save).parameters:
+        return "dcp.async_save(async_stager=...)"
+    return None
+
+
 class AsyncCheckpointer:
     """`--async-save`: DCP's async_save copies this worker's shards to host memory and writes them
     in a background thread, so the loop does not wait on the file system.
@@ -168,7 +182,10 @@ class AsyncCheckpointer:
     def poll(self) -> None:
         """Publish the checkpoint in flight if it is complete (rank 0; others have nothing to
         do). Called every step: no communication, no waiting."""
-        if self.pending is not None and self.world.is_main and self.pending.future.done():
+        pending = self.pending
+        if pending is None or not self.world.is_main or not pending.future.done():
+            return
+        if pending.future.exception() is None:  # a failed write is raised by `wait`, on every rank
             self._publish()
 
     def wait(self) -> None:

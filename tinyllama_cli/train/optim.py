@@ -20,7 +20,7 @@ def build_optimizer(
     its lr is the schedule's peak until `set_lr` sets the step's.
 
     Fused on every device: one kernel for the whole update. On CPU torch's default is a Python
-    loop of per-parameter ops, which `benchmarks/bench_optimizer.py` measured 7.6x slower than
+    loop of per-parameter ops, which `benchmarks/bench_optimizer.py` measured 6.5x slower than
     the fused kernel on the cpu-bench model (see benchmarks/README.md).
     """
     return torch.optim.AdamW(

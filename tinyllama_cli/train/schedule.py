@@ -110,6 +110,12 @@ def check_schedule(schedule: Schedule, max_steps: int) -> None:
         raise UserError(
             f"--decay-steps must be between 1 and --max-steps {max_steps} (got {s.decay_steps})"
         )
+    start = decay_start(s, max_steps)
+    if s.decay_start_lr is None and start < s.warmup_steps:  # (a branch decays from its own lr)
+        raise UserError(
+            f"the WSD decay would begin at step {start}, inside the {s.warmup_steps} warmup steps "
+            "(the lr would jump up mid-warmup); lower --warmup-steps or shorten the decay"
+        )
 
 
 def describe_change(

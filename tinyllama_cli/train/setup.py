@@ -77,7 +77,7 @@ def check_batch(cfg: TrainConfig, world_size: int) -> int:
 def check_job(cfg: TrainConfig) -> None:
     """What this job's launch and speed settings need, checked before any worker starts: the
     accelerator (--gpus without CUDA), the batch over the world, the attention backend, the
-    HSDP shard groups."""
+    HSDP shard groups, and a torch that can --async-save."""
     from tinyllama_cli.train.distributed import dp_shard_size, resolve_accelerator
 
     accelerator = resolve_accelerator(cfg.launch.accelerator)
@@ -95,6 +95,15 @@ def check_job(cfg: TrainConfig) -> None:
         if cfg.speed.precision == "fp32":
             raise UserError(
                 "--attention flash runs in bf16 only; drop --precision fp32 or use --attention sdpa"
+            )
+    if cfg.checkpointing.async_save:
+        from tinyllama_cli.train.checkpoint import async_save_missing
+
+        missing = async_save_missing()
+        if missing:
+            raise UserError(
+                f"--async-save needs {missing}, which this torch lacks; upgrade torch (2.13 is "
+                "tested) or drop --async-save"
             )
 
 
