@@ -32,13 +32,14 @@ from pathlib import Path
 import numpy as np
 
 SEQ, MICRO, PRESET = 512, 8, "cpu-bench"
+THREADS: int | None = None  # set in main() to torch.get_num_threads()
 
 
-def make_data(root: Path, tokens: int, seed: int = 0) -> Path:
+def make_data(root: Path, tokens: int, seed: int = 0, vocab: int = 32000) -> Path:
     """A one-source token data dir (the prepare-data format) of random ids, no val split."""
     data = root / "data"
     (data / "rand").mkdir(parents=True)
-    ids = np.random.default_rng(seed).integers(3, 32000, tokens).astype(np.uint16)
+    ids = np.random.default_rng(seed).integers(3, vocab, tokens).astype(np.uint16)
     ids.tofile(data / "rand" / "train-00000.bin")
     manifest = {
         "format_version": 1,
@@ -46,7 +47,7 @@ def make_data(root: Path, tokens: int, seed: int = 0) -> Path:
         "tokenizer": {
             "file": "tokenizer.model",
             "sha256": "",
-            "vocab_size": 32000,
+            "vocab_size": vocab,
             "bos_id": 1,
             "eos_id": 2,
         },
@@ -122,6 +123,9 @@ def tinyllama_side(
         "2",
         "--keep-last",
         "1",
+        # The same threads as the transformers side, whatever the load-aware default would pick.
+        "--num-threads",
+        str(os.cpu_count() if THREADS is None else THREADS),
     ] + (["--compile"] if compile else [])
     _, rss = run_child(cmd)
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -207,6 +211,8 @@ def main() -> None:
     from tinyllama_cli.hardware import cpu_peak_flops
     from tinyllama_cli.train.distributed import has_native_bf16_cpu
 
+    global THREADS
+    THREADS = torch.get_num_threads()
     bf16 = has_native_bf16_cpu()
     settings = (
         args.settings.split(",")

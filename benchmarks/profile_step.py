@@ -1,9 +1,10 @@
 """Where the time of one `tinyllama pretrain` step goes on a CPU, per op (torch.profiler).
 
     PYTHONPATH=. python benchmarks/profile_step.py --precision bf16 --steps 3 \\
-        [--compile] [--json out.json]
+        [--preset cpu-bench|cpu-small] [--compile] [--json out.json]
 
-Builds the `cpu-bench` model (vocab 32000, 6 layers, d 512, seq 512, micro batch 8), the
+Builds the `cpu-bench` model (vocab 32000, 6 layers, d 512, seq 512, micro batch 8; or
+`cpu-small` at the quickstart's shape: vocab 8192, seq 256, micro batch 8), the
 trainer's optimizer (`train.optim.build_optimizer`) and the trainer's step (forward under bf16
 autocast, backward, gradient clipping, AdamW), runs `--warmup` steps untimed, then profiles
 `--steps` steps. Each aten op's self CPU time is put in one bucket (matmul, attention, norm,
@@ -17,6 +18,7 @@ AVX512-BF16 only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from collections import defaultdict
@@ -30,7 +32,9 @@ from tinyllama_cli.model import Llama
 from tinyllama_cli.train.distributed import clip_grad_norm
 from tinyllama_cli.train.optim import build_optimizer
 
-SEQ, MICRO, PRESET = 512, 8, "cpu-bench"
+# (seq_len, micro batch, vocab) per preset: cpu-bench as bench_pretrain.py, cpu-small as
+# examples/cpu-small.yaml trains it on the quickstart's 8192-piece tokenizer.
+SHAPES = {"cpu-bench": (512, 8, 32000), "cpu-small": (256, 8, 8192)}
 
 # (bucket, substrings of aten op names); the first match wins, so order matters.
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -88,8 +92,8 @@ def bucket_of(name: str, phase: str, in_cast: bool) -> str:
     return "other"
 
 
-def build(compile: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    cfg = PRESETS[PRESET]
+def build(preset: str, compile: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    cfg = dataclasses.replace(PRESETS[preset], vocab_size=SHAPES[preset][2])
     torch.manual_seed(0)
     model = Llama(cfg)
     model.init_weights()
@@ -132,10 +136,11 @@ def scope_of(event) -> tuple[str, bool]:
 
 
 def profile_steps(args: argparse.Namespace) -> dict:
-    model, optimizer = build(args.compile)
+    model, optimizer = build(args.preset, args.compile)
+    seq, micro, vocab = SHAPES[args.preset]
     gen = torch.Generator().manual_seed(0)
-    x = torch.randint(3, 32000, (MICRO, SEQ), generator=gen)
-    y = torch.randint(3, 32000, (MICRO, SEQ), generator=gen)
+    x = torch.randint(3, vocab, (micro, seq), generator=gen)
+    y = torch.randint(3, vocab, (micro, seq), generator=gen)
     for _ in range(args.warmup):
         step(model, optimizer, x, y, args.precision)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -192,6 +197,7 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--preset", choices=sorted(SHAPES), default="cpu-bench")
     p.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--warmup", type=int, default=2)

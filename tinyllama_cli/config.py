@@ -396,6 +396,10 @@ class Checkpointing:
 
 
 ATTENTION_BACKENDS = ("auto", "flash", "sdpa")
+# `--compile` left to auto turns compile on for CPU bf16 runs of at least this many micro batches
+# per worker: over twice the measured cold-cache break-even (benchmarks/bench_compile.py, 2 cores
+# with AMX: cpu-small 1.21x per step after 35 s of compiling, break-even ~475 micro batches).
+AUTO_COMPILE_MIN_MICRO_BATCHES = 1000
 
 
 @dataclass
@@ -412,7 +416,12 @@ class Speed:
         "no grad scaler). auto: bf16 on CUDA, and on CPUs with "
         "AMX/AVX512-BF16; fp32 otherwise.",
     )
-    compile: bool = _field(False, "torch.compile each transformer block.")
+    compile: bool | None = _field(
+        None,
+        "torch.compile each transformer block. Default (auto): on for bf16 runs on a CPU of at "
+        f"least {AUTO_COMPILE_MIN_MICRO_BATCHES:,} micro batches per worker, where a C++ "
+        "compiler is found; off otherwise.",
+    )
     activation_checkpointing: bool = _field(False, "Recompute block activations in backward.")
     attention: str = _field(
         "auto",

@@ -29,7 +29,7 @@ def main(out: Path, preset: str, vocab: int, init_from: str | None, gather: bool
         get_preset(preset).replace(vocab_size=vocab),
         "",
     )
-    model = build_model(run, world, "fp32")
+    model = build_model(run, world, "fp32", compile=False)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     local = sum(
         p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters()

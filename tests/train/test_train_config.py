@@ -493,6 +493,52 @@ def test_pretrain_precision_bfloat16_is_stored_as_bf16_and_resume_keeps_it(token
     assert saved() == "fp32"  # the refused resume wrote nothing
 
 
+@pytest.mark.parametrize(
+    "given, device, precision, micro_batches, compiler, on, why",
+    [
+        (None, "cpu", "bf16", 1000, True, True, "auto: bf16 on CPU, 1,000 micro batches"),
+        (None, "cpu", "bf16", 999, True, False, "auto: 999 micro batches, under 1,000"),
+        (None, "cpu", "fp32", 10**6, True, False, "auto: fp32 on CPU"),
+        (None, "cuda", "bf16", 10**6, True, False, "auto: not measured on this device"),
+        (None, "cpu", "bf16", 10**6, False, False, "no C++ compiler for inductor (install g++)"),
+        (True, "cpu", "fp32", 1, False, True, "--compile"),
+        (False, "cpu", "bf16", 10**6, True, False, "--no-compile"),
+    ],
+)
+def test_compile_auto_compiles_only_long_cpu_bf16_jobs_and_a_flag_always_wins(
+    monkeypatch, given, device, precision, micro_batches, compiler, on, why
+):
+    """Auto compiles where bench_compile.py measured it to pay (CPU bf16, long enough to earn a
+    cold compile back, a C++ compiler for inductor); an explicit flag is obeyed either way."""
+    import shutil
+
+    from tinyllama_cli.train.distributed import resolve_compile
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}" if compiler else None)
+    decided = resolve_compile(given, torch.device(device), precision, micro_batches)
+    assert decided[0] is on
+    assert why in decided[1]
+
+
+def test_compile_auto_counts_this_jobs_micro_batches_from_the_latest_checkpoint(
+    token_data, tmp_path
+):
+    """The decision is the job's: (end - the checkpoint's step) x accumulation micro batches,
+    printed in the start line; `--compile` left out stays unset in config.yaml (auto again on
+    resume, deciding for that job)."""
+    out = tmp_path / "run"
+    args = ["pretrain", "--data", str(token_data), "--out", str(out), "--max-steps", "3"]
+    args += ["--precision", "bf16", "--stop-at-step", "1", *FAST]  # accumulation 4 / 2 = 2
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "compile off (auto: 2 micro batches, under 1,000)" in first.output
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["compile"] is None
+    resumed = CliRunner().invoke(app, ["resume", str(out), "--max-steps", "5"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "compile off (auto: 8 micro batches, under 1,000)" in resumed.output  # steps 1 -> 5
+
+
 def test_config_records_the_hardware_and_plan_from_reports_it(token_data, tmp_path):
     """A real CPU run: config.yaml says what `--accelerator auto` became, and `plan --from`
     reports 1 x cpu at the median MFU the trainer logged (not 1 x a100-40g at 0.0%)."""

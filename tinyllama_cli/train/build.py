@@ -29,13 +29,14 @@ from tinyllama_cli.train.setup import Run
 _WRAPPER_PREFIXES = ("_checkpoint_wrapped_module.", "_orig_mod.")
 
 
-def build_model(run: Run, world: World, precision: str) -> nn.Module:
-    """The run's model on this worker: parallelised, initialised from the seed or --init-from."""
+def build_model(run: Run, world: World, precision: str, compile: bool) -> nn.Module:
+    """The run's model on this worker: parallelised, initialised from the seed or --init-from.
+    `compile` is the resolved decision (`distributed.resolve_compile`), not the config's."""
     with torch.device("meta"):
         model = Llama(run.model)
     speed = run.train.speed
     model.set_attention(speed.attention)
-    model = parallelize(model, world, precision, speed.compile, speed.activation_checkpointing)
+    model = parallelize(model, world, precision, compile, speed.activation_checkpointing)
     model.to_empty(device=world.device)
     if run.train.model.init_from:
         load_weights(model, run.train.model.init_from)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import shutil
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from tinyllama_cli.config import AUTO_COMPILE_MIN_MICRO_BATCHES
 from tinyllama_cli.dtypes import canonical_precision
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.train.launch_env import LaunchEnv
@@ -143,6 +145,33 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if device.type == "cuda":
         return "bf16"
     return "bf16" if has_native_bf16_cpu() else "fp32"
+
+
+def resolve_compile(
+    compile: bool | None, device: torch.device, precision: str, micro_batches: int
+) -> tuple[bool, str]:
+    """Whether this job compiles its blocks, and why: `--compile/--no-compile` as given, else
+    auto, which compiles only where it was measured to pay for its compile time
+    (benchmarks/bench_compile.py): CPU bf16 runs long enough to earn back a cold compile, with a
+    C++ compiler for inductor. fp32 stays eager (a matmul-bound fp32 step gained nothing, and the
+    fp32 exactness guarantees are stated for eager); CUDA stays eager until measured there."""
+    if compile is not None:
+        return compile, "--compile" if compile else "--no-compile"
+    if device.type != "cpu":
+        return False, "auto: not measured on this device"
+    if precision != "bf16":
+        return False, f"auto: {precision} on CPU"
+    if micro_batches < AUTO_COMPILE_MIN_MICRO_BATCHES:
+        return False, (
+            f"auto: {micro_batches:,} micro batches, under {AUTO_COMPILE_MIN_MICRO_BATCHES:,}"
+        )
+    compiler = next(
+        (c for c in (os.environ.get("CXX"), "g++", "clang++", "c++") if c and shutil.which(c)),
+        None,
+    )
+    if compiler is None:
+        return False, "auto: no C++ compiler for inductor (install g++)"
+    return True, f"auto: bf16 on CPU, {micro_batches:,} micro batches"
 
 
 def parallelize(

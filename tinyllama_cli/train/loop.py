@@ -32,7 +32,7 @@ from tinyllama_cli.data.dataset import PretrainData
 from tinyllama_cli.data.prefetch import Batches, Prefetcher, StepSlice
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
-from tinyllama_cli.rundir import EVAL_PREFIX, list_checkpoints
+from tinyllama_cli.rundir import EVAL_PREFIX, checkpoint_step, list_checkpoints
 from tinyllama_cli.tokenizer import Tokenizer
 from tinyllama_cli.train import checkpoint
 from tinyllama_cli.train.build import build_model
@@ -42,6 +42,7 @@ from tinyllama_cli.train.distributed import (
     clip_grad_norm,
     dp_shard_size,
     init_world,
+    resolve_compile,
     resolve_precision,
     shutdown,
     with_mesh,
@@ -194,7 +195,10 @@ class Trainer:
         order = cfg.data_order
         self.data = PretrainData(cfg.training.data, order.seq_len, order.seed, order.mix)
         self.val_windows = self.data.validation_windows(cfg.logging.eval_samples)
-        self.model = build_model(run, world, self.precision)
+        self.compile = resolve_compile(
+            cfg.speed.compile, world.device, self.precision, self._job_micro_batches(run)
+        )
+        self.model = build_model(run, world, self.precision, self.compile[0])
         self.optimizer = build_optimizer(self.model, cfg.optimizer, cfg.schedule, world.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.step, self.interval = 0, Interval()
@@ -230,6 +234,15 @@ class Trainer:
         self.eval_tokenizer = (
             Tokenizer(rundir.tokenizer_path(run.dir)) if self.downstream is not None else None
         )
+
+    def _job_micro_batches(self, run: Run) -> int:
+        """Micro batches this job runs on each worker: from the latest checkpoint's step (the
+        model is built before the checkpoint is loaded) to its end, times the accumulation."""
+        training = self.cfg.training
+        end = min(training.max_steps, training.stop_at_step or training.max_steps)
+        checkpoints = list_checkpoints(run.dir)
+        start = (checkpoint_step(checkpoints[-1]) or 0) if checkpoints else 0
+        return max(0, end - start) * self.accum
 
     def autocast(self) -> Any:
         if self.precision == "bf16":
@@ -354,6 +367,7 @@ class Trainer:
                 else ""
             )
             + f"; MFU peak {peak:.3g} FLOP/s/device ({peak_source})"
+            + f"; compile {'on' if self.compile[0] else 'off'} ({self.compile[1]})"
         )
 
     def fit(self) -> int:
