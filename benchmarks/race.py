@@ -597,7 +597,11 @@ def plot(runs: list[dict], target: float, path: Path, title: str) -> None:
             color=colors[run["tool"]],
             label=label,
         )
+        hit = next((q for q in pts if q["loss"] <= target), None)
+        if hit:  # the checkpoint that reached the target
+            ax.plot(hit["s"], hit["loss"], "*", ms=12, color=colors[run["tool"]])
     ax.axhline(target, color="gray", ls=":", lw=1)
+    ax.set_xlim(left=0)
     ax.text(0, target, f" target {target}", va="bottom", color="gray", fontsize=8)
     ax.set_xlabel("wall seconds since launch (start-up and compile included)")
     ax.set_ylabel("validation loss (shared eval, fp32)")
