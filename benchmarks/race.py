@@ -50,7 +50,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RECIPE = ROOT / "examples" / "cpu-race.yaml"
-TOOLS = ("tinyllama", "litgpt", "transformers")  # and "tinyllama-compile": with --compile
+# A tinyllama entry may carry pretrain flags after a colon: "tinyllama:--compile --num-threads 2".
+TOOLS = ("tinyllama", "litgpt", "transformers")
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
@@ -539,15 +540,16 @@ def summarise(run: dict, target: float, tokens_per_step: int) -> dict:
 
 
 def print_table(rows: list[dict], target: float) -> None:
+    w = max([18] + [len(r["tool"]) + 2 for r in rows])
     head = (
-        f"{'tool':<18}{'rep':>4}{'to target s':>13}{'step':>6}{'tokens':>11}{'start-up s':>12}"
+        f"{'tool':<{w}}{'rep':>4}{'to target s':>13}{'step':>6}{'tokens':>11}{'start-up s':>12}"
         f"{'tok/s':>8}{'final loss':>12}{'wall s':>8}"
     )
     print(f"\ntarget val loss {target}\n{head}")
     for r in rows:
         t = f"{r['target_s']:.1f}" if "target_s" in r else "not reached"
         print(
-            f"{r['tool']:<18}{r['repeat']:>4}{t:>13}{r.get('target_step', '-'):>6}"
+            f"{r['tool']:<{w}}{r['repeat']:>4}{t:>13}{r.get('target_step', '-'):>6}"
             f"{r.get('target_tokens', 0):>11,}{r.get('startup_s', float('nan')):>12.1f}"
             f"{r.get('tok_s', float('nan')):>8,.0f}{r['final_loss'] or float('nan'):>12.3f}"
             f"{r['wall_s']:>8.1f}"
@@ -575,12 +577,11 @@ def plot(runs: list[dict], target: float, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {
-        "tinyllama": "tab:blue",
-        "tinyllama-compile": "tab:cyan",
-        "litgpt": "tab:purple",
-        "transformers": "tab:orange",
-    }
+    colors = {"tinyllama": "tab:blue", "litgpt": "tab:purple", "transformers": "tab:orange"}
+    variants = iter(["tab:cyan", "tab:green", "tab:olive", "tab:red"])
+    for run in runs:
+        if run["tool"] not in colors:
+            colors[run["tool"]] = next(variants, "black")
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     seen = set()
     for run in runs:
@@ -633,7 +634,9 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=600, help="seconds per tool run")
     p.add_argument("--litgpt-python", default=str(ROOT / ".venv-litgpt" / "bin" / "python"))
     p.add_argument("--plot", default=str(HERE / "race.png"))
-    p.add_argument("--from-json", help="re-summarise and re-plot a --json file (no training)")
+    p.add_argument(
+        "--from-json", nargs="+", help="re-summarise and re-plot --json file(s) (no training)"
+    )
     # worker modes (internal)
     p.add_argument("--trainer-worker", help=argparse.SUPPRESS)
     p.add_argument("--trainer-bf16", action="store_true", help=argparse.SUPPRESS)
@@ -654,14 +657,18 @@ def main() -> None:
         trainer_worker(Path(args.trainer_worker), Path(args.data), r, args.trainer_bf16)
         return
     if args.from_json:
-        saved = json.loads(Path(args.from_json).read_text())
-        runs, tps = saved["runs"], saved["tokens_per_step"]
+        files = [json.loads(Path(f).read_text()) for f in args.from_json]
+        saved, tps = files[0], files[0]["tokens_per_step"]
+        runs, rounds = [], 0
+        for f in files:  # each file's rounds after the previous files'
+            runs += [{**run, "repeat": run["repeat"] + rounds} for run in f["runs"]]
+            rounds += 1 + max(run["repeat"] for run in f["runs"])
         rows = [summarise(run, args.target, tps) for run in runs]
         print_table(rows, args.target)
         plot(runs, args.target, Path(args.plot), saved["title"])
         if args.json:
             Path(args.json).write_text(
-                json.dumps({**saved, "target": args.target, "rows": rows}, indent=1)
+                json.dumps({**saved, "target": args.target, "rows": rows, "runs": runs}, indent=1)
             )
         return
 
@@ -698,19 +705,21 @@ def main() -> None:
     for rep in range(args.repeats):
         order = tools[rep % len(tools) :] + tools[: rep % len(tools)]
         for tool in order:
-            out = work / f"runs-{rep}" / tool
+            out = work / f"runs-{rep}" / tool.replace(":", "").replace(" ", "").replace("-", "")
             shutil.rmtree(out, ignore_errors=True)
             out.parent.mkdir(parents=True, exist_ok=True)
             if tool.startswith("tinyllama"):
                 cmd, e = tinyllama_cmd(r, data, out, recipe_path), env
-                cmd += ["--compile"] if tool == "tinyllama-compile" else []
+                cmd += tool.partition(":")[2].split()
             elif tool == "litgpt":
                 cmd, e = litgpt_cmd(r, data, out, args.litgpt_python, bf16), litgpt_env
             else:
                 cmd, e = transformers_cmd(r, data, out, recipe_path, bf16), env
             print(f"round {rep + 1}: {tool} ...", flush=True)
             run = {"tool": tool, "repeat": rep, "command": cmd}
-            run |= run_tool(tool, cmd, e, out.parent / f"{tool}.log", args.timeout)
+            run["load_before"] = load_average()
+            run |= run_tool(tool, cmd, e, out.parent / f"{out.name}.log", args.timeout)
+            run["load_after"] = load_average()
             points = []
             for step, ckpt in checkpoints(tool, out):
                 model = load_native(tool, ckpt, cfg)
@@ -739,7 +748,8 @@ def main() -> None:
                     own = trainer_own_loss(last, x[:8], y[:8])
                 run["cross_check"] = {"shared": shared, "own": own}
                 print(
-                    f"  {len(points)} checkpoints, last loss {points[-1]['loss']:.3f} at "
+                    f"  load {run['load_before'][0]} -> {run['load_after'][0]}; "
+                    f"{len(points)} checkpoints, last loss {points[-1]['loss']:.3f} at "
                     f"{points[-1]['s']:.0f} s; cross-check on 8 sequences: shared {shared:.4f}"
                     + (f", {tool}'s own model {own:.4f}" if own is not None else "")
                 )
