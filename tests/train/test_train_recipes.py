@@ -31,3 +31,19 @@ def test_other_recipes_load(name):
     cfg, _ = load_train_config(EXAMPLES / name, {"data": "d", "out": "o"})
     assert get_preset(cfg.model.model).block_size >= (cfg.data_order.seq_len or 0)
     assert cfg.data_order.global_batch_size % cfg.speed.micro_batch_size == 0
+
+
+def test_the_race_recipe_loads_and_its_commented_flags_are_real_keys(tmp_path):
+    """examples/cpu-race.yaml (benchmarks/race.py) keeps every checkpoint and turns on, once its
+    two commented keys are uncommented, both CPU settings the race measured."""
+    cfg, _ = load_train_config(EXAMPLES / "cpu-race.yaml", {"data": "d", "out": "o"})
+    assert (cfg.training.max_steps, cfg.checkpointing.keep_last, cfg.speed.compile) == (
+        150,
+        0,
+        False,
+    )
+    text = (EXAMPLES / "cpu-race.yaml").read_text()
+    on = text.replace("# num_threads:", "num_threads:").replace("# compile:", "compile:")
+    (tmp_path / "race.yaml").write_text(on)
+    cfg, _ = load_train_config(tmp_path / "race.yaml", {"data": "d", "out": "o"})
+    assert (cfg.launch.num_threads, cfg.speed.compile) == (2, True)
