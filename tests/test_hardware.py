@@ -106,3 +106,72 @@ def test_set_cpu_threads_takes_the_flag_or_refuses_zero(monkeypatch):
         hardware.set_cpu_threads(0)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert hardware.set_cpu_threads(None) == (1, "OMP_NUM_THREADS")
+
+
+class _Clock:
+    """time.monotonic / time.process_time / /proc/stat samples the test moves by hand."""
+
+    def __init__(self):
+        self.wall = self.own = 0.0
+        self.idle = self.total = 0.0
+
+    def run(self, seconds: float, own_cpu_s: float, busy_cpus: float, cpus: int = 2):
+        self.wall += seconds
+        self.own += own_cpu_s
+        self.total += 100 * seconds * cpus  # jiffies at SC_CLK_TCK 100
+        self.idle += 100 * seconds * (cpus - busy_cpus)
+
+
+def _governed(monkeypatch, threads: int) -> tuple[_Clock, hardware.ThreadGovernor]:
+    clock = _Clock()
+    monkeypatch.setattr(hardware, "_affinity", lambda: {0, 1})
+    monkeypatch.setattr(hardware, "_cpu_times", lambda cpus: (clock.idle, clock.total))
+    monkeypatch.setattr(hardware.time, "monotonic", lambda: clock.wall)
+    monkeypatch.setattr(hardware.time, "process_time", lambda: clock.own)
+    monkeypatch.setattr(hardware.os, "sysconf", lambda name: 100)
+    set_threads = []
+    monkeypatch.setattr(torch, "set_num_threads", set_threads.append)
+    governor = hardware.ThreadGovernor(cores=2, threads=threads)
+    governor.set_threads = set_threads  # what torch was told, for the assertions
+    return clock, governor
+
+
+def test_governor_counts_only_other_processes_load(monkeypatch):
+    """Both cores busy with our own two threads is no foreign load: the job keeps 2 threads;
+    a start-up that chose 1 thread (a core was busy at that instant) goes back to 2."""
+    clock, governor = _governed(monkeypatch, threads=1)
+    clock.run(10.0, own_cpu_s=20.0, busy_cpus=2.0)
+    assert governor.update() == (1, 2, 0.0)
+    assert governor.set_threads == [2]
+    clock.run(10.0, own_cpu_s=20.0, busy_cpus=2.0)
+    assert governor.update() is None  # unchanged: torch is not touched again
+    assert governor.set_threads == [2]
+
+
+def test_governor_drops_a_thread_when_another_process_holds_a_core(monkeypatch):
+    clock, governor = _governed(monkeypatch, threads=2)
+    clock.run(10.0, own_cpu_s=10.0, busy_cpus=2.0)  # a hog took one core's worth
+    assert governor.update() == (2, 1, pytest.approx(1.0))
+    clock.run(1.0, own_cpu_s=1.0, busy_cpus=1.0)  # the hog left, but 1 s is too short to say
+    assert governor.update() is None
+    clock.run(9.0, own_cpu_s=9.0, busy_cpus=1.0)  # the window kept accumulating: 10 s now
+    assert governor.update() == (1, 2, pytest.approx(0.0))
+
+
+def test_governor_sees_a_real_busy_process():
+    """A real `while True` process beside the test: its CPU time is foreign, ours is not."""
+    import subprocess
+    import sys
+    import time
+
+    if hardware._cpu_times(hardware._affinity()) is None:
+        pytest.skip("no /proc/stat")
+    governor = hardware.ThreadGovernor(cores=2, threads=2, min_window_s=1.0)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(1.5)
+        foreign = governor.foreign_cpus()
+    finally:
+        hog.kill()
+        hog.wait()
+    assert foreign is not None and foreign >= 0.5

@@ -539,6 +539,41 @@ def test_compile_auto_counts_this_jobs_micro_batches_from_the_latest_checkpoint(
     assert "compile off (auto: 8 micro batches, under 1,000)" in resumed.output  # steps 1 -> 5
 
 
+def test_default_threads_follow_the_governor_and_the_mfu_peak_follows_the_threads(
+    token_data, tmp_path, monkeypatch
+):
+    """At the default thread count the trainer asks `ThreadGovernor` at each logged step; a
+    change is printed and the MFU after it is against the new thread count's peak. With
+    --num-threads the governor is never asked."""
+    import json
+
+    from tinyllama_cli import hardware
+
+    answers = iter([(1, 2, 0.0)])
+    asked = []
+
+    def update(self):
+        asked.append(self)
+        return next(answers, None)
+
+    monkeypatch.setattr(hardware.ThreadGovernor, "update", update)
+    monkeypatch.setattr(hardware, "default_cpu_threads", lambda: (1, "1.0 of 2 CPUs idle"))
+    out = tmp_path / "run"
+    fast = [a for a in FAST if a not in ("--num-threads", "1")]
+    args = ["pretrain", "--data", str(token_data), "--out", str(out), "--max-steps", "2"]
+    result = CliRunner().invoke(app, [*args, "--log-every", "1", "--precision", "fp32", *fast])
+    assert result.exit_code == 0, result.output
+    assert "CPU threads 1 -> 2: other processes used 0.0 CPUs" in result.output
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if "mfu" in r]
+    per_token = [r["mfu"] / r["tokens_per_sec"] for r in rows]
+    assert per_token[1] == pytest.approx(per_token[0] / 2)  # twice the threads, twice the peak
+    asked.clear()
+    pinned = CliRunner().invoke(app, [*args, "--overwrite", "--log-every", "1", *FAST])
+    assert pinned.exit_code == 0, pinned.output
+    assert asked == []
+
+
 def test_config_records_the_hardware_and_plan_from_reports_it(token_data, tmp_path):
     """A real CPU run: config.yaml says what `--accelerator auto` became, and `plan --from`
     reports 1 x cpu at the median MFU the trainer logged (not 1 x a100-40g at 0.0%)."""

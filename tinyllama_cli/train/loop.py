@@ -31,7 +31,7 @@ from tinyllama_cli.config import TrainConfig
 from tinyllama_cli.data.dataset import PretrainData
 from tinyllama_cli.data.prefetch import Batches, Prefetcher, StepSlice
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.hardware import set_cpu_threads
+from tinyllama_cli.hardware import ThreadGovernor, set_cpu_threads
 from tinyllama_cli.rundir import EVAL_PREFIX, checkpoint_step, list_checkpoints
 from tinyllama_cli.tokenizer import Tokenizer
 from tinyllama_cli.train import checkpoint
@@ -170,17 +170,21 @@ def _train(run: Run, world: World, console: Any) -> int:
             trainer.downstream.close()
 
 
-def cpu_threads(num_threads: int | None) -> tuple[int, str]:
-    """(threads, why) for this CPU worker, set in torch: --num-threads, else for one worker the
-    idle cores (`hardware.set_cpu_threads`: a thread on a core another process holds stalls the
-    rest), and for several on one machine an equal share of the cores (they start together, so
-    none can tell another worker's start-up from a foreign load)."""
+def cpu_threads(num_threads: int | None) -> tuple[int, str, ThreadGovernor | None]:
+    """(threads, why, governor) for this CPU worker, set in torch: --num-threads; else for one
+    worker the idle cores (`hardware.set_cpu_threads`: a thread on a core another process holds
+    stalls the rest), re-decided as the load changes (`hardware.ThreadGovernor`); and for
+    several on one machine an equal share of the cores (they start together, so none can tell
+    another worker's start-up from a foreign load)."""
     per_node = LaunchEnv.read().workers_here()
     if num_threads is not None or per_node == 1:
-        return set_cpu_threads(num_threads)
+        cores = torch.get_num_threads()
+        threads, why = set_cpu_threads(num_threads)
+        adapts = num_threads is None and why != "OMP_NUM_THREADS"
+        return threads, why, ThreadGovernor(cores, threads) if adapts else None
     threads = max(1, (os.cpu_count() or 1) // per_node)
     torch.set_num_threads(threads)
-    return threads, f"{os.cpu_count()} CPUs / {per_node} workers"
+    return threads, f"{os.cpu_count()} CPUs / {per_node} workers", None
 
 
 class Trainer:
@@ -234,6 +238,20 @@ class Trainer:
         self.eval_tokenizer = (
             Tokenizer(rundir.tokenizer_path(run.dir)) if self.downstream is not None else None
         )
+
+    def _retune_threads(self) -> tuple[int, int] | None:
+        """Follow the other processes' load on the cores (default threads only); (old, new)
+        when the count changed."""
+        governor = self.threads[2] if self.threads else None
+        change = governor.update() if governor is not None else None
+        if change is None:
+            return None
+        old, new, foreign = change
+        self.logger.print(
+            f"CPU threads {old} -> {new}: other processes used {foreign:.1f} CPUs since the "
+            "last look (--num-threads N fixes the count)"
+        )
+        return old, new
 
     def _job_micro_batches(self, run: Run) -> int:
         """Micro batches this job runs on each worker: from the latest checkpoint's step (the
@@ -441,6 +459,9 @@ class Trainer:
                 self.logger.log(record)
                 rate = (step - start_step) / (now - run_start)
                 self.logger.print(format_row(record, max_steps, (max_steps - step) / rate))
+                change = self._retune_threads()
+                if change is not None and cfg.logging.peak_flops is None:
+                    peak = peak / change[0] * change[1]  # the CPU peak is per thread x threads
                 if (
                     step % cfg.logging.log_every == 0
                 ):  # an early end (--stop-at-step) keeps the interval open
