@@ -1,5 +1,7 @@
 """The GPU table, the CPU's measured peak and the CPU thread default."""
 
+import os
+
 import pytest
 import torch
 
@@ -159,7 +161,9 @@ def test_governor_drops_a_thread_when_another_process_holds_a_core(monkeypatch):
 
 
 def test_governor_sees_a_real_busy_process():
-    """A real `while True` process beside the test: its CPU time is foreign, ours is not."""
+    """A real `while True` process that is not ours (started by a child that exits, so it is
+    nobody's descendant here): its CPU time is foreign."""
+    import signal
     import subprocess
     import sys
     import time
@@ -167,11 +171,33 @@ def test_governor_sees_a_real_busy_process():
     if hardware._cpu_times(hardware._affinity()) is None:
         pytest.skip("no /proc/stat")
     governor = hardware.ThreadGovernor(cores=2, threads=2, min_window_s=1.0)
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    spawn = (
+        "import subprocess as s, sys; print(s.Popen([sys.executable, '-c', 'while 1: pass']).pid)"
+    )
+    started = subprocess.run(
+        [sys.executable, "-c", spawn], capture_output=True, text=True, check=True
+    )
+    hog = int(started.stdout)
     try:
         time.sleep(1.5)
         foreign = governor.foreign_cpus()
     finally:
-        hog.kill()
-        hog.wait()
+        os.kill(hog, signal.SIGKILL)
     assert foreign is not None and foreign >= 0.5
+
+
+def test_own_cpu_seconds_counts_our_live_subprocesses():
+    """inductor's compile workers are this job's load: a live child's CPU time is ours."""
+    import subprocess
+    import sys
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\n"
+    burn += "print('done', flush=True)\ntime.sleep(30)"
+    before = hardware.own_cpu_seconds()
+    child = subprocess.Popen([sys.executable, "-c", burn], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "done"  # it has burnt 0.5 s and lives on
+        assert hardware.own_cpu_seconds() - before >= 0.5
+    finally:
+        child.kill()
+        child.wait()

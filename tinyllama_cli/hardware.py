@@ -177,6 +177,34 @@ def default_cpu_threads() -> tuple[int, str]:
     return choose_cpu_threads(cores, idle), why
 
 
+def own_cpu_seconds(tick: float = 100.0) -> float:
+    """CPU seconds of this process, its finished children and its live descendants (inductor's
+    compile workers, a data or eval subprocess): all of it is this job's load, not another's."""
+    times = os.times()
+    total = time.process_time() + times.children_user + times.children_system
+    try:
+        parents: dict[int, list[tuple[int, float]]] = {}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:  # gone since the listing
+                continue
+            # After the name: state, ppid, ..., utime and stime are fields 12 and 13 (0-based).
+            cpu_s = (float(fields[11]) + float(fields[12])) / tick
+            parents.setdefault(int(fields[1]), []).append((int(entry.name), cpu_s))
+    except OSError:  # no /proc: this process alone
+        return total
+    todo = [os.getpid()]
+    while todo:
+        for pid, cpu_s in parents.get(todo.pop(), []):
+            total += cpu_s
+            todo.append(pid)
+    return total
+
+
 class ThreadGovernor:
     """Re-decides a long CPU job's intra-op threads between steps, from the load that *other*
     processes put on its cores since the last look.
@@ -184,11 +212,12 @@ class ThreadGovernor:
     The start-up choice (`default_cpu_threads`) sees 0.1 s: a job that started beside a
     finishing process (a pip install, the previous command of a script) kept one thread for
     hours after the core was free again; in benchmarks/race.py's first round that cost
-    tinyllama 2,724 tok/s against 4,029 with both threads. Our own threads' busy time
-    (`time.process_time`) is subtracted from the cores' busy time in /proc/stat, so what is left
-    is the foreign load, and the rule is `choose_cpu_threads`'s: a core counts when it is at
-    least 75% idle of others (training cpu-small with one busy process beside it: 3,188 tok/s
-    on 1 thread, 1,652 on 2). Windows shorter than `min_window_s` are left to accumulate.
+    tinyllama 2,724 tok/s against 4,029 with both threads. Our own busy time (this process's
+    threads and its subprocesses, `own_cpu_seconds`: inductor's compile workers are ours) is
+    subtracted from the cores' busy time in /proc/stat, so what is left is the foreign load,
+    and the rule is `choose_cpu_threads`'s: a core counts when it is at least 75% idle of others
+    (training cpu-small with one busy process beside it: 3,188 tok/s on 1 thread, 1,652 on 2).
+    Windows shorter than `min_window_s` are left to accumulate.
     """
 
     def __init__(self, cores: int, threads: int, min_window_s: float = 2.0):
@@ -198,7 +227,7 @@ class ThreadGovernor:
         self._mark = self._sample()
 
     def _sample(self) -> tuple[float, float, tuple[float, float] | None]:
-        return time.monotonic(), time.process_time(), _cpu_times(self._cpus)
+        return time.monotonic(), own_cpu_seconds(self._tick), _cpu_times(self._cpus)
 
     def foreign_cpus(self) -> float | None:
         """CPUs' worth of other processes' work since the last call (None: too soon/unknown);
