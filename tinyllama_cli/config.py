@@ -397,9 +397,10 @@ class Checkpointing:
 
 ATTENTION_BACKENDS = ("auto", "flash", "sdpa")
 # `--compile` left to auto turns compile on for CPU bf16 runs of at least this many micro batches
-# per worker: over twice the measured cold-cache break-even (benchmarks/bench_compile.py, 2 cores
-# with AMX: cpu-small 1.21x per step after 35 s of compiling, break-even ~475 micro batches).
-AUTO_COMPILE_MIN_MICRO_BATCHES = 1000
+# per worker: over twice the cold-cache break-even measured on 2 cores with AMX (the quickstart's
+# 300 x 4 micro batches: compiled 575 s vs eager 588 s, break-even ~870; benchmarks/bench_compile.py
+# with a step per micro batch: ~475), so a job auto compiles is not slower for it.
+AUTO_COMPILE_MIN_MICRO_BATCHES = 2000
 
 
 @dataclass

@@ -496,8 +496,8 @@ def test_pretrain_precision_bfloat16_is_stored_as_bf16_and_resume_keeps_it(token
 @pytest.mark.parametrize(
     "given, device, precision, micro_batches, compiler, on, why",
     [
-        (None, "cpu", "bf16", 1000, True, True, "auto: bf16 on CPU, 1,000 micro batches"),
-        (None, "cpu", "bf16", 999, True, False, "auto: 999 micro batches, under 1,000"),
+        (None, "cpu", "bf16", 2000, True, True, "auto: bf16 on CPU, 2,000 micro batches"),
+        (None, "cpu", "bf16", 1999, True, False, "auto: 1,999 micro batches, under 2,000"),
         (None, "cpu", "fp32", 10**6, True, False, "auto: fp32 on CPU"),
         (None, "cuda", "bf16", 10**6, True, False, "auto: not measured on this device"),
         (None, "cpu", "bf16", 10**6, False, False, "no C++ compiler for inductor (install g++)"),
@@ -532,11 +532,11 @@ def test_compile_auto_counts_this_jobs_micro_batches_from_the_latest_checkpoint(
     args += ["--precision", "bf16", "--stop-at-step", "1", *FAST]  # accumulation 4 / 2 = 2
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
-    assert "compile off (auto: 2 micro batches, under 1,000)" in first.output
+    assert "compile off (auto: 2 micro batches, under 2,000)" in first.output
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["compile"] is None
     resumed = CliRunner().invoke(app, ["resume", str(out), "--max-steps", "5"])
     assert resumed.exit_code == 0, resumed.output
-    assert "compile off (auto: 8 micro batches, under 1,000)" in resumed.output  # steps 1 -> 5
+    assert "compile off (auto: 8 micro batches, under 2,000)" in resumed.output  # steps 1 -> 5
 
 
 def test_default_threads_follow_the_governor_and_the_mfu_peak_follows_the_threads(
