@@ -171,8 +171,9 @@ def test_governor_sees_a_real_busy_process():
     if hardware._cpu_times(hardware._affinity()) is None:
         pytest.skip("no /proc/stat")
     governor = hardware.ThreadGovernor(cores=2, threads=2, min_window_s=1.0)
-    spawn = (
-        "import subprocess as s, sys; print(s.Popen([sys.executable, '-c', 'while 1: pass']).pid)"
+    spawn = (  # the hog must not hold our pipe open, or run() would wait for it forever
+        "import subprocess as s, sys; print(s.Popen([sys.executable, '-c', 'while 1: pass'], "
+        "stdout=s.DEVNULL, stderr=s.DEVNULL, stdin=s.DEVNULL).pid)"
     )
     started = subprocess.run(
         [sys.executable, "-c", spawn], capture_output=True, text=True, check=True
