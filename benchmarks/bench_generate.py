@@ -214,19 +214,23 @@ def contestants(args) -> dict:
     from tinyllama_cli.speculative import ModelDrafter, PromptLookup
 
     target, _, _ = load_for_generation(args.target, device="cpu", dtype="fp32")
+    compiled, decoder, _ = load_for_generation(
+        args.target, device="cpu", dtype="fp32", compile=True
+    )
     draft, _, _ = load_for_generation(args.draft, device="cpu", dtype="fp32")
     vocab = target.tokenizer.vocab_size
     params = SamplingParams(max_new_tokens=args.new_tokens, temperature=0.0, ignore_eos=True)
 
-    def ours(make_drafter):
+    def ours(make_drafter, decoder=None):
         def run(ids):
             t0 = time.perf_counter()
             r = generate_tokens(
-                target.model,
+                compiled.model if decoder is not None else target.model,
                 [ids],
                 params,
                 vocab_limit=vocab,
                 drafter=make_drafter() if make_drafter else None,
+                decoder=decoder,
             )
             return time.perf_counter() - t0, r.tokens[0], r.drafted, r.accepted
 
@@ -263,6 +267,7 @@ def contestants(args) -> dict:
 
     rows = {
         "tinyllama": ours(None),
+        "tinyllama --compile": ours(None, decoder),
         f"tinyllama --draft (K={args.draft_tokens})": ours(
             lambda: ModelDrafter(draft.model, args.draft_tokens, params, None, vocab)
         ),
@@ -272,7 +277,7 @@ def contestants(args) -> dict:
         f"transformers prompt lookup {args.lookup}": hf(prompt_lookup_num_tokens=args.lookup),
     }
     rows.update(llama_cpp_rows(args))
-    return rows
+    return rows, decoder
 
 
 def llama_cpp_rows(args) -> dict:
@@ -310,8 +315,8 @@ def contest(args) -> None:
 
     tokenizer = load_model(args.target).tokenizer
     prompts = [[tokenizer.bos_id, *tokenizer.encode(p)] for p in PROMPTS]
-    runs = contestants(args)
-    for run in runs.values():  # warm-up
+    runs, decoder = contestants(args)
+    for run in runs.values():  # warm-up (and --compile's graph: the prompts share one shape)
         run(prompts[0][:8])
     times = {name: [] for name in runs}
     tokens: dict[str, list] = {}
@@ -350,6 +355,14 @@ def contest(args) -> None:
         )
     print(
         "seconds per repeat:", json.dumps({k: [round(t, 3) for t in v] for k, v in times.items()})
+    )
+    print(
+        "tinyllama --compile, graphs made in the warm-up (not timed):",
+        ", ".join(
+            f"batch {c.batch} x {c.length}: {c.seconds:.1f} s, inductor cache "
+            + {True: "hit", False: "miss", None: "unknown"}[c.cache_hit]
+            for c in decoder.shapes
+        ),
     )
 
 

@@ -18,6 +18,11 @@ TINY_RUN: dict[str, Any] = {
 }
 
 
+# The same shape as CLI flags, for tests that run the commands themselves.
+SHAPE_FLAGS: list[str] = ["--seq-len", "16", "--micro-batch-size", "2", "--global-batch-size", "4"]
+TINY_FLAGS: list[str] = ["--model", "cpu-tiny", *SHAPE_FLAGS, "--num-threads", "1"]
+
+
 def tiny_run(data: str | Path, out: str | Path, **overrides: Any) -> TrainConfig:
     """A TrainConfig of `TINY_RUN` with `overrides` (max_steps, precision, save_every, ...)."""
     return TrainConfig.of(data=str(data), out=str(out), **{**TINY_RUN, **overrides})

@@ -487,8 +487,9 @@ def generate(
     compile_: bool = typer.Option(
         False,
         "--compile",
-        help="torch.compile the decode step (opt-in: on CPU the compile "
-        "costs about a minute, see docs/generate.md).",
+        help="Decode with one compiled graph per step over a static KV cache (~1.8x on "
+        "CPU; the first compile of a shape takes ~20 s, ~5 s from inductor's disk cache; "
+        "docs/generate.md).",
     ),
     draft: str | None = typer.Option(
         None,

@@ -373,6 +373,15 @@ def show_generation_speed(result: GenerationResult) -> None:
         + ")",
         highlight=False,
     )
+    if s["compiled"]:
+        made = ", ".join(
+            f"batch {c['batch']} x {c['length']} positions in {c['seconds']:.1f} s"
+            + {True: " (inductor cache hit)", False: " (compiled from scratch)", None: ""}[
+                c["cache_hit"]
+            ]
+            for c in s["compiled"]
+        )
+        err_console.print(f"compiled decode step: {made}; not in the time above", highlight=False)
     if s["speculation"] is not None:
         rate = f"{s['acceptance_rate']:.0%}" if s["acceptance_rate"] is not None else "none"
         err_console.print(

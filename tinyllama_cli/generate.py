@@ -26,9 +26,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from tinyllama_cli.decode_step import CompiledDecoder, CompiledShape
 from tinyllama_cli.devices import resolve_device, resolve_dtype
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.hardware import set_cpu_threads
+from tinyllama_cli.hardware import cpp_compiler, set_cpu_threads
 from tinyllama_cli.model import Llama
 from tinyllama_cli.sampling import (  # noqa: F401 -- generate's public names since 0.1
     SamplingParams,
@@ -159,17 +160,18 @@ def generate_tokens(
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
     on_token: RowCallback | None = None,
-    forward: Callable | None = None,
+    decoder: CompiledDecoder | None = None,
     vocab_limit: int | None = None,
     drafter: Drafter | None = None,
 ) -> TokenResult:
     """Continue every prompt (token ids, BOS included by the caller) as one left-padded batch.
 
     Each row ends at EOS, when `on_token` returns True, after `max_new_tokens`, or when the
-    context is full. `forward` replaces `model` for the one-token decode steps (torch.compile).
-    `vocab_limit` (the tokenizer's size) bounds the ids that can be generated. With a `drafter`
-    (speculative.py) each target forward checks the drafter's proposals: the same tokens when
-    greedy, the same distribution when sampling.
+    context is full. A `decoder` (decode_step.py) runs the one-token decode steps as a compiled
+    graph over a static cache; speculative steps stay eager. `vocab_limit` (the tokenizer's
+    size) bounds the ids that can be generated. With a `drafter` (speculative.py) each target
+    forward checks the drafter's proposals: the same tokens when greedy, the same distribution
+    when sampling.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (BOS)")
@@ -185,10 +187,13 @@ def generate_tokens(
         prompts, total, model.config.vocab_size, params.repetition_penalty != 1.0, device
     )
     rows = _Rows(len(prompts), params, eos_id, on_token)
-    step_forward = forward if forward is not None else model
+    if decoder is not None and drafter is None:  # its static cache, compiled before the clock
+        step_forward = decoder.begin(len(prompts), total, batch.key_mask)
+    else:
+        model.setup_kv_cache(len(prompts), total)
+        step_forward = model
     _sync(device)
     t0 = time.perf_counter()
-    model.setup_kv_cache(len(prompts), total)
     try:
         logits = model(
             batch.tokens[:, :prompt_len],
@@ -384,6 +389,7 @@ class GenerationResult:
     forwards: int = 0  # target forwards after the prefills
     drafted: int = 0  # speculative decoding: draft tokens proposed, summed over the rows
     accepted: int = 0  # ... and accepted by the rule
+    compiled: list[CompiledShape] | None = None  # --compile: the graphs this call made
 
     @property
     def seconds(self) -> float:
@@ -409,6 +415,17 @@ class GenerationResult:
             "threads": self.threads[0] if self.threads else None,
             "threads_reason": self.threads[1] if self.threads else None,
             **self.speculation_stats(),
+            **self.compile_stats(),
+        }
+
+    def compile_stats(self) -> dict:
+        """--compile: seconds spent compiling decode graphs (not in `seconds`), and how many of
+        the graphs made came from inductor's on-disk cache."""
+        if self.compiled is None:
+            return {"compiled": None}
+        return {
+            "compiled": [asdict(shape) for shape in self.compiled],
+            "compile_s": round(sum(shape.seconds for shape in self.compiled), 3),
         }
 
     def speculation_stats(self) -> dict:
@@ -500,7 +517,7 @@ def generate(
     truncate: bool = False,
     on_text: TextCallback | None = None,
     on_done: Callable[[Sample], None] | None = None,
-    forward: Callable | None = None,
+    decoder: CompiledDecoder | None = None,
     encoded: EncodedPrompts | None = None,
     speculation: Speculation | None = None,
 ) -> GenerationResult:
@@ -521,6 +538,7 @@ def generate(
     generator = torch.Generator(device=model.output.weight.device).manual_seed(seed)
 
     rows = [(p, s) for p in range(len(prompts)) for s in range(num_samples)]
+    shapes_before = len(decoder.shapes) if decoder is not None else 0
     samples: list[Sample] = []
     prefill_s = decode_s = 0.0
     counts = [0, 0, 0]  # target forwards, drafted, accepted
@@ -549,7 +567,7 @@ def generate(
             eos_id=tokenizer.eos_id,
             generator=generator,
             on_token=on_token,
-            forward=forward,
+            decoder=decoder,
             vocab_limit=tokenizer.vocab_size,
             drafter=drafter,
         )
@@ -588,6 +606,7 @@ def generate(
         forwards=counts[0],
         drafted=counts[1],
         accepted=counts[2],
+        compiled=decoder.shapes[shapes_before:] if decoder is not None else None,
     )
 
 
@@ -595,24 +614,28 @@ def generate(
 
 
 def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile: bool = False):
-    """(LoadedModel, decode-step forward or None, notes for the user).
+    """(LoadedModel, CompiledDecoder or None, notes for the user).
 
     The model's q/k/v projections are fused (`Llama.fuse_projections`): the loaded model is for
     inference only.
 
-    `compile` wraps the decode steps (one token, or a speculative step's k + 1) in
-    torch.compile with dynamic shapes, on CUDA and on CPU alike; opt-in, because on the 2-core
-    CPU measured (cpu-small, busy machine) the compile took 72 s cold and 32 s with inductor's
-    on-disk cache warm, for +14-18% tokens/s (docs/generate.md): it pays only after tens of
-    thousands of tokens. Eager is the default.
+    `compile` decodes with decode_step.py's compiled step over a static KV cache, one graph per
+    (batch, cache length), kept in inductor's on-disk cache. Opt-in: the first compile of a
+    shape takes seconds to tens of seconds and is won back only after thousands of tokens
+    (docs/generate.md has the figures).
     """
     from tinyllama_cli.load import load_model
 
     resolved = resolve_device(device, NO_CUDA)
+    if compile and resolved.type == "cpu" and cpp_compiler() is None:
+        raise UserError(
+            "--compile on CPU needs a C++ compiler for inductor and none was found "
+            "(g++, clang++ or $CXX); install g++ or leave out --compile"
+        )
     loaded = load_model(path, device=resolved, dtype=resolve_dtype(dtype, resolved))
     loaded.model.fuse_projections()  # fewer, larger matrix-vector products per decode step
-    forward = torch.compile(loaded.model, dynamic=True) if compile else None
-    return loaded, forward, []
+    decoder = CompiledDecoder(loaded.model) if compile else None
+    return loaded, decoder, []
 
 
 def run(
@@ -649,7 +672,7 @@ def run(
     # ops, and threads waiting for a core another process holds made it 50x slower.
     on_cpu = resolve_device(device, NO_CUDA).type == "cpu"
     threads_used = set_cpu_threads(threads) if on_cpu else None
-    loaded, forward, notes = load_for_generation(ckpt, device=device, dtype=dtype, compile=compile)
+    loaded, decoder, notes = load_for_generation(ckpt, device=device, dtype=dtype, compile=compile)
     encoded = prepare_prompts(loaded, prompts, params, truncate)
     drafting = load_speculation(speculation, loaded, device, dtype)
     if drafting is not None and drafting.model is not None:
@@ -665,7 +688,7 @@ def run(
         truncate=truncate,
         on_text=on_text,
         on_done=on_done,
-        forward=forward,
+        decoder=decoder,
         encoded=encoded,
         speculation=drafting,
     )

@@ -12,6 +12,7 @@ This module imports torch only inside `cpu_peak_flops`: `plan` stays torch-free.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -274,3 +275,12 @@ def set_cpu_threads(threads: int | None) -> tuple[int, str]:
     threads, why = default_cpu_threads()
     torch.set_num_threads(threads)
     return threads, why
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler inductor would use on CPU ($CXX, g++, clang++ or c++), or None: without
+    one, torch.compile fails at its first call on CPU."""
+    return next(
+        (c for c in (os.environ.get("CXX"), "g++", "clang++", "c++") if c and shutil.which(c)),
+        None,
+    )

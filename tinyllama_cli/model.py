@@ -112,9 +112,19 @@ class KVCache(nn.Module):
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
 
     def update(
-        self, start: int, k: torch.Tensor, v: torch.Tensor
+        self, start: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store k/v at positions start.. and return every key/value up to the new end."""
+        """Store k/v at positions start.. and return every key/value up to the new end.
+
+        A tensor `start` (shape (1,)) is the compiled decode step's (decode_step.py): the position
+        is data, so one graph serves every step, and the whole cache comes back, its unwritten
+        tail hidden by that step's mask.
+        """
+        if isinstance(start, torch.Tensor):
+            index = start + torch.arange(k.size(1), device=start.device)
+            self.k.index_copy_(1, index, k)
+            self.v.index_copy_(1, index, v)
+            return self.k, self.v
         batch, length = k.size(0), k.size(1)
         end = start + length
         if end > self.k.size(1) or batch > self.k.size(0):
@@ -152,7 +162,7 @@ class Attention(nn.Module):
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        start: int,
+        start: int | torch.Tensor,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
@@ -197,7 +207,7 @@ class Block(nn.Module):
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        start: int,
+        start: int | torch.Tensor,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         x = x + self.attention(self.attention_norm(x), cos, sin, start, mask)

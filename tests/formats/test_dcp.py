@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.distributed.checkpoint as dcp
 
-from tests.tiny_runs import tiny_run
+from tests.tiny_runs import SHAPE_FLAGS, tiny_run
 from tinyllama_cli.config import TrainConfig
 from tinyllama_cli.rundir import list_checkpoints
 from tinyllama_cli.train import launch
@@ -89,12 +89,7 @@ def commands(run, token_data, tmp_path) -> dict[str, list[str]]:
             "1",
             "--model",
             "cpu-tiny",
-            "--seq-len",
-            "16",
-            "--micro-batch-size",
-            "2",
-            "--global-batch-size",
-            "4",
+            *SHAPE_FLAGS,
         ],
     }
 

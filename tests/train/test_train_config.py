@@ -11,7 +11,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from tests.tiny_runs import tiny_run
+from tests.tiny_runs import SHAPE_FLAGS, TINY_FLAGS, tiny_run
 from tinyllama_cli.cli import app
 from tinyllama_cli.config import TrainConfig, load_train_config, train_fields
 from tinyllama_cli.errors import UserError
@@ -19,21 +19,7 @@ from tinyllama_cli.rundir import list_checkpoints
 from tinyllama_cli.train import launch
 from tinyllama_cli.train.setup import prepare_resume, resolve
 
-FAST = [
-    "--model",
-    "cpu-tiny",
-    "--seq-len",
-    "16",
-    "--micro-batch-size",
-    "2",
-    "--global-batch-size",
-    "4",
-    "--num-threads",
-    "1",
-    "--no-tensorboard",
-    "--eval-samples",
-    "2",
-]
+FAST = [*TINY_FLAGS, "--no-tensorboard", "--eval-samples", "2"]
 
 
 def test_yaml_with_flag_overrides_is_written_fully_resolved(token_data, tmp_path):
@@ -55,12 +41,7 @@ def test_yaml_with_flag_overrides_is_written_fully_resolved(token_data, tmp_path
             str(out),
             "--lr",
             "2e-3",
-            "--seq-len",
-            "16",
-            "--micro-batch-size",
-            "2",
-            "--global-batch-size",
-            "4",
+            *SHAPE_FLAGS,
             "--num-threads",
             "1",
             "--no-tensorboard",

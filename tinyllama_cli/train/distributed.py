@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
-import shutil
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +20,7 @@ from torch import nn
 from tinyllama_cli.config import AUTO_COMPILE_MIN_MICRO_BATCHES
 from tinyllama_cli.dtypes import canonical_precision
 from tinyllama_cli.errors import UserError
+from tinyllama_cli.hardware import cpp_compiler
 from tinyllama_cli.train.launch_env import LaunchEnv
 
 
@@ -165,11 +165,7 @@ def resolve_compile(
         return False, (
             f"auto: {micro_batches:,} micro batches, under {AUTO_COMPILE_MIN_MICRO_BATCHES:,}"
         )
-    compiler = next(
-        (c for c in (os.environ.get("CXX"), "g++", "clang++", "c++") if c and shutil.which(c)),
-        None,
-    )
-    if compiler is None:
+    if cpp_compiler() is None:
         return False, "auto: no C++ compiler for inductor (install g++)"
     return True, f"auto: bf16 on CPU, {micro_batches:,} micro batches"
 

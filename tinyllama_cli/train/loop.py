@@ -199,14 +199,17 @@ class Trainer:
         order = cfg.data_order
         self.data = PretrainData(cfg.training.data, order.seq_len, order.seed, order.mix)
         self.val_windows = self.data.validation_windows(cfg.logging.eval_samples)
+        # Listed once: the compile decision needs the step this job starts at before the model
+        # exists, and the load below needs the same checkpoint.
+        checkpoints = list_checkpoints(run.dir)
+        resumes_at = (checkpoint_step(checkpoints[-1]) or 0) if checkpoints else 0
         self.compile = resolve_compile(
-            cfg.speed.compile, world.device, self.precision, self._job_micro_batches(run)
+            cfg.speed.compile, world.device, self.precision, self._job_micro_batches(resumes_at)
         )
         self.model = build_model(run, world, self.precision, self.compile[0])
         self.optimizer = build_optimizer(self.model, cfg.optimizer, cfg.schedule, world.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.step, self.interval = 0, Interval()
-        checkpoints = list_checkpoints(run.dir)
         if checkpoints:
             state = checkpoint.load(checkpoints[-1], self.model, self.optimizer)
             self.step, self.interval = state["step"], Interval.from_dict(state.get("log_interval"))
@@ -253,13 +256,11 @@ class Trainer:
         )
         return old, new
 
-    def _job_micro_batches(self, run: Run) -> int:
-        """Micro batches this job runs on each worker: from the latest checkpoint's step (the
-        model is built before the checkpoint is loaded) to its end, times the accumulation."""
+    def _job_micro_batches(self, start: int) -> int:
+        """Micro batches this job runs on each worker: from step `start` (the latest
+        checkpoint's, read before the model is built) to its end, times the accumulation."""
         training = self.cfg.training
         end = min(training.max_steps, training.stop_at_step or training.max_steps)
-        checkpoints = list_checkpoints(run.dir)
-        start = (checkpoint_step(checkpoints[-1]) or 0) if checkpoints else 0
         return max(0, end - start) * self.accum
 
     def autocast(self) -> Any:

@@ -1,0 +1,130 @@
+"""decode_step.py: the static-cache decode step, eager and compiled, against generate's own loop.
+
+The model is test_generate's (trained a few dozen steps, so greedy choices are clear-cut);
+compiling it (a real inductor compile, C++ compiler included) takes seconds here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.test_generate import PROMPTS, greedy, loaded, run_dir  # noqa: F401 (fixtures)
+from tinyllama_cli.decode_step import CompiledDecoder, cache_length
+from tinyllama_cli.generate import generate_tokens
+
+
+def prompt_ids(loaded_model) -> list[list[int]]:
+    tokenizer = loaded_model.tokenizer
+    return [[tokenizer.bos_id, *tokenizer.encode(p)] for p in PROMPTS]
+
+
+def test_cache_length_buckets_by_powers_of_two_within_the_context():
+    assert [cache_length(n, 2048) for n in (1, 256, 257, 600, 2048)] == [256, 256, 512, 1024, 2048]
+    assert cache_length(300, 400) == 400  # capped at the context
+    assert cache_length(50, 96) == 96  # a context under 256 is one bucket
+
+
+def test_static_step_gives_the_eager_logits_with_padding(loaded):  # noqa: F811
+    """Teacher-forced: the same tokens through the static step (not compiled) and through the
+    model's own cache, a left-padded batch of two; fp32 logits agree to rounding."""
+    model = loaded.model
+    rows = [[1, 17, 40, 9, 33, 5], [1, 22, 8]]
+    tokens = torch.zeros(2, 6, dtype=torch.long)
+    key_mask = torch.ones(2, 6, dtype=torch.bool)
+    tokens[0], tokens[1, 3:] = torch.tensor(rows[0]), torch.tensor(rows[1])
+    key_mask[1, :3] = False
+    follow = torch.randint(3, model.config.vocab_size, (2, 10))
+    total = 6 + follow.size(1)
+    full_mask = torch.cat([key_mask, torch.ones(2, follow.size(1), dtype=torch.bool)], 1)
+
+    def run(step=None):
+        logits = []
+        with torch.inference_mode():
+            model(tokens, input_pos=0, key_mask=key_mask)
+            for i in range(follow.size(1)):
+                pos = 6 + i
+                forward = step or model
+                out = forward(follow[:, i : i + 1], input_pos=pos, key_mask=full_mask[:, : pos + 1])
+                logits.append(out[:, -1])
+        model.clear_kv_cache()
+        return torch.stack(logits)
+
+    decoder = CompiledDecoder(model, compile=False)
+    with torch.inference_mode():
+        step = decoder.begin(2, total, key_mask)
+    static = run(step)
+    with torch.inference_mode():
+        model.setup_kv_cache(2, total)
+    eager = run()
+    torch.testing.assert_close(static, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_compiled_decoder_keeps_greedy_text_and_compiles_each_shape_once(loaded):  # noqa: F811
+    """A padded batch of four, then a single prompt, then both again with other lengths: the
+    tokens are eager decoding's, one graph per (batch, cache length) and none made twice."""
+    model, ids = loaded.model, prompt_ids(loaded)
+    decoder = CompiledDecoder(model)
+    for batch in (ids, ids[:1], ids[1:3] + ids[:2], ids[3:]):
+        for n in (12, 20):
+            compiled = generate_tokens(model, batch, greedy(n), decoder=decoder)
+            eager = generate_tokens(model, batch, greedy(n))
+            assert compiled.tokens == eager.tokens, (len(batch), n)
+            assert compiled.finish_reasons == eager.finish_reasons
+    # batch 4, batch 1, and no other: context 96 is one cache length for every call
+    assert [(s.batch, s.length) for s in decoder.shapes] == [(4, 96), (1, 96)]
+    assert all(s.seconds > 0 for s in decoder.shapes)
+
+
+def _generate(run_dir, cache_dir, *flags):  # noqa: F811 (a path, not the fixture)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache_dir)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinyllama_cli", "generate", str(run_dir / "run")]
+        + ["--prompt", "the quick fox", "--prompt", "a cat", "--temperature", "0"]
+        + ["--max-new-tokens", "16", "--json", "--threads", "1", *flags],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.slow
+def test_cli_compile_is_cached_on_disk_and_keeps_the_text(run_dir, tmp_path):  # noqa: F811
+    """`generate --compile` twice with one inductor cache dir: the first compiles from scratch,
+    the second finds the graph on disk (and starts faster); both print eager's text."""
+    cache = tmp_path / "inductor"
+    eager = _generate(run_dir, cache)
+    first = _generate(run_dir, cache, "--compile")
+    second = _generate(run_dir, cache, "--compile")
+    texts = [[s["completion"] for s in r["samples"]] for r in (eager, first, second)]
+    assert texts[0] == texts[1] == texts[2]
+    assert eager["stats"]["compiled"] is None
+    (made_first,), (made_second,) = first["stats"]["compiled"], second["stats"]["compiled"]
+    assert (made_first["batch"], made_first["length"]) == (2, 96)
+    assert (made_first["cache_hit"], made_second["cache_hit"]) == (False, True)
+    assert made_second["seconds"] < made_first["seconds"]
+
+
+def test_cli_compile_without_a_cpp_compiler_exits_2(run_dir, tmp_path):  # noqa: F811
+    """No g++/clang++/c++ on PATH and no $CXX: one line naming the fix, before the slow load."""
+    env = {k: v for k, v in os.environ.items() if k != "CXX"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tinyllama_cli", "generate", str(run_dir / "run")]
+        + ["--prompt", "a", "--compile", "--device", "cpu"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**env, "PATH": str(tmp_path)},
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "needs a C++ compiler" in proc.stderr and "Traceback" not in proc.stderr

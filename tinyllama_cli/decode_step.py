@@ -1,0 +1,186 @@
+"""A compiled decode step: every layer, the cache write and the output head as one graph.
+
+Decoding one token of a small model is a few hundred small ops, and in eager PyTorch each costs
+a dispatch from Python: for cpu-small that overhead is most of the step. `torch.compile` turns
+the step into one generated function, but only if its shapes stay the same from token to token,
+so this step decodes over a *static* KV cache:
+
+* the cache holds `length` positions from the start (`cache_length`: the next power of two from
+  256, capped at the model's context), and every step attends over all of them, the positions
+  not written yet (and a left-padded row's padding) hidden by a mask built from the position;
+* the position is a tensor, not a Python int, so it is data to the graph rather than a constant
+  baked into it (`KVCache.update` writes at a tensor position with `index_copy_`), and the
+  token goes in through one buffer of fixed layout.
+
+One graph per (batch size, cache length, dtype, device) then serves every step of every call of
+that shape. The prefill still runs eagerly (`Llama.forward` over the prompt, writing into the
+same static cache); speculative decoding's verify steps (k + 1 tokens) do too.
+
+Compiled once, kept on disk: inductor's FX-graph and AOTAutograd caches (on by default in
+torch >= 2.5) store the generated code under `TORCHINDUCTOR_CACHE_DIR` (default
+/tmp/torchinductor_$USER), so a later process compiling the same shape skips code generation
+and the C++ compiler (it still traces the model: seconds, not tens of seconds). On CPU the
+generated code runs under a C++ wrapper; docs/generate.md has the figures, cold and warm, that
+decide when it pays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from tinyllama_cli.model import KVCache, Llama
+
+MIN_CACHE_LENGTH = 256
+
+
+def cache_length(needed: int, block_size: int) -> int:
+    """Positions of the static cache for a call that needs `needed`: the next power of two from
+    256, capped at the context, so a handful of graphs serve every prompt and output length."""
+    length = MIN_CACHE_LENGTH
+    while length < needed:
+        length *= 2
+    return max(needed, min(length, block_size))
+
+
+class StaticDecodeStep(nn.Module):
+    """One token per row over a static cache of `length` positions, batch size `batch`."""
+
+    def __init__(self, model: Llama, batch: int, length: int):
+        super().__init__()
+        config, weight = model.config, model.output.weight
+        self.model = model
+        self.caches = nn.ModuleList(
+            KVCache(batch, length, config.n_kv_head, config.head_dim, weight.dtype, weight.device)
+            for _ in model.layers
+        )
+        self.register_buffer(
+            "positions", torch.arange(length, device=weight.device), persistent=False
+        )
+
+    def install(self) -> None:
+        """Make these caches the model's, so its eager prefill fills them."""
+        for layer, cache in zip(self.model.layers, self.caches):
+            layer.attention.kv_cache = cache
+
+    def forward(self, token: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Logits (B, vocab) after `token` (B, 1) at position `pos` (1,), where `valid` (B,
+        length) is False on padding keys."""
+        model = self.model
+        cos = model.rope_cos.index_select(0, pos)[:, None]
+        sin = model.rope_sin.index_select(0, pos)[:, None]
+        mask = (valid & (self.positions <= pos))[:, None, None]  # (B, 1, 1, length)
+        x = model.tok_embeddings(token)
+        for layer in model.layers:
+            x = layer(x, cos, sin, pos, mask)
+        return model.output(model.norm(x))[:, -1]
+
+
+@dataclass
+class CompiledShape:
+    """One graph made: its shape, the seconds its first call took, and whether inductor found
+    its code in the on-disk cache (None when that cannot be told, e.g. compile off)."""
+
+    batch: int
+    length: int
+    seconds: float
+    cache_hit: bool | None
+
+
+class CompiledDecoder:
+    """A model's compiled decode steps, one per (batch, cache length), made on first use.
+
+    `begin(batch, needed, key_mask)` installs the static cache in the model (the caller runs the
+    prefill next) and returns the step as generate's decode loop calls it:
+    `step(tokens (B, 1), input_pos=int, key_mask=...) -> logits (B, 1, vocab)`. A new shape is
+    compiled inside `begin`, by one call on position 0 (which the prefill then overwrites), so
+    its cost is in `shapes` and never in the prefill's or the decode's time.
+    """
+
+    def __init__(self, model: Llama, compile: bool = True):
+        self.model, self.compile = model, compile
+        self.steps: dict[tuple[int, int], tuple[StaticDecodeStep, Callable]] = {}
+        self.shapes: list[CompiledShape] = []
+
+    def begin(self, batch: int, needed: int, key_mask: torch.Tensor | None) -> Callable:
+        length = cache_length(needed, self.model.config.block_size)
+        if (batch, length) not in self.steps:
+            self.steps[batch, length] = self._make(batch, length)
+        module, run = self.steps[batch, length]
+        module.install()
+        device = module.positions.device
+        valid = torch.ones(batch, length, dtype=torch.bool, device=device)
+        if key_mask is not None:
+            valid[:, : key_mask.size(1)] = key_mask
+        pos = torch.zeros(1, dtype=torch.long, device=device)
+        # The graph's inputs keep one layout: the loop's token column is a strided view whose
+        # strides change with the call's length, and dynamo would recompile for each.
+        token = torch.zeros(batch, 1, dtype=torch.long, device=device)
+
+        def step(tokens: torch.Tensor, input_pos: int, key_mask=None) -> torch.Tensor:
+            pos.fill_(input_pos)
+            token.copy_(tokens)
+            with _only_differentiating_guards():
+                return run(token, pos, valid)[:, None]
+
+        return step
+
+    def _make(self, batch: int, length: int) -> tuple[StaticDecodeStep, Callable]:
+        module = StaticDecodeStep(self.model, batch, length)
+        if not self.compile:
+            return module, module
+        on_cpu = module.positions.device.type == "cpu"
+        run = torch.compile(module, fullgraph=True, dynamic=False, options=CPU if on_cpu else None)
+        device = module.positions.device
+        module.install()
+        hits = _cache_hits()
+        started = time.perf_counter()
+        run(
+            torch.zeros(batch, 1, dtype=torch.long, device=device),
+            torch.zeros(1, dtype=torch.long, device=device),
+            torch.ones(batch, length, dtype=torch.bool, device=device),
+        )
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - started
+        after = _cache_hits()
+        self.shapes.append(
+            CompiledShape(batch, length, seconds, None if after is None else after > hits)
+        )
+        return module, run
+
+    @property
+    def compile_seconds(self) -> float:
+        return sum(shape.seconds for shape in self.shapes)
+
+
+# A C++ wrapper calls the generated kernels instead of a Python one. Inductor's `freezing`
+# (weights folded into the graph as constants) was measured too: no clear gain over this on
+# cpu-small, a slower warm start (it bypasses the AOTAutograd cache: 6.6 s vs 4.1 s) and a
+# second copy of the weights in memory (docs/generate.md).
+CPU = {"cpp_wrapper": True}
+
+
+def _only_differentiating_guards():
+    """Dynamo checks ~60 us of guards before each call; a step's inputs are the same tensors
+    every time and its shape was compiled in `begin`, so only the guards that tell this module's
+    graphs apart are needed (torch's `skip_guard_eval_unsafe`, safe under that condition)."""
+    try:
+        return torch.compiler.set_stance("default", skip_guard_eval_unsafe=True)
+    except (AttributeError, TypeError):  # a torch without the option: all guards, still right
+        return contextlib.nullcontext()
+
+
+def _cache_hits() -> int | None:
+    """inductor's count of FX-graph cache hits in this process (a private counter: None if a
+    torch release drops it)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return None
+    return int(counters["inductor"]["fxgraph_cache_hit"])
