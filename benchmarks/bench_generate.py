@@ -12,7 +12,8 @@ interleaved (ours, theirs, ours, ...) after one warm-up each; the table gives me
 new tokens per second (batch x new tokens / wall time, prefill included) and their ratio.
 `same` says whether the two produced identical tokens (random weights can have near-ties, so
 a mismatch there is possible and not an error; tests/test_generate.py checks parity on a
-trained model).
+trained model). `compiled` is ours again with `generate --compile`'s decoder (decode_step.py:
+one compiled graph per step over a static cache, compiled in the warm-up, not timed).
 
 With `--target DIR --draft DIR` it runs the contest of issue 20 instead, on trained models at
 batch 1: the same text prompts (encoded once, BOS first), greedy, exactly --new-tokens each,
@@ -72,12 +73,14 @@ def build(preset: str, dtype: torch.dtype, seed: int = 0):
     return config, ours, hf
 
 
-def run_ours(model, prompts: torch.Tensor, new_tokens: int) -> tuple[float, torch.Tensor]:
+def run_ours(
+    model, prompts: torch.Tensor, new_tokens: int, decoder=None
+) -> tuple[float, torch.Tensor]:
     from tinyllama_cli.generate import SamplingParams, generate_tokens
 
     params = SamplingParams(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
     t0 = time.perf_counter()
-    result = generate_tokens(model, prompts.tolist(), params)
+    result = generate_tokens(model, prompts.tolist(), params, decoder=decoder)
     return time.perf_counter() - t0, torch.tensor(result.tokens)
 
 
@@ -128,24 +131,30 @@ def weights_floor(model, batch: int, steps: int) -> float:
 
 
 def bench(preset: str, batch: int, args, dtype: torch.dtype) -> dict:
+    from tinyllama_cli.decode_step import CompiledDecoder
+
     config, ours, hf = build(preset, dtype)
     g = torch.Generator().manual_seed(batch)
     prompts = torch.randint(3, config.vocab_size, (batch, args.prompt_len), generator=g)
+    decoder = CompiledDecoder(ours)  # generate --compile: its graph is made in the warm-up
     run_ours(ours, prompts, 4)  # warm-up
+    run_ours(ours, prompts, 4, decoder)
     run_hf(hf, prompts, 4)
     weights_floor(ours, batch, 4)
-    times: dict[str, list[float]] = {"ours": [], "hf": [], "floor": []}
+    times: dict[str, list[float]] = {"ours": [], "compiled": [], "hf": [], "floor": []}
     same = True
     for _ in range(args.repeats):
         t, a = run_ours(ours, prompts, args.new_tokens)
         times["ours"].append(t)
+        t, _ = run_ours(ours, prompts, args.new_tokens, decoder)
+        times["compiled"].append(t)
         t, b = run_hf(hf, prompts, args.new_tokens)
         times["hf"].append(t)
         times["floor"].append(weights_floor(ours, batch, args.new_tokens))
         same = same and torch.equal(a, b)
     tokens = batch * args.new_tokens
-    ours_tps, hf_tps, floor_tps = (
-        tokens / statistics.median(times[k]) for k in ("ours", "hf", "floor")
+    ours_tps, compiled_tps, hf_tps, floor_tps = (
+        tokens / statistics.median(times[k]) for k in ("ours", "compiled", "hf", "floor")
     )
     return {
         "preset": preset,
@@ -158,10 +167,14 @@ def bench(preset: str, batch: int, args, dtype: torch.dtype) -> dict:
         "ours_tokens_per_sec": round(ours_tps, 1),
         "hf_tokens_per_sec": round(hf_tps, 1),
         "ratio": round(ours_tps / hf_tps, 2),
+        "compiled_tokens_per_sec": round(compiled_tps, 1),
+        "compiled_ratio": round(compiled_tps / hf_tps, 2),
+        "compile_s": round(decoder.compile_seconds, 1),
         "same_tokens": same,
         "floor_tokens_per_sec": round(floor_tps, 1),
         "floor_ratio": round(floor_tps / hf_tps, 2),
         "ours_s": [round(t, 4) for t in times["ours"]],
+        "compiled_s": [round(t, 4) for t in times["compiled"]],
         "hf_s": [round(t, 4) for t in times["hf"]],
         "floor_s": [round(t, 4) for t in times["floor"]],
     }
@@ -272,6 +285,9 @@ def contestants(args) -> dict:
             lambda: ModelDrafter(draft.model, args.draft_tokens, params, None, vocab)
         ),
         f"tinyllama --prompt-lookup {args.lookup}": ours(lambda: PromptLookup(args.lookup)),
+        f"tinyllama --compile --prompt-lookup {args.lookup}": ours(
+            lambda: PromptLookup(args.lookup), decoder
+        ),
         "transformers": hf(),
         f"transformers assisted (K={args.draft_tokens})": hf(assistant_model=hf_draft),
         f"transformers prompt lookup {args.lookup}": hf(prompt_lookup_num_tokens=args.lookup),
@@ -359,7 +375,7 @@ def contest(args) -> None:
     print(
         "tinyllama --compile, graphs made in the warm-up (not timed):",
         ", ".join(
-            f"batch {c.batch} x {c.length}: {c.seconds:.1f} s, inductor cache "
+            f"batch {c.batch} x {c.length} x width {c.width}: {c.seconds:.1f} s, inductor cache "
             + {True: "hit", False: "miss", None: "unknown"}[c.cache_hit]
             for c in decoder.shapes
         ),
@@ -412,7 +428,7 @@ def main() -> None:
     )
     print(
         f"{'preset':<10} {'params':>11} {'batch':>5} {'ours tok/s':>11} {'HF tok/s':>9} "
-        f"{'ratio':>6} {'same':>5} "
+        f"{'ratio':>6} {'same':>5} {'compiled':>9} {'c/HF':>6} "
         f"{'floor tok/s':>12} {'floor/HF':>9}"
     )
     for r in rows:
@@ -420,12 +436,15 @@ def main() -> None:
             f"{r['preset']:<10} {r['params']:>11,} {r['batch']:>5} "
             f"{r['ours_tokens_per_sec']:>11.1f} "
             f"{r['hf_tokens_per_sec']:>9.1f} {r['ratio']:>5.2f}x {r['same_tokens']!s:>5} "
+            f"{r['compiled_tokens_per_sec']:>9.1f} {r['compiled_ratio']:>5.2f}x "
             f"{r['floor_tokens_per_sec']:>12.1f} {r['floor_ratio']:>8.2f}x"
         )
     print(
         "floor: the decode steps' matrix products alone (weights streamed once per token, nothing "
         "else);"
-        " floor/HF bounds the ratio any decoder on torch's kernels can reach"
+        " floor/HF bounds the ratio any decoder on torch's kernels can reach; compiled: "
+        "generate --compile (decode_step.py), its compile in the warm-up: "
+        + ", ".join(f"{r['preset']} batch {r['batch']} {r['compile_s']} s" for r in rows)
     )
 
 

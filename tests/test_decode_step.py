@@ -30,9 +30,11 @@ def test_cache_length_buckets_by_powers_of_two_within_the_context():
     assert cache_length(50, 96) == 96  # a context under 256 is one bucket
 
 
-def test_static_step_gives_the_eager_logits_with_padding(loaded):  # noqa: F811
-    """Teacher-forced: the same tokens through the static step (not compiled) and through the
-    model's own cache, a left-padded batch of two; fp32 logits agree to rounding."""
+@pytest.mark.parametrize("width", [1, 3])
+def test_static_step_gives_the_eager_logits_with_padding(loaded, width):  # noqa: F811
+    """Teacher-forced: the same tokens through the static step (not compiled), `width` at a time
+    (the last chunk shorter), and through the model's own cache, a left-padded batch of two;
+    fp32 logits agree to rounding."""
     model = loaded.model
     rows = [[1, 17, 40, 9, 33, 5], [1, 22, 8]]
     tokens = torch.zeros(2, 6, dtype=torch.long)
@@ -47,21 +49,22 @@ def test_static_step_gives_the_eager_logits_with_padding(loaded):  # noqa: F811
         logits = []
         with torch.inference_mode():
             model(tokens, input_pos=0, key_mask=key_mask)
-            for i in range(follow.size(1)):
-                pos = 6 + i
+            for i in range(0, follow.size(1), width):
+                pos, chunk = 6 + i, follow[:, i : i + width]
                 forward = step or model
-                out = forward(follow[:, i : i + 1], input_pos=pos, key_mask=full_mask[:, : pos + 1])
-                logits.append(out[:, -1])
+                mask = full_mask[:, : pos + chunk.size(1)]
+                logits.append(forward(chunk, input_pos=pos, key_mask=mask))
         model.clear_kv_cache()
-        return torch.stack(logits)
+        return torch.cat(logits, dim=1)
 
     decoder = CompiledDecoder(model, compile=False)
     with torch.inference_mode():
-        step = decoder.begin(2, total, key_mask)
+        step = decoder.begin(2, total, key_mask, width)
     static = run(step)
     with torch.inference_mode():
         model.setup_kv_cache(2, total)
     eager = run()
+    assert static.shape == eager.shape == (2, follow.size(1), model.config.vocab_size)
     torch.testing.assert_close(static, eager, rtol=1e-5, atol=1e-5)
 
 
@@ -77,8 +80,24 @@ def test_compiled_decoder_keeps_greedy_text_and_compiles_each_shape_once(loaded)
             assert compiled.tokens == eager.tokens, (len(batch), n)
             assert compiled.finish_reasons == eager.finish_reasons
     # batch 4, batch 1, and no other: context 96 is one cache length for every call
-    assert [(s.batch, s.length) for s in decoder.shapes] == [(4, 96), (1, 96)]
+    assert [(s.batch, s.length, s.width) for s in decoder.shapes] == [(4, 96, 1), (1, 96, 1)]
     assert all(s.seconds > 0 for s in decoder.shapes)
+
+
+def test_compiled_speculative_steps_keep_greedy_text(loaded):  # noqa: F811
+    """Prompt lookup's verify steps (up to k + 1 = 4 tokens, fewer when the lookup finds less)
+    in one compiled graph of width 4: plain eager greedy's tokens, the last steps near the end
+    of the context included (there the step falls back to the model, over the same cache)."""
+    from tinyllama_cli.speculative import PromptLookup
+
+    model, ids = loaded.model, prompt_ids(loaded)
+    decoder = CompiledDecoder(model)
+    for batch, n in ((ids, 30), (ids[:1], 90)):  # 90: runs into the context's end (96)
+        spec = generate_tokens(model, batch, greedy(n), decoder=decoder, drafter=PromptLookup(3))
+        plain = generate_tokens(model, batch, greedy(n))
+        assert spec.tokens == plain.tokens, (len(batch), n)
+        assert spec.accepted > 0  # drafts were verified several tokens a step
+    assert {s.width for s in decoder.shapes} == {4}
 
 
 def _generate(run_dir, cache_dir, *flags):  # noqa: F811 (a path, not the fixture)
@@ -109,7 +128,7 @@ def test_cli_compile_is_cached_on_disk_and_keeps_the_text(run_dir, tmp_path):  #
     assert texts[0] == texts[1] == texts[2]
     assert eager["stats"]["compiled"] is None
     (made_first,), (made_second,) = first["stats"]["compiled"], second["stats"]["compiled"]
-    assert (made_first["batch"], made_first["length"]) == (2, 96)
+    assert (made_first["batch"], made_first["length"], made_first["width"]) == (2, 96, 1)
     assert (made_first["cache_hit"], made_second["cache_hit"]) == (False, True)
     assert made_second["seconds"] < made_first["seconds"]
 

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "model, config and helpers",
         (
             "model",
+            "decode_step",
             "sampling",
             "speculative",
             "config",

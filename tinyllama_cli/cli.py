@@ -394,6 +394,12 @@ def eval_command(
         "--prompt-lookup",
         help="Generation tasks: draft up to N tokens a step by prompt lookup (same text).",
     ),
+    compile_: bool = typer.Option(
+        False,
+        "--compile",
+        help="Generation tasks: decode with generate's compiled static-cache step "
+        "(same text; pays for long generations, docs/generate.md).",
+    ),
 ) -> None:
     """Evaluate a model with lm-evaluation-harness (offline with --dataset), TinyLlama's table.
 
@@ -419,6 +425,7 @@ def eval_command(
         threads=threads,
         baseline=not no_baseline,
         prompt_lookup=prompt_lookup,
+        compile=compile_,
     )
     if all_checkpoints:
         series = ev.evaluate_checkpoints(

@@ -12,9 +12,10 @@ so this step decodes over a *static* KV cache:
   baked into it (`KVCache.update` writes at a tensor position with `index_copy_`), and the
   token goes in through one buffer of fixed layout.
 
-One graph per (batch size, cache length, dtype, device) then serves every step of every call of
-that shape. The prefill still runs eagerly (`Llama.forward` over the prompt, writing into the
-same static cache); speculative decoding's verify steps (k + 1 tokens) do too.
+One graph per (batch size, cache length, width) then serves every step of every call of that
+shape; the width is 1, or k + 1 for speculative decoding, whose verify steps check k drafted
+tokens at once (a shorter draft runs in the same graph). The prefill still runs eagerly
+(`Llama.forward` over the prompt, writing into the same static cache).
 
 Compiled once, kept on disk: inductor's FX-graph and AOTAutograd caches (on by default in
 torch >= 2.5) store the generated code under `TORCHINDUCTOR_CACHE_DIR` (default
@@ -34,9 +35,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from tinyllama_cli.errors import UserError
+from tinyllama_cli.hardware import cpp_compiler
 from tinyllama_cli.model import KVCache, Llama
 
 MIN_CACHE_LENGTH = 256
+
+
+def require_compiler(device: torch.device | str) -> None:
+    """On CPU inductor compiles C++; without a compiler `--compile` would fail at its first
+    step, after the load, with a long traceback: refuse it up front instead."""
+    if torch.device(device).type == "cpu" and cpp_compiler() is None:
+        raise UserError(
+            "--compile on CPU needs a C++ compiler for inductor and none was found "
+            "(g++, clang++ or $CXX); install g++ or leave out --compile"
+        )
 
 
 def cache_length(needed: int, block_size: int) -> int:
@@ -49,9 +62,10 @@ def cache_length(needed: int, block_size: int) -> int:
 
 
 class StaticDecodeStep(nn.Module):
-    """One token per row over a static cache of `length` positions, batch size `batch`."""
+    """`width` tokens per row (1, or a speculative step's k + 1) over a static cache of `length`
+    positions, batch size `batch`."""
 
-    def __init__(self, model: Llama, batch: int, length: int):
+    def __init__(self, model: Llama, batch: int, length: int, width: int = 1):
         super().__init__()
         config, weight = model.config, model.output.weight
         self.model = model
@@ -62,23 +76,26 @@ class StaticDecodeStep(nn.Module):
         self.register_buffer(
             "positions", torch.arange(length, device=weight.device), persistent=False
         )
+        self.register_buffer("offsets", torch.arange(width, device=weight.device), persistent=False)
 
     def install(self) -> None:
         """Make these caches the model's, so its eager prefill fills them."""
         for layer, cache in zip(self.model.layers, self.caches):
             layer.attention.kv_cache = cache
 
-    def forward(self, token: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """Logits (B, vocab) after `token` (B, 1) at position `pos` (1,), where `valid` (B,
-        length) is False on padding keys."""
+    def forward(self, tokens: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Logits (B, width, vocab) after `tokens` (B, width) at positions pos, pos + 1, ...
+        (`pos` of shape (1,)), where `valid` (B, length) is False on padding keys."""
         model = self.model
-        cos = model.rope_cos.index_select(0, pos)[:, None]
-        sin = model.rope_sin.index_select(0, pos)[:, None]
-        mask = (valid & (self.positions <= pos))[:, None, None]  # (B, 1, 1, length)
-        x = model.tok_embeddings(token)
+        at = pos + self.offsets
+        cos = model.rope_cos.index_select(0, at)[:, None]
+        sin = model.rope_sin.index_select(0, at)[:, None]
+        causal = self.positions[None, :] <= at[:, None]  # (width, length)
+        mask = (valid[:, None, :] & causal)[:, None]  # (B, 1, width, length)
+        x = model.tok_embeddings(tokens)
         for layer in model.layers:
             x = layer(x, cos, sin, pos, mask)
-        return model.output(model.norm(x))[:, -1]
+        return model.output(model.norm(x))
 
 
 @dataclass
@@ -88,50 +105,61 @@ class CompiledShape:
 
     batch: int
     length: int
+    width: int
     seconds: float
     cache_hit: bool | None
 
 
 class CompiledDecoder:
-    """A model's compiled decode steps, one per (batch, cache length), made on first use.
+    """A model's compiled decode steps, one per (batch, cache length, width), made on first use.
 
-    `begin(batch, needed, key_mask)` installs the static cache in the model (the caller runs the
-    prefill next) and returns the step as generate's decode loop calls it:
-    `step(tokens (B, 1), input_pos=int, key_mask=...) -> logits (B, 1, vocab)`. A new shape is
+    `begin(batch, needed, key_mask, width)` installs the static cache in the model (the caller
+    runs the prefill next) and returns the step as generate's decode loops call it:
+    `step(tokens (B, n), input_pos=int, key_mask=...) -> logits (B, n, vocab)` for n <= width.
+    Fewer than `width` tokens (a short speculative draft) run in the same graph: the extra
+    positions are computed and ignored, and the cache slots they write lie beyond every real
+    token so far (masked now, rewritten before anything attends to them). A step that would
+    run past the cache's end goes to the model eagerly, over the same cache. A new shape is
     compiled inside `begin`, by one call on position 0 (which the prefill then overwrites), so
     its cost is in `shapes` and never in the prefill's or the decode's time.
     """
 
     def __init__(self, model: Llama, compile: bool = True):
         self.model, self.compile = model, compile
-        self.steps: dict[tuple[int, int], tuple[StaticDecodeStep, Callable]] = {}
+        self.steps: dict[tuple[int, int, int], tuple[StaticDecodeStep, Callable]] = {}
         self.shapes: list[CompiledShape] = []
 
-    def begin(self, batch: int, needed: int, key_mask: torch.Tensor | None) -> Callable:
-        length = cache_length(needed, self.model.config.block_size)
-        if (batch, length) not in self.steps:
-            self.steps[batch, length] = self._make(batch, length)
-        module, run = self.steps[batch, length]
+    def begin(
+        self, batch: int, needed: int, key_mask: torch.Tensor | None, width: int = 1
+    ) -> Callable:
+        block = self.model.config.block_size
+        length = min(cache_length(needed + width - 1, block), block)
+        if (batch, length, width) not in self.steps:
+            self.steps[batch, length, width] = self._make(batch, length, width)
+        module, run = self.steps[batch, length, width]
         module.install()
         device = module.positions.device
         valid = torch.ones(batch, length, dtype=torch.bool, device=device)
         if key_mask is not None:
             valid[:, : key_mask.size(1)] = key_mask
         pos = torch.zeros(1, dtype=torch.long, device=device)
-        # The graph's inputs keep one layout: the loop's token column is a strided view whose
+        # The graph's inputs keep one layout: the loop's token columns are a strided view whose
         # strides change with the call's length, and dynamo would recompile for each.
-        token = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        tokens_in = torch.zeros(batch, width, dtype=torch.long, device=device)
 
         def step(tokens: torch.Tensor, input_pos: int, key_mask=None) -> torch.Tensor:
+            n = tokens.size(1)
+            if input_pos + width > length:  # the last few positions of a full cache
+                return self.model(tokens, input_pos=input_pos, key_mask=key_mask)
             pos.fill_(input_pos)
-            token.copy_(tokens)
+            tokens_in[:, :n] = tokens
             with _only_differentiating_guards():
-                return run(token, pos, valid)[:, None]
+                return run(tokens_in, pos, valid)[:, :n]
 
         return step
 
-    def _make(self, batch: int, length: int) -> tuple[StaticDecodeStep, Callable]:
-        module = StaticDecodeStep(self.model, batch, length)
+    def _make(self, batch: int, length: int, width: int) -> tuple[StaticDecodeStep, Callable]:
+        module = StaticDecodeStep(self.model, batch, length, width)
         if not self.compile:
             return module, module
         on_cpu = module.positions.device.type == "cpu"
@@ -141,7 +169,7 @@ class CompiledDecoder:
         hits = _cache_hits()
         started = time.perf_counter()
         run(
-            torch.zeros(batch, 1, dtype=torch.long, device=device),
+            torch.zeros(batch, width, dtype=torch.long, device=device),
             torch.zeros(1, dtype=torch.long, device=device),
             torch.ones(batch, length, dtype=torch.bool, device=device),
         )
@@ -150,7 +178,7 @@ class CompiledDecoder:
         seconds = time.perf_counter() - started
         after = _cache_hits()
         self.shapes.append(
-            CompiledShape(batch, length, seconds, None if after is None else after > hits)
+            CompiledShape(batch, length, width, seconds, None if after is None else after > hits)
         )
         return module, run
 

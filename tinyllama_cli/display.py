@@ -375,7 +375,9 @@ def show_generation_speed(result: GenerationResult) -> None:
     )
     if s["compiled"]:
         made = ", ".join(
-            f"batch {c['batch']} x {c['length']} positions in {c['seconds']:.1f} s"
+            f"batch {c['batch']} x {c['length']} positions"
+            + (f", {c['width']} tokens a step" if c["width"] > 1 else "")
+            + f" in {c['seconds']:.1f} s"
             + {True: " (inductor cache hit)", False: " (compiled from scratch)", None: ""}[
                 c["cache_hit"]
             ]

@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from tinyllama_cli.decode_step import CompiledDecoder, CompiledShape
+from tinyllama_cli.decode_step import CompiledDecoder, CompiledShape, require_compiler
 from tinyllama_cli.devices import resolve_device, resolve_dtype
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.hardware import cpp_compiler, set_cpu_threads
+from tinyllama_cli.hardware import set_cpu_threads
 from tinyllama_cli.model import Llama
 from tinyllama_cli.sampling import (  # noqa: F401 -- generate's public names since 0.1
     SamplingParams,
@@ -167,11 +167,11 @@ def generate_tokens(
     """Continue every prompt (token ids, BOS included by the caller) as one left-padded batch.
 
     Each row ends at EOS, when `on_token` returns True, after `max_new_tokens`, or when the
-    context is full. A `decoder` (decode_step.py) runs the one-token decode steps as a compiled
-    graph over a static cache; speculative steps stay eager. `vocab_limit` (the tokenizer's
-    size) bounds the ids that can be generated. With a `drafter` (speculative.py) each target
-    forward checks the drafter's proposals: the same tokens when greedy, the same distribution
-    when sampling.
+    context is full. A `decoder` (decode_step.py) runs the decode steps (one token, or a
+    speculative step's k + 1) as a compiled graph over a static cache. `vocab_limit` (the
+    tokenizer's size) bounds the ids that can be generated. With a `drafter` (speculative.py)
+    each target forward checks the drafter's proposals: the same tokens when greedy, the same
+    distribution when sampling.
     """
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("every prompt needs at least one token (BOS)")
@@ -187,8 +187,9 @@ def generate_tokens(
         prompts, total, model.config.vocab_size, params.repetition_penalty != 1.0, device
     )
     rows = _Rows(len(prompts), params, eos_id, on_token)
-    if decoder is not None and drafter is None:  # its static cache, compiled before the clock
-        step_forward = decoder.begin(len(prompts), total, batch.key_mask)
+    if decoder is not None:  # its static cache, and its graph compiled before the clock
+        width = 1 if drafter is None else drafter.k + 1  # a speculative step's k + 1 tokens
+        step_forward = decoder.begin(len(prompts), total, batch.key_mask, width)
     else:
         model.setup_kv_cache(len(prompts), total)
         step_forward = model
@@ -627,11 +628,8 @@ def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile
     from tinyllama_cli.load import load_model
 
     resolved = resolve_device(device, NO_CUDA)
-    if compile and resolved.type == "cpu" and cpp_compiler() is None:
-        raise UserError(
-            "--compile on CPU needs a C++ compiler for inductor and none was found "
-            "(g++, clang++ or $CXX); install g++ or leave out --compile"
-        )
+    if compile:
+        require_compiler(resolved)
     loaded = load_model(path, device=resolved, dtype=resolve_dtype(dtype, resolved))
     loaded.model.fuse_projections()  # fewer, larger matrix-vector products per decode step
     decoder = CompiledDecoder(loaded.model) if compile else None

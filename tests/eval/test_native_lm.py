@@ -89,8 +89,9 @@ def test_generate_until_and_rolling_match_hf(env, tmp_path):
         assert x == pytest.approx(y, abs=1e-3)
 
 
-def test_generate_until_with_prompt_lookup_gives_the_same_text(env):
-    """Prompt lookup drafts inside generate_until (batched, stop strings) change no text."""
+def test_generate_until_with_prompt_lookup_or_compile_gives_the_same_text(env):
+    """Prompt lookup drafts and the compiled decode step inside generate_until (batched, stop
+    strings) change no text."""
     from lm_eval.api.instance import Instance
 
     from tinyllama_cli.eval.native_lm import NativeLM
@@ -108,6 +109,11 @@ def test_generate_until_with_prompt_lookup_gives_the_same_text(env):
     lookup = NativeLM(loaded.model, loaded.tokenizer, batch_size=3, prompt_lookup=3)
     assert lookup.generate_until(gen, disable_tqdm=True) == plain
     assert any(plain)
+    # --compile: the same requests through decode_step's compiled graphs (plain and lookup)
+    for options in ({}, {"prompt_lookup": 3}):
+        compiled = NativeLM(loaded.model, loaded.tokenizer, batch_size=3, compile=True, **options)
+        assert compiled.generate_until(gen, disable_tqdm=True) == plain, options
+        assert compiled.decoder.shapes  # it did decode through a compiled graph
 
 
 def test_generation_kwargs_become_generates_sampling_params():

@@ -34,3 +34,8 @@ def test_prompt_lookup_is_checked_before_loading(tmp_path):
             tmp_path / "no-model", "hellaswag", EvalOptions(prompt_lookup=3, backend="hf")
         )
     assert EvalOptions(prompt_lookup=3).evaluate_kwargs()["prompt_lookup"] == 3
+    with pytest.raises(UserError, match="--compile speeds up the native backend"):
+        evaluate_checkpoint(
+            tmp_path / "no-model", "hellaswag", EvalOptions(compile=True, backend="hf")
+        )
+    assert EvalOptions(compile=True).evaluate_kwargs()["compile"] is True

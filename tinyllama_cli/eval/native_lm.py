@@ -36,6 +36,7 @@ from lm_eval.models.utils import (
 )
 from tqdm import tqdm
 
+from tinyllama_cli.decode_step import CompiledDecoder
 from tinyllama_cli.eval.tokenization import LlamaTokenLM, Request
 from tinyllama_cli.generate import SamplingParams, generate_tokens
 from tinyllama_cli.model import Llama
@@ -54,11 +55,14 @@ class NativeLM(LlamaTokenLM):
         max_gen_toks: int = 256,
         seed: int = 1234,
         prompt_lookup: int | None = None,
+        compile: bool = False,
     ):
         """`prompt_lookup`: generate_until drafts up to that many tokens a step from n-gram
         matches (speculative.PromptLookup): the same text, fewer model forwards."""
         super().__init__(tokenizer)
         self.prompt_lookup = prompt_lookup
+        # generate_until's decode steps as compiled graphs (one per batch size and width)
+        self.decoder = CompiledDecoder(model) if compile else None
         self.model = model.eval()
         self._batch_size = int(batch_size)
         self._max_gen_toks = max_gen_toks
@@ -334,6 +338,7 @@ class NativeLM(LlamaTokenLM):
             on_token=reached_stop if stops else None,
             vocab_limit=self.tok.vocab_size,
             drafter=PromptLookup(self.prompt_lookup) if self.prompt_lookup else None,
+            decoder=self.decoder,
         )
         return [self.tok_decode(ids) for ids in result.tokens]
 

@@ -41,6 +41,7 @@ class EvalOptions:
     threads: int | None = None
     baseline: bool = True
     prompt_lookup: int | None = None  # generation tasks: draft up to N tokens by prompt lookup
+    compile: bool = False  # generation tasks: decode_step.py's compiled static-cache step
 
     def check(self) -> None:
         """Refuse what would fail only after the evaluation (an --output that exists) and a
@@ -50,11 +51,15 @@ class EvalOptions:
                 f"--prompt-lookup must be at least 1 (tokens drafted per step), "
                 f"got {self.prompt_lookup}"
             )
-        if self.prompt_lookup is not None and self.backend != "native":
-            raise UserError(
-                "--prompt-lookup speeds up the native backend's generation; "
-                "drop it or use --backend native"
-            )
+        for flag, given in (
+            ("--prompt-lookup", self.prompt_lookup is not None),
+            ("--compile", self.compile),
+        ):
+            if given and self.backend != "native":
+                raise UserError(
+                    f"{flag} speeds up the native backend's generation; "
+                    "drop it or use --backend native"
+                )
         if self.output and Path(self.output).exists() and not self.overwrite:
             raise UserError(
                 f"{self.output} already exists; choose another --output or pass --overwrite"
@@ -78,6 +83,7 @@ class EvalOptions:
             "threads": self.threads,
             "baseline": self.baseline,
             "prompt_lookup": self.prompt_lookup,
+            "compile": self.compile,
         }
 
 

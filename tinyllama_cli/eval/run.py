@@ -50,18 +50,24 @@ def evaluate(
     baseline_tokens: int | None = None,
     threads: int | None = None,
     prompt_lookup: int | None = None,
+    compile: bool = False,
 ) -> EvalResult:
     """Evaluate one model (run, checkpoint or HF directory) on lm-eval tasks; with `baseline`,
     also the unigram model of the run's training data on the same tasks (`unigram_baseline`).
 
     On CPU, `threads` (default: the idle cores, `hardware.set_cpu_threads`) sets torch's
     threads. `prompt_lookup` (native backend) speeds up generation tasks by prompt lookup
-    decoding: the same text, from fewer model forwards."""
+    decoding: the same text, from fewer model forwards; `compile` decodes them with the compiled
+    static-cache step (decode_step.py)."""
     dtype = canonical_dtype(dtype, "--dtype")  # a bad spelling fails before any task is built
     names = expand_tasks(tasks)
     local = datasets if isinstance(datasets, dict) else parse_datasets(datasets)
     device = str(resolve_device(device))  # a string, as lm-eval's HFLM takes it
     threads_used = set_cpu_threads(threads) if device == "cpu" else None
+    if compile:
+        from tinyllama_cli.decode_step import require_compiler
+
+        require_compiler(device)
     run_options = {
         "num_fewshot": num_fewshot,
         "limit": limit,
@@ -78,7 +84,7 @@ def evaluate(
         manager, setup = prepare_tasks(names, local, tasks_dir, workdir / "tasks")
         task_objects = load_tasks(manager, setup)
         lm, loaded = build_lm(
-            checkpoint, backend, dtype, device, batch_size, seed, workdir, prompt_lookup
+            checkpoint, backend, dtype, device, batch_size, seed, workdir, prompt_lookup, compile
         )
         result = run_tasks(lm, task_objects, manager, log_samples=log_samples, **run_options)
         if baseline:
@@ -102,6 +108,7 @@ def build_lm(
     seed: int,
     workdir: Path,
     prompt_lookup: int | None = None,
+    compile: bool = False,
 ) -> tuple[Any, Any]:
     """(lm-eval LM, LoadedModel) for the native adapter or lm-eval's HFLM on a converted copy."""
     from tinyllama_cli.load import load_model
@@ -121,6 +128,7 @@ def build_lm(
             batch_size=batch_size,
             seed=seed,
             prompt_lookup=prompt_lookup,
+            compile=compile,
         ), loaded
     try:
         from lm_eval.models.huggingface import HFLM
