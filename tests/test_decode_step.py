@@ -71,11 +71,16 @@ def test_static_step_gives_the_eager_logits_with_padding(loaded, width):  # noqa
 def test_compiled_decoder_keeps_greedy_text_and_compiles_each_shape_once(loaded):  # noqa: F811
     """A padded batch of four, then a single prompt, then both again with other lengths: the
     tokens are eager decoding's, one graph per (batch, cache length) and none made twice."""
+    from torch._dynamo.utils import counters
+
     model, ids = loaded.model, prompt_ids(loaded)
     decoder = CompiledDecoder(model)
     for batch in (ids, ids[:1], ids[1:3] + ids[:2], ids[3:]):
         for n in (12, 20):
+            graphs, made = counters["stats"]["unique_graphs"], len(decoder.shapes)
             compiled = generate_tokens(model, batch, greedy(n), decoder=decoder)
+            if len(decoder.shapes) == made:  # a shape met before: dynamo traced nothing new
+                assert counters["stats"]["unique_graphs"] == graphs, (len(batch), n)
             eager = generate_tokens(model, batch, greedy(n))
             assert compiled.tokens == eager.tokens, (len(batch), n)
             assert compiled.finish_reasons == eager.finish_reasons

@@ -162,9 +162,9 @@ class CompiledDecoder:
         module = StaticDecodeStep(self.model, batch, length, width)
         if not self.compile:
             return module, module
-        on_cpu = module.positions.device.type == "cpu"
-        run = torch.compile(module, fullgraph=True, dynamic=False, options=CPU if on_cpu else None)
         device = module.positions.device
+        options = CPU if device.type == "cpu" else None
+        run = torch.compile(module, fullgraph=True, dynamic=False, options=options)
         module.install()
         hits = _cache_hits()
         started = time.perf_counter()
