@@ -111,7 +111,7 @@ def test_set_cpu_threads_takes_the_flag_or_refuses_zero(monkeypatch):
 
 
 class _Clock:
-    """time.monotonic / time.process_time / /proc/stat samples the test moves by hand."""
+    """time.monotonic / own CPU seconds / /proc/stat samples the test moves by hand."""
 
     def __init__(self):
         self.wall = self.own = 0.0
@@ -129,7 +129,9 @@ def _governed(monkeypatch, threads: int) -> tuple[_Clock, hardware.ThreadGoverno
     monkeypatch.setattr(hardware, "_affinity", lambda: {0, 1})
     monkeypatch.setattr(hardware, "_cpu_times", lambda cpus: (clock.idle, clock.total))
     monkeypatch.setattr(hardware.time, "monotonic", lambda: clock.wall)
-    monkeypatch.setattr(hardware.time, "process_time", lambda: clock.own)
+    # All of our own CPU time, children included: the real count would add the suite's own
+    # children (inductor's compile workers, finished subprocesses) and float rounding with it.
+    monkeypatch.setattr(hardware, "own_cpu_seconds", lambda tick=100.0: clock.own)
     monkeypatch.setattr(hardware.os, "sysconf", lambda name: 100)
     set_threads = []
     monkeypatch.setattr(torch, "set_num_threads", set_threads.append)
