@@ -9,7 +9,7 @@ so this step decodes over a *static* KV cache:
   256, capped at the model's context), and every step attends over all of them, the positions
   not written yet (and a left-padded row's padding) hidden by a mask built from the position;
 * the position is a tensor, not a Python int, so it is data to the graph rather than a constant
-  baked into it (`KVCache.update` writes at a tensor position with `index_copy_`), and the
+  baked into it (`KVCache.update` writes at tensor positions with `index_copy_`), and the
   token goes in through one buffer of fixed layout.
 
 One graph per (batch size, cache length, width) then serves every step of every call of that
@@ -94,7 +94,7 @@ class StaticDecodeStep(nn.Module):
         mask = (valid[:, None, :] & causal)[:, None]  # (B, 1, width, length)
         x = model.tok_embeddings(tokens)
         for layer in model.layers:
-            x = layer(x, cos, sin, pos, mask)
+            x = layer(x, cos, sin, at, mask)  # the cache writes at positions `at`
         return model.output(model.norm(x))
 
 

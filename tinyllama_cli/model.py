@@ -116,14 +116,13 @@ class KVCache(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k/v at positions start.. and return every key/value up to the new end.
 
-        A tensor `start` (shape (1,)) is the compiled decode step's (decode_step.py): the position
-        is data, so one graph serves every step, and the whole cache comes back, its unwritten
-        tail hidden by that step's mask.
+        A tensor `start` is the compiled decode step's (decode_step.py): the positions of k's
+        tokens, (T,), as data, so one graph serves every step, and the whole cache comes back,
+        its unwritten tail hidden by that step's mask.
         """
         if isinstance(start, torch.Tensor):
-            index = start + torch.arange(k.size(1), device=start.device)
-            self.k.index_copy_(1, index, k)
-            self.v.index_copy_(1, index, v)
+            self.k.index_copy_(1, start, k)
+            self.v.index_copy_(1, start, v)
             return self.k, self.v
         batch, length = k.size(0), k.size(1)
         end = start + length
