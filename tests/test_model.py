@@ -214,6 +214,25 @@ def test_model_loss_matches_logits_and_trains():
     assert m(idx, targets).item() < 0.5 * loss.item()
 
 
+def test_training_fuses_projections_into_the_same_function():
+    """Train mode runs q/k/v and gate/up as one matmul each (weights concatenated per forward);
+    eval mode runs them one by one. Same loss, same gradients, same parameters."""
+    m = model()
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 24))
+    targets = torch.roll(idx, -1, dims=1)
+    grads = {}
+    for train in (True, False):
+        m.train(train)
+        m.zero_grad()
+        loss = m(idx, targets)
+        loss.backward()
+        grads[train] = (loss.detach(), {n: p.grad.clone() for n, p in m.named_parameters()})
+    torch.testing.assert_close(grads[True][0], grads[False][0], atol=1e-6, rtol=1e-6)
+    for name, grad in grads[False][1].items():
+        torch.testing.assert_close(grads[True][1][name], grad, atol=1e-6, rtol=1e-5, msg=name)
+    assert m.layers[0].attention.wqkv is None  # nothing fused is kept between steps
+
+
 def test_bf16_autocast_loss_is_close_to_fp32():
     m = model()
     idx = torch.randint(0, CONFIG.vocab_size, (2, 16))

@@ -165,11 +165,13 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        if self.wqkv is not None:  # one matmul for q, k and v, one RoPE call for q and k
-            qkv = F.linear(x, self.wqkv).view(B, T, self.n_head + 2 * self.n_kv_head, self.head_dim)
+        if self.wqkv is not None or self.training:  # one matmul for q, k and v, one RoPE call
+            wqkv = self.wqkv if self.wqkv is not None else _cat_weights(self.wq, self.wk, self.wv)
+            qkv = F.linear(x, wqkv).view(B, T, self.n_head + 2 * self.n_kv_head, self.head_dim)
             qk = apply_rope(qkv[:, :, : self.n_head + self.n_kv_head], cos, sin)
             q, k = qk.split((self.n_head, self.n_kv_head), dim=2)
-            v = qkv[:, :, self.n_head + self.n_kv_head :]
+            # A copy, so backward's saved v does not keep the whole qkv output alive as a view.
+            v = qkv[:, :, self.n_head + self.n_kv_head :].contiguous()
         else:
             q = apply_rope(self.wq(x).view(B, T, self.n_head, self.head_dim), cos, sin)
             k = apply_rope(self.wk(x).view(B, T, self.n_kv_head, self.head_dim), cos, sin)
@@ -190,7 +192,11 @@ class FeedForward(nn.Module):
         self.w2 = nn.Linear(config.intermediate_size, config.n_embd, bias=False)  # down
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+        if self.training:  # one matmul for gate and up (see _cat_weights)
+            gate, up = F.linear(x, _cat_weights(self.w1, self.w3)).chunk(2, dim=-1)
+        else:
+            gate, up = self.w1(x), self.w3(x)
+        return self.w2(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -419,6 +425,18 @@ def empty_model(
     model = model.to_empty(device=device).to(dtype)
     model.init_rope()
     return model
+
+
+def _cat_weights(*linears: nn.Linear) -> torch.Tensor:
+    """The linears' weights stacked along the output dim, for one matmul in their place.
+
+    Training concatenates per forward (the weights change every step; the copy is small next to
+    the matmul's activations): under autocast the shared input is then cast to bf16 once, not
+    once per projection (q/k/v: one cast forward and one back instead of three each), and one
+    wider matmul replaces two or three narrow ones. Inference concatenates once
+    (`Llama.fuse_projections`): decoding one token cannot afford a weight copy per step.
+    """
+    return torch.cat([lin.weight for lin in linears])
 
 
 def _stack_weights(*linears: nn.Linear) -> torch.Tensor:
