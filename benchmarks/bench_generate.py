@@ -60,8 +60,10 @@ def build(preset: str, dtype: torch.dtype, seed: int = 0):
     config = get_preset(preset)
     torch.manual_seed(seed)
     ours = Llama(config).to(dtype).eval()
-    # as `tinyllama generate` loads it (load_for_generation); state_dict unchanged
-    ours.fuse_projections()
+    # as `tinyllama generate` loads it (q/k/v fused, input-major weights); state_dict unchanged
+    from tinyllama_cli.generate import prepare_for_decoding
+
+    prepare_for_decoding(ours)
     hf_config = transformers.LlamaConfig(**hf_config_dict(config))
     hf = transformers.LlamaForCausalLM(hf_config).to(dtype).eval()
     missing, unexpected = hf.load_state_dict(

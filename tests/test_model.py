@@ -125,6 +125,38 @@ def test_fused_projections_give_the_same_logits_and_state_dict():
     assert fused.layers[0].attention.wqkv is layer.attention.wqkv
 
 
+def test_input_major_weights_give_the_same_logits_and_keep_memory():
+    plain, stored = model(), model()
+    stored.fuse_projections()
+    stored.store_weights_input_major()
+    attn = stored.layers[0].attention
+    linears = [m for m in stored.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.stride(0) == 1 for m in linears)  # (in, out) in memory
+    assert attn.wqkv.stride() == (1, attn.wqkv.size(0))
+    # wq/wk/wv are still views into the fused weight: nothing is stored twice.
+    storages = {m.weight.untyped_storage().data_ptr() for m in (attn.wq, attn.wk, attn.wv)}
+    assert storages == {attn.wqkv.untyped_storage().data_ptr()}
+    assert sum(p.numel() for p in stored.parameters()) == plain.num_params()
+    for name, tensor in plain.state_dict().items():
+        assert torch.equal(stored.state_dict()[name], tensor), name
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(stored(idx), plain(idx), atol=1e-5, rtol=1e-5)
+        for m in (plain, stored):
+            m.setup_kv_cache(batch_size=2, max_seq_len=32)
+            m(idx[:, :12], input_pos=0)
+        for t in range(12, 20):
+            torch.testing.assert_close(
+                stored(idx[:, t : t + 1], input_pos=t),
+                plain(idx[:, t : t + 1], input_pos=t),
+                atol=1e-5,
+                rtol=1e-5,
+            )
+    before = [m.weight for m in linears]
+    stored.store_weights_input_major()  # a second call is a no-op
+    assert all(m.weight is w for m, w in zip(linears, before))
+
+
 def test_left_padded_rows_match_unpadded_rows():
     m = model()
     short, long = (

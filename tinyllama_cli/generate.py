@@ -614,11 +614,21 @@ def generate(
 # --- loading ------------------------------------------------------------------------------------
 
 
+def prepare_for_decoding(model: Llama) -> None:
+    """Inference only, in place: q/k/v as one matmul (`Llama.fuse_projections`: fewer, larger
+    matrix-vector products per step) and, on a CPU, every weight stored input-major
+    (`Llama.store_weights_input_major`: MKL streams that layout about twice as fast at batch 1).
+    GPUs keep torch's layout (the layout's effect was measured on CPUs only)."""
+    model.fuse_projections()
+    if model.output.weight.device.type == "cpu":
+        model.store_weights_input_major()
+
+
 def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile: bool = False):
     """(LoadedModel, CompiledDecoder or None, notes for the user).
 
-    The model's q/k/v projections are fused (`Llama.fuse_projections`): the loaded model is for
-    inference only.
+    The model is prepared for decoding (`prepare_for_decoding`: q/k/v fused, and input-major
+    weights on a CPU): the loaded model is for inference only.
 
     `compile` decodes with decode_step.py's compiled step over a static KV cache, one graph per
     (batch, cache length), kept in inductor's on-disk cache. Opt-in: the first compile of a
@@ -631,7 +641,7 @@ def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile
     if compile:
         require_compiler(resolved)
     loaded = load_model(path, device=resolved, dtype=resolve_dtype(dtype, resolved))
-    loaded.model.fuse_projections()  # fewer, larger matrix-vector products per decode step
+    prepare_for_decoding(loaded.model)
     decoder = CompiledDecoder(loaded.model) if compile else None
     return loaded, decoder, []
 
@@ -708,7 +718,7 @@ def load_speculation(
     resolved = resolve_device(device, NO_CUDA)
     draft = load_model(options.draft, device=resolved, dtype=resolve_dtype(dtype, resolved))
     check_draft_vocabulary(loaded.tokenizer, draft.tokenizer, options.draft)
-    draft.model.fuse_projections()
+    prepare_for_decoding(draft.model)
     return Speculation(tokens=options.draft_tokens, model=draft.model)
 
 
