@@ -531,18 +531,20 @@ def _chunked_loss(
         w = weight.to(dtype)
         for i in range(0, h2.size(0), rows):
             hc, tc = h2[i : i + rows].to(dtype), t[i : i + rows]
-            logits = (hc @ w.t()).float()
             valid = tc != ignore_index
-            safe_t = torch.where(valid, tc, 0)
-            lse = torch.logsumexp(logits, dim=-1)
-            target_logit = logits.gather(1, safe_t[:, None]).squeeze(1)
-            loss_sum += ((lse - target_logit) * valid).sum()
+            safe_t = torch.where(valid, tc, 0)[:, None]
+            # One pass of exp for the loss and its gradient, in place over the fp32 logits:
+            # loss = log(sum(exp(z - max))) - (z_target - max); d(loss)/dz = softmax(z) - onehot.
+            shifted = (hc @ w.t()).float()
+            shifted -= shifted.amax(dim=-1, keepdim=True)
+            target = shifted.gather(1, safe_t).squeeze(1)
+            exps = shifted.exp_()
+            total = exps.sum(dim=-1)
+            loss_sum += ((total.log() - target) * valid).sum()
             if need_grad:
-                grad_logits = torch.softmax(logits, dim=-1)
-                grad_logits.scatter_add_(
-                    1, safe_t[:, None], -torch.ones_like(target_logit)[:, None]
-                )
-                grad_logits *= (valid.float() / count)[:, None]
+                scale = valid.float() / count  # the mean over the micro batch's valid targets
+                grad_logits = exps.mul_((scale / total)[:, None])
+                grad_logits.scatter_add_(1, safe_t, -scale[:, None])
                 grad_logits = grad_logits.to(dtype)
                 grad_h[i : i + rows] = (grad_logits @ w).to(grad_h.dtype)
                 grad_w += (grad_logits.t() @ hc).float()
