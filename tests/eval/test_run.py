@@ -27,3 +27,17 @@ def test_native_matches_hf_backend_on_all_seven_schemas(both_backends):
                     task,
                     metric,
                 )
+
+
+def test_native_backend_prepares_the_model_as_generate_does(env, tmp_path):
+    """eval's generate_until decodes with the loader of `tinyllama generate`: q/k/v fused and,
+    on a CPU, input-major weights (scoring sees the same logits either way)."""
+    import torch
+
+    from tinyllama_cli.eval.run import build_lm
+
+    lm, loaded = build_lm(env["run"], "native", "fp32", "cpu", 4, 0, tmp_path)
+    assert lm.model is loaded.model
+    linears = [m for m in loaded.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.stride(0) == 1 for m in linears)
+    assert all(layer.attention.wqkv is not None for layer in loaded.model.layers)
