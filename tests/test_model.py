@@ -93,6 +93,22 @@ def test_kv_cache_decoding_equals_full_forward():
     torch.testing.assert_close(incremental, full, atol=1e-5, rtol=1e-5)
 
 
+def _assert_same_logits_and_decode_steps(a: Llama, b: Llama, tol: float) -> None:
+    """Full-sequence logits, and a 12-token prefill then 8 one-token steps against the KV cache,
+    agree between two models with the same parameters (to `tol`)."""
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 20))
+    with torch.no_grad():
+        torch.testing.assert_close(a(idx), b(idx), atol=tol, rtol=tol)
+        for m in (a, b):
+            m.setup_kv_cache(batch_size=2, max_seq_len=32)
+            m(idx[:, :12], input_pos=0)
+        for t in range(12, 20):
+            step = idx[:, t : t + 1]
+            torch.testing.assert_close(
+                a(step, input_pos=t), b(step, input_pos=t), atol=tol, rtol=tol
+            )
+
+
 def test_fused_projections_give_the_same_logits_and_state_dict():
     plain, fused = model(), model()
     fused.fuse_projections()
@@ -108,19 +124,7 @@ def test_fused_projections_give_the_same_logits_and_state_dict():
     assert list(fused.state_dict()) == list(plain.state_dict())
     for name, tensor in plain.state_dict().items():
         assert torch.equal(fused.state_dict()[name], tensor), name
-    idx = torch.randint(0, CONFIG.vocab_size, (2, 20))
-    with torch.no_grad():
-        torch.testing.assert_close(fused(idx), plain(idx), atol=1e-6, rtol=1e-6)
-        for m in (plain, fused):
-            m.setup_kv_cache(batch_size=2, max_seq_len=32)
-            m(idx[:, :12], input_pos=0)
-        for t in range(12, 20):
-            torch.testing.assert_close(
-                fused(idx[:, t : t + 1], input_pos=t),
-                plain(idx[:, t : t + 1], input_pos=t),
-                atol=1e-6,
-                rtol=1e-6,
-            )
+    _assert_same_logits_and_decode_steps(fused, plain, tol=1e-6)
     fused.fuse_projections()  # a second call is a no-op
     assert fused.layers[0].attention.wqkv is layer.attention.wqkv
 
@@ -139,19 +143,7 @@ def test_input_major_weights_give_the_same_logits_and_keep_memory():
     assert sum(p.numel() for p in stored.parameters()) == plain.num_params()
     for name, tensor in plain.state_dict().items():
         assert torch.equal(stored.state_dict()[name], tensor), name
-    idx = torch.randint(0, CONFIG.vocab_size, (2, 20))
-    with torch.no_grad():
-        torch.testing.assert_close(stored(idx), plain(idx), atol=1e-5, rtol=1e-5)
-        for m in (plain, stored):
-            m.setup_kv_cache(batch_size=2, max_seq_len=32)
-            m(idx[:, :12], input_pos=0)
-        for t in range(12, 20):
-            torch.testing.assert_close(
-                stored(idx[:, t : t + 1], input_pos=t),
-                plain(idx[:, t : t + 1], input_pos=t),
-                atol=1e-5,
-                rtol=1e-5,
-            )
+    _assert_same_logits_and_decode_steps(stored, plain, tol=1e-5)
     before = [m.weight for m in linears]
     stored.store_weights_input_major()  # a second call is a no-op
     assert all(m.weight is w for m, w in zip(linears, before))
