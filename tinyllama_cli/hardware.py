@@ -15,8 +15,12 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tinyllama_cli.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,13 @@ def cpu_peak_flops(
     machine read 1.1e11 in one run and 4.4e11 in the next, and MFU then read 150%. A core's rate
     times the core count is an upper bound of what several threads reach together (they share
     memory bandwidth, and the turbo clock drops as more cores run), so MFU stays below 100%.
-    About 0.2 s (0.6 s where bf16 is emulated).
+
+    The products are timed in the faster of the two layouts a linear layer multiplies in,
+    `a @ b` (its backward's) and `a @ b.T` (its forward's), chosen at the first size: where
+    bf16 is emulated torch runs them at very different rates (a 2-core AVX2 EPYC: 1.3 vs 8.9
+    GFLOP/s at 512), and a peak read from the slow one put a bf16 run's MFU above 100%.
+    About 0.3 s (2.5 s where bf16 is emulated, on that EPYC; 15 s there before the layout
+    choice).
     """
     import torch
 
@@ -110,19 +120,29 @@ def cpu_peak_flops(
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(0)  # the global RNG is the training run's
     try:
-        best = 0.0
+        best, transposed = 0.0, None
         for n in sizes:
             a, b = (torch.randn(n, n, dtype=dtype, generator=generator) for _ in range(2))
-            a @ b  # warm up: first-call kernel selection and page faults
-            for _ in range(repeats):
-                start = time.thread_time()
-                a @ b
-                elapsed = time.thread_time() - start
-                if elapsed > 0:
-                    best = max(best, 2 * n**3 / elapsed)
+            if transposed is None:  # decided at the first size, by one timed product of each
+                transposed = _one_core_rate(a, b.mT, 1) > _one_core_rate(a, b, 1)
+            best = max(best, _one_core_rate(a, b.mT if transposed else b, repeats))
     finally:
         torch.set_num_threads(previous)
     return best * threads
+
+
+def _one_core_rate(a: torch.Tensor, b: torch.Tensor, repeats: int) -> float:
+    """The best FLOP/s of `repeats` timed `a @ b` (CPU time of this thread), after a warm-up
+    (first-call kernel selection and page faults)."""
+    a @ b
+    best = 0.0
+    for _ in range(repeats):
+        start = time.thread_time()
+        a @ b
+        elapsed = time.thread_time() - start
+        if elapsed > 0:
+            best = max(best, 2 * a.size(0) * a.size(1) * b.size(1) / elapsed)
+    return best
 
 
 def _cpu_times(cpus: set[int]) -> tuple[float, float] | None:
