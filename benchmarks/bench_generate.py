@@ -13,13 +13,16 @@ new tokens per second (batch x new tokens / wall time, prefill included) and the
 `same` says whether the two produced identical tokens (random weights can have near-ties, so
 a mismatch there is possible and not an error; tests/test_generate.py checks parity on a
 trained model). `compiled` is ours again with `generate --compile`'s decoder (decode_step.py:
-one compiled graph per step over a static cache, compiled in the warm-up, not timed).
+one compiled graph per step over a static cache, compiled in the warm-up, not timed), in
+inductor's default mode or, with `--compile-mode max-autotune`, with weights frozen into the
+graph and inductor's own GEMM kernels.
 
 With `--target DIR --draft DIR` it runs the contest of issue 20 instead, on trained models at
 batch 1: the same text prompts (encoded once, BOS first), greedy, exactly --new-tokens each,
 one row per contestant, every contestant once per repeat in turn (interleaved), medians:
 
-    tinyllama      plain greedy, --draft (K tokens a step), --prompt-lookup N
+    tinyllama      plain greedy, --draft (K tokens a step), --prompt-lookup N, each of the plain
+                   and prompt-lookup ones eager, --compile and --compile-mode max-autotune
     transformers   generate, assisted generation with the same draft (`assistant_model=`),
                    prompt lookup (`prompt_lookup_num_tokens=N`)
     llama.cpp      the target exported with `convert --to gguf`, F32 and F16 (needs
@@ -138,7 +141,8 @@ def bench(preset: str, batch: int, args, dtype: torch.dtype) -> dict:
     config, ours, hf = build(preset, dtype)
     g = torch.Generator().manual_seed(batch)
     prompts = torch.randint(3, config.vocab_size, (batch, args.prompt_len), generator=g)
-    decoder = CompiledDecoder(ours)  # generate --compile: its graph is made in the warm-up
+    # generate --compile (or --compile-mode): its graph is made in the warm-up
+    decoder = CompiledDecoder(ours, mode=args.compile_mode)
     run_ours(ours, prompts, 4)  # warm-up
     run_ours(ours, prompts, 4, decoder)
     run_hf(hf, prompts, 4)
@@ -229,18 +233,21 @@ def contestants(args) -> dict:
     from tinyllama_cli.speculative import ModelDrafter, PromptLookup
 
     target, _, _ = load_for_generation(args.target, device="cpu", dtype="fp32")
-    compiled, decoder, _ = load_for_generation(
-        args.target, device="cpu", dtype="fp32", compile=True
+    _, decoder, _ = load_for_generation(args.target, device="cpu", dtype="fp32", compile=True)
+    _, tuned_decoder, _ = load_for_generation(
+        args.target, device="cpu", dtype="fp32", compile=True, compile_mode="max-autotune"
     )
     draft, _, _ = load_for_generation(args.draft, device="cpu", dtype="fp32")
     vocab = target.tokenizer.vocab_size
     params = SamplingParams(max_new_tokens=args.new_tokens, temperature=0.0, ignore_eos=True)
 
     def ours(make_drafter, decoder=None):
+        model = target.model if decoder is None else decoder.model
+
         def run(ids):
             t0 = time.perf_counter()
             r = generate_tokens(
-                compiled.model if decoder is not None else target.model,
+                model,
                 [ids],
                 params,
                 vocab_limit=vocab,
@@ -290,12 +297,16 @@ def contestants(args) -> dict:
         f"tinyllama --compile --prompt-lookup {args.lookup}": ours(
             lambda: PromptLookup(args.lookup), decoder
         ),
+        "tinyllama --compile-mode max-autotune": ours(None, tuned_decoder),
+        f"tinyllama max-autotune --prompt-lookup {args.lookup}": ours(
+            lambda: PromptLookup(args.lookup), tuned_decoder
+        ),
         "transformers": hf(),
         f"transformers assisted (K={args.draft_tokens})": hf(assistant_model=hf_draft),
         f"transformers prompt lookup {args.lookup}": hf(prompt_lookup_num_tokens=args.lookup),
     }
     rows.update(llama_cpp_rows(args))
-    return rows, decoder
+    return rows, {"--compile": decoder, "--compile-mode max-autotune": tuned_decoder}
 
 
 def llama_cpp_rows(args) -> dict:
@@ -333,7 +344,7 @@ def contest(args) -> None:
 
     tokenizer = load_model(args.target).tokenizer
     prompts = [[tokenizer.bos_id, *tokenizer.encode(p)] for p in PROMPTS]
-    runs, decoder = contestants(args)
+    runs, decoders = contestants(args)
     for run in runs.values():  # warm-up (and --compile's graph: the prompts share one shape)
         run(prompts[0][:8])
     times = {name: [] for name in runs}
@@ -359,7 +370,7 @@ def contest(args) -> None:
         f"CPU flags: {shown_flags or 'none'}"
     )
     print(
-        f"{'contestant':<34} {'tok/s':>8} {'vs tinyllama':>13} {'vs llama.cpp F32':>17} "
+        f"{'contestant':<40} {'tok/s':>8} {'vs tinyllama':>13} {'vs llama.cpp F32':>17} "
         f"{'same':>5} {'accept':>7}"
     )
     for name in runs:
@@ -368,20 +379,21 @@ def contest(args) -> None:
         drafted, accepted = counts[name]
         rate = f"{accepted / drafted:.0%}" if drafted else "-"
         print(
-            f"{name:<34} {tps:>8.1f} {tps / base:>12.2f}x {vs_peer:>17} "
+            f"{name:<40} {tps:>8.1f} {tps / base:>12.2f}x {vs_peer:>17} "
             f"{tokens[name] == tokens['tinyllama']!s:>5} {rate:>7}"
         )
     print(
         "seconds per repeat:", json.dumps({k: [round(t, 3) for t in v] for k, v in times.items()})
     )
-    print(
-        "tinyllama --compile, graphs made in the warm-up (not timed):",
-        ", ".join(
-            f"batch {c.batch} x {c.length} x width {c.width}: {c.seconds:.1f} s, inductor cache "
-            + {True: "hit", False: "miss", None: "unknown"}[c.cache_hit]
-            for c in decoder.shapes
-        ),
-    )
+    for flag, decoder in decoders.items():
+        print(
+            f"tinyllama {flag}, graphs made in the warm-up (not timed):",
+            ", ".join(
+                f"batch {c.batch} x {c.length} x width {c.width}: {c.seconds:.1f} s, inductor "
+                "cache " + {True: "hit", False: "miss", None: "unknown"}[c.cache_hit]
+                for c in decoder.shapes
+            ),
+        )
 
 
 def main() -> None:
@@ -406,6 +418,12 @@ def main() -> None:
     parser.add_argument("--draft", help="the draft's run dir (same tokenizer as --target)")
     parser.add_argument("--draft-tokens", type=int, default=4)
     parser.add_argument("--lookup", type=int, default=4, help="prompt lookup's tokens per step")
+    parser.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "max-autotune"],
+        help="the compiled column's decode_step mode (--preset runs)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.target:
@@ -445,7 +463,8 @@ def main() -> None:
         "floor: the decode steps' matrix products alone (weights streamed once per token, nothing "
         "else);"
         " floor/HF bounds the ratio any decoder on torch's kernels can reach; compiled: "
-        "generate --compile (decode_step.py), its compile in the warm-up: "
+        f"generate --compile-mode {args.compile_mode} (decode_step.py), its compile in the "
+        "warm-up: "
         + ", ".join(f"{r['preset']} batch {r['batch']} {r['compile_s']} s" for r in rows)
     )
 

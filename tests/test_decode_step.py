@@ -105,6 +105,32 @@ def test_compiled_speculative_steps_keep_greedy_text(loaded):  # noqa: F811
     assert {s.width for s in decoder.shapes} == {4}
 
 
+def test_max_autotune_freezes_the_weights_and_keeps_greedy_text(loaded):  # noqa: F811
+    """--compile-mode max-autotune: plain steps and prompt lookup's verify steps give eager
+    greedy's tokens, and on CPU the products really ran in inductor's C++ GEMM templates over
+    frozen weights (torch 2.13 ignores `freezing` given as a compile option: this catches it)."""
+    from torch._dynamo.utils import counters
+
+    from tinyllama_cli.speculative import PromptLookup
+
+    model, ids = loaded.model, prompt_ids(loaded)
+    templates = counters["inductor"]["cpp_templated_kernel_counter"]
+    decoder = CompiledDecoder(model, mode="max-autotune")
+    for drafter in (None, PromptLookup(3)):
+        tuned = generate_tokens(model, ids[:1], greedy(40), decoder=decoder, drafter=drafter)
+        plain = generate_tokens(model, ids[:1], greedy(40))
+        assert tuned.tokens == plain.tokens
+    assert [s.width for s in decoder.shapes] == [1, 4]
+    assert counters["inductor"]["cpp_templated_kernel_counter"] > templates
+
+
+def test_unknown_compile_mode_is_refused():
+    from tinyllama_cli.errors import UserError
+
+    with pytest.raises(UserError, match="max-autotune"):
+        CompiledDecoder(torch.nn.Linear(1, 1), mode="fast")  # type: ignore[arg-type]
+
+
 def _generate(run_dir, cache_dir, *flags):  # noqa: F811 (a path, not the fixture)
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache_dir)}
     proc = subprocess.run(

@@ -498,6 +498,13 @@ def generate(
         "CPU; the first compile of a shape takes ~20 s, ~5 s from inductor's disk cache; "
         "docs/generate.md).",
     ),
+    compile_mode: str | None = typer.Option(
+        None,
+        "--compile-mode",
+        help="default, or max-autotune: weights frozen into the graph and inductor's own "
+        "matrix kernels (faster steps, ~20 s compile per shape in every process, a second "
+        "copy of the weights). Implies --compile.",
+    ),
     draft: str | None = typer.Option(
         None,
         "--draft",
@@ -547,7 +554,8 @@ def generate(
         truncate=truncate,
         device=device,
         dtype=dtype,
-        compile=compile_,
+        compile=compile_ or compile_mode is not None,
+        compile_mode=compile_mode or "default",
         threads=threads,
         speculation=gen.SpeculationOptions(draft, draft_tokens, prompt_lookup),
         **shown,

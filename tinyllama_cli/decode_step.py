@@ -17,12 +17,20 @@ shape; the width is 1, or k + 1 for speculative decoding, whose verify steps che
 tokens at once (a shorter draft runs in the same graph). The prefill still runs eagerly
 (`Llama.forward` over the prompt, writing into the same static cache).
 
-Compiled once, kept on disk: inductor's FX-graph and AOTAutograd caches (on by default in
-torch >= 2.5) store the generated code under `TORCHINDUCTOR_CACHE_DIR` (default
-/tmp/torchinductor_$USER), so a later process compiling the same shape skips code generation
-and the C++ compiler (it still traces the model: seconds, not tens of seconds). On CPU the
-generated code runs under a C++ wrapper; docs/generate.md has the figures, cold and warm, that
-decide when it pays.
+Two compile modes (`COMPILE_MODES`), both the same tokens as eager decoding:
+
+* "default": compiled once, kept on disk. Inductor's FX-graph and AOTAutograd caches (on by
+  default in torch >= 2.5) store the generated code under `TORCHINDUCTOR_CACHE_DIR` (default
+  /tmp/torchinductor_$USER), so a later process compiling the same shape skips code generation
+  and the C++ compiler (it still traces the model: seconds, not tens of seconds). On CPU the
+  generated code runs under a C++ wrapper and the matrix products call MKL.
+* "max-autotune": the weights are frozen into the graph (inductor's `freezing`) so inductor can
+  pre-pack them and generate its own matrix-product kernels for these exact shapes (on CPU its
+  C++ GEMM templates, `max_autotune_gemm_backends="CPP"`; on CUDA its Triton templates). Faster
+  steps, but a frozen graph bypasses the on-disk caches: every process compiles each shape
+  afresh (~20 s on CPU), and the packed weights are a second copy in memory.
+
+docs/generate.md has the figures, cold and warm, that decide when each pays.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from tinyllama_cli.hardware import cpp_compiler
 from tinyllama_cli.model import KVCache, Llama
 
 MIN_CACHE_LENGTH = 256
+COMPILE_MODES = ("default", "max-autotune")
 
 
 def require_compiler(device: torch.device | str) -> None:
@@ -124,8 +133,10 @@ class CompiledDecoder:
     its cost is in `shapes` and never in the prefill's or the decode's time.
     """
 
-    def __init__(self, model: Llama, compile: bool = True):
-        self.model, self.compile = model, compile
+    def __init__(self, model: Llama, compile: bool = True, mode: str = "default"):
+        if mode not in COMPILE_MODES:
+            raise UserError(f"unknown compile mode {mode!r}; use one of {', '.join(COMPILE_MODES)}")
+        self.model, self.compile, self.mode = model, compile, mode
         self.steps: dict[tuple[int, int, int], tuple[StaticDecodeStep, Callable]] = {}
         self.shapes: list[CompiledShape] = []
 
@@ -163,16 +174,17 @@ class CompiledDecoder:
         if not self.compile:
             return module, module
         device = module.positions.device
-        options = CPU if device.type == "cpu" else None
+        options = compile_options(device, self.mode)
         run = torch.compile(module, fullgraph=True, dynamic=False, options=options)
         module.install()
         hits = _cache_hits()
         started = time.perf_counter()
-        run(
-            torch.zeros(batch, width, dtype=torch.long, device=device),
-            torch.zeros(1, dtype=torch.long, device=device),
-            torch.ones(batch, length, dtype=torch.bool, device=device),
-        )
+        with torch.no_grad(), _freezing(self.mode == "max-autotune"):
+            run(
+                torch.zeros(batch, width, dtype=torch.long, device=device),
+                torch.zeros(1, dtype=torch.long, device=device),
+                torch.ones(batch, length, dtype=torch.bool, device=device),
+            )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
@@ -187,11 +199,30 @@ class CompiledDecoder:
         return sum(shape.seconds for shape in self.shapes)
 
 
-# A C++ wrapper calls the generated kernels instead of a Python one. Inductor's `freezing`
-# (weights folded into the graph as constants) was measured too: no clear gain over this on
-# cpu-small, a slower warm start (it bypasses the AOTAutograd cache: 6.6 s vs 4.1 s) and a
-# second copy of the weights in memory (docs/generate.md).
-CPU = {"cpp_wrapper": True}
+def compile_options(device: torch.device, mode: str) -> dict | None:
+    """inductor's options for a decode step. On CPU a C++ wrapper calls the generated kernels
+    instead of a Python one (one step is a few hundred of them). max-autotune adds inductor's
+    own GEMM kernels: on CPU only its C++ templates ("CPP", chosen without benchmarking the
+    candidates; "CPP,ATEN" benchmarks MKL against them, seconds more compile for no gain
+    measured at batch 1)."""
+    if device.type == "cpu":
+        options = {"cpp_wrapper": True}
+        if mode == "max-autotune":
+            options |= {"max_autotune": True, "max_autotune_gemm_backends": "CPP"}
+        return options
+    return {"max_autotune": True} if mode == "max-autotune" else None
+
+
+def _freezing(on: bool):
+    """inductor's `freezing` for the compile that runs inside: weights become constants of the
+    graph, which its GEMM templates need to pre-pack them. Set in inductor's global config
+    because, in torch 2.13, `torch.compile(options={"freezing": True})` compiles without
+    freezing (checked: the weights stay graph inputs and the products stay MKL calls)."""
+    if not on:
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor_config
+
+    return inductor_config.patch(freezing=True)
 
 
 def _only_differentiating_guards():

@@ -26,7 +26,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from tinyllama_cli.decode_step import CompiledDecoder, CompiledShape, require_compiler
+from tinyllama_cli.decode_step import (
+    COMPILE_MODES,
+    CompiledDecoder,
+    CompiledShape,
+    require_compiler,
+)
 from tinyllama_cli.devices import resolve_device, resolve_dtype
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.hardware import set_cpu_threads
@@ -624,7 +629,13 @@ def prepare_for_decoding(model: Llama) -> None:
         model.store_weights_input_major()
 
 
-def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile: bool = False):
+def load_for_generation(
+    path,
+    device: str = "auto",
+    dtype: str = "auto",
+    compile: bool = False,
+    compile_mode: str = "default",
+):
     """(LoadedModel, CompiledDecoder or None, notes for the user).
 
     The model is prepared for decoding (`prepare_for_decoding`: q/k/v fused, and input-major
@@ -633,7 +644,8 @@ def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile
     `compile` decodes with decode_step.py's compiled step over a static KV cache, one graph per
     (batch, cache length), kept in inductor's on-disk cache. Opt-in: the first compile of a
     shape takes seconds to tens of seconds and is won back only after thousands of tokens
-    (docs/generate.md has the figures).
+    (docs/generate.md has the figures). `compile_mode` "max-autotune" freezes the weights into
+    the graph for faster steps, compiled afresh in every process (decode_step.py).
     """
     from tinyllama_cli.load import load_model
 
@@ -642,7 +654,7 @@ def load_for_generation(path, device: str = "auto", dtype: str = "auto", compile
         require_compiler(resolved)
     loaded = load_model(path, device=resolved, dtype=resolve_dtype(dtype, resolved))
     prepare_for_decoding(loaded.model)
-    decoder = CompiledDecoder(loaded.model) if compile else None
+    decoder = CompiledDecoder(loaded.model, mode=compile_mode) if compile else None
     return loaded, decoder, []
 
 
@@ -658,6 +670,7 @@ def run(
     device: str = "auto",
     dtype: str = "auto",
     compile: bool = False,
+    compile_mode: str = "default",
     threads: int | None = None,
     speculation: SpeculationOptions | None = None,
     on_start: Callable[[list[str], list[str]], None] | None = None,
@@ -680,7 +693,13 @@ def run(
     # ops, and threads waiting for a core another process holds made it 50x slower.
     on_cpu = resolve_device(device, NO_CUDA).type == "cpu"
     threads_used = set_cpu_threads(threads) if on_cpu else None
-    loaded, decoder, notes = load_for_generation(ckpt, device=device, dtype=dtype, compile=compile)
+    if compile_mode not in COMPILE_MODES:
+        raise UserError(
+            f"unknown --compile-mode {compile_mode!r}; use one of {', '.join(COMPILE_MODES)}"
+        )
+    loaded, decoder, notes = load_for_generation(
+        ckpt, device=device, dtype=dtype, compile=compile, compile_mode=compile_mode
+    )
     encoded = prepare_prompts(loaded, prompts, params, truncate)
     drafting = load_speculation(speculation, loaded, device, dtype)
     if drafting is not None and drafting.model is not None:
