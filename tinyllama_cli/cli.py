@@ -400,6 +400,12 @@ def eval_command(
         help="Generation tasks: decode with generate's compiled static-cache step "
         "(same text; pays for long generations, docs/generate.md).",
     ),
+    compile_mode: str = typer.Option(
+        "default",
+        "--compile-mode",
+        help="Generation tasks: generate's --compile-mode (default or max-autotune; "
+        "max-autotune implies --compile).",
+    ),
 ) -> None:
     """Evaluate a model with lm-evaluation-harness (offline with --dataset), TinyLlama's table.
 
@@ -426,6 +432,7 @@ def eval_command(
         baseline=not no_baseline,
         prompt_lookup=prompt_lookup,
         compile=compile_,
+        compile_mode=compile_mode,
     )
     if all_checkpoints:
         series = ev.evaluate_checkpoints(

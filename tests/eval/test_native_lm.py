@@ -114,6 +114,11 @@ def test_generate_until_with_prompt_lookup_or_compile_gives_the_same_text(env):
         compiled = NativeLM(loaded.model, loaded.tokenizer, batch_size=3, compile=True, **options)
         assert compiled.generate_until(gen, disable_tqdm=True) == plain, options
         assert compiled.decoder.shapes  # it did decode through a compiled graph
+    tuned = NativeLM(
+        loaded.model, loaded.tokenizer, batch_size=3, compile=True, compile_mode="max-autotune"
+    )
+    assert tuned.generate_until(gen, disable_tqdm=True) == plain  # --compile-mode max-autotune
+    assert tuned.decoder.mode == "max-autotune" and tuned.decoder.shapes
 
 
 def test_generation_kwargs_become_generates_sampling_params():

@@ -39,3 +39,17 @@ def test_prompt_lookup_is_checked_before_loading(tmp_path):
             tmp_path / "no-model", "hellaswag", EvalOptions(compile=True, backend="hf")
         )
     assert EvalOptions(compile=True).evaluate_kwargs()["compile"] is True
+
+
+def test_compile_mode_is_checked_before_loading_and_implies_compile(tmp_path):
+    with pytest.raises(UserError, match="unknown --compile-mode 'fast'"):
+        evaluate_checkpoint(tmp_path / "no-model", "hellaswag", EvalOptions(compile_mode="fast"))
+    with pytest.raises(UserError, match="--compile-mode speeds up the native backend"):
+        evaluate_checkpoint(
+            tmp_path / "no-model",
+            "hellaswag",
+            EvalOptions(compile_mode="max-autotune", backend="hf"),
+        )
+    kwargs = EvalOptions(compile_mode="max-autotune").evaluate_kwargs()
+    assert (kwargs["compile"], kwargs["compile_mode"]) == (True, "max-autotune")
+    assert EvalOptions().evaluate_kwargs()["compile"] is False

@@ -56,13 +56,14 @@ class NativeLM(LlamaTokenLM):
         seed: int = 1234,
         prompt_lookup: int | None = None,
         compile: bool = False,
+        compile_mode: str = "default",
     ):
         """`prompt_lookup`: generate_until drafts up to that many tokens a step from n-gram
         matches (speculative.PromptLookup): the same text, fewer model forwards."""
         super().__init__(tokenizer)
         self.prompt_lookup = prompt_lookup
         # generate_until's decode steps as compiled graphs (one per batch size and width)
-        self.decoder = CompiledDecoder(model) if compile else None
+        self.decoder = CompiledDecoder(model, mode=compile_mode) if compile else None
         self.model = model.eval()
         self._batch_size = int(batch_size)
         self._max_gen_toks = max_gen_toks

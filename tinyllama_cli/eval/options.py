@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tinyllama_cli.decode_step import COMPILE_MODES
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.eval.results import EvalResult, write_json
 from tinyllama_cli.eval.run import evaluate
@@ -42,6 +43,7 @@ class EvalOptions:
     baseline: bool = True
     prompt_lookup: int | None = None  # generation tasks: draft up to N tokens by prompt lookup
     compile: bool = False  # generation tasks: decode_step.py's compiled static-cache step
+    compile_mode: str = "default"  # its mode (decode_step.COMPILE_MODES); non-default implies it
 
     def check(self) -> None:
         """Refuse what would fail only after the evaluation (an --output that exists) and a
@@ -51,9 +53,15 @@ class EvalOptions:
                 f"--prompt-lookup must be at least 1 (tokens drafted per step), "
                 f"got {self.prompt_lookup}"
             )
+        if self.compile_mode not in COMPILE_MODES:
+            raise UserError(
+                f"unknown --compile-mode {self.compile_mode!r}; use one of "
+                + ", ".join(COMPILE_MODES)
+            )
         for flag, given in (
             ("--prompt-lookup", self.prompt_lookup is not None),
             ("--compile", self.compile),
+            ("--compile-mode", self.compile_mode != "default"),
         ):
             if given and self.backend != "native":
                 raise UserError(
@@ -83,7 +91,8 @@ class EvalOptions:
             "threads": self.threads,
             "baseline": self.baseline,
             "prompt_lookup": self.prompt_lookup,
-            "compile": self.compile,
+            "compile": self.compile or self.compile_mode != "default",
+            "compile_mode": self.compile_mode,
         }
 
 

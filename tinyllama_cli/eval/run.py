@@ -51,6 +51,7 @@ def evaluate(
     threads: int | None = None,
     prompt_lookup: int | None = None,
     compile: bool = False,
+    compile_mode: str = "default",
 ) -> EvalResult:
     """Evaluate one model (run, checkpoint or HF directory) on lm-eval tasks; with `baseline`,
     also the unigram model of the run's training data on the same tasks (`unigram_baseline`).
@@ -58,7 +59,7 @@ def evaluate(
     On CPU, `threads` (default: the idle cores, `hardware.set_cpu_threads`) sets torch's
     threads. `prompt_lookup` (native backend) speeds up generation tasks by prompt lookup
     decoding: the same text, from fewer model forwards; `compile` decodes them with the compiled
-    static-cache step (decode_step.py)."""
+    static-cache step (decode_step.py), in `compile_mode` ("default" or "max-autotune")."""
     dtype = canonical_dtype(dtype, "--dtype")  # a bad spelling fails before any task is built
     names = expand_tasks(tasks)
     local = datasets if isinstance(datasets, dict) else parse_datasets(datasets)
@@ -84,7 +85,16 @@ def evaluate(
         manager, setup = prepare_tasks(names, local, tasks_dir, workdir / "tasks")
         task_objects = load_tasks(manager, setup)
         lm, loaded = build_lm(
-            checkpoint, backend, dtype, device, batch_size, seed, workdir, prompt_lookup, compile
+            checkpoint,
+            backend,
+            dtype,
+            device,
+            batch_size,
+            seed,
+            workdir,
+            prompt_lookup,
+            compile,
+            compile_mode,
         )
         result = run_tasks(lm, task_objects, manager, log_samples=log_samples, **run_options)
         if baseline:
@@ -109,6 +119,7 @@ def build_lm(
     workdir: Path,
     prompt_lookup: int | None = None,
     compile: bool = False,
+    compile_mode: str = "default",
 ) -> tuple[Any, Any]:
     """(lm-eval LM, LoadedModel) for the native adapter or lm-eval's HFLM on a converted copy."""
     from tinyllama_cli.load import load_model
@@ -132,6 +143,7 @@ def build_lm(
             seed=seed,
             prompt_lookup=prompt_lookup,
             compile=compile,
+            compile_mode=compile_mode,
         ), loaded
     try:
         from lm_eval.models.huggingface import HFLM
