@@ -124,6 +124,22 @@ def test_max_autotune_freezes_the_weights_and_keeps_greedy_text(loaded):  # noqa
     assert counters["inductor"]["cpp_templated_kernel_counter"] > templates
 
 
+def test_more_decode_graphs_than_dynamos_recompile_limit(loaded):  # noqa: F811
+    """Every decode step is one code object to dynamo, which refuses a ninth graph of one code
+    object by default: a long-lived process (eval over many batch sizes) must not hit that.
+    With the limit set to 2, three batch sizes still decode (and give eager's tokens)."""
+    import torch._dynamo.config as dynamo_config
+
+    torch._dynamo.reset()  # this process's earlier decode graphs are not counted against it
+    model, ids = loaded.model, prompt_ids(loaded)
+    decoder = CompiledDecoder(model)
+    with dynamo_config.patch(recompile_limit=2, accumulated_recompile_limit=2):
+        for batch in (ids[:1], ids[:2], ids[:3]):
+            compiled = generate_tokens(model, batch, greedy(6), decoder=decoder)
+            assert compiled.tokens == generate_tokens(model, batch, greedy(6)).tokens
+    assert [s.batch for s in decoder.shapes] == [1, 2, 3]
+
+
 def test_unknown_compile_mode_is_refused():
     from tinyllama_cli.errors import UserError
 

@@ -175,6 +175,7 @@ class CompiledDecoder:
             return module, module
         device = module.positions.device
         options = compile_options(device, self.mode)
+        _allow_another_graph()
         run = torch.compile(module, fullgraph=True, dynamic=False, options=options)
         module.install()
         hits = _cache_hits()
@@ -211,6 +212,25 @@ def compile_options(device: torch.device, mode: str) -> dict | None:
             options |= {"max_autotune": True, "max_autotune_gemm_backends": "CPP"}
         return options
     return {"max_autotune": True} if mode == "max-autotune" else None
+
+
+_graphs_made = 0  # decode-step graphs compiled in this process, every decoder's
+
+
+def _allow_another_graph() -> None:
+    """Every decode step, of every decoder in the process, is one code object to dynamo
+    (`StaticDecodeStep.forward`), and dynamo allows 8 graphs per code object (`recompile_limit`)
+    before it gives up, an error under fullgraph. A long-lived process (an eval over many batch
+    sizes, a notebook) makes more than 8 shapes, so the limit grows with the graphs made."""
+    global _graphs_made
+    import torch._dynamo.config as dynamo_config
+
+    _graphs_made += 1
+    needed = _graphs_made + 8  # room for the graphs other code compiles of the same object
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, needed)
+    dynamo_config.accumulated_recompile_limit = max(
+        dynamo_config.accumulated_recompile_limit, needed
+    )
 
 
 def _freezing(on: bool):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tinyllama_cli.decode_step import COMPILE_MODES
 from tinyllama_cli.errors import UserError
 from tinyllama_cli.eval.results import EvalResult, write_json
 from tinyllama_cli.eval.run import evaluate
@@ -53,6 +52,8 @@ class EvalOptions:
                 f"--prompt-lookup must be at least 1 (tokens drafted per step), "
                 f"got {self.prompt_lookup}"
             )
+        from tinyllama_cli.decode_step import COMPILE_MODES  # here: it imports torch
+
         if self.compile_mode not in COMPILE_MODES:
             raise UserError(
                 f"unknown --compile-mode {self.compile_mode!r}; use one of "
