@@ -61,6 +61,13 @@ def require_compiler(device: torch.device | str) -> None:
         )
 
 
+def check_compile_mode(mode: str) -> None:
+    """One line for a mode that is not one of COMPILE_MODES (generate and eval call it before
+    their slow load)."""
+    if mode not in COMPILE_MODES:
+        raise UserError(f"unknown --compile-mode {mode!r}; use one of {', '.join(COMPILE_MODES)}")
+
+
 def cache_length(needed: int, block_size: int) -> int:
     """Positions of the static cache for a call that needs `needed`: the next power of two from
     256, capped at the context, so a handful of graphs serve every prompt and output length."""
@@ -134,8 +141,7 @@ class CompiledDecoder:
     """
 
     def __init__(self, model: Llama, compile: bool = True, mode: str = "default"):
-        if mode not in COMPILE_MODES:
-            raise UserError(f"unknown compile mode {mode!r}; use one of {', '.join(COMPILE_MODES)}")
+        check_compile_mode(mode)
         self.model, self.compile, self.mode = model, compile, mode
         self.steps: dict[tuple[int, int, int], tuple[StaticDecodeStep, Callable]] = {}
         self.shapes: list[CompiledShape] = []

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 import torch
 
 from tinyllama_cli.decode_step import (
-    COMPILE_MODES,
     CompiledDecoder,
     CompiledShape,
+    check_compile_mode,
     require_compiler,
 )
 from tinyllama_cli.devices import resolve_device, resolve_dtype
@@ -693,10 +693,7 @@ def run(
     # ops, and threads waiting for a core another process holds made it 50x slower.
     on_cpu = resolve_device(device, NO_CUDA).type == "cpu"
     threads_used = set_cpu_threads(threads) if on_cpu else None
-    if compile_mode not in COMPILE_MODES:
-        raise UserError(
-            f"unknown --compile-mode {compile_mode!r}; use one of {', '.join(COMPILE_MODES)}"
-        )
+    check_compile_mode(compile_mode)
     loaded, decoder, notes = load_for_generation(
         ckpt, device=device, dtype=dtype, compile=compile, compile_mode=compile_mode
     )

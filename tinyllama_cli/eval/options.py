@@ -52,13 +52,9 @@ class EvalOptions:
                 f"--prompt-lookup must be at least 1 (tokens drafted per step), "
                 f"got {self.prompt_lookup}"
             )
-        from tinyllama_cli.decode_step import COMPILE_MODES  # here: it imports torch
+        from tinyllama_cli.decode_step import check_compile_mode  # here: it imports torch
 
-        if self.compile_mode not in COMPILE_MODES:
-            raise UserError(
-                f"unknown --compile-mode {self.compile_mode!r}; use one of "
-                + ", ".join(COMPILE_MODES)
-            )
+        check_compile_mode(self.compile_mode)
         for flag, given in (
             ("--prompt-lookup", self.prompt_lookup is not None),
             ("--compile", self.compile),
