@@ -397,6 +397,8 @@ def contest(args) -> None:
 
 
 def main() -> None:
+    from tinyllama_cli.decode_step import COMPILE_MODES
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -421,7 +423,7 @@ def main() -> None:
     parser.add_argument(
         "--compile-mode",
         default="default",
-        choices=["default", "max-autotune"],
+        choices=COMPILE_MODES,
         help="the compiled column's decode_step mode (--preset runs)",
     )
     args = parser.parse_args()
