@@ -223,6 +223,61 @@ def test_loss_and_gradients_equal_plain_cross_entropy(monkeypatch):
         )
 
 
+def test_bf16_loss_and_gradients_match_autocast_cross_entropy(monkeypatch):
+    """The bf16 path (fp32 softmax in a reused scratch buffer, bf16 gradient of the logits,
+    fp32 sum of the head's gradient) against autograd through F.cross_entropy under the same
+    autocast, over several chunks."""
+    import tinyllama_cli.model as model_module
+
+    monkeypatch.setattr(model_module, "LOSS_CHUNK_ELEMENTS", 97 * 7)
+    torch.manual_seed(0)
+    h = torch.randn(3, 11, 64, requires_grad=True)
+    w = torch.randn(97, 64, requires_grad=True)
+    targets = torch.randint(0, 97, (3, 11))
+    targets[1, 4:] = -100
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = linear_cross_entropy(h, w, targets)
+    loss.backward()
+    grads = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = (h @ w.t()).float()
+    reference = F.cross_entropy(logits.view(-1, 97), targets.view(-1), ignore_index=-100)
+    reference.backward()
+    torch.testing.assert_close(loss, reference, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(grads[0], h.grad, atol=2e-3, rtol=2e-2)
+    torch.testing.assert_close(grads[1], w.grad, atol=2e-3, rtol=2e-2)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_loss_results_do_not_alias_its_reused_buffers(monkeypatch, precision):
+    """The loss keeps its large temporaries between calls (on CPU); nothing it returns or saves
+    for backward may be a view of them: two losses taken before one backward give each input
+    the gradient it gets alone."""
+    import tinyllama_cli.model as model_module
+
+    monkeypatch.setattr(model_module, "LOSS_CHUNK_ELEMENTS", 97 * 7)
+    torch.manual_seed(0)
+    w = torch.randn(97, 64, requires_grad=True)
+    inputs = [(torch.randn(33, 64, requires_grad=True), torch.randint(0, 97, (33,))) for _ in "ab"]
+
+    def loss_of(h, targets):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return linear_cross_entropy(h, w, targets)
+
+    alone = []
+    for h, targets in inputs:
+        loss = loss_of(h, targets)
+        loss.backward()
+        alone.append((loss.detach(), h.grad.clone()))
+        h.grad = None
+    losses = [loss_of(h, targets) for h, targets in inputs]
+    sum(losses).backward()
+    for loss, (h, _), (loss_alone, grad_alone) in zip(losses, inputs, alone):
+        assert torch.equal(loss.detach(), loss_alone)
+        assert torch.equal(h.grad, grad_alone)
+
+
 def test_model_loss_matches_logits_and_trains():
     m = model().train()
     idx = torch.randint(0, CONFIG.vocab_size, (4, 16))

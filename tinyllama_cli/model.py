@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -514,40 +515,92 @@ def _compute_dtype(t: torch.Tensor) -> torch.dtype:
     return t.dtype
 
 
+_scratch = threading.local()
+
+
+def _scratch_buffer(role: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device):
+    """An uninitialised tensor for one of the loss's large temporaries, reused across calls on CPU.
+
+    Why: glibc's malloc serves every block over 32 MiB with a fresh mmap, so a chunk of logits
+    (134 MB in fp32 for 1,048 rows of a 32,000 vocabulary) is page-faulted in, 4 KiB at a time,
+    each time it is first written: on every chunk of every micro batch. Reusing one buffer per role
+    pays that once per thread (benchmarks/README.md, "the loss's temporaries"). On CUDA the caching
+    allocator already reuses memory, so there it is plain `torch.empty`. Nothing returned by the
+    loss may be a view of one of these.
+    """
+    if device.type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    numel = math.prod(shape)
+    key = (role, dtype)
+    buffer = _scratch.__dict__.get(key)
+    if buffer is None or buffer.numel() < numel:
+        _scratch.__dict__.pop(key, None)  # free the old one before allocating the larger
+        buffer = _scratch.__dict__[key] = torch.empty(numel, dtype=dtype)
+    return buffer[:numel].view(shape)
+
+
 def _chunked_loss(
     h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, ignore_index: int, need_grad: bool
 ):
     dtype = _compute_dtype(h)
     h2 = h.reshape(-1, h.size(-1))
     t = targets.reshape(-1)
-    rows = max(1, LOSS_CHUNK_ELEMENTS // weight.size(0))
+    vocab, dim = weight.shape
+    rows = min(h2.size(0), max(1, LOSS_CHUNK_ELEMENTS // vocab))
     count = (t != ignore_index).sum().clamp(min=1).float()
     loss_sum = torch.zeros((), dtype=torch.float32, device=h.device)
     grad_h = torch.empty_like(h2) if need_grad else None
     grad_w = (
         torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_grad else None
     )
+    # One chunk of logits, overwritten in place by its gradient. Below fp32 the softmax runs in an
+    # fp32 copy, which (being free by then) also stages the head's gradient for the fp32 sum:
+    # torch's mixed-dtype `+=` is not vectorised on CPU.
+    logits = _scratch_buffer("logits", (rows, vocab), dtype, h.device)
+    if dtype == torch.float32:
+        fp32 = logits
+    else:
+        fp32 = _scratch_buffer(
+            "fp32", (max(rows, dim if need_grad else 0), vocab), torch.float32, h.device
+        )
+        grad_w_part = (
+            _scratch_buffer("grad_w", (vocab, dim), dtype, h.device) if need_grad else None
+        )
     with torch.autocast(h.device.type, enabled=False):
-        w = weight.to(dtype)
+        w = (
+            weight
+            if weight.dtype == dtype
+            else _scratch_buffer("weight", (vocab, dim), dtype, h.device).copy_(weight)
+        )
         for i in range(0, h2.size(0), rows):
             hc, tc = h2[i : i + rows].to(dtype), t[i : i + rows]
+            n = hc.size(0)
             valid = tc != ignore_index
             safe_t = torch.where(valid, tc, 0)[:, None]
             # One pass of exp for the loss and its gradient, in place over the fp32 logits:
             # loss = log(sum(exp(z - max))) - (z_target - max); d(loss)/dz = softmax(z) - onehot.
-            shifted = (hc @ w.t()).float()
-            shifted -= shifted.amax(dim=-1, keepdim=True)
-            target = shifted.gather(1, safe_t).squeeze(1)
-            exps = shifted.exp_()
+            z = torch.mm(hc, w.t(), out=logits[:n])
+            if fp32 is not logits:
+                z = fp32[:n].copy_(z)
+            z -= z.amax(dim=-1, keepdim=True)
+            target = z.gather(1, safe_t).squeeze(1)
+            exps = z.exp_()
             total = exps.sum(dim=-1)
             loss_sum += ((total.log() - target) * valid).sum()
             if need_grad:
                 scale = valid.float() / count  # the mean over the micro batch's valid targets
                 grad_logits = exps.mul_((scale / total)[:, None])
                 grad_logits.scatter_add_(1, safe_t, -scale[:, None])
-                grad_logits = grad_logits.to(dtype)
-                grad_h[i : i + rows] = (grad_logits @ w).to(grad_h.dtype)
-                grad_w += (grad_logits.t() @ hc).float()
+                grad_logits = logits[:n].copy_(grad_logits) if fp32 is not logits else grad_logits
+                if grad_h.dtype == dtype:
+                    torch.mm(grad_logits, w, out=grad_h[i : i + n])
+                else:
+                    grad_h[i : i + n] = grad_logits @ w
+                if dtype == torch.float32:
+                    grad_w.addmm_(grad_logits.t(), hc)
+                else:
+                    torch.mm(grad_logits.t(), hc, out=grad_w_part)
+                    grad_w += fp32.view(-1)[: vocab * dim].view(vocab, dim).copy_(grad_w_part)
     return loss_sum, count, grad_h, grad_w
 
 
