@@ -223,13 +223,16 @@ def test_loss_and_gradients_equal_plain_cross_entropy(monkeypatch):
         )
 
 
-def test_bf16_loss_and_gradients_match_autocast_cross_entropy(monkeypatch):
+@pytest.mark.parametrize("staged", [True, False], ids=["staged-sum", "mixed-dtype-sum"])
+def test_bf16_loss_and_gradients_match_autocast_cross_entropy(monkeypatch, staged):
     """The bf16 path (fp32 softmax in a reused scratch buffer, bf16 gradient of the logits,
     fp32 sum of the head's gradient) against autograd through F.cross_entropy under the same
-    autocast, over several chunks."""
+    autocast, over several chunks; the head's gradient summed both ways: staged through the fp32
+    scratch (CPU) and by a mixed-dtype `+=` (CUDA's way, run here on CPU)."""
     import tinyllama_cli.model as model_module
 
     monkeypatch.setattr(model_module, "LOSS_CHUNK_ELEMENTS", 97 * 7)
+    monkeypatch.setattr(model_module, "_mixed_add_is_slow", lambda device: staged)
     torch.manual_seed(0)
     h = torch.randn(3, 11, 64, requires_grad=True)
     w = torch.randn(97, 64, requires_grad=True)
