@@ -281,6 +281,84 @@ def test_loss_results_do_not_alias_its_reused_buffers(monkeypatch, precision):
         assert torch.equal(h.grad, grad_alone)
 
 
+def _loss_and_grads(h, w, targets):
+    h = h.detach().requires_grad_(True)
+    loss = linear_cross_entropy(h, w, targets)
+    loss.backward()
+    return loss.detach(), h.grad
+
+
+def test_loss_after_a_call_under_inference_mode_still_trains():
+    """A first call under inference mode (a user's validation pass) must not leave inference
+    tensors in the reused buffers: a training call after it writes into them."""
+    torch.manual_seed(0)
+    h, w, targets = torch.randn(2, 5, 16), torch.randn(50, 16), torch.randint(0, 50, (2, 5))
+
+    def in_fresh_thread():
+        with torch.inference_mode():
+            first = linear_cross_entropy(h, w, targets)
+        return first, _loss_and_grads(h, w, targets), linear_cross_entropy(h, w, targets)
+
+    first, (loss, grad_h), evaluated = _in_new_thread(in_fresh_thread)
+    expected = F.cross_entropy((h @ w.t()).view(-1, 50), targets.view(-1))
+    torch.testing.assert_close(first, expected)
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(evaluated, expected)
+    assert grad_h.abs().sum() > 0
+
+
+def test_loss_of_an_empty_batch_is_zero():
+    h, w, targets = torch.randn(0, 16), torch.randn(50, 16), torch.randint(0, 50, (0,))
+    loss, grad_h = _loss_and_grads(h, w, targets)
+    assert loss.item() == 0.0 and grad_h.shape == (0, 16)
+
+
+def test_loss_under_a_meta_default_device_uses_the_inputs_device():
+    torch.manual_seed(0)
+    h, w, targets = torch.randn(6, 16), torch.randn(11, 16), torch.randint(0, 11, (6,))
+
+    def in_fresh_thread():
+        with torch.device("meta"):
+            loss = linear_cross_entropy(h, w, targets)
+        return loss, linear_cross_entropy(h, w, targets)
+
+    inside, after = _in_new_thread(in_fresh_thread)
+    expected = F.cross_entropy(h @ w.t(), targets)
+    assert inside.device.type == "cpu"
+    torch.testing.assert_close(inside, expected)
+    torch.testing.assert_close(after, expected)
+
+
+def test_loss_can_be_traced_by_torch_compile():
+    """Whole-model compiles trace the loss too: dynamo must get through its buffer logic."""
+    torch.manual_seed(0)
+    h, w, targets = torch.randn(6, 16), torch.randn(11, 16), torch.randint(0, 11, (6,))
+    compiled = torch.compile(linear_cross_entropy, backend="eager")
+
+    def in_fresh_thread():
+        with torch.no_grad():
+            evaluated = compiled(h, w, targets)
+        hc = h.clone().requires_grad_(True)
+        loss = compiled(hc, w, targets)
+        loss.backward()
+        return evaluated, loss.detach(), hc.grad
+
+    evaluated, loss, grad_h = _in_new_thread(in_fresh_thread)
+    eager_loss, eager_grad = _loss_and_grads(h, w, targets)
+    torch.testing.assert_close(evaluated, eager_loss)
+    torch.testing.assert_close(loss, eager_loss)
+    torch.testing.assert_close(grad_h, eager_grad)
+
+
+def _in_new_thread(fn):
+    """Run fn in a thread of its own: the loss's reused buffers are per thread, so it starts
+    with none (what a process's first call sees)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn).result()
+
+
 def test_model_loss_matches_logits_and_trains():
     m = model().train()
     idx = torch.randint(0, CONFIG.vocab_size, (4, 16))

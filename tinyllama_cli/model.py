@@ -526,16 +526,19 @@ def _scratch_buffer(role: str, shape: tuple[int, ...], dtype: torch.dtype, devic
     each time it is first written: on every chunk of every micro batch. Reusing one buffer per role
     pays that once per thread (benchmarks/README.md, "the loss's temporaries"). On CUDA the caching
     allocator already reuses memory, so there it is plain `torch.empty`. Nothing returned by the
-    loss may be a view of one of these.
+    loss may be a view of one of these. Not cached either: under inference mode (its tensors
+    could not be written outside it afterwards) or while torch.compile traces (dynamo cannot
+    follow a thread-local dict; inductor plans the memory of a compiled graph itself).
     """
-    if device.type != "cpu":
+    if device.type != "cpu" or torch.is_inference_mode_enabled() or torch.compiler.is_compiling():
         return torch.empty(shape, dtype=dtype, device=device)
     numel = math.prod(shape)
-    key = (role, dtype)
-    buffer = _scratch.__dict__.get(key)
+    key = f"{role}:{dtype}"
+    buffer = getattr(_scratch, key, None)
     if buffer is None or buffer.numel() < numel:
-        _scratch.__dict__.pop(key, None)  # free the old one before allocating the larger
-        buffer = _scratch.__dict__[key] = torch.empty(numel, dtype=dtype)
+        setattr(_scratch, key, None)  # free the old one before allocating the larger
+        buffer = torch.empty(numel, dtype=dtype, device=device)
+        setattr(_scratch, key, buffer)
     return buffer[:numel].view(shape)
 
 
@@ -552,7 +555,7 @@ def _chunked_loss(
     h2 = h.reshape(-1, h.size(-1))
     t = targets.reshape(-1)
     vocab, dim = weight.shape
-    rows = min(h2.size(0), max(1, LOSS_CHUNK_ELEMENTS // vocab))
+    rows = max(1, min(h2.size(0), LOSS_CHUNK_ELEMENTS // vocab))  # 1 row even for none
     count = (t != ignore_index).sum().clamp(min=1).float()
     loss_sum = torch.zeros((), dtype=torch.float32, device=h.device)
     grad_h = torch.empty_like(h2) if need_grad else None
