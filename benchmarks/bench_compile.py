@@ -28,9 +28,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_pretrain import make_data
 
-from tinyllama_cli.hardware import cpu_flags
+from tinyllama_cli.hardware import matmul_flags_shown
 
-SHOWN_FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
 # (seq_len, micro batch, vocab): cpu-small as examples/cpu-small.yaml trains it on the quickstart's
 # 8192-piece tokenizer; cpu-bench as bench_pretrain.py.
 SHAPES = {"cpu-small": (256, 8, 8192), "cpu-bench": (512, 8, 32000)}
@@ -92,7 +91,7 @@ def main() -> None:
 
     seq, micro, vocab = SHAPES[args.preset]
     threads = torch.get_num_threads()
-    flags = " ".join(sorted(cpu_flags() & SHOWN_FLAGS)) or "-"
+    flags = matmul_flags_shown()
     allocator = "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc"
     print(
         f"{args.preset} (seq {seq}, micro batch {micro}), precision {args.precision}, "

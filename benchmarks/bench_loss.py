@@ -32,9 +32,7 @@ import torch.nn.functional as F
 
 from tinyllama_cli import model as model_module
 from tinyllama_cli.config import PRESETS
-from tinyllama_cli.hardware import cpu_flags
-
-SHOWN_FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+from tinyllama_cli.hardware import matmul_flags_shown
 
 
 def plain_loss(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -104,7 +102,7 @@ def main() -> None:
         f"{args.preset} head ({config.vocab_size:,} x {config.n_embd}), micro batch "
         f"{args.micro_batch} x {config.block_size}, {args.precision}, "
         f"{torch.get_num_threads()} threads, CPU flags: "
-        f"{' '.join(sorted(cpu_flags() & SHOWN_FLAGS)) or '-'}; median of {args.repeats}\n"
+        f"{matmul_flags_shown()}; median of {args.repeats}\n"
     )
     print("| loss | ms per call | minor page faults | x plain | x fresh |\n|---|---|---|---|---|")
     for kind in kinds:

@@ -21,10 +21,9 @@ import time
 import torch
 
 from tinyllama_cli.config import PRESETS
-from tinyllama_cli.hardware import cpu_flags
+from tinyllama_cli.hardware import matmul_flags_shown
 from tinyllama_cli.model import Llama
 
-SHOWN_FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
 KINDS = {"for-loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
 
 
@@ -55,7 +54,7 @@ def main() -> None:
     n = sum(p.numel() for p in params)
     print(
         f"{args.preset}: {n:,} parameters, {torch.get_num_threads()} threads, "
-        f"CPU flags: {' '.join(sorted(cpu_flags() & SHOWN_FLAGS)) or '-'}; median of "
+        f"CPU flags: {matmul_flags_shown()}; median of "
         f"{args.repeats} steps each\n"
     )
     print("| AdamW | ms per step | x for-loop |\n|---|---|---|")

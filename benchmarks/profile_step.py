@@ -1,7 +1,7 @@
 """Where the time of one `tinyllama pretrain` step goes on a CPU, per op (torch.profiler).
 
     PYTHONPATH=. python benchmarks/profile_step.py --precision bf16 --steps 3 \\
-        [--preset cpu-bench|cpu-small] [--compile] [--json out.json]
+        [--preset cpu-bench|cpu-small] [--compile] [--timing-only] [--json out.json]
 
 Builds the `cpu-bench` model (vocab 32000, 6 layers, d 512, seq 512, micro batch 8; or
 `cpu-small` at the quickstart's shape: vocab 8192, seq 256, micro batch 8), the
@@ -21,6 +21,9 @@ import argparse
 import dataclasses
 import json
 import os
+import resource
+import statistics
+import time
 from collections import defaultdict
 from contextlib import nullcontext
 
@@ -28,6 +31,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from tinyllama_cli.config import PRESETS, Optimizer, Schedule
+from tinyllama_cli.hardware import matmul_flags_shown
 from tinyllama_cli.model import Llama
 from tinyllama_cli.train.distributed import clip_grad_norm
 from tinyllama_cli.train.optim import build_optimizer
@@ -104,6 +108,18 @@ def build(preset: str, compile: bool) -> tuple[torch.nn.Module, torch.optim.Opti
     return model, optimizer
 
 
+def build_with_batch(
+    args: argparse.Namespace,
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.Tensor, torch.Tensor]:
+    """The model, its optimizer and one fixed micro batch of random tokens and targets."""
+    model, optimizer = build(args.preset, args.compile)
+    seq, micro, vocab = SHAPES[args.preset]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(3, vocab, (micro, seq), generator=gen)
+    y = torch.randint(3, vocab, (micro, seq), generator=gen)
+    return model, optimizer, x, y
+
+
 def step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -136,11 +152,7 @@ def scope_of(event) -> tuple[str, bool]:
 
 
 def profile_steps(args: argparse.Namespace) -> dict:
-    model, optimizer = build(args.preset, args.compile)
-    seq, micro, vocab = SHAPES[args.preset]
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randint(3, vocab, (micro, seq), generator=gen)
-    y = torch.randint(3, vocab, (micro, seq), generator=gen)
+    model, optimizer, x, y = build_with_batch(args)
     for _ in range(args.warmup):
         step(model, optimizer, x, y, args.precision)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -180,6 +192,28 @@ def profile_steps(args: argparse.Namespace) -> dict:
     }
 
 
+def time_steps(args: argparse.Namespace) -> dict:
+    """The same steps without the profiler: wall ms per step (median after `--warmup`), and the
+    process's minor page faults and peak RSS, for A/B runs of settings outside the code (an
+    allocator's environment variables, thread counts) in separate processes."""
+    model, optimizer, x, y = build_with_batch(args)
+    times = []
+    for _ in range(args.warmup + args.steps):
+        start = time.perf_counter()
+        step(model, optimizer, x, y, args.precision)
+        times.append(time.perf_counter() - start)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "precision": args.precision,
+        "compile": args.compile,
+        "threads": torch.get_num_threads(),
+        "step_ms": 1e3 * statistics.median(times[args.warmup :]),
+        "all_steps_ms": [round(1e3 * t) for t in times],
+        "minor_page_faults": usage.ru_minflt,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+    }
+
+
 def print_report(r: dict) -> None:
     total = r["step_ms"]
     print(
@@ -203,10 +237,24 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--top", type=int, default=15, help="how many ops to list")
     p.add_argument("--compile", action="store_true", help="torch.compile each block (as --compile)")
+    p.add_argument(
+        "--timing-only", action="store_true", help="no profiler: median wall ms per step only"
+    )
     p.add_argument("--json", help="also write the report here")
     args = p.parse_args()
-    report = profile_steps(args)
-    print_report(report)
+    print(f"CPU flags: {matmul_flags_shown()}")
+    if args.timing_only:
+        report = time_steps(args)
+        print(
+            f"precision {report['precision']}, compile {report['compile']}, threads "
+            f"{report['threads']}: {report['step_ms']:.0f} ms per step (median of {args.steps} "
+            f"after {args.warmup}; all {report['all_steps_ms']}), "
+            f"{report['minor_page_faults']:,} minor page faults, "
+            f"peak RSS {report['peak_rss_mib']:,.0f} MiB"
+        )
+    else:
+        report = profile_steps(args)
+        print_report(report)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)

@@ -1,6 +1,9 @@
 """The GPU table, the CPU's measured peak and the CPU thread default."""
 
 import os
+import platform
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -225,3 +228,50 @@ def test_own_cpu_seconds_counts_our_live_subprocesses():
     finally:
         child.kill()
         child.wait()
+
+
+_REALLOCATE = """
+import resource, sys
+import torch
+from tinyllama_cli.hardware import keep_freed_memory
+done = keep_freed_memory() if sys.argv[1] == "keep" else None
+x = torch.zeros(32000, 512)  # 64 MB, over glibc's largest mmap threshold (32 MiB)
+del x
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+x = torch.zeros(32000, 512)
+print(done, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _reallocation_faults(mode: str, **env: str) -> tuple[str, int]:
+    """(what keep_freed_memory said, minor page faults of a second 64 MB allocation), in a fresh
+    process: the settings are process-wide, and torch's THP switch is read once."""
+    clean = {k: v for k, v in os.environ.items() if k not in hardware.ALLOCATOR_VARIABLES}
+    clean.pop("THP_MEM_ALLOC_ENABLE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _REALLOCATE, mode],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return " ".join(out[:-1]), int(out[-1])
+
+
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator")
+
+
+@glibc_only
+def test_kept_memory_serves_a_reallocation_without_page_faults():
+    """A freed 64 MB block comes back from the heap: glibc's default unmaps it and faults a new
+    one in page by page (16,000 faults of 4 KiB here)."""
+    said, faults = _reallocation_faults("keep")
+    assert said.startswith("freed memory kept") and faults < 100  # 2 MiB pages alone: ~700
+    _, default_faults = _reallocation_faults("default")
+    assert default_faults > 5000  # what the setting removes, so the first check can fail
+
+
+@glibc_only
+def test_an_allocator_the_user_chose_is_left_alone():
+    said, faults = _reallocation_faults("keep", MALLOC_MMAP_MAX_="65536")
+    assert said == "None" and faults > 5000

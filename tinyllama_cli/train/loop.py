@@ -31,7 +31,7 @@ from tinyllama_cli.config import TrainConfig
 from tinyllama_cli.data.dataset import PretrainData
 from tinyllama_cli.data.prefetch import Batches, Prefetcher, StepSlice
 from tinyllama_cli.errors import UserError
-from tinyllama_cli.hardware import ThreadGovernor, set_cpu_threads
+from tinyllama_cli.hardware import ThreadGovernor, keep_freed_memory, set_cpu_threads
 from tinyllama_cli.rundir import EVAL_PREFIX, checkpoint_step, list_checkpoints
 from tinyllama_cli.tokenizer import Tokenizer
 from tinyllama_cli.train import checkpoint
@@ -193,6 +193,8 @@ class Trainer:
     def __init__(self, run: Run, world: World, console: Any = None):
         cfg = self.cfg = run.train
         self.run, self.world = run, world
+        # Before the model exists: the allocator settings apply to what is allocated after them.
+        self.memory = keep_freed_memory() if world.device.type == "cpu" else None
         self.threads = cpu_threads(cfg.launch.num_threads) if world.device.type == "cpu" else None
         self.precision = resolve_precision(cfg.speed.precision, world.device)
         self.accum = check_batch(cfg, world.world_size)
@@ -385,6 +387,7 @@ class Trainer:
                 if self.threads
                 else ""
             )
+            + (f"; {self.memory}" if self.memory else "")
             + f"; MFU peak {peak:.3g} FLOP/s/device ({peak_source})"
             + f"; compile {'on' if self.compile[0] else 'off'} ({self.compile[1]})"
         )
