@@ -316,18 +316,20 @@ ALLOCATOR_VARIABLES = ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNA
 
 
 def keep_freed_memory() -> str | None:
-    """Make glibc keep the memory a CPU training worker frees, for the blocks it allocates next.
+    """Tune glibc's allocator for a CPU training worker: large blocks from the heap, kept.
 
-    Why: glibc serves every block over 32 MiB with a fresh mmap, unmaps it on free, and hands
-    the heap's free top back above a threshold, while a training step frees and reallocates the
-    same large tensors every micro batch (the head's and the embedding's gradients, activations),
-    so each is page-faulted in afresh, 4 KiB at a time: ~1M minor page faults per cpu-bench
-    step. With mmap off (M_MMAP_MAX 0; glibc still falls back to mmap where the heap cannot grow)
-    and trimming only above 2 GiB, a freed block is reused from the heap; PyTorch's
-    THP_MEM_ALLOC_ENABLE makes what is still faulted in come in 2 MiB pages (it takes effect
-    when no CPU tensor was allocated before, as in a `tinyllama pretrain` process). The process
-    keeps its peak memory until it exits, as tcmalloc does. Measured 1.07x a bf16 cpu-bench step
-    on an AVX512-BF16 EPYC (benchmarks/README.md, "profile_step.py").
+    Why: glibc serves every block over 32 MiB with a fresh mmap and unmaps it on free, while a
+    training step frees and reallocates the same large tensors every micro batch (the head's
+    and the embedding's gradients, activations), so each is page-faulted in afresh, 4 KiB at a
+    time: ~1M minor page faults per process of 8 cpu-bench steps. Here mmap is off (M_MMAP_MAX
+    0; glibc still falls back to it where the heap cannot grow), the heap is not handed back
+    below 2 GiB of free top (M_TRIM_THRESHOLD), and PyTorch's THP_MEM_ALLOC_ENABLE asks for 2 MiB
+    pages for large tensors (read at torch's first CPU allocation, which in a `tinyllama
+    pretrain` process comes after this). A freed block is not always reused as it was (a small
+    allocation can split it, and the heap grows instead), but measured together on an
+    AVX512-BF16 EPYC, bf16 cpu-bench step: page faults 1.0M -> 130k per process and 1.07x
+    (2 MiB pages alone: no gain; benchmarks/README.md, "profile_step.py"). The process keeps
+    its peak memory until it exits, as tcmalloc does.
 
     Left alone where it is not glibc, or where the user chose (any of ALLOCATOR_VARIABLES set,
     e.g. tcmalloc preloaded; a THP_MEM_ALLOC_ENABLE of the user's is kept as it is). Returns what

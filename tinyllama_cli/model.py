@@ -621,24 +621,19 @@ class _LinearCrossEntropy(torch.autograd.Function):
     """The gradients are computed in the forward and only scaled by the loss's own gradient in
     the backward. They are scaled in place: they belong to this call alone, and a fresh copy of
     the head's gradient (64 MB in fp32 for a 32000 x 512 head) is a page-faulted allocation per
-    micro batch on CPU. Hence one backward per forward: a second one after `retain_graph=True`
-    is an error, not a gradient scaled twice (Liger-Kernel's fused loss scales in place too)."""
+    micro batch on CPU. Hence one backward per forward: after `retain_graph=True` a second one
+    fails autograd's check of the saved tensors' versions instead of scaling them twice
+    (Liger-Kernel's fused loss scales in place too)."""
 
     @staticmethod
     def forward(ctx, h, weight, targets, ignore_index):
         loss_sum, count, grad_h, grad_w = _chunked_loss(
             h, weight, targets, ignore_index, need_grad=True
         )
-        ctx.grads = (grad_h.view_as(h), grad_w.to(weight.dtype))
+        ctx.save_for_backward(grad_h.view_as(h), grad_w.to(weight.dtype))
         return loss_sum / count
 
     @staticmethod
     def backward(ctx, grad_output):
-        if ctx.grads is None:
-            raise RuntimeError(
-                "linear_cross_entropy's backward runs once per forward (its gradients are "
-                "scaled in place); compute the loss again instead of retain_graph=True"
-            )
-        grad_h, grad_w = ctx.grads
-        ctx.grads = None
+        grad_h, grad_w = ctx.saved_tensors
         return grad_h.mul_(grad_output), grad_w.mul_(grad_output), None, None
